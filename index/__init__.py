@@ -1,0 +1,1 @@
+"""StyleAtlas index layer."""

@@ -1,0 +1,1 @@
+from models.errors import AtlasError, CheckpointError, PromptError, AtlasFormatError  # noqa: F401

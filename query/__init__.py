@@ -1,0 +1,1 @@
+"""StyleAtlas query layer."""
