@@ -44,13 +44,24 @@ def read_checkpoint(path: Path) -> object:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} contains pickled code or objects that are not loaded for "
-                              f"safety ({first[:160]}); re-save it with tensors only.") from None
+        detail = _unpickler_detail(str(exc))
+        if "global" in detail.lower():
+            raise CheckpointError(f"checkpoint {path} contains pickled code or objects that are not loaded for "
+                                  f"safety ({detail[:160]}); re-save it with tensors only.") from None
+        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): "
+                              f"{detail[:160]}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): "
                               f"{first[:160]}") from None
+
+
+def _unpickler_detail(message: str) -> str:
+    """The informative part of torch's weights_only refusal, without its boilerplate paragraph."""
+    boiler = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith(boiler)]
+    text = " ".join(lines).replace("WeightsUnpickler error:", "").strip()
+    return text or "unreadable pickle"
 
 
 def _generator_state(ckpt, path: Path) -> tuple[dict, torch.Tensor | None]:
