@@ -1,0 +1,1 @@
+"""Package data for models: the 79 ImageNet prompt templates (SPEC §4)."""

@@ -1,0 +1,83 @@
+"""The text side of SPEC §4: prompt templates, template-averaged phrase embeddings t(p), text directions Δt."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from models.clip import validate_prompt
+from models.errors import AtlasError, PromptError
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "data" / "templates_imagenet79.txt"
+
+__all__ = ["DEFAULT_TEMPLATES", "embed_phrases", "load_templates", "text_direction", "validate_prompt"]
+
+
+def load_templates(path=None) -> list[str]:
+    """Prompt templates, one a line, `{}` standing for the phrase; the 79 ImageNet templates by default."""
+    path = Path(path).expanduser() if path is not None else DEFAULT_TEMPLATES
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise AtlasError(f"template file {path} does not exist; check the path.") from None
+    except IsADirectoryError:
+        raise AtlasError(f"template file {path} is a directory; pass a text file with one template a line.") from None
+    except UnicodeDecodeError:
+        raise AtlasError(f"template file {path} is not UTF-8 text; save it as UTF-8, one template a line.") from None
+    templates = [line.strip() for line in text.splitlines() if line.strip()]
+    if not templates:
+        raise AtlasError(f"template file {path} has no templates; write one a line, e.g. 'a photo of a {{}}.'.")
+    for n, template in enumerate(templates, 1):
+        if "{}" not in template:
+            raise AtlasError(f"template {n} of {path} ({template[:40]!r}) has no '{{}}' where the phrase goes; "
+                             "add it, e.g. 'a photo of a {}.'.")
+    return templates
+
+
+def _fill(template: str, phrase: str) -> str:
+    # replace, not str.format: a template may contain other braces, a phrase may contain anything
+    return template.replace("{}", phrase)
+
+
+def embed_phrases(embedder, phrases, templates=None, batch_size: int = 256) -> torch.Tensor:
+    """[N, D] t(p) for every phrase p: each template embedding unit-normalised, averaged, re-normalised.
+
+    All N x T texts go to `embedder.encode_text` together (in batches of `batch_size`), so the encoder can
+    bucket by length across phrases. `templates` is a list of templates or a template file path.
+    """
+    if isinstance(phrases, str):
+        raise PromptError("embed_phrases takes a list of phrases, not one string; wrap it as [phrase].")
+    phrases = [validate_prompt(p) for p in phrases]
+    if templates is None or isinstance(templates, (str, Path)):
+        templates = load_templates(templates)
+    templates = list(templates)
+    if not templates or any(not isinstance(t, str) or "{}" not in t for t in templates):
+        raise AtlasError("every template must be text containing '{}' where the phrase goes.")
+    texts = [_fill(t, p) for p in phrases for t in templates]  # phrase-major: N x T
+    if not phrases:
+        return torch.zeros(0, embedder.dim)
+    if _takes_batch_size(embedder):  # one call: the encoder buckets all N x T texts by length itself
+        emb = embedder.encode_text(texts, batch_size=batch_size)
+    else:
+        emb = torch.cat([embedder.encode_text(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+    emb = F.normalize(emb.float(), dim=-1).view(len(phrases), len(templates), -1)  # [N, T, D]
+    return F.normalize(emb.mean(dim=1), dim=-1)  # [N, D]
+
+
+def _takes_batch_size(embedder) -> bool:
+    try:
+        return "batch_size" in inspect.signature(embedder.encode_text).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def text_direction(t_target: torch.Tensor, t_neutral: torch.Tensor) -> torch.Tensor:
+    """Δt = normalise(t(target) - t(neutral)) (SPEC §4); [D] or [N, D]."""
+    delta_t = t_target.float() - t_neutral.float()
+    norm = delta_t.norm(dim=-1, keepdim=True)
+    if (norm < 1e-6).any():
+        raise PromptError("the target and neutral prompts have the same embedding, so there is no direction; "
+                          "use a neutral that names the class being edited (e.g. 'face') and a different target.")
+    return delta_t / norm
