@@ -16,7 +16,7 @@ def pytest_configure(config):
 
 def tiny_clip_config(**text_overrides) -> dict:
     """An open_clip model config small enough for tests: 32 px input, width 64, 2 layers, context 77."""
-    text_cfg = dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2, **text_overrides)
+    text_cfg = {**dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2), **text_overrides}
     return dict(embed_dim=32, vision_cfg=dict(image_size=32, layers=2, width=64, patch_size=8, head_width=32),
                 text_cfg=text_cfg)
 
