@@ -161,11 +161,12 @@ class ClipEmbedder:
         """list of N raw prompts -> [N, dim] unit embeddings, in the order given."""
         if isinstance(texts, str):
             raise PromptError("encode_text takes a list of prompts, not one string; wrap it as [prompt].")
+        texts = list(texts)
         for t in texts:
             validate_prompt(t)
         if not texts:
             return torch.zeros(0, self.dim, device=self.device)
-        ids = self.tokenize(list(texts)).to(self.device)  # [N, ctx]
+        ids = self.tokenize(texts).to(self.device)  # [N, ctx]
         if self._needs_grad():
             return self._encode_tokens(ids, batch_size)
         with torch.inference_mode():
@@ -303,17 +304,20 @@ def _seeded(seed: int, build):
 def read_model_config(source) -> tuple[dict, str]:
     """(open_clip model config dict, a label for messages) from a dict or a JSON file path."""
     if isinstance(source, dict):
-        return json.loads(json.dumps(source)), "custom"
-    path = Path(source).expanduser()
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"CLIP model config {path} does not exist; check the path.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"CLIP model config {path} is not readable JSON ({str(exc)[:100]}).") from None
-    if not isinstance(cfg, dict):
-        raise CheckpointError(f"CLIP model config {path} holds a {type(cfg).__name__}, not an object.")
-    return cfg.get("model_cfg", cfg), path.stem
+        cfg, label = json.loads(json.dumps(source)), "custom"  # a deep copy: the caller's dict stays as it was
+    else:
+        path, label = Path(source).expanduser(), Path(source).stem
+        try:
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CheckpointError(f"CLIP model config {path} does not exist; check the path.") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"CLIP model config {path} is not readable JSON ({str(exc)[:100]}).") from None
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"CLIP model config {path} holds a {type(cfg).__name__}, not an object.")
+    if isinstance(cfg.get("model_cfg"), dict):  # open_clip_config.json: {"model_cfg": ..., "preprocess_cfg": ...}
+        cfg = {"preprocess_cfg": cfg.get("preprocess_cfg"), **cfg["model_cfg"]}
+    return cfg, label
 
 
 def _load_from_config(source, pretrained, seed: int) -> ClipEmbedder:
@@ -326,8 +330,10 @@ def _load_from_config(source, pretrained, seed: int) -> ClipEmbedder:
     model_cls = open_clip.CustomTextCLIP if cfg.pop("custom_text", False) else open_clip.CLIP
     try:
         model = _seeded(seed, lambda: model_cls(**cfg))
-    except (TypeError, ValueError, AssertionError, KeyError) as exc:
-        raise CheckpointError(f"CLIP model config {label} is invalid ({str(exc).splitlines()[0][:120]}).") from None
+    except Exception as exc:  # dataclass TypeErrors, asserts, hub look-ups of timm / HF towers offline
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"CLIP model config {label} is invalid or needs files that are not here "
+                              f"({first}).") from None
     size = model.visual.image_size
     open_clip.set_model_preprocess_cfg(model, dict(
         size=size, mean=tuple(pp.get("mean", OPENAI_MEAN)), std=tuple(pp.get("std", OPENAI_STD)),
@@ -342,7 +348,11 @@ def _load_from_config(source, pretrained, seed: int) -> ClipEmbedder:
 
 
 def _load_named(name: str, pretrained, seed: int) -> ClipEmbedder:
-    if open_clip.get_model_config(name) is None:
+    try:
+        known = open_clip.get_model_config(name) is not None
+    except Exception:  # "hf-hub:" names fetch their config from the hub
+        known = False
+    if not known:
         raise CheckpointError(f"'{name}' is not an open_clip model name (e.g. ViT-B-32, ViT-B-32-quickgelu); "
                               "see open_clip.list_models(), or pass a model config .json.")
     weights, mean_std = None, {}

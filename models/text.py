@@ -50,6 +50,8 @@ def embed_phrases(embedder, phrases, templates=None, batch_size: int = 256) -> t
     if isinstance(phrases, str):
         raise PromptError("embed_phrases takes a list of phrases, not one string; wrap it as [phrase].")
     phrases = [validate_prompt(p) for p in phrases]
+    if isinstance(templates, str) and "{}" in templates and not Path(templates).expanduser().exists():
+        raise AtlasError("templates is one template string; pass a list of templates or a template file path.")
     if templates is None or isinstance(templates, (str, Path)):
         templates = load_templates(templates)
     templates = list(templates)

@@ -67,6 +67,13 @@ def test_fast_text_path_matches_plain_open_clip_and_skips_padding(tiny_clip):
     assert min(seen) < 10 and max(seen) == 77  # short prompts ran on a few positions, the long one on all
 
 
+@pytest.mark.parametrize("text_cfg", [dict(qk_norm=True), dict(pool_type="eos", eos_id=49407)])
+def test_fast_text_path_covers_custom_blocks_and_eos_pooling(text_cfg):
+    embedder = load_clip(tiny_clip_config(**text_cfg), seed=2)
+    assert causal_text_tower(embedder.model) is not None
+    assert (embedder.encode_text(iter(PROMPTS)) - plain_text(embedder, PROMPTS)).abs().max() < 1e-5
+
+
 def test_non_causal_text_tower_falls_back_to_the_model_path():
     embedder = load_clip(tiny_clip_config(no_causal_mask=True), seed=1)
     assert causal_text_tower(embedder.model) is None
@@ -206,6 +213,8 @@ def test_bad_model_configs_raise_checkpoint_errors(tmp_path):
         load_clip({"embed_dim": 8, "vision_cfg": {}})
     with pytest.raises(CheckpointError, match="invalid"):
         load_clip({**tiny_clip_config(), "vision_cfg": {"no_such_option": 1}})
+    wrapped = load_clip({"model_cfg": tiny_clip_config(), "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}})
+    assert (wrapped.mean, wrapped.std) == ((0.5,) * 3, (0.25,) * 3)  # open_clip_config.json layout
     with pytest.raises(CheckpointError, match="not an open_clip model name"):
         load_clip("ViT-Q-99")
 
