@@ -220,8 +220,10 @@ def test_bad_model_configs_raise_checkpoint_errors(tmp_path):
 
 
 def test_pretrained_tag_offline_without_cache_says_to_pass_a_path(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cache/clip
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty hub cache
     with pytest.raises(CheckpointError, match="not available offline.*local checkpoint path") as err:
         load_clip("ViT-B-32-quickgelu", pretrained="openai")
     assert "\n" not in str(err.value)
