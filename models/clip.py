@@ -282,7 +282,7 @@ def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0) -> ClipEmbe
             raise CheckpointError(f"the demo CLIP ({config.name}, {weights.name} in {DEMO_DIR}) is missing; "
                                   "reinstall StyleAtlas or train it with the demo training script.")
         embedder = _load_from_config(config, pretrained if pretrained is not None else weights, seed)
-        embedder.name = "demo"
+        embedder.name, embedder.pretrained = "demo", "demo" if pretrained is None else str(pretrained)
     elif isinstance(name, dict) or (isinstance(name, (str, os.PathLike)) and str(name).endswith(".json")):
         embedder = _load_from_config(name, pretrained, seed)
     elif isinstance(name, str):
