@@ -1,5 +1,6 @@
 """CLIP embedder: unit embeddings, CLIP's preprocessing on tensors, the fast text path, loading weights safely."""
 import io
+import json
 import pickle
 import warnings
 import zipfile
@@ -149,7 +150,7 @@ def test_saved_weights_load_offline_with_identical_embeddings(tiny_clip, tmp_pat
     torch.save(sd, tmp_path / "clip.pt")
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "train.pt")
     config = tmp_path / "config.json"
-    config.write_text(__import__("json").dumps(tiny_clip_config()))
+    config.write_text(json.dumps(tiny_clip_config()))
     for name in ("clip.safetensors", "clip.pt", "train.pt"):
         loaded = load_clip(str(config), pretrained=tmp_path / name, seed=99)
         assert loaded.fingerprint() == tiny_clip.fingerprint()
