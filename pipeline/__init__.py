@@ -1,1 +1,7 @@
-"""StyleAtlas pipeline layer."""
+"""StyleAtlas pipeline layer: the offline stages that build an atlas (see pipeline/README.md)."""
+from pipeline.build import BuildReport, build_atlas, default_neutral, merge, run_build
+from pipeline.config import (BuildConfig, IndexConfig, LabelConfig, RelevanceConfig, StatsConfig, VocabularyConfig,
+                             make_config)
+
+__all__ = ["BuildConfig", "BuildReport", "IndexConfig", "LabelConfig", "RelevanceConfig", "StatsConfig",
+           "VocabularyConfig", "build_atlas", "default_neutral", "make_config", "merge", "run_build"]

@@ -1,0 +1,140 @@
+"""Assemble a finished work folder into the atlas: labels, atlas.h5, FAISS indexes, catalog, MANIFEST.json.
+
+Needs no model: everything comes from work/ (plan.json and the chunk files), so `styleatlas-build merge`
+can run on any machine after a sharded build. Each output is written atomically; MANIFEST.json is written
+last, so an atlas without it is known to be unfinished.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from index import (ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX, AtlasData, build_ip_index,
+                   have_faiss, recall_at_k, write_atlas, write_catalog)
+from index.atlas import read_atlas
+from index.io import read_npz, write_json_atomic
+from index.search import write_index
+from index.work import chunk_path, missing_chunks, read_plan, work_dir
+from models.errors import AtlasError
+from pipeline import stats as stats_stage
+from pipeline import vocabulary as vocab_stage
+from pipeline.config import IndexConfig, StatsConfig, VocabularyConfig
+from pipeline.labels import compute_labels
+
+
+def require_chunks(out_dir, plan: dict) -> None:
+    """AtlasError naming the first stage with missing chunks (e.g. a shard that has not finished)."""
+    for stage in ("stats", "relevance", "vocabulary"):
+        n = int(plan["chunks"][stage])
+        missing = missing_chunks(out_dir, stage, n)
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:8]) + (" …" if len(missing) > 8 else "")
+            raise AtlasError(f"the {stage} stage of {out_dir} has {n - len(missing)} of {n} chunks done (missing "
+                             f"{shown}); finish the build (or the shards owning those chunks) before merging.")
+
+
+def plan_configs(plan: dict) -> tuple[StatsConfig, VocabularyConfig, IndexConfig]:
+    c = plan["config"]
+    vocab = {k: v for k, v in c["vocabulary"].items() if k != "vocabulary"}
+    return StatsConfig(**c["stats"]), VocabularyConfig(**vocab), IndexConfig(**c["index"])
+
+
+def gather(out_dir, plan: dict) -> AtlasData:
+    """The atlas arrays from the work folder (labels included, recall not yet measured)."""
+    stats_cfg, vocab_cfg, _ = plan_configs(plan)
+    stats = stats_stage.merge(out_dir, stats_cfg)
+    layers = plan["layers"]
+    offsets = np.cumsum([0] + [l["width"] for l in layers])
+    layer_mean = [stats["mean"][offsets[i]:offsets[i + 1]] for i in range(len(layers))]
+    layer_std = [stats["std"][offsets[i]:offsets[i + 1]] for i in range(len(layers))]
+    parts = [read_npz(chunk_path(out_dir, "relevance", i)) for i in range(int(plan["chunks"]["relevance"]))]
+    channels = np.concatenate([p["channels"] for p in parts]).astype(np.int64)  # [C, 2]
+    relevance = np.concatenate([p["relevance"] for p in parts]).astype(np.float32)  # [C, D]
+    consistency = np.concatenate([p["consistency"] for p in parts]).astype(np.float32)  # [C]
+    if len(channels) != plan["num_channels"]:
+        raise AtlasError(f"the relevance chunks of {out_dir} hold {len(channels)} channels, the plan "
+                         f"{plan['num_channels']}; delete {work_dir(out_dir)} and build again.")
+    vocab_emb, neutral_emb = vocab_stage.load(out_dir, len(plan["phrases"]), vocab_cfg)
+    labels_index, labels_score = compute_labels(relevance, vocab_emb, neutral_emb, int(plan["config"]["labels"]["k"]))
+    flat = offsets[channels[:, 0]] + channels[:, 1]
+    return AtlasData(
+        path=Path(out_dir), channels=channels, relevance=relevance, consistency=consistency,
+        style_mean=stats["mean"][flat], style_std=stats["std"][flat], layer_mean=layer_mean, layer_std=layer_std,
+        layers=layers, vocab=list(plan["phrases"]), vocab_embeddings=vocab_emb, templates=list(plan["templates"]),
+        neutral=plan["neutral"], neutral_embedding=neutral_emb, labels_index=labels_index, labels_score=labels_score,
+        config=plan["config"], generator_fingerprint=plan["generator_fingerprint"],
+        embedder_fingerprint=plan["embedder_fingerprint"],
+        extra=dict(stats_samples=int(stats["count"]), num_channels=int(len(channels)), dim=int(relevance.shape[1])))
+
+
+def _indexes(data: AtlasData, cfg: IndexConfig, out_dir: Path) -> dict:
+    """Build and write both FAISS indexes; return {name: {type, size, recall_at_10}}."""
+    info = {}
+    for name, vectors, file in (("vocabulary", data.vocab_embeddings, VOCAB_INDEX),
+                                ("relevance", data.relevance, RELEVANCE_INDEX)):
+        index = build_ip_index(vectors, exact_limit=cfg.exact_limit, hnsw_m=cfg.hnsw_m,
+                               ef_construction=cfg.ef_construction, ef_search=cfg.ef_search)
+        recall = recall_at_k(index, vectors, k=10, num_queries=cfg.recall_queries)
+        write_index(index, out_dir / file)
+        info[name] = dict(type=type(index).__name__, size=int(len(vectors)), recall_at_10=float(recall))
+    return info
+
+
+def assemble(out_dir, keep_work: bool = False) -> dict:
+    """Write the atlas from a complete work folder; return {stage: seconds} of this step."""
+    out_dir = Path(out_dir)
+    plan = read_plan(out_dir)
+    if plan is None:
+        raise AtlasError(f"{out_dir} has no work/plan.json, so there is nothing to merge; start the build with "
+                         f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first.")
+    require_chunks(out_dir, plan)
+    _, _, index_cfg = plan_configs(plan)
+    times, stages = {}, {}
+    t0 = time.perf_counter()
+    existing = _matching_atlas(out_dir, plan)
+    if existing is None:
+        data = gather(out_dir, plan)
+        times["labels"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if have_faiss():
+            data.extra["indexes"] = _indexes(data, index_cfg, out_dir)
+        else:
+            data.extra["indexes"] = "skipped: faiss is not installed (pip install faiss-cpu)"
+        times["indexes"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        write_atlas(data)
+        times["write"] = time.perf_counter() - t0
+    else:
+        data = existing
+        if have_faiss() and not all((out_dir / f).exists() for f in (VOCAB_INDEX, RELEVANCE_INDEX)):
+            _indexes(data, index_cfg, out_dir)
+    stages.update(labels="done", indexes="done" if have_faiss() else "skipped (faiss not installed)")
+    t0 = time.perf_counter()
+    write_catalog(data)
+    times["catalog"] = time.perf_counter() - t0
+    stages["catalog"] = "done"
+    files = {f: (out_dir / f).stat().st_size for f in (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG)
+             if (out_dir / f).exists()}
+    write_json_atomic(out_dir / MANIFEST, dict(format_version=1, complete=True, stages=dict(
+        stats="done", relevance="done", vocabulary="done", **stages), files=files))
+    if not keep_work:
+        shutil.rmtree(work_dir(out_dir), ignore_errors=True)
+    return times
+
+
+def _matching_atlas(out_dir: Path, plan: dict) -> AtlasData | None:
+    """An atlas.h5 already written from this plan (a resumed assembly), else None."""
+    if not (out_dir / ATLAS_FILE).exists():
+        return None
+    try:
+        data = read_atlas(out_dir, require_complete=False)
+    except AtlasError:
+        return None
+    same = (json.dumps(data.config, sort_keys=True) == json.dumps(plan["config"], sort_keys=True)
+            and data.generator_fingerprint == plan["generator_fingerprint"]
+            and data.embedder_fingerprint == plan["embedder_fingerprint"])
+    return data if same else None

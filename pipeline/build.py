@@ -1,0 +1,220 @@
+"""build_atlas: every offline stage (SPEC §2-§4) into one atlas folder, resumable, shardable, distributed."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from index import ATLAS_FILE, fingerprint_embedder, fingerprint_generator
+from index.atlas import read_atlas, read_manifest
+from index.io import write_json_atomic
+from index.work import plan_path, read_plan
+from models.errors import AtlasError
+from pipeline import relevance as relevance_stage
+from pipeline import stats as stats_stage
+from pipeline import vocabulary as vocab_stage
+from pipeline.assemble import assemble
+from pipeline.common import chunk_ranges
+from pipeline.config import BuildConfig, make_config
+from pipeline.distributed import Workers, setup
+
+PLAN_FORMAT = 1
+
+
+@dataclass
+class BuildReport:
+    """What a build did: the summary the CLI prints (and returns with --json)."""
+    path: Path
+    status: str                    # "complete", "already complete", "shard done", "dry run"
+    channels: int = 0
+    layers: int = 0
+    images_rendered: int = 0       # renders in this run (resumed chunks are not counted)
+    renders_planned: int = 0       # 2 x M x C for the whole atlas
+    texts_encoded: int = 0
+    samples_mapped: int = 0
+    vocabulary: int = 0
+    seconds: dict = field(default_factory=dict)
+    atlas_bytes: int = 0
+    workers: int = 1
+    plan: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["path"] = str(self.path)
+        d["plan"] = {k: v for k, v in self.plan.items() if k not in ("phrases", "templates")}
+        return d
+
+
+def default_neutral(generator) -> str:
+    """The atlas's class word: generator.neutral, else "face" for >= 256 px (FFHQ-like), else "shape" (demo)."""
+    neutral = getattr(generator, "neutral", None)
+    if isinstance(neutral, str) and neutral.strip():
+        return neutral.strip()
+    return "face" if int(getattr(generator, "resolution", 0) or 0) >= 256 else "shape"
+
+
+def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
+    """Everything that decides the atlas's contents (compared on resume; merge needs nothing else)."""
+    from models.text import load_templates
+
+    neutral = cfg.labels.neutral or default_neutral(generator)
+    t = cfg.vocabulary.templates
+    templates = list(t) if isinstance(t, tuple) else load_templates(t)
+    phrases = vocab_stage.resolve(cfg.vocabulary.vocabulary, cfg.vocabulary.english_size, neutral)
+    layers = relevance_stage.layer_table(generator, cfg.relevance)
+    channels = relevance_stage.atlas_channels(layers)
+    config = cfg.to_dict()
+    config["vocabulary"]["vocabulary"] = vocab_stage.describe(cfg.vocabulary.vocabulary)
+    config["labels"]["neutral"] = neutral
+    config = json.loads(json.dumps(config))  # tuples -> lists, as they come back from JSON
+    return dict(
+        format=PLAN_FORMAT, config=config, neutral=neutral, templates=templates, phrases=phrases,
+        phrases_sha256=hashlib.sha256(json.dumps(phrases).encode()).hexdigest(), layers=layers,
+        num_channels=int(len(channels)), dim=int(embedder.dim),
+        generator_fingerprint=fingerprint_generator(generator),
+        embedder_fingerprint=fingerprint_embedder(embedder, templates),
+        chunks=dict(stats=len(chunk_ranges(cfg.stats.num_samples, cfg.stats.chunk_size)),
+                    relevance=relevance_stage.num_chunks(len(channels), cfg.relevance),
+                    vocabulary=len(chunk_ranges(len(phrases), cfg.vocabulary.chunk_phrases))))
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}" + (f" ({x!r} before, {y!r} now)" if len(repr(x)) + len(repr(y)) < 80 else ""))
+    return out
+
+
+def _check_same(out_dir: Path, old: dict, new: dict, what: str) -> None:
+    diff = _differences(old, new)
+    if diff:
+        raise AtlasError(f"{out_dir} holds {what} made with other settings or models ({'; '.join(diff[:4])}); "
+                         "rerun with the same settings, or pass a new --out.")
+
+
+def _complete_matches(out_dir: Path, plan: dict) -> bool:
+    manifest = read_manifest(out_dir)
+    if not (manifest and manifest.get("complete") and (out_dir / ATLAS_FILE).exists()):
+        return False
+    data = read_atlas(out_dir)
+    old = dict(config=data.config, generator_fingerprint=data.generator_fingerprint,
+               embedder_fingerprint=data.embedder_fingerprint, phrases=data.vocab)
+    _check_same(out_dir, old, {k: plan[k] for k in old}, "a finished atlas")
+    return True
+
+
+def _prepare_models(generator, embedder, device):
+    if device is None:
+        return
+    for model in (generator, embedder):
+        if callable(getattr(model, "to", None)):
+            model.to(device)
+    if callable(getattr(generator, "eval", None)):
+        generator.eval()
+
+
+def run_build(generator, embedder, out_dir, **config) -> BuildReport:
+    """build_atlas with the report: the summary of what ran (see build_atlas)."""
+    cfg, run = make_config(**config)
+    out_dir = Path(out_dir).expanduser()
+    workers, device = setup(run.get("shard"), run.get("device"))
+    try:
+        return _build(generator, embedder, out_dir, cfg, run, workers, device)
+    finally:
+        workers.close()
+
+
+def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, workers: Workers, device) -> BuildReport:
+    t_start = time.perf_counter()
+    show = bool(run.get("progress", True)) and (workers.rank == 0 or workers.shard)
+    _prepare_models(generator, embedder, device)
+    plan = make_plan(generator, embedder, cfg)
+    report = BuildReport(path=out_dir, status="dry run", channels=plan["num_channels"], layers=sum(
+        l["in_atlas"] for l in plan["layers"]), renders_planned=2 * cfg.relevance.num_images * plan["num_channels"],
+        vocabulary=len(plan["phrases"]), workers=workers.world, plan=plan)
+    report.seconds["plan"] = time.perf_counter() - t_start
+    if run.get("dry_run"):
+        return report
+    if _complete_matches(out_dir, plan):
+        report.status = "already complete"
+        report.atlas_bytes = atlas_bytes(out_dir)
+        return report
+    # the plan: written by the first worker, checked by every later one (and by every resumed run)
+    if workers.leader or workers.shard or workers.world == 1:
+        old = read_plan(out_dir)
+        if old is None:
+            write_json_atomic(plan_path(out_dir), plan)
+    workers.barrier()
+    old = read_plan(out_dir)
+    if old is not None:
+        _check_same(out_dir, {k: v for k, v in old.items()}, plan, "a partial build")
+
+    t0 = time.perf_counter()
+    stats_chunks = workers.mine(plan["chunks"]["stats"]) if workers.torchrun else list(range(plan["chunks"]["stats"]))
+    report.samples_mapped = stats_stage.run(generator, cfg.stats, out_dir, stats_chunks, show)
+    workers.barrier()
+    if workers.rank == 0 or workers.shard:
+        stats = stats_stage.merge(out_dir, cfg.stats)
+    workers.barrier()
+    if workers.torchrun and workers.rank != 0:
+        stats = stats_stage.merge(out_dir, cfg.stats)  # reads the merged file rank 0 wrote
+    report.seconds["stats"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    channels = relevance_stage.atlas_channels(plan["layers"])
+    report.images_rendered = relevance_stage.run(
+        generator, embedder, cfg.relevance, out_dir, channels, stats, plan["layers"],
+        workers.mine(plan["chunks"]["relevance"]), show)
+    report.seconds["relevance"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report.texts_encoded = vocab_stage.run(embedder, plan["phrases"], plan["templates"], plan["neutral"],
+                                           cfg.vocabulary, out_dir, workers.mine(plan["chunks"]["vocabulary"]), show)
+    report.seconds["vocabulary"] = time.perf_counter() - t0
+    workers.barrier()
+    if workers.shard:
+        report.status = "shard done"
+        return report
+    if workers.rank == 0:
+        report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False))))
+        report.atlas_bytes = atlas_bytes(out_dir)
+    workers.barrier()
+    report.status = "complete"
+    report.seconds["total"] = time.perf_counter() - t_start
+    return report
+
+
+def atlas_bytes(out_dir) -> int:
+    """Bytes of the atlas files (the work folder excluded)."""
+    out_dir = Path(out_dir)
+    return sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def merge(out_dir, keep_work: bool = False) -> BuildReport:
+    """Assemble the atlas from the work folder of a sharded build (no models needed)."""
+    out_dir = Path(out_dir).expanduser()
+    t0 = time.perf_counter()
+    plan = read_plan(out_dir)
+    seconds = assemble(out_dir, keep_work=keep_work)
+    seconds["total"] = time.perf_counter() - t0
+    return BuildReport(path=out_dir, status="complete", channels=plan["num_channels"],
+                       layers=sum(l["in_atlas"] for l in plan["layers"]), vocabulary=len(plan["phrases"]),
+                       renders_planned=2 * plan["config"]["relevance"]["num_images"] * plan["num_channels"],
+                       seconds=seconds, atlas_bytes=atlas_bytes(out_dir), plan=plan)
+
+
+def build_atlas(generator, embedder, out_dir, **config) -> Path:
+    """Run every offline stage into `out_dir`, resumably (CONTRACT.md); return the atlas folder.
+
+    Keys: num_images, alpha, psi, seed, batch_size, device, vocabulary, templates, num_samples, layers,
+    include_torgb, neutral, k, chunk_channels, shard, keep_work, progress, ... (pipeline/config.py).
+    """
+    return run_build(generator, embedder, out_dir, **config).path

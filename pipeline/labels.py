@@ -1,0 +1,36 @@
+"""Channel labels: for every channel, the k vocabulary phrases with the largest relevance @ Δt(phrase, neutral).
+
+The score is signed: a label names where pushing the channel up (+alpha) moves the image. A phrase whose
+embedding equals the neutral's (the neutral itself) has no direction and is never a label.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def compute_labels(relevance: np.ndarray, vocab_embeddings: np.ndarray, neutral_embedding: np.ndarray, k: int,
+                   block: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
+    """labels_index [C, k'] int64 (-1: none) and labels_score [C, k'] float32, k' = min(k, V)."""
+    rel = torch.as_tensor(relevance, dtype=torch.float32)  # [C, D]
+    t = torch.as_tensor(vocab_embeddings, dtype=torch.float32)  # [V, D]
+    t_neutral = torch.as_tensor(neutral_embedding, dtype=torch.float32)  # [D]
+    C, V = rel.shape[0], t.shape[0]
+    k = min(k, V)
+    best_score = torch.full((C, 0), -float("inf"))
+    best_index = torch.zeros((C, 0), dtype=torch.int64)
+    for a in range(0, V, block):
+        diff = t[a:a + block] - t_neutral  # [b, D]
+        valid = diff.norm(dim=-1) > 1e-6
+        delta_t = F.normalize(diff, dim=-1)  # [b, D] Δt per phrase
+        score = rel @ delta_t.T  # [C, b]
+        score[:, ~valid] = -float("inf")
+        score = torch.cat([best_score, score], 1)
+        index = torch.cat([best_index, torch.arange(a, a + len(diff)).expand(C, -1)], 1)
+        top = torch.topk(score, k, dim=1, sorted=True)
+        best_score, best_index = top.values, index.gather(1, top.indices)
+    best_index = torch.where(torch.isinf(best_score), torch.full_like(best_index, -1), best_index)
+    best_score = torch.where(torch.isinf(best_score), torch.full_like(best_score, float("nan")), best_score)
+    return best_index.numpy().astype(np.int64), best_score.numpy().astype(np.float32)

@@ -1,0 +1,73 @@
+"""SPEC §2 style statistics: per-channel mean and std of every style layer (toRGB too), streamed in float64.
+
+Each chunk of samples reduces to (count, mean, M2) per channel with a two-pass batch reduction merged by
+Chan's parallel update; chunks are merged in chunk order, so the result is the same whichever process
+computed which chunk and however often the build was restarted.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from index.io import read_npz, write_npz_atomic
+from index.work import chunk_path, missing_chunks, stats_path
+from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncate
+from pipeline.config import StatsConfig
+
+STAGE = "stats"
+
+
+def chan_merge(a: tuple, b: tuple) -> tuple:
+    """Merge two (count, mean, M2) reductions (Chan et al. 1979); float64 arrays."""
+    na, ma, m2a = a
+    nb, mb, m2b = b
+    if na == 0:
+        return b
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), m2a + m2b + delta * delta * (na * nb / n)
+
+
+@torch.no_grad()
+def compute_chunk(generator, cfg: StatsConfig, start: int, stop: int, i: int) -> tuple:
+    """(count, mean [S], M2 [S]) over samples start..stop, S = all style channels of all layers."""
+    device = generator_device(generator)
+    g = torch.Generator().manual_seed(chunk_seed(cfg.seed, STAGE, i))
+    z = torch.randn(stop - start, int(generator.z_dim), generator=g)  # [n, z_dim], drawn on the CPU
+    acc = (0, 0.0, 0.0)
+    for zb in z.split(cfg.batch_size):
+        w = truncate(generator, generator.mapping(zb.to(device)), cfg.psi)  # [b, w_dim]
+        s = torch.cat([torch.as_tensor(x).reshape(len(zb), -1) for x in generator.styles(w)], 1)
+        s = s.detach().double().cpu().numpy()  # [b, S]
+        mean = s.mean(0)
+        acc = chan_merge(acc, (len(s), mean, ((s - mean) ** 2).sum(0)))
+    return acc
+
+
+def run(generator, cfg: StatsConfig, out_dir, chunks: list[int], show: bool) -> int:
+    """Compute the given stats chunks that are missing; return the number of samples mapped."""
+    ranges = chunk_ranges(cfg.num_samples, cfg.chunk_size)
+    todo = [i for i in missing_chunks(out_dir, STAGE, len(ranges)) if i in set(chunks)]
+    done = 0
+    with bar(sum(ranges[i][1] - ranges[i][0] for i in todo), "style statistics", "sample", show) as pbar:
+        for i in todo:
+            n, mean, m2 = compute_chunk(generator, cfg, *ranges[i], i)
+            write_npz_atomic(chunk_path(out_dir, STAGE, i), count=np.int64(n), mean=mean, m2=m2)
+            pbar.update(n)
+            done += n
+    return done
+
+
+def merge(out_dir, cfg: StatsConfig) -> dict:
+    """Merge every chunk (in order) into stats.npz: mean, std (population, ddof 0) per style channel."""
+    path = stats_path(out_dir)
+    if path.exists():
+        return read_npz(path)
+    acc = (0, 0.0, 0.0)
+    for i in range(len(chunk_ranges(cfg.num_samples, cfg.chunk_size))):
+        z = read_npz(chunk_path(out_dir, STAGE, i))
+        acc = chan_merge(acc, (int(z["count"]), z["mean"], z["m2"]))
+    n, mean, m2 = acc
+    out = dict(count=np.int64(n), mean=np.asarray(mean, np.float64), std=np.sqrt(np.asarray(m2, np.float64) / n))
+    write_npz_atomic(path, **out)
+    return out

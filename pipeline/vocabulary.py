@@ -1,0 +1,155 @@
+"""SPEC §4 vocabulary: resolve vocabulary selectors to phrases and embed them (template-averaged t(p)).
+
+Selectors: "demo" (models/demo/vocabulary.txt), "faces" (pipeline/data/face_attributes.txt), "english"
+(whole alphabetic words of length >= 3 from CLIP's own BPE vocabulary, in merge order — roughly frequency
+order — without stop words, capped at english_size), "default" ("demo" when the neutral is "shape", else
+"faces" + "english"), a path to a UTF-8 file (one phrase a line, '#' comments), or a list of phrases.
+Combinations are concatenated in order and de-duplicated.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from index.io import read_npz, write_npz_atomic
+from index.work import chunk_path, missing_chunks, neutral_path
+from models.errors import AtlasError
+from pipeline.common import bar, chunk_ranges
+from pipeline.config import VocabularyConfig
+
+STAGE = "vocabulary"
+DATA = Path(__file__).resolve().parent / "data"
+FACE_ATTRIBUTES = DATA / "face_attributes.txt"
+# Function words and frequent word-final BPE fragments that are not words on their own.
+STOP_WORDS = set("""the and for you with this that from are was will can just have your our not but all out
+one now new what when who how why has had her his she him they them their there here then than been were
+get got its into over more most some any very also too via per amp etc lol omg via let yes yet
+ing ers ent ght ere ter ation ill ver ate ity ons ine ack ure ood tion ther ard ning ally ful ness ment ies
+ted ous ive ish est ance ence ings ately ically ization ional less able ible""".split())
+
+
+def read_phrase_file(path) -> list[str]:
+    """Phrases from a UTF-8 text file, one a line; blank lines and lines starting with '#' are skipped."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise AtlasError(f"vocabulary file {path} does not exist; pass a UTF-8 file with one phrase a line, "
+                         "or one of demo, english, faces.") from None
+    except IsADirectoryError:
+        raise AtlasError(f"vocabulary file {path} is a directory; pass a text file with one phrase a line.") from None
+    except UnicodeDecodeError:
+        raise AtlasError(f"vocabulary file {path} is not UTF-8 text; save it as UTF-8, one phrase a line.") from None
+    phrases = [line.strip() for line in text.splitlines()]
+    phrases = [p for p in phrases if p and not p.startswith("#")]
+    if not phrases:
+        raise AtlasError(f"vocabulary file {path} has no phrases; write one phrase a line.")
+    return phrases
+
+
+def english_words(size: int) -> list[str]:
+    """Up to `size` whole English-looking words from the BPE vocabulary shipped with open_clip."""
+    import open_clip
+
+    bpe = Path(open_clip.__file__).resolve().parent / "bpe_simple_vocab_16e6.txt.gz"
+    if not bpe.exists():
+        raise AtlasError(f"open_clip's BPE vocabulary {bpe} is missing; reinstall open_clip_torch.")
+    lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")[1:49152 - 256 - 2 + 1]
+    words, seen = [], set()
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].endswith("</w>"):
+            continue
+        word = (parts[0] + parts[1])[:-4]
+        if (len(word) >= 3 and word.isascii() and word.isalpha() and word not in STOP_WORDS
+                and any(v in word for v in "aeiouy") and word not in seen):
+            seen.add(word)
+            words.append(word)
+            if len(words) >= size:
+                break
+    return words
+
+
+def resolve(selectors, english_size: int, neutral: str) -> list[str]:
+    """Selectors -> ordered, de-duplicated phrases (whitespace collapsed)."""
+    phrases = []
+    for sel in selectors:
+        if isinstance(sel, (list, tuple)):
+            if not all(isinstance(p, str) for p in sel):
+                raise AtlasError("a vocabulary list must hold only strings (phrases).")
+            phrases += list(sel)
+        elif sel == "default":
+            phrases += resolve(["demo"] if neutral == "shape" else ["faces", "english"], english_size, neutral)
+        elif sel == "demo":
+            from models.demo import VOCABULARY
+            if not Path(VOCABULARY).exists():
+                raise AtlasError(f"the demo vocabulary {VOCABULARY} is missing; reinstall StyleAtlas or pass "
+                                 "--vocabulary faces / english / a file.")
+            phrases += read_phrase_file(VOCABULARY)
+        elif sel == "faces":
+            phrases += read_phrase_file(FACE_ATTRIBUTES)
+        elif sel == "english":
+            phrases += english_words(english_size)
+        elif isinstance(sel, str):
+            phrases += read_phrase_file(sel)
+        else:
+            raise AtlasError(f"vocabulary selector {sel!r} is not understood; use demo, english, faces, a file "
+                             "path, or a list of phrases.")
+    out, seen = [], set()
+    for p in phrases:
+        p = " ".join(str(p).split())
+        if p and p not in seen:
+            seen.add(p)
+            out.append(p)
+    if not out:
+        raise AtlasError("the vocabulary is empty; pass --vocabulary with at least one phrase.")
+    return out
+
+
+def describe(selectors) -> list:
+    """Selectors as JSON-friendly values for the stored config (a long list is summarised by its hash)."""
+    out = []
+    for sel in selectors:
+        if isinstance(sel, (list, tuple)):
+            text = json.dumps(list(sel))
+            out.append(list(sel) if len(sel) <= 50 else f"list of {len(sel)} phrases, sha256 "
+                       f"{hashlib.sha256(text.encode()).hexdigest()[:16]}")
+        else:
+            out.append(str(sel))
+    return out
+
+
+def run(embedder, phrases: list[str], templates: list[str], neutral: str, cfg: VocabularyConfig, out_dir,
+        chunks: list[int], show: bool) -> int:
+    """Embed the given vocabulary chunks that are missing (and t(neutral)); return the number of texts encoded."""
+    from models.text import embed_phrases
+
+    ranges = chunk_ranges(len(phrases), cfg.chunk_phrases)
+    mine = set(chunks)
+    todo = [i for i in missing_chunks(out_dir, STAGE, len(ranges)) if i in mine]
+    texts = 0
+    if not neutral_path(out_dir).exists():
+        t_neutral = embed_phrases(embedder, [neutral], templates, batch_size=cfg.text_batch_size)[0]  # [D]
+        write_npz_atomic(neutral_path(out_dir), embedding=t_neutral.float().cpu().numpy())
+        texts += len(templates)
+    with bar(sum(b - a for a, b in (ranges[i] for i in todo)), "vocabulary", "phrase", show) as pbar:
+        for i in todo:
+            a, b = ranges[i]
+            with torch.no_grad():
+                t = embed_phrases(embedder, phrases[a:b], templates, batch_size=cfg.text_batch_size)  # [n, D]
+            write_npz_atomic(chunk_path(out_dir, STAGE, i), embeddings=t.float().cpu().numpy())
+            texts += (b - a) * len(templates)
+            pbar.update(b - a)
+    return texts
+
+
+def load(out_dir, num_phrases: int, cfg: VocabularyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """vocab embeddings [V, D] float32 and t(neutral) [D] from the work folder."""
+    parts = [read_npz(chunk_path(out_dir, STAGE, i))["embeddings"]
+             for i in range(len(chunk_ranges(num_phrases, cfg.chunk_phrases)))]
+    return np.concatenate(parts).astype(np.float32), read_npz(neutral_path(out_dir))["embedding"].astype(np.float32)
