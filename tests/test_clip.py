@@ -259,3 +259,12 @@ def test_named_vit_b_32_random_weights():
     texts = ["a", "a photo of a smiling face with blond hair"]
     assert (embedder.encode_text(texts) - plain_text(embedder, texts)).abs().max() < 1e-5
     assert embedder.encode_image(torch.zeros(1, 3, 256, 256)).shape == (1, 512)
+
+
+@pytest.mark.slow
+def test_named_model_loads_a_local_checkpoint_offline(tmp_path):
+    source = load_clip("ViT-B-32", pretrained=None, seed=5)
+    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, tmp_path / "vitb32.safetensors")
+    loaded = load_clip("ViT-B-32", pretrained=str(tmp_path / "vitb32.safetensors"))
+    assert loaded.fingerprint() == source.fingerprint()
+    assert loaded.describe()["pretrained"].endswith("vitb32.safetensors")
