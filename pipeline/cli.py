@@ -1,15 +1,147 @@
-"""`build_index.py` / `styleatlas-build`: a thin click layer over pipeline.build_atlas."""
+"""`build_index.py` / `styleatlas-build`: a thin click layer over pipeline.build_atlas and pipeline.merge."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
 import click
 
-from models.errors import AtlasError, run_cli
+from models.errors import run_cli
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def _load_models(generator: str, clip: str, pretrained: str | None, device: str):
+    from models.clip import load_clip
+    from models.stylegan2 import load_generator
+
+    return load_generator(generator, device=device), load_clip(clip, pretrained, device=device)
+
+
+def _default_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2 ** 20:.1f} MiB"
+
+
+def print_plan(report) -> None:
+    plan = report.plan
+    cfg = plan["config"]
+    click.echo(f"plan for {report.path}")
+    click.echo(f"  generator {plan['generator_fingerprint'][:16]}…  CLIP {plan['embedder_fingerprint'][:16]}…  "
+               f"dim {plan['dim']}  neutral {plan['neutral']!r}")
+    click.echo(f"  style statistics: {cfg['stats']['num_samples']:,} samples (psi {cfg['stats']['psi']}, seed "
+               f"{cfg['stats']['seed']}) in {plan['chunks']['stats']} chunks")
+    click.echo("  layers in the atlas (index kind resolution width):")
+    for l in plan["layers"]:
+        if l["in_atlas"]:
+            click.echo(f"    {l['index']:3d} {l['kind']:5s} {l['resolution']:5d} {l['width']:5d}")
+    r = cfg["relevance"]
+    click.echo(f"  relevance: {report.channels:,} channels x {r['num_images']} images x 2 = "
+               f"{report.renders_planned:,} renders (alpha {r['alpha']}, batch {r['batch_size']}) in "
+               f"{plan['chunks']['relevance']} chunks")
+    click.echo(f"  vocabulary: {len(plan['phrases']):,} phrases x {len(plan['templates'])} templates = "
+               f"{len(plan['phrases']) * len(plan['templates']):,} text encodes in {plan['chunks']['vocabulary']} "
+               f"chunks; labels top-{cfg['labels']['k']}")
+
+
+def print_summary(report) -> None:
+    click.echo(f"{report.status}: {report.path}")
+    click.echo(f"  channels {report.channels:,} in {report.layers} layers; vocabulary {report.vocabulary:,}; "
+               f"workers {report.workers}")
+    click.echo(f"  images rendered this run {report.images_rendered:,} of {report.renders_planned:,} planned; "
+               f"texts encoded {report.texts_encoded:,}; samples mapped {report.samples_mapped:,}")
+    if report.seconds:
+        click.echo("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
+    if report.atlas_bytes:
+        click.echo(f"  atlas size {_mib(report.atlas_bytes)}")
+    if report.status == "shard done":
+        click.echo(f"  when every shard is done: styleatlas-build merge --out {report.path}")
+
+
+def _emit(report, as_json: bool, dry_run: bool = False) -> None:
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    elif dry_run:
+        print_plan(report)
+    else:
+        print_summary(report)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--generator", default="demo", show_default=True, help='StyleGAN2 checkpoint path, or "demo".')
+@click.option("--clip", default="demo", show_default=True,
+              help='open_clip model name, JSON model config path, or "demo".')
+@click.option("--pretrained", default=None, help="open_clip pretrained tag or local checkpoint path.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("atlas"), show_default=True,
+              help="Atlas folder (created; a partial build there is resumed).")
+@click.option("--num-images", type=int, default=100, show_default=True, help="Images per channel (M).")
+@click.option("--alpha", type=float, default=5.0, show_default=True, help="Perturbation in channel stds.")
+@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of sampled latents.")
+@click.option("--seed", type=int, default=5, show_default=True, help="Seed of the samples and images.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Renders per generator call.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--layers", default=None, help="Comma-separated style-layer indices (default: every conv layer).")
+@click.option("--num-samples", type=int, default=100_000, show_default=True, help="Samples for style statistics.")
+@click.option("--vocabulary", multiple=True,
+              help="demo, english, faces, default, or a phrase file (one a line); repeatable. Default: default.")
+@click.option("--templates", type=click.Path(dir_okay=False), default=None,
+              help="Template file ('{}' = phrase); default the 79 ImageNet templates.")
+@click.option("--neutral", default=None, help="The class word (default: face at >= 256 px, else shape).")
+@click.option("--include-torgb", is_flag=True, help="Also measure the toRGB layers.")
+@click.option("--english-size", type=int, default=10_000, show_default=True, help="Cap on the English word list.")
+@click.option("--shard", default=None, help="i/n: compute only this job's share into the work folder.")
+@click.option("--keep-work", is_flag=True, help="Keep the work/ folder after assembling.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the renders it needs; compute nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def cli(as_json):
-    """Build a StyleAtlas (style statistics, channel relevance, vocabulary, indexes, catalog)."""
-    raise AtlasError("the build pipeline is not built yet (issue 4).")
+@click.pass_context
+def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, batch_size, device, layers, num_samples,
+        vocabulary, templates, neutral, include_torgb, english_size, shard, keep_work, dry_run, as_json):
+    """Build a StyleAtlas: style statistics, channel relevance, vocabulary, labels, indexes, catalog.
+
+    Resumable (run the same command again), distributed under torchrun, shardable with --shard i/n
+    followed by `styleatlas-build merge --out DIR`.
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = dict(out=out, as_json=as_json, keep_work=keep_work)
+        return
+    from pipeline.build import run_build
+
+    device = device or _default_device()
+    gen, embedder = _load_models(generator, clip, pretrained, device)
+    report = run_build(gen, embedder, out, num_images=num_images, alpha=alpha, psi=psi, seed=seed,
+                       batch_size=batch_size, device=device, layers=layers, num_samples=num_samples,
+                       vocabulary=[Path(v) for v in vocabulary] or None, templates=templates, neutral=neutral,
+                       include_torgb=include_torgb, english_size=english_size, shard=shard, keep_work=keep_work,
+                       dry_run=dry_run, progress=not as_json)
+    if _is_rank0():  # under torchrun, rank 0 speaks for all
+        _emit(report, as_json, dry_run)
+
+
+def _is_rank0() -> bool:
+    import os
+    return os.environ.get("RANK", "0") == "0"
+
+
+@cli.command("merge")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Atlas folder whose shards finished (default: the group's --out).")
+@click.option("--keep-work", is_flag=True, help="Keep the work/ folder after assembling.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def merge_cmd(obj, out, keep_work, as_json):
+    """Assemble the atlas from the work folder of a sharded build (needs no models)."""
+    from pipeline.build import merge
+
+    obj = obj or {}
+    report = merge(out or obj.get("out"), keep_work=keep_work or obj.get("keep_work", False))
+    _emit(report, as_json or obj.get("as_json", False))
 
 
 def main(args=None):
     run_cli(cli, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, tru
 from pipeline.config import StatsConfig
 
 STAGE = "stats"
+SEED_BLOCK = 1000  # samples per seed block of the z stream
 
 
 def chan_merge(a: tuple, b: tuple) -> tuple:
@@ -28,12 +29,23 @@ def chan_merge(a: tuple, b: tuple) -> tuple:
     return n, ma + delta * (nb / n), m2a + m2b + delta * delta * (na * nb / n)
 
 
+def sample_z(seed: int, start: int, stop: int, z_dim: int) -> torch.Tensor:
+    """Samples start..stop of the seeded z stream [stop - start, z_dim], drawn on the CPU.
+
+    The stream is cut into fixed blocks of SEED_BLOCK samples with their own seeds, so sample i is the same
+    whatever the chunk size, the batch size, the process or the device.
+    """
+    first, last = start // SEED_BLOCK, (stop - 1) // SEED_BLOCK
+    z = torch.cat([torch.randn(SEED_BLOCK, z_dim, generator=torch.Generator().manual_seed(chunk_seed(seed, STAGE, b)))
+                   for b in range(first, last + 1)])
+    return z[start - first * SEED_BLOCK: stop - first * SEED_BLOCK]
+
+
 @torch.no_grad()
-def compute_chunk(generator, cfg: StatsConfig, start: int, stop: int, i: int) -> tuple:
+def compute_chunk(generator, cfg: StatsConfig, start: int, stop: int) -> tuple:
     """(count, mean [S], M2 [S]) over samples start..stop, S = all style channels of all layers."""
     device = generator_device(generator)
-    g = torch.Generator().manual_seed(chunk_seed(cfg.seed, STAGE, i))
-    z = torch.randn(stop - start, int(generator.z_dim), generator=g)  # [n, z_dim], drawn on the CPU
+    z = sample_z(cfg.seed, start, stop, int(generator.z_dim))  # [n, z_dim]
     acc = (0, 0.0, 0.0)
     for zb in z.split(cfg.batch_size):
         w = truncate(generator, generator.mapping(zb.to(device)), cfg.psi)  # [b, w_dim]
@@ -51,7 +63,7 @@ def run(generator, cfg: StatsConfig, out_dir, chunks: list[int], show: bool) -> 
     done = 0
     with bar(sum(ranges[i][1] - ranges[i][0] for i in todo), "style statistics", "sample", show) as pbar:
         for i in todo:
-            n, mean, m2 = compute_chunk(generator, cfg, *ranges[i], i)
+            n, mean, m2 = compute_chunk(generator, cfg, *ranges[i])
             write_npz_atomic(chunk_path(out_dir, STAGE, i), count=np.int64(n), mean=mean, m2=m2)
             pbar.update(n)
             done += n

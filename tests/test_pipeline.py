@@ -1,0 +1,161 @@
+"""build_atlas on a tiny StyleGAN2 and a tiny CLIP: what a user gets in the atlas folder, and what it refuses."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import index
+from models.errors import AtlasError, AtlasFormatError
+from models.stylegan2 import small_generator
+from pipeline import build_atlas, run_build
+from pipeline import stats as stats_stage
+from pipeline.config import StatsConfig
+
+VOCAB = ["red", "green", "smiling", "big shape", "shape", "red"]  # duplicate on purpose
+TEMPLATES = ["a photo of a {}.", "a {}."]
+SMALL = dict(num_images=4, num_samples=600, stats_chunk_size=250, stats_batch_size=100, batch_size=12,
+             chunk_channels=7, vocabulary=VOCAB, templates=TEMPLATES, progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # two busy cores: intra-op threads only contend
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return small_generator(seed=0, resolution=16, style_dim=16, width=8)
+
+
+@pytest.fixture(scope="module")
+def atlas(gen, tiny_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipe") / "atlas"
+    report = run_build(gen, tiny_clip, out, **SMALL)
+    assert report.status == "complete"
+    return out
+
+
+def test_atlas_contents(atlas, gen, tiny_clip):
+    data = index.read_atlas(atlas, generator=gen, embedder=tiny_clip)
+    conv = [i for i in range(len(gen.style_dims)) if i not in gen.rgb_layers]
+    assert data.channels.tolist() == [[l, c] for l in conv for c in range(gen.style_dims[l])]
+    assert data.relevance.shape == (len(conv) * 8, tiny_clip.dim) and data.relevance.dtype == np.float32
+    assert np.allclose(np.linalg.norm(data.relevance, axis=1), 1, atol=1e-5)
+    assert ((-1 <= data.consistency) & (data.consistency <= 1)).all()
+    assert [l["in_atlas"] for l in data.layers] == [i in conv for i in range(len(gen.style_dims))]
+    assert [l["kind"] for l in data.layers] == [s["kind"] for s in gen.style_layers]
+    assert len(data.layer_mean) == len(gen.style_dims)  # toRGB statistics too (the edit needs every std)
+    assert data.vocab == ["red", "green", "smiling", "big shape", "shape"] and data.templates == TEMPLATES
+    assert data.neutral == "shape"  # 16 px, no generator.neutral: the demo's class word
+    assert data.config["relevance"]["num_images"] == 4 and data.config["stats"]["num_samples"] == 600
+    assert not (atlas / "work").exists()  # removed once the atlas is assembled
+
+
+def test_style_statistics_match_direct_computation(atlas, gen):
+    data = index.read_atlas(atlas)
+    z = stats_stage.sample_z(5, 0, 600, gen.z_dim)
+    with torch.no_grad():
+        s = torch.cat(gen.styles(gen.truncate(gen.mapping(z), 0.7)), 1).double().numpy()  # [600, S]
+    assert np.allclose(np.concatenate(data.layer_mean), s.mean(0), rtol=1e-9, atol=1e-9)
+    assert np.allclose(np.concatenate(data.layer_std), s.std(0), rtol=1e-6, atol=1e-9)
+    rows = [data.layers[l]["index"] for l in data.channels[:, 0]]
+    assert np.array_equal(data.style_std, np.array([data.layer_std[l][c] for l, c in zip(rows, data.channels[:, 1])]))
+
+
+def test_stats_do_not_depend_on_chunking(gen, tmp_path):
+    a = StatsConfig(num_samples=600, chunk_size=250, batch_size=100)
+    b = StatsConfig(num_samples=600, chunk_size=600, batch_size=37)
+    for cfg, out in ((a, tmp_path / "a"), (b, tmp_path / "b")):
+        stats_stage.run(gen, cfg, out, list(range(3)), show=False)
+    ma, mb = stats_stage.merge(tmp_path / "a", a), stats_stage.merge(tmp_path / "b", b)
+    assert np.allclose(ma["mean"], mb["mean"], rtol=0, atol=1e-12) and np.allclose(ma["std"], mb["std"], atol=1e-12)
+
+
+def test_relevance_does_not_depend_on_batching(gen, tiny_clip, atlas, tmp_path):
+    build_atlas(gen, tiny_clip, tmp_path / "b", **{**SMALL, "batch_size": 5, "chunk_channels": 16})
+    a, b = index.read_atlas(atlas), index.read_atlas(tmp_path / "b")
+    assert np.allclose(a.relevance, b.relevance, atol=2e-5) and np.allclose(a.consistency, b.consistency, atol=2e-5)
+
+
+def test_labels_are_top_phrases_by_relevance_dot_delta_t(atlas):
+    data = index.read_atlas(atlas)
+    delta_t = F.normalize(torch.tensor(data.vocab_embeddings - data.neutral_embedding), dim=1).numpy()
+    scores = data.relevance @ delta_t.T  # [C, V]
+    neutral_row = data.vocab.index("shape")
+    assert data.labels_index.shape == (len(data.channels), len(data.vocab))  # vocabulary smaller than k=10
+    assert (data.labels_index[:, :-1] != neutral_row).all() and (data.labels_index[:, -1] == -1).all()
+    best = np.argsort(-np.where(np.arange(len(data.vocab)) == neutral_row, -np.inf, scores), axis=1)[:, 0]
+    assert np.array_equal(data.labels_index[:, 0], best)
+    assert np.allclose(data.labels_score[:, 0], scores[np.arange(len(best)), best], atol=1e-5)
+
+
+def test_catalog_answers_sql(atlas):
+    data = index.read_atlas(atlas)
+    with index.open_catalog(atlas) as con:
+        assert con.execute("SELECT count(*) FROM channels").fetchone()[0] == len(data.channels)
+        assert con.execute("SELECT count(*) FROM layers WHERE in_atlas").fetchone()[0] == 5
+        top = con.execute("SELECT phrase FROM labels WHERE layer = 0 AND channel = 3 ORDER BY rank LIMIT 1").fetchone()[0]
+        r = int(np.where((data.channels == [0, 3]).all(1))[0][0])
+        assert top == data.vocab[data.labels_index[r, 0]]
+        config = json.loads(con.execute("SELECT config FROM builds").fetchone()[0])
+        assert config["relevance"]["alpha"] == 5.0
+
+
+def test_faiss_indexes_match_exact_search(atlas):
+    data = index.read_atlas(atlas)
+    vocab_index, rel_index = index.load_vocab_index(atlas), index.load_relevance_index(atlas)
+    assert vocab_index.ntotal == len(data.vocab) and rel_index.ntotal == len(data.channels)
+    _, found = rel_index.search(data.vocab_embeddings[:2], 3)
+    assert np.array_equal(found, np.argsort(-(data.vocab_embeddings[:2] @ data.relevance.T), axis=1)[:, :3])
+    assert data.extra["indexes"]["relevance"]["recall_at_10"] == 1.0
+
+
+def test_approximate_index_records_recall(gen, tiny_clip, tmp_path):
+    build_atlas(gen, tiny_clip, tmp_path / "hnsw", **{**SMALL, "exact_limit": 4})
+    data = index.read_atlas(tmp_path / "hnsw")
+    info = data.extra["indexes"]["relevance"]
+    assert info["type"] == "IndexHNSWFlat" and info["recall_at_10"] >= 0.9
+    assert type(index.load_relevance_index(tmp_path / "hnsw")).__name__ == "IndexHNSWFlat"
+
+
+def test_other_models_are_refused_naming_both_fingerprints(atlas, gen, tiny_clip):
+    other = small_generator(seed=1, resolution=16, style_dim=16, width=8)
+    with pytest.raises(AtlasFormatError) as err:
+        index.read_atlas(atlas, generator=other)
+    data = index.read_atlas(atlas)
+    assert data.generator_fingerprint[:16] in str(err.value) and other.fingerprint()[:16] in str(err.value)
+    index.read_atlas(atlas, generator=other, check_fingerprints=False)  # the expert override
+    from models.clip import load_clip
+    from conftest import tiny_clip_config
+    with pytest.raises(AtlasFormatError, match="CLIP"):
+        index.check_fingerprints(data, embedder=load_clip(tiny_clip_config(), seed=1))
+    index.check_fingerprints(data, generator=gen, embedder=tiny_clip)
+
+
+def test_rerun_is_a_no_op_and_other_settings_are_refused(atlas, gen, tiny_clip):
+    assert run_build(gen, tiny_clip, atlas, **SMALL).status == "already complete"
+    with pytest.raises(AtlasError, match="num_images"):
+        build_atlas(gen, tiny_clip, atlas, **{**SMALL, "num_images": 5})
+
+
+def test_unfinished_atlas_names_the_missing_stage(gen, tiny_clip, tmp_path):
+    report = run_build(gen, tiny_clip, tmp_path / "part", **SMALL, shard="0/2")
+    assert report.status == "shard done"
+    with pytest.raises(AtlasFormatError, match="relevance stage has 3 of 6 chunks"):
+        index.read_atlas(tmp_path / "part")
+    with pytest.raises(AtlasFormatError, match="does not exist"):
+        index.read_atlas(tmp_path / "nowhere")
+
+
+def test_bad_options_are_one_sentence_errors(gen, tiny_clip, tmp_path):
+    with pytest.raises(AtlasError, match="unknown build option"):
+        build_atlas(gen, tiny_clip, tmp_path / "x", num_imagez=3)
+    with pytest.raises(AtlasError, match="layers \\[40\\] do not exist"):
+        build_atlas(gen, tiny_clip, tmp_path / "x", **SMALL, layers=[0, 40])
+    with pytest.raises(AtlasError, match="no style layer"):
+        build_atlas(gen, tiny_clip, tmp_path / "x", **SMALL, layers=[1])  # a toRGB layer only
