@@ -1,0 +1,95 @@
+"""The same build split across workers gives the same atlas: torchrun with 2 CPU ranks, and --shard i/n + merge."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import index
+
+ROOT = Path(__file__).resolve().parents[1]
+ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "vocab_embeddings", "neutral_embedding",
+          "labels_index", "labels_score")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from conftest import tiny_clip_config
+    from models.stylegan2 import save_generator, small_generator
+
+    folder = tmp_path_factory.mktemp("models")
+    save_generator(small_generator(seed=0, resolution=16, style_dim=16, width=8), folder / "gen.pt")
+    (folder / "clip.json").write_text(json.dumps(tiny_clip_config()))
+    (folder / "vocab.txt").write_text("# colours\nred\ngreen\n\nsmiling\nbig shape\n", encoding="utf-8")
+    (folder / "templates.txt").write_text("a photo of a {}.\na {}.\n", encoding="utf-8")
+    return folder
+
+
+def _args(models, out, *extra):
+    return ["--generator", str(models / "gen.pt"), "--clip", str(models / "clip.json"), "--out", str(out),
+            "--num-images", "4", "--num-samples", "600", "--batch-size", "6", "--vocabulary", str(models / "vocab.txt"),
+            "--templates", str(models / "templates.txt"), "--device", "cpu", *extra]
+
+
+def _run(cmd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    return out
+
+
+def _same(a_dir, b_dir):
+    a, b = index.read_atlas(a_dir), index.read_atlas(b_dir)
+    for name in ARRAYS:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.vocab == b.vocab and a.config == b.config
+
+
+@pytest.fixture(scope="module")
+def single(models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "atlas"
+    res = _run([sys.executable, "build_index.py", *_args(models, out), "--json"])
+    report = json.loads(res.stdout)
+    assert report["status"] == "complete" and report["channels"] == 40 and report["images_rendered"] == 320
+    return out
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_ranks_match_one_process(models, single, tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    res = _run([torchrun, "--standalone", "--nproc_per_node=2", "build_index.py", *_args(models, tmp_path / "tr"),
+                "--json"])
+    report = json.loads(res.stdout)  # rank 0 alone prints
+    assert report["workers"] == 2 and report["status"] == "complete"
+    assert report["images_rendered"] < 320  # rank 0 rendered only its share
+    _same(single, tmp_path / "tr")
+
+
+@pytest.mark.slow
+def test_shards_then_merge_match_one_process(models, single, tmp_path):
+    for i in range(2):
+        res = _run([sys.executable, "build_index.py", *_args(models, tmp_path / "sh", "--shard", f"{i}/2"), "--json"])
+        assert json.loads(res.stdout)["status"] == "shard done"
+    assert not (tmp_path / "sh" / "atlas.h5").exists()
+    res = _run([sys.executable, "build_index.py", "merge", "--out", str(tmp_path / "sh"), "--json"])
+    assert json.loads(res.stdout)["status"] == "complete"
+    _same(single, tmp_path / "sh")
+
+
+def test_dry_run_prints_the_plan_and_computes_nothing(models, tmp_path):
+    res = _run([sys.executable, "build_index.py", *_args(models, tmp_path / "dry"), "--dry-run"])
+    assert "320 renders" in res.stdout and "40 channels" in res.stdout and "4 phrases x 2 templates" in res.stdout
+    assert not (tmp_path / "dry").exists()
+
+
+def test_merge_of_unfinished_shards_is_a_one_line_error(models, tmp_path):
+    _run([sys.executable, "build_index.py", *_args(models, tmp_path / "half", "--shard", "1/2")])
+    out = subprocess.run([sys.executable, "build_index.py", "merge", "--out", str(tmp_path / "half")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "relevance stage" in out.stderr and "of 3 chunks done" in out.stderr

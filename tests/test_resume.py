@@ -1,0 +1,82 @@
+"""A build killed with SIGKILL mid-relevance and restarted gives the atlas an uninterrupted build gives, bit for bit."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import index
+from models.errors import AtlasFormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = r'''
+import sys, time
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[3])
+from conftest import tiny_clip_config
+from models.clip import load_clip
+from models.stylegan2 import small_generator
+from pipeline import build_atlas
+
+class Slow:
+    """The tiny generator, slowed down so that the test can kill the build mid-relevance."""
+    def __init__(self, gen, delay):
+        self.gen, self.delay = gen, delay
+    def __getattr__(self, name):
+        return getattr(self.gen, name)
+    def synthesize(self, styles, noise_mode="const"):
+        time.sleep(self.delay)
+        return self.gen.synthesize(styles, noise_mode=noise_mode)
+
+gen = Slow(small_generator(seed=0, resolution=16, style_dim=16, width=8), float(sys.argv[2]))
+build_atlas(gen, load_clip(tiny_clip_config(), seed=0), sys.argv[1], num_images=4, num_samples=600,
+            stats_chunk_size=200, batch_size=4, chunk_channels=2, vocabulary=["red", "green", "smiling"],
+            templates=["a photo of a {}.", "a {}."], progress=False)
+'''
+ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "vocab_embeddings", "neutral_embedding",
+          "labels_index", "labels_score")
+
+
+def _start(script, out, delay):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, str(script), str(out), str(delay), str(ROOT / "tests")], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc):
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_relevance_then_resume_is_bit_identical(tmp_path):
+    script = tmp_path / "build.py"
+    script.write_text(SCRIPT)
+    reference = _start(script, tmp_path / "reference", 0.0)
+
+    killed = _start(script, tmp_path / "resumed", 0.05)
+    chunks = tmp_path / "resumed" / "work" / "relevance"
+    deadline = time.time() + 180
+    while len(list(chunks.glob("chunk_*.npz"))) < 3:  # 20 chunks planned; kill after the third
+        assert killed.poll() is None, killed.communicate()[1][-2000:]
+        assert time.time() < deadline, "the build never reached the relevance stage"
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    done = len(list(chunks.glob("chunk_*.npz")))
+    assert 3 <= done < 20
+    with pytest.raises(AtlasFormatError, match=f"relevance stage has {done} of 20 chunks"):
+        index.read_atlas(tmp_path / "resumed")  # never an atlas that opens but is wrong
+
+    _finish(_start(script, tmp_path / "resumed", 0.0))
+    _finish(reference)
+    a, b = index.read_atlas(tmp_path / "reference"), index.read_atlas(tmp_path / "resumed")
+    for name in ARRAYS:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.vocab == b.vocab and a.config == b.config
+    assert a.generator_fingerprint == b.generator_fingerprint
