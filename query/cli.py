@@ -1,20 +1,302 @@
-"""`query.py` / `styleatlas-query`: a thin click layer over query.Atlas."""
+"""`query.py` / `styleatlas-query`: a thin click layer over query.Atlas (directions, edits, exploration, export)."""
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from pathlib import Path
+
 import click
 
 from models.errors import AtlasError, run_cli
 
+DEFAULT_ATLAS = Path("atlas")
+
+
+def _recorded(atlas, kind: str) -> str:
+    """The model name the atlas records for `kind` (generator / clip), else "demo"."""
+    for source in (atlas.data.extra, atlas.data.config):
+        models = source.get("models") if isinstance(source, dict) else None
+        if isinstance(models, dict) and isinstance(models.get(kind), str):
+            return models[kind]
+    return "demo"
+
+
+def open_atlas(opts: dict):
+    """Atlas.open with lazily loaded models: the generator for edits, CLIP for prompts outside the vocabulary."""
+    from query.atlas import Atlas
+
+    holder = {}
+
+    def load_generator():
+        from models.stylegan2 import load_generator as load
+        return load(opts["generator"] or _recorded(holder["atlas"], "generator"), device=opts["device"])
+
+    def load_embedder():
+        from models.clip import load_clip
+        return load_clip(opts["clip"] or _recorded(holder["atlas"], "clip"), opts["pretrained"],
+                         device=opts["device"])
+
+    holder["atlas"] = Atlas.open(opts["atlas"], load_generator=load_generator, load_embedder=load_embedder)
+    return holder["atlas"]
+
+
+def atlas_command(group, name=None):
+    """A subcommand with the shared options (--atlas, models, --json) whose warnings print as one line each."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(**kwargs):
+            opts = {k: kwargs.pop(k) for k in ("atlas", "generator", "clip", "pretrained", "device")}
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    return fn(opts, **kwargs)
+                finally:
+                    for w in caught:
+                        if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning):
+                            click.echo(f"warning: {str(w.message).splitlines()[0]}", err=True)
+        for decorator in reversed([
+                group.command(name),
+                click.option("--atlas", type=click.Path(path_type=Path), default=DEFAULT_ATLAS, show_default=True,
+                             help="Atlas folder (built by build_index.py)."),
+                click.option("--generator", default=None, help='Generator checkpoint or "demo" (default: the '
+                             "atlas's, else demo); loaded only for edits."),
+                click.option("--clip", default=None, help='CLIP model name, JSON config or "demo" (default: the '
+                             "atlas's, else demo); loaded only for prompts outside the vocabulary."),
+                click.option("--pretrained", default=None, help="open_clip pretrained tag or local weights."),
+                click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ..."),
+                click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")]):
+            run = decorator(run)
+        return run
+    return wrap
+
+
+def beta_value(text: str):
+    from query.direction import check_beta
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        beta = float(text)
+    except ValueError:
+        raise AtlasError(f"beta must be a number in (0, 1) or 'auto', got {text!r}.") from None
+    check_beta(beta)
+    return beta
+
+
+def emit(as_json: bool, obj, lines) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, indent=2, default=_json_default))
+    else:
+        for line in (lines() if callable(lines) else lines):
+            click.echo(line)
+
+
+def _json_default(x):
+    import numpy as np
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+direction_options = [
+    click.option("--neutral", default="", help="Neutral prompt (default: the atlas's class word)."),
+    click.option("--beta", default="0.15", show_default=True, help="Disentanglement threshold in (0, 1), or auto."),
+    click.option("--top-k", type=int, default=None, help="Keep the N strongest channels instead of a beta."),
+]
+
+
+def with_direction_options(fn):
+    for option in reversed(direction_options):
+        fn = option(fn)
+    return fn
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
-    """Query a StyleAtlas: directions, edits, channel exploration, export."""
+    """Query a StyleAtlas: global directions (SPEC §5), edits, channel exploration, SQL, bulk export.
+
+    Prompts found in the atlas vocabulary need no CLIP; compose prompts as "smile:1 + curly hair:0.5".
+    """
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def direction(as_json):
-    """Not built yet (issue 5)."""
-    raise AtlasError("querying is not built yet (issue 5).")
+@atlas_command(cli)
+@click.argument("prompt")
+@with_direction_options
+@click.option("-n", "--show", type=int, default=10, show_default=True, help="Channels to list.")
+@click.option("--full", is_flag=True, help="With --json: include scores and delta_s of every channel.")
+def direction(opts, prompt, neutral, beta, top_k, show, full, as_json):
+    """The global direction of PROMPT: channels moved and the strongest of them."""
+    atlas = open_atlas(opts)
+    d = atlas.direction(prompt, neutral, beta_value(beta), top_k=top_k)
+    obj = d.to_dict(show)
+    if full:
+        obj.update(channels=atlas.channels, scores=d.scores, delta_s=d.delta_s)
+    emit(as_json, obj, lambda: _direction_lines(d, show))
+
+
+def _direction_lines(d, show):
+    yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}"
+    for o in d.overlaps:
+        yield (f"  overlap {o['a']!r} / {o['b']!r}: {o['shared']} shared channels ({o['same_sign']} same sign, "
+               f"{o['opposite_sign']} opposite), Jaccard {o['jaccard']:.2f}")
+    for layer, channel, score in d.top(show):
+        yield f"  layer {layer:3d} channel {channel:5d} score {score:+.4f}"
+
+
+@atlas_command(cli)
+@click.argument("prompt")
+@with_direction_options
+@click.option("-n", "--show", type=int, default=20, show_default=True, help="Channels to list.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save a per-layer bar chart of the channels moved (PNG).")
+def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
+    """The channels PROMPT moves: layer, resolution, channel, score, consistency, labels."""
+    atlas = open_atlas(opts)
+    d = atlas.direction(prompt, neutral, beta_value(beta), top_k=top_k)
+    rows = [dict(atlas.channel_info(r, d.scores[r]), delta_s=float(d.delta_s[r])) for r in d.active[:show]]
+    if plot is not None:
+        from query.media import plot_layers
+        plot_layers(plot, atlas, d)
+    obj = dict(prompt=d.prompt, neutral=d.neutral, beta=d.beta, num_c=d.num_c, channels=rows,
+               plot=str(plot) if plot else None)
+
+    def lines():
+        yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}"
+        yield f"{'layer':>5} {'res':>5} {'channel':>7} {'score':>8} {'consist':>7}  labels"
+        for r in rows:
+            labels = ", ".join(f"{p} ({s:+.2f})" for p, s in r["labels"])
+            yield f"{r['layer']:5d} {r['resolution']:5d} {r['channel']:7d} {r['score']:+8.4f} {r['consistency']:7.3f}  " \
+                  f"{labels}"
+        if plot is not None:
+            yield f"plot: {plot}"
+    emit(as_json, obj, lines)
+
+
+@atlas_command(cli, "channel")
+@click.argument("layer", type=int)
+@click.argument("channel_index", metavar="CHANNEL", type=int)
+@click.option("-k", type=int, default=10, show_default=True, help="Vocabulary phrases to list.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save a PNG grid of the channel's effect (-alpha..+alpha on 4 seeds).")
+@click.option("--alpha", type=float, default=10.0, show_default=True, help="Largest |alpha| in the grid.")
+@click.option("--steps", type=int, default=5, show_default=True, help="Columns from -alpha to +alpha.")
+@click.option("--seeds", default="0,1,2,3", show_default=True, help="Comma-separated seeds (grid rows).")
+@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation.")
+@click.option("--cell", type=int, default=96, show_default=True, help="Grid cell size in pixels.")
+def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, as_json):
+    """What one channel does: its best vocabulary words, and with -o a grid of its effect."""
+    from query.edit import channel_grid
+
+    atlas = open_atlas(opts)
+    info = atlas.channel_info(atlas.row(layer, channel_index))
+    words = atlas.channel_words(layer, channel_index, k)
+    obj = dict(info, words=[dict(phrase=p, score=s) for p, s in words])
+    if out is not None:
+        obj["grid"] = channel_grid(atlas, layer, channel_index, out, alpha=alpha, steps=steps,
+                                   seeds=_ints(seeds), psi=psi, cell=cell)
+
+    def lines():
+        yield (f"layer {info['layer']} ({info['resolution']} px) channel {info['channel']}: consistency "
+               f"{info['consistency']:.3f}, std {info['style_std']:.4f}")
+        for p, s in words:
+            yield f"  {s:+.4f}  {p}"
+        if out is not None:
+            yield f"grid: {out} (rows: seeds {seeds}; columns: alpha {obj['grid']['alphas']})"
+    emit(as_json, obj, lines)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise AtlasError(f"seeds must be comma-separated integers, got {text!r}.") from None
+    if not values:
+        raise AtlasError("give at least one seed.")
+    return values
+
+
+@atlas_command(cli)
+@click.argument("prompt")
+@click.option("-k", type=int, default=10, show_default=True, help="Phrases to list.")
+def similar(opts, prompt, k, as_json):
+    """The vocabulary phrases nearest to PROMPT in CLIP text space (FAISS vocab index)."""
+    atlas = open_atlas(opts)
+    found = atlas.similar(prompt, k)
+    emit(as_json, dict(prompt=prompt, similar=[dict(phrase=p, cosine=s) for p, s in found]),
+         [f"{s:+.4f}  {p}" for p, s in found])
+
+
+@atlas_command(cli)
+@click.argument("query")
+@click.option("--limit", type=int, default=1000, show_default=True, help="Rows to print at most.")
+def sql(opts, query, limit, as_json):
+    """Run a read-only SQL query over the atlas catalog (tables layers, channels, vocabulary, labels, builds)."""
+    from query.catalog import run_sql
+
+    columns, rows = run_sql(opts["atlas"], query, limit)
+    emit(as_json, dict(columns=columns, rows=[dict(zip(columns, r)) for r in rows]),
+         lambda: ["\t".join(columns)] + ["\t".join("" if v is None else str(v) for v in r) for r in rows])
+
+
+@atlas_command(cli)
+@click.argument("prompt")
+@with_direction_options
+@click.option("--alpha", multiple=True, default=("4",), show_default=True,
+              help="Edit strength(s): 4, -4,4 or start:stop:count; repeatable.")
+@click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
+@click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="W or W+ codes (.npy or .pt) instead of seeds.")
+@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of seeded latents.")
+@click.option("--noise-mode", type=click.Choice(["const", "none", "random"]), default="const", show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("edit.png"),
+              show_default=True, help="PNG strip: original, then one column per alpha.")
+@click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
+def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, as_json):
+    """Edit sampled (--seed) or given (--latent) images along PROMPT's direction; write a PNG strip."""
+    from query.edit import edit_strip
+    from query.media import parse_alphas
+
+    alphas = parse_alphas(alpha)
+    beta = beta_value(beta)
+    if latent is not None and seed:
+        raise AtlasError("pass --seed or --latent, not both.")
+    atlas = open_atlas(opts)
+    d = atlas.direction(prompt, neutral, beta, top_k=top_k)
+    obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
+                     psi=psi, noise_mode=noise_mode, cell=cell)
+    emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}; "
+                        f"alphas {alphas}", f"wrote {out}"])
+
+
+@atlas_command(cli)
+@click.argument("prompts_file", type=click.Path(dir_okay=False, path_type=Path))
+@with_direction_options
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="library.h5, .npz or .pt (a .manifest.json is written beside it).")
+@click.option("--styleclip-layout", is_flag=True, help="Also write one [N, width] array per style layer.")
+def export(opts, prompts_file, neutral, beta, top_k, out, styleclip_layout, as_json):
+    """Directions for every prompt in PROMPTS_FILE (one a line), computed in one batch, to one file."""
+    from query.export import export_library, manifest_path
+    from query.prompts import read_prompts
+
+    prompts = read_prompts(prompts_file)
+    beta = beta_value(beta)
+    atlas = open_atlas(opts)
+    manifest = export_library(atlas, prompts, out, neutral, beta, top_k, styleclip_layout)
+    short = {k: v for k, v in manifest.items() if k != "prompts"}
+    short["manifest"] = str(manifest_path(out))
+    emit(as_json, short, lambda: [
+        f"wrote {out}: {manifest['num_prompts']} directions x {manifest['num_channels']} channels "
+        f"({manifest['directions_per_second']:,.0f} directions/s)", f"manifest {short['manifest']}"] + [
+        f"  no direction for {p['prompt']!r}: {p['reason']}" for p in manifest["problems"][:10]])
 
 
 def main(args=None):
     run_cli(cli, args)
+
+
+if __name__ == "__main__":
+    main()

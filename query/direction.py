@@ -1,0 +1,169 @@
+"""SPEC §5 global directions from arrays: Δt -> scores r -> beta threshold -> max-abs normalise -> Δs = r sigma.
+
+Everything here is numpy on the atlas's own arrays; one function serves a single prompt ([D]) and a
+batch ([N, D]) so that bulk export and `Atlas.direction` compute exactly the same thing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.errors import AtlasError
+
+DEFAULT_BETA = 0.15
+AUTO_BETAS = tuple(round(0.10 + 0.01 * i, 2) for i in range(20))  # SPEC §5: 0.10 .. 0.29
+AUTO_MIN_CHANNELS = 20  # auto-beta keeps MORE than this many channels
+
+
+def normalise_delta_t(t_target: np.ndarray, t_neutral: np.ndarray) -> np.ndarray:
+    """Δt = normalise(t(target) - t(neutral)) for [D] or [N, D] targets (SPEC §4); float32."""
+    diff = np.asarray(t_target, np.float32) - np.asarray(t_neutral, np.float32)  # [D] or [N, D]
+    norm = np.linalg.norm(diff, axis=-1, keepdims=True)
+    if np.any(norm < 1e-6):
+        raise AtlasError("the target and the neutral have the same embedding, so there is no direction; "
+                         "use a neutral that names the class being edited (e.g. 'face') and a different target.")
+    return diff / norm
+
+
+def check_beta(beta) -> None:
+    if isinstance(beta, str):
+        if beta != "auto":
+            raise AtlasError(f"beta must be a number in (0, 1) or 'auto', got {beta!r}.")
+        return
+    if not (isinstance(beta, (int, float, np.floating)) and math.isfinite(beta) and 0 < beta < 1):
+        raise AtlasError(f"beta must be in (0, 1) (the paper uses 0.08-0.3, default 0.15), got {beta!r}.")
+
+
+def floor_beta(x: float) -> float:
+    """max|r| rounded down to a beta a person can type: 3 decimals, or 2 significant digits below 0.001."""
+    if x >= 1e-3:
+        return math.floor(x * 1000 + 1e-9) / 1000
+    if x <= 0:
+        return 0.0
+    scale = 10 ** (1 - math.floor(math.log10(x)))
+    return math.floor(x * scale) / scale
+
+
+def auto_betas(abs_scores: np.ndarray) -> np.ndarray:
+    """Per row of |r| [N, C]: the largest beta in AUTO_BETAS keeping more than AUTO_MIN_CHANNELS channels.
+
+    Keeping more than 20 channels at beta means the 21st largest |r| is >= beta, so one partial sort per row
+    decides it. Rows where no grid value qualifies (small atlases, weak prompts) get the smallest, 0.10.
+    """
+    n, c = abs_scores.shape
+    if c <= AUTO_MIN_CHANNELS:
+        return np.full(n, AUTO_BETAS[0])
+    kth = -np.partition(-abs_scores, AUTO_MIN_CHANNELS, axis=1)[:, AUTO_MIN_CHANNELS]  # [N] 21st largest
+    grid = np.asarray(AUTO_BETAS)
+    # the grid value itself, not a float sum, so that |r| >= beta agrees with what we report
+    pick = np.searchsorted(grid, kth, side="right") - 1  # [N] largest grid beta <= kth
+    return grid[np.clip(pick, 0, len(grid) - 1)]
+
+
+def select_channels(scores: np.ndarray, beta, top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """keep mask [N, C] and the beta used per row [N] for scores r [N, C] (beta a number or "auto").
+
+    top_k keeps the N strongest |r| of each row instead of thresholding (beta reported as the weakest kept).
+    """
+    a = np.abs(scores)  # [N, C]
+    if top_k is not None:
+        if int(top_k) < 1:
+            raise AtlasError(f"top_k must be at least 1, got {top_k}.")
+        k = min(int(top_k), a.shape[1])
+        idx = np.argpartition(-a, k - 1, axis=1)[:, :k]  # [N, k]
+        keep = np.zeros(a.shape, bool)
+        np.put_along_axis(keep, idx, True, axis=1)
+        return keep, np.take_along_axis(a, idx, axis=1).min(1)
+    betas = auto_betas(a) if isinstance(beta, str) else np.full(a.shape[0], float(beta))  # [N]
+    return a >= betas[:, None], betas
+
+
+def no_channel_message(max_abs: float, beta, prompt: str) -> str:
+    if max_abs <= 0:
+        return (f"no channel of the atlas responds to {prompt!r} at all (every score is 0); try another prompt "
+                "or neutral.")
+    used = "auto-beta (0.10)" if isinstance(beta, str) else f"beta {beta:g}"
+    return (f"no channel passes {used} for {prompt!r} (the strongest scores {max_abs:.4f}); use beta <= "
+            f"{floor_beta(max_abs):g}, or top_k=N.")
+
+
+def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta=DEFAULT_BETA,
+                      top_k: int | None = None, block: int = 1024):
+    """SPEC §5 for N text directions at once: (scores [N, C], delta_s [N, C], num_c [N], beta [N], max|r| [N]).
+
+    One matrix product relevance @ ΔT for the whole batch; thresholding and scaling run in row blocks to
+    bound the temporaries. Rows whose channels all fall below beta get delta_s = 0 and num_c = 0 (callers
+    turn that into an error; never NaN).
+    """
+    check_beta(beta)
+    delta_t = np.atleast_2d(np.asarray(delta_t, np.float32))  # [N, D]
+    rel = np.asarray(relevance, np.float32)  # [C, D]
+    scores = delta_t @ rel.T  # [N, C] r, the one batched product
+    delta_s = np.empty_like(scores)
+    n = len(scores)
+    num_c, betas, max_abs = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
+    std = np.asarray(style_std, np.float32)  # [C]
+    for a in range(0, n, block):
+        r = scores[a:a + block]  # [b, C]
+        keep, used = select_channels(r, beta, top_k)
+        kept = np.where(keep, r, 0).astype(np.float32)  # r[|r| < beta] = 0
+        peak = np.abs(kept).max(1) if kept.shape[1] else np.zeros(len(kept), np.float32)  # [b]
+        ok = peak > 0
+        kept[ok] /= peak[ok, None]  # strongest channel -> +-1
+        kept[~ok] = 0
+        delta_s[a:a + block] = kept * std  # Δs_c = r_c sigma_c
+        num_c[a:a + block] = np.where(ok, (kept != 0).sum(1), 0)
+        betas[a:a + block] = used
+        max_abs[a:a + block] = np.abs(r).max(1) if r.shape[1] else 0
+    return scores, delta_s, num_c, betas, max_abs
+
+
+@dataclass
+class Direction:
+    """A global direction in StyleSpace (SPEC §5), row-aligned with the atlas's channels."""
+    prompt: str
+    neutral: str
+    beta: float | None                   # the threshold used (top_k: the weakest kept |score|)
+    scores: np.ndarray                   # [C] signed r = relevance @ Δt, before thresholding
+    delta_s: np.ndarray                  # [C] the paper's Δs (zero where not kept)
+    channels: np.ndarray                 # [C, 2] (layer, channel) of every row
+    delta_t: np.ndarray | None = None    # [D] unit text direction (None for a composition)
+    top_k: int | None = None
+    layer_widths: list = field(default_factory=list)   # width of every style layer (toRGB too)
+    components: list = field(default_factory=list)     # composition: [(prompt, weight, Direction)]
+    overlaps: list = field(default_factory=list)       # composition: pairwise shared channels
+
+    @property
+    def num_c(self) -> int:
+        """Channels the edit moves (nonzero Δs)."""
+        return int(np.count_nonzero(self.delta_s))
+
+    @property
+    def active(self) -> np.ndarray:
+        """Row indices of the channels the edit moves, strongest |Δs / sigma| first."""
+        rows = np.flatnonzero(self.delta_s)
+        return rows[np.argsort(-np.abs(self.scores[rows]), kind="stable")]
+
+    def top(self, k: int = 10) -> list[tuple[int, int, float]]:
+        """(layer, channel, score) of the k channels with the largest |score|, descending."""
+        k = max(0, min(int(k), len(self.scores)))
+        rows = np.argsort(-np.abs(self.scores), kind="stable")[:k]
+        return [(int(self.channels[r, 0]), int(self.channels[r, 1]), float(self.scores[r])) for r in rows]
+
+    def to_styles(self) -> list[np.ndarray]:
+        """Δs per style layer ([width] float32 each, every layer, zero for toRGB and layers not in the atlas)."""
+        out = [np.zeros(int(w), np.float32) for w in self.layer_widths]
+        for layer in np.unique(self.channels[:, 0]):
+            rows = self.channels[:, 0] == layer
+            out[int(layer)][self.channels[rows, 1]] = self.delta_s[rows]
+        return out
+
+    def to_dict(self, k: int = 10) -> dict:
+        d = dict(prompt=self.prompt, neutral=self.neutral, beta=self.beta, top_k=self.top_k, num_c=self.num_c,
+                 top=[dict(layer=l, channel=c, score=s) for l, c, s in self.top(k)])
+        if self.components:
+            d["components"] = [dict(prompt=p, weight=w, num_c=c.num_c, beta=c.beta) for p, w, c in self.components]
+            d["overlaps"] = self.overlaps
+        return d

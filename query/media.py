@@ -1,0 +1,142 @@
+"""Files around edits: latent codes in (.npy / .pt), PNG strips and grids out (with their settings), bar charts."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from index.io import atomic_path
+from models.errors import AtlasError
+
+LATENT_KEYS = ("ws", "w", "latent", "latents", "codes", "w_plus")
+
+
+def parse_alphas(specs) -> list[float]:
+    """'4', '-4,0,4' or 'start:stop:count' (evenly spaced, both ends included), repeatable -> finite floats."""
+    out = []
+    for spec in specs:
+        for part in str(spec).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                if ":" in part:
+                    start, stop, count = part.split(":")
+                    if int(count) < 1:
+                        raise ValueError
+                    out += np.linspace(float(start), float(stop), int(count)).tolist()
+                else:
+                    out.append(float(part))
+            except ValueError:
+                raise AtlasError(f"alpha {part!r} is not a number, a comma list or start:stop:count "
+                                 "(e.g. -6:6:5).") from None
+    if not out:
+        raise AtlasError("give at least one alpha, e.g. --alpha 4 or --alpha -6:6:5.")
+    bad = [a for a in out if not math.isfinite(a)]
+    if bad:
+        raise AtlasError(f"alpha must be finite (typically -10..10), got {bad[0]}.")
+    return out
+
+
+def load_latent(path, w_dim: int, num_ws: int) -> torch.Tensor:
+    """W [B, w_dim] or W+ [B, num_ws, w_dim] from .npy or .pt (weights_only); a single code gets B = 1."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AtlasError(f"latent file {path} does not exist; pass a .npy or .pt file of W or W+ codes.")
+    try:
+        if path.suffix == ".npy":
+            x = torch.from_numpy(np.load(path, allow_pickle=False))
+        elif path.suffix in (".pt", ".pth"):
+            x = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise AtlasError(f"latent file {path.name} must be .npy or .pt.")
+    except AtlasError:
+        raise
+    except Exception as exc:  # pickles, truncated files, unsupported objects
+        raise AtlasError(f"cannot read latent file {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
+                         "; save a tensor with torch.save or np.save.") from None
+    if isinstance(x, dict):
+        found = [x[k] for k in LATENT_KEYS if k in x]
+        tensors = [v for v in x.values() if isinstance(v, torch.Tensor)]
+        x = found[0] if found else tensors[0] if len(tensors) == 1 else x
+    if not isinstance(x, torch.Tensor):
+        raise AtlasError(f"latent file {path} holds a {type(x).__name__}, not one tensor of W or W+ codes.")
+    x = x.detach().float()
+    if x.ndim == 1:
+        x = x[None]  # [1, w_dim]
+    elif x.ndim == 2 and x.shape[0] == num_ws and num_ws > 1:
+        x = x[None]  # one W+ code [1, num_ws, w_dim]
+    ok = (x.ndim == 2 and x.shape[1] == w_dim) or (x.ndim == 3 and tuple(x.shape[1:]) == (num_ws, w_dim))
+    if not ok:
+        raise AtlasError(f"latent in {path.name} has shape {tuple(x.shape)}; this generator takes W [B, {w_dim}] or "
+                         f"W+ [B, {num_ws}, {w_dim}].")
+    if not torch.isfinite(x).all():
+        raise AtlasError(f"latent in {path.name} holds NaN or infinite values.")
+    return x
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] in about [-1, 1] -> [B, H, W, 3] uint8."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round()
+    return x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+
+def image_grid(rows: list[torch.Tensor], cell: int = 0, gap: int = 2) -> np.ndarray:
+    """rows[i]: [n_cols, 3, H, W] -> one uint8 [R*(cell+gap), ..., 3] picture, nearest-upscaled to `cell` px."""
+    first = rows[0]
+    h = first.shape[-1]
+    cell = max(int(cell), h) if cell else h
+    n_rows, n_cols = len(rows), rows[0].shape[0]
+    canvas = np.full((n_rows * cell + (n_rows - 1) * gap, n_cols * cell + (n_cols - 1) * gap, 3), 255, np.uint8)
+    rep = max(cell // h, 1)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(to_uint8(row)):
+            big = img.repeat(rep, 0).repeat(rep, 1)[:cell, :cell]
+            y, x = i * (cell + gap), j * (cell + gap)
+            canvas[y:y + big.shape[0], x:x + big.shape[1]] = big
+    return canvas
+
+
+def save_png(path, picture: np.ndarray, text: dict) -> Path:
+    """Write a PNG atomically with `text` in its tEXt chunks (every value JSON; 'styleatlas' holds them all)."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    path = Path(path).expanduser()
+    info = PngInfo()
+    info.add_text("styleatlas", json.dumps(text, sort_keys=True))
+    for key, value in text.items():
+        info.add_text(str(key), value if isinstance(value, str) else json.dumps(value))
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(picture).save(tmp, format="PNG", pnginfo=info)
+    return path
+
+
+def plot_layers(path, atlas, d, title: str = "") -> Path:
+    """Bar chart of the channels a direction moves per style layer (up and down), saved as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = [l for l in atlas.data.layers if l["in_atlas"]]
+    ch = atlas.data.channels
+    up = [int(((ch[:, 0] == l["index"]) & (d.delta_s > 0)).sum()) for l in layers]
+    down = [int(((ch[:, 0] == l["index"]) & (d.delta_s < 0)).sum()) for l in layers]
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(layers)), 3.5))
+    x = np.arange(len(layers))
+    ax.bar(x, up, color="tab:red", label="pushed up (+alpha)")
+    ax.bar(x, down, bottom=up, color="tab:blue", label="pushed down")
+    ax.set_xticks(x, [f"{l['index']}\n{l['resolution']}px" for l in layers], fontsize=7)
+    ax.set_xlabel("style layer")
+    ax.set_ylabel("channels moved")
+    ax.set_title(title or f"{d.prompt!r}: {d.num_c} channels (beta {d.beta})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path).expanduser()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
