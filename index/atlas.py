@@ -169,11 +169,13 @@ def _read_h5(h5, out_dir: Path) -> AtlasData:
 
 
 def _unfinished_output_stage(out_dir: Path) -> str:
-    manifest = read_manifest(out_dir) or {}
-    stages = manifest.get("stages", {})
-    for stage in ("labels", "indexes", "catalog"):
-        if stage not in stages:
-            return stage
+    """The first output written after atlas.h5 that is missing (assembly order: indexes, catalog, manifest)."""
+    from index.search import have_faiss
+
+    if have_faiss() and not all((out_dir / f).exists() for f in (VOCAB_INDEX, RELEVANCE_INDEX)):
+        return "indexes"
+    if not (out_dir / CATALOG).exists():
+        return "catalog"
     return "manifest"
 
 

@@ -25,12 +25,21 @@ from pipeline.config import VocabularyConfig
 STAGE = "vocabulary"
 DATA = Path(__file__).resolve().parent / "data"
 FACE_ATTRIBUTES = DATA / "face_attributes.txt"
-# Function words and frequent word-final BPE fragments that are not words on their own.
+# Function words, and frequent word-final BPE pieces that are suffixes rather than words.
 STOP_WORDS = set("""the and for you with this that from are was will can just have your our not but all out
 one now new what when who how why has had her his she him they them their there here then than been were
-get got its into over more most some any very also too via per amp etc lol omg via let yes yet
+get got its into over more most some any very also too via per amp etc lol omg let yes yet
 ing ers ent ght ere ter ation ill ver ate ity ons ine ack ure ood tion ther ard ning ally ful ness ment ies
-ted ous ive ish est ance ence ings ately ically ization ional less able ible""".split())
+ted ous ive ish est ance ence ings ately ically ization ional less able ible ting ding ving ying ling ming
+ping bing ster sion ture ments ship ably ened ating ations ition itions ening ously ized ising izing isation
+ual ity ities ary ory ery ance ancy ency ians ian ists ism ology ologist ame ays ite ace ell ong ound ould ars
+ents ans ase ight onal ated ool als ach ile ough ner ves ort ily ats mber ins ble ley ick ved ited ical kes sic
+ors les ans der don ton res""".split())
+# Letter pairs no English word starts with: a token starting with one is the tail of a longer word.
+BAD_ONSETS = ("bb", "bd", "bt", "cc", "ck", "ct", "dd", "dg", "dn", "ff", "ft", "gg", "gn", "gt", "lb", "lc", "ld",
+              "lf", "lk", "ll", "lm", "lp", "ls", "lt", "lv", "mb", "mm", "mn", "mp", "ms", "nc", "nd", "ng", "nk",
+              "nn", "ns", "nt", "pp", "pt", "rb", "rc", "rd", "rf", "rg", "rk", "rl", "rm", "rn", "rp", "rr", "rs",
+              "rt", "rv", "ss", "tt", "tz", "xt", "zz")
 
 
 def read_phrase_file(path) -> list[str]:
@@ -67,7 +76,7 @@ def english_words(size: int) -> list[str]:
             continue
         word = (parts[0] + parts[1])[:-4]
         if (len(word) >= 3 and word.isascii() and word.isalpha() and word not in STOP_WORDS
-                and any(v in word for v in "aeiouy") and word not in seen):
+                and any(v in word for v in "aeiouy") and not word.startswith(BAD_ONSETS) and word not in seen):
             seen.add(word)
             words.append(word)
             if len(words) >= size:
