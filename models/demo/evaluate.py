@@ -1,0 +1,114 @@
+"""Zero-shot attribute accuracy of an embedder on shapes-world images (template-averaged class prompts)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.demo import world
+from models.demo.captions import class_phrases
+from models.text import embed_phrases
+
+
+@torch.no_grad()
+def zero_shot(embedder, images: torch.Tensor, attrs: dict, templates=None) -> dict[str, float]:
+    """Accuracy per attribute (colour, shape, size, background): argmax over the class prompts t(p)."""
+    img = embedder.encode_image(images).float()  # [n, D]
+    out = {}
+    for name, phrases in class_phrases().items():
+        text = embed_phrases(embedder, phrases, templates).to(img.device)  # [K, D]
+        pred = (img @ text.T).argmax(1).cpu().numpy()
+        out[name] = float((pred == attrs[name]).mean())
+    return out
+
+
+def held_out(n: int = 1000, seed: int = 12345) -> tuple[torch.Tensor, dict]:
+    """The held-out procedural evaluation set (its seed is never used for training)."""
+    return world.sample(n, np.random.default_rng(seed))
+
+
+@torch.no_grad()
+def generator_samples(gen, n: int = 1000, psi: float = 0.7, seed: int = 0, batch: int = 250):
+    """(z [n, z_dim], images [n, 3, R, R]) for n seeded z at truncation psi, noise "const"."""
+    z = torch.randn(n, gen.z_dim, generator=torch.Generator().manual_seed(seed))  # [n, z_dim]
+    images = torch.cat([gen(z[i:i + batch], psi=psi) for i in range(0, n, batch)])
+    return z, images
+
+
+@torch.no_grad()
+def generator_quality(gen, n: int = 1000, psi: float = 0.7, seed: int = 0) -> dict[str, float]:
+    """Share of valid samples per the pixel classifier, and (for the demo map from z) attribute agreement."""
+    from models.demo.classifier import classify
+    from models.demo.train_generator import attributes_from_z
+
+    z, images = generator_samples(gen, n, psi, seed)
+    pred = classify(images)
+    out = dict(valid=float(pred["valid"].mean()))
+    target = attributes_from_z(z)
+    ok = pred["valid"]
+    for name in world.ATTRIBUTE_NAMES:  # among valid samples: does the image show what z asked for?
+        out[f"{name}_as_z"] = float((pred[name][ok] == target[name][ok]).mean()) if ok.any() else 0.0
+    return out
+
+
+EDIT_ATTRIBUTES = (*world.ATTRIBUTE_NAMES, "position")
+
+
+def _changed(a: dict, b: dict) -> np.ndarray:
+    """[n, 5] bool: which of colour/shape/size/background/position differ between two classifications."""
+    cols = [a[k] != b[k] for k in world.ATTRIBUTE_NAMES]
+    cols.append((np.abs(a["x"] - b["x"]) > 0.3) | (np.abs(a["y"] - b["y"]) > 0.3))
+    return np.stack(cols, 1)
+
+
+@torch.no_grad()
+def channel_effects(gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed: int = 0,
+                    stats_samples: int = 2000, batch: int = 512) -> list[dict]:
+    """Per conv StyleSpace channel: what the pixel classifier sees change when the channel is set to
+    mu +- alpha sigma (SPEC §3's perturbation) in n psi-truncated samples.
+
+    Each record: layer, channel, valid (share of samples whose two edits are both valid shapes), and
+    rates (share of those samples where each of EDIT_ATTRIBUTES differs between the + and - edit).
+    """
+    from models.demo.classifier import classify
+
+    g = torch.Generator().manual_seed(seed)
+    w_stats = gen.truncate(gen.mapping(torch.randn(stats_samples, gen.z_dim, generator=g)), psi)
+    s_stats = gen.styles(w_stats)
+    mu = [s.mean(0) for s in s_stats]
+    sigma = [s.std(0) for s in s_stats]
+    base = gen.styles(gen.truncate(gen.mapping(torch.randn(n, gen.z_dim, generator=g)), psi))  # n per layer
+    jobs = [(l, c) for l in range(len(base)) if l not in gen.rgb_layers for c in range(base[l].shape[1])]
+    records = []
+    for start in range(0, len(jobs), max(1, batch // (2 * n))):
+        chunk = jobs[start:start + max(1, batch // (2 * n))]
+        styles = [s.repeat(2 * len(chunk), 1) for s in base]  # [(2 * len(chunk) * n), width]
+        for j, (l, c) in enumerate(chunk):
+            for k, sign in enumerate((1.0, -1.0)):
+                rows = slice((2 * j + k) * n, (2 * j + k + 1) * n)
+                styles[l][rows, c] = mu[l][c] + sign * alpha * sigma[l][c]
+        pred = classify(gen.synthesize(styles))
+        for j, (l, c) in enumerate(chunk):
+            plus = {k: v[2 * j * n:(2 * j + 1) * n] for k, v in pred.items()}
+            minus = {k: v[(2 * j + 1) * n:(2 * j + 2) * n] for k, v in pred.items()}
+            ok = plus["valid"] & minus["valid"]
+            rates = _changed(plus, minus)[ok].mean(0) if ok.any() else np.zeros(len(EDIT_ATTRIBUTES))
+            records.append(dict(layer=l, channel=c, valid=float(ok.mean()),
+                                rates={a: float(r) for a, r in zip(EDIT_ATTRIBUTES, rates)}))
+    return records
+
+
+def single_attribute_channels(records: list[dict], min_valid: float = 0.5, min_rate: float = 0.5,
+                              max_other: float = 0.1) -> dict[str, list[dict]]:
+    """Channels whose +- edit changes exactly one attribute: that attribute in >= min_rate of the valid
+    samples, every other attribute in <= max_other; per attribute, strongest first."""
+    out = {a: [] for a in EDIT_ATTRIBUTES}
+    for r in records:
+        if r["valid"] < min_valid:
+            continue
+        best = max(r["rates"], key=r["rates"].get)
+        others = max(v for a, v in r["rates"].items() if a != best)
+        if r["rates"][best] >= min_rate and others <= max_other:
+            out[best].append(r)
+    for a in out:
+        out[a].sort(key=lambda r: -r["rates"][a])
+    return out

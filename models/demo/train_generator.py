@@ -1,0 +1,208 @@
+"""Train the tiny demo StyleGAN2 to draw the shapes world from z; CPU, non-adversarial, resumable.
+
+    python -m models.demo.train_generator               # writes models/demo/generator.pt (rosinality format)
+    python -m models.demo.train_generator --steps 100 --out /tmp/g.pt   # a quick trial
+
+A fixed map sends every z to world attributes (colour = argmax z[0:6], shape = argmax z[6:10], size and
+background = signs of z[10], z[11], radius, brightness and position = normal CDFs of z[12:16]; z is
+pixel-normalised first, as the mapping network sees it). The world renderer draws the target and the whole
+generator (mapping + synthesis) is trained end to end with a pixel loss on G(z). For truncation to keep
+working, part of each batch is synthesised from truncated w' = mean_w + psi (w - mean_w), psi ~ U[0.5, 1],
+against the same target; mean_w is a running average of mapping(z), saved as latent_avg.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.demo import DEMO_DIR, world
+from models.stylegan2 import StyleGAN2Generator, save_generator
+
+ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
+Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
+Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
+
+
+@dataclass(frozen=True)
+class GeneratorTrainConfig:
+    synthesis_steps: int = 2000  # stage 1: synthesis + attribute encoder, pixel loss
+    mapping_steps: int = 4000  # stage 2: mapping network regresses the encoder's w (no rendering: fast)
+    joint_steps: int = 300  # stage 3: everything end to end from z, pixel loss
+    batch_size: int = 32
+    mapping_batch_size: int = 512
+    lr: float = 5e-3
+    mapping_lr: float = 0.1  # on the stored mapping weights, which lr_mul 0.01 scales down 100x at run time
+    joint_lr: float = 1e-3
+    truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
+    psi_min: float = 0.5
+    seed: int = 0
+    threads: int = 1
+    checkpoint_every: int = 100
+    out: str = str(DEMO_DIR / "generator.pt")
+    work_dir: str = "out/demo_train/generator"
+
+
+def _phi(v: torch.Tensor) -> np.ndarray:
+    """Standard normal CDF, as numpy float32."""
+    return (0.5 * (1 + torch.erf(v / math.sqrt(2)))).numpy().astype(np.float32)
+
+
+def attributes_from_z(z: torch.Tensor) -> dict[str, np.ndarray]:
+    """The world attributes the demo generator is trained to draw for each z [n, 64] (exact named colours)."""
+    zn = z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)  # PixelNorm, as the mapping sees z
+    size = (zn[:, Z_SIZE] > 0).long().numpy()
+    background = (zn[:, Z_BACKGROUND] > 0).long().numpy()
+    attrs = dict(colour=zn[:, Z_COLOUR].argmax(1).numpy(), shape=zn[:, Z_SHAPE].argmax(1).numpy(), size=size,
+                 background=background, x=_phi(zn[:, Z_X]), y=_phi(zn[:, Z_Y]))
+    for key, rng_key, idx, lo_hi in (("radius", Z_RADIUS, size, world.RADIUS_RANGE),
+                                     ("brightness", Z_BRIGHTNESS, background, world.BRIGHTNESS_RANGE)):
+        lo = np.array([lo_hi[0][0], lo_hi[1][0]], np.float32)[idx]
+        hi = np.array([lo_hi[0][1], lo_hi[1][1]], np.float32)[idx]
+        attrs[key] = lo + (hi - lo) * _phi(zn[:, rng_key])
+    attrs["rgb"] = world.COLOUR_RGB[attrs["colour"]]
+    return attrs
+
+
+CODE_DIM = len(world.COLOURS) + len(world.SHAPES) + 6
+
+
+def attribute_code(attrs: dict) -> torch.Tensor:
+    """[n, 16] code of the attributes: one-hot colour and shape, +-1 size and background, the continuous
+    radius, brightness, x, y mapped to [-1, 1] within their ranges."""
+    n = len(attrs["shape"])
+    code = np.zeros((n, CODE_DIM), np.float32)
+    code[np.arange(n), attrs["colour"]] = 1
+    code[np.arange(n), len(world.COLOURS) + attrs["shape"]] = 1
+    c = len(world.COLOURS) + len(world.SHAPES)
+    code[:, c] = attrs["size"] * 2 - 1
+    code[:, c + 1] = attrs["background"] * 2 - 1
+    for j, (key, idx, lo_hi) in enumerate((("radius", "size", world.RADIUS_RANGE),
+                                           ("brightness", "background", world.BRIGHTNESS_RANGE))):
+        lo = np.array([lo_hi[0][0], lo_hi[1][0]], np.float32)[attrs[idx]]
+        hi = np.array([lo_hi[0][1], lo_hi[1][1]], np.float32)[attrs[idx]]
+        code[:, c + 2 + j] = 2 * (attrs[key] - lo) / (hi - lo) - 1
+    code[:, c + 4] = attrs["x"] * 2 - 1
+    code[:, c + 5] = attrs["y"] * 2 - 1
+    return torch.from_numpy(code)
+
+
+MEAN_CODE = torch.cat([torch.full((len(world.COLOURS),), 1 / len(world.COLOURS)),
+                       torch.full((len(world.SHAPES),), 1 / len(world.SHAPES)), torch.zeros(6)])
+
+
+def pixel_loss(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 + MSE at full resolution plus L1 at half resolution (coarse layout weighs a little more)."""
+    loss = (fake - target).abs().mean() + (fake - target).square().mean()
+    return loss + (F.avg_pool2d(fake, 2) - F.avg_pool2d(target, 2)).abs().mean()
+
+
+def synthesize(gen: StyleGAN2Generator, z: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+    """G(z) with per-sample truncation psi [n] (1 = none)."""
+    w = gen.mapping(z)  # [n, w_dim]
+    w = gen.mean_w + psi[:, None] * (w - gen.mean_w)
+    return gen.synthesize(gen.styles(w), noise_mode="const")
+
+
+def _batch(cfg: GeneratorTrainConfig, stage: int, step: int, n: int):
+    """(z [n, 64], attrs, psi [n]) of one batch; the same whether the run was resumed or not."""
+    rng = np.random.default_rng([cfg.seed, stage, step])
+    z = torch.from_numpy(rng.standard_normal((n, ARCHITECTURE["style_dim"])).astype(np.float32))
+    psi = np.where(rng.random(n) < cfg.truncated_share, rng.uniform(cfg.psi_min, 1.0, n), 1.0)
+    return z, attributes_from_z(z), torch.from_numpy(psi.astype(np.float32))
+
+
+def _lr(base: float, step: int, steps: int, warmup: int = 50) -> float:
+    return base * min(1.0, (step + 1) / warmup) * (0.55 + 0.45 * math.cos(math.pi * step / steps))
+
+
+def _save(path: Path, **state) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
+    """Stage 1: w = E(code(attrs)) with E linear; synthesis + E learn to draw the world (codes shrunk towards
+    the mean code by psi, so truncation in W, which E makes exactly a shrink of the code, keeps the picture).
+    Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled."""
+    torch.set_num_threads(cfg.threads)
+    work = Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    gen = StyleGAN2Generator(**ARCHITECTURE, seed=cfg.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        encoder = torch.nn.Linear(CODE_DIM, gen.w_dim)  # E: attribute code -> w
+    synthesis = [p for n, p in gen.named_parameters() if not n.startswith("style.")]
+    mapping = [p for n, p in gen.named_parameters() if n.startswith("style.")]
+    stages = [("synthesis", cfg.synthesis_steps), ("mapping", cfg.mapping_steps), ("joint", cfg.joint_steps)]
+    stage, step, opt_state = 0, 0, None
+    ckpt_path = work / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        gen.load_state_dict(ckpt["gen"])
+        encoder.load_state_dict(ckpt["encoder"])
+        stage, step, opt_state = int(ckpt["stage"]), int(ckpt["step"]), ckpt["opt"]
+        print(f"resumed at stage {stages[stage][0] if stage < 3 else 'done'} step {step}", flush=True)
+    t0 = time.time()
+    while stage < len(stages):
+        name, steps = stages[stage]
+        params = dict(synthesis=synthesis + list(encoder.parameters()), mapping=mapping,
+                      joint=synthesis + mapping)[name]
+        base = dict(synthesis=cfg.lr, mapping=cfg.mapping_lr, joint=cfg.joint_lr)[name]
+        opt = torch.optim.Adam(params, lr=base, betas=(0.9, 0.99))
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+            opt_state = None
+        if name == "joint":
+            gen.update_mean_w(n=10_000, seed=cfg.seed)
+        for step in range(step, steps):
+            for group in opt.param_groups:
+                group["lr"] = _lr(base, step, steps)
+            if name == "mapping":
+                z, attrs, _ = _batch(cfg, stage, step, cfg.mapping_batch_size)
+                with torch.no_grad():
+                    w_target = encoder(attribute_code(attrs))  # [B, w_dim]
+                loss = (gen.mapping(z) - w_target).square().mean()
+            else:
+                z, attrs, psi = _batch(cfg, stage, step, cfg.batch_size)
+                if name == "synthesis":
+                    code = MEAN_CODE + psi[:, None] * (attribute_code(attrs) - MEAN_CODE)  # [B, 16]
+                    fake = gen.synthesize(gen.styles(encoder(code)), noise_mode="const")
+                else:
+                    fake = synthesize(gen, z, psi)
+                loss = pixel_loss(fake, world.render(attrs))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done = step + 1
+            if done % 50 == 0:
+                print(f"{name} {done}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+            if done % cfg.checkpoint_every == 0 and done < steps:
+                _save(ckpt_path, gen=gen.state_dict(), encoder=encoder.state_dict(), stage=stage, step=done,
+                      opt=opt.state_dict())
+        stage, step = stage + 1, 0
+        _save(ckpt_path, gen=gen.state_dict(), encoder=encoder.state_dict(), stage=stage, step=0, opt=None)
+    gen.update_mean_w(n=10_000, seed=cfg.seed)  # latent_avg: the mean of mapping(z) over 10,000 seeded z
+    save_generator(gen, cfg.out)
+    print(f"trained in {time.time() - t0:.0f}s; wrote {cfg.out}", flush=True)
+    return gen
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(GeneratorTrainConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    train(GeneratorTrainConfig(**vars(parser.parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()
