@@ -64,6 +64,10 @@ def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
     neutral = cfg.labels.neutral or default_neutral(generator)
     t = cfg.vocabulary.templates
     templates = list(t) if isinstance(t, tuple) else load_templates(t)
+    bad = [x for x in templates if not isinstance(x, str) or "{}" not in x]
+    if bad or not templates:
+        raise AtlasError(f"template {bad[0]!r} has no '{{}}' where the phrase goes; write e.g. 'a photo of a {{}}.'."
+                         if bad else "the template list is empty; pass templates such as 'a photo of a {}.'.")
     phrases = vocab_stage.resolve(cfg.vocabulary.vocabulary, cfg.vocabulary.english_size, neutral)
     layers = relevance_stage.layer_table(generator, cfg.relevance)
     channels = relevance_stage.atlas_channels(layers)

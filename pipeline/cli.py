@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -109,6 +110,8 @@ def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, bat
     from pipeline.build import run_build
 
     device = device or _default_device()
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: each rank loads onto its own GPU
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
     gen, embedder = _load_models(generator, clip, pretrained, device)
     report = run_build(gen, embedder, out, num_images=num_images, alpha=alpha, psi=psi, seed=seed,
                        batch_size=batch_size, device=device, layers=layers, num_samples=num_samples,
@@ -120,7 +123,6 @@ def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, bat
 
 
 def _is_rank0() -> bool:
-    import os
     return os.environ.get("RANK", "0") == "0"
 
 
