@@ -24,11 +24,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix: str = ""):
+def atomic_path(path, suffix: str = "", exclusive: bool = False):
     """Yield a temporary path beside `path`; on success fsync it and rename it over `path`, else remove it.
 
     A process killed at any point leaves either the old file, the complete new file, or a stray `.tmp-*`
-    file that readers ignore; never a half-written `path`.
+    file that readers ignore; never a half-written `path`. exclusive=True: the first complete writer wins
+    (hard link, which fails if `path` exists), so a file that workers may compute concurrently never changes
+    once it exists.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,11 +41,23 @@ def atomic_path(path, suffix: str = ""):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            _link_or_keep(tmp, path)
+        else:
+            os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _link_or_keep(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another worker finished the same file first; its content is the one everybody reads
+    except OSError:  # no hard links on this filesystem: fall back to "last complete writer wins"
+        os.replace(tmp, path)
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
@@ -51,13 +65,14 @@ def write_bytes_atomic(path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_json_atomic(path, obj) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+def write_json_atomic(path, obj, exclusive: bool = False) -> None:
+    with atomic_path(path, exclusive=exclusive) as tmp:
+        tmp.write_bytes((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def write_npz_atomic(path, **arrays) -> None:
-    """np.savez (uncompressed, exact bytes) to `path` atomically."""
-    with atomic_path(path, suffix=".npz") as tmp:
+def write_npz_atomic(path, exclusive: bool = True, **arrays) -> None:
+    """np.savez (uncompressed, exact bytes) to `path` atomically; by default the first writer wins."""
+    with atomic_path(path, suffix=".npz", exclusive=exclusive) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 

@@ -155,7 +155,7 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
     if workers.leader or workers.shard or workers.world == 1:
         old = read_plan(out_dir)
         if old is None:
-            write_json_atomic(plan_path(out_dir), plan)
+            write_json_atomic(plan_path(out_dir), plan, exclusive=True)
     workers.barrier()
     old = read_plan(out_dir)
     if old is not None:

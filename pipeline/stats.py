@@ -82,4 +82,4 @@ def merge(out_dir, cfg: StatsConfig) -> dict:
     n, mean, m2 = acc
     out = dict(count=np.int64(n), mean=np.asarray(mean, np.float64), std=np.sqrt(np.asarray(m2, np.float64) / n))
     write_npz_atomic(path, **out)
-    return out
+    return read_npz(path)  # the file every worker reads (the first writer's, if several merged at once)
