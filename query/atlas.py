@@ -39,6 +39,7 @@ class Atlas:
         self._vocab_delta_t = None
         self._layer_rows = None
         self._channels = None
+        self._layer_widths = None
         self._std32 = np.asarray(data.style_std, np.float32)  # [C]
 
     # ------------------------------------------------------------------ opening
@@ -89,7 +90,9 @@ class Atlas:
 
     @property
     def layer_widths(self) -> list[int]:
-        return [int(l["width"]) for l in self.data.layers]
+        if self._layer_widths is None:
+            self._layer_widths = [int(l["width"]) for l in self.data.layers]
+        return self._layer_widths
 
     def row(self, layer: int, channel: int) -> int:
         """Row of (layer, channel) in the relevance matrix; AtlasError naming the atlas's layers otherwise."""
