@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 import index
-from models.errors import AtlasError, AtlasFormatError, PromptError
+from models.errors import AtlasError, AtlasFormatError, CheckpointError, PromptError
 from query.direction import DEFAULT_BETA, Direction, check_beta, global_directions, no_channel_message
 from query.direction import normalise_delta_t
 from query.prompts import (clean_prompt, format_composition, is_composition, lookup_key, nearest_phrases,
@@ -145,10 +145,14 @@ class Atlas:
         """[N, D] t(p) for phrases not in the vocabulary, with the atlas's templates (cached per session)."""
         todo = [p for p in dict.fromkeys(phrases) if p not in self._embedded]
         if todo:
-            embedder = self.embedder
+            near = ", ".join(repr(p) for p in nearest_phrases(todo[0], self.data.vocab, 5))
+            more = f" (and {len(todo) - 1} more prompts)" if len(todo) > 1 else ""
+            try:
+                embedder = self.embedder
+            except CheckpointError as exc:  # the CLIP to load is missing: say so, and offer the vocabulary
+                raise PromptError(f"{todo[0]!r}{more} is not in the atlas vocabulary and its CLIP cannot be loaded "
+                                  f"({str(exc).rstrip('.')}); use a vocabulary phrase such as {near}.") from None
             if embedder is None:
-                near = ", ".join(repr(p) for p in nearest_phrases(todo[0], self.data.vocab, 5))
-                more = f" (and {len(todo) - 1} more prompts)" if len(todo) > 1 else ""
                 raise PromptError(f"{todo[0]!r}{more} is not in the atlas vocabulary and no CLIP is loaded to embed "
                                   f"it; pass embedder= (CLI: --clip) or use a vocabulary phrase such as {near}.")
             from models.text import embed_phrases

@@ -1,0 +1,105 @@
+"""The shapes world end to end: "red" edits make shapes redder and keep their class; red and circle use
+different channels. Needs the trained demo models (models/demo/generator.pt, clip_config.json,
+clip.safetensors); skipped with the reason when they are not there.
+
+The atlas: $STYLEATLAS_DEMO_ATLAS or ./atlas when it was built with the demo models, else a small build
+(8 images per channel, 5,000 samples, the demo vocabulary) into a temporary folder.
+"""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from models.errors import AtlasError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "models" / "demo"
+NEEDED = ("generator.pt", "clip_config.json", "clip.safetensors")
+_missing = [name for name in NEEDED if not (DEMO / name).exists()]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    bool(_missing), reason=f"the shapes-world models are not trained yet ({', '.join(_missing)} missing in "
+                           "models/demo); they come from models/demo/train_generator.py and train_clip.py")]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from models.clip import load_clip
+    from models.stylegan2 import load_generator
+    from query import Atlas
+
+    gen, clip = load_generator("demo"), load_clip("demo")
+    for candidate in (os.environ.get("STYLEATLAS_DEMO_ATLAS"), REPO / "atlas"):
+        if candidate and (Path(candidate) / "atlas.h5").exists():
+            try:
+                return Atlas.open(candidate, generator=gen, embedder=clip), candidate
+            except AtlasError:
+                continue  # another build, or models retrained since: build our own
+    from pipeline import build_atlas
+
+    torch.set_num_threads(2)
+    out = tmp_path_factory.mktemp("shapes") / "atlas"
+    build_atlas(gen, clip, out, num_images=8, num_samples=5000, vocabulary="demo", progress=False)
+    return Atlas.open(out, generator=gen, embedder=clip), out
+
+
+def redness(rgb: np.ndarray) -> np.ndarray:
+    """[n, 3] shape colour -> red minus the mean of green and blue."""
+    return rgb[:, 0] - (rgb[:, 1] + rgb[:, 2]) / 2
+
+
+def samples(atlas, n=32):
+    """n seeded latents whose rendered image holds one clean shape that is not red already."""
+    from models.demo import world
+    from models.demo.classifier import classify
+
+    ws = atlas.sample_ws(range(4 * n), psi=0.7)
+    c = classify(atlas.render(ws))
+    ok = np.flatnonzero(c["valid"] & (c["colour"] != world.COLOURS.index("red")))[:n]
+    assert len(ok) == n, f"only {len(ok)} of {4 * n} samples are clean non-red shapes"
+    return ws[torch.as_tensor(ok)], {k: v[ok] for k, v in c.items()}
+
+
+def test_red_edit_makes_shapes_redder_and_keeps_their_class(shapes):
+    from models.demo.classifier import classify
+
+    atlas, _ = shapes
+    ws, before = samples(atlas)
+    d = atlas.direction("red")  # neutral: the atlas's class word, "shape"
+    assert d.neutral == "shape" and d.num_c >= 1
+    after = classify(atlas.edit(ws, d, alpha=4.0))
+    redder = redness(after["rgb"]) > redness(before["rgb"]) + 0.02
+    same_shape = after["shape"] == before["shape"]
+    assert redder.mean() >= 0.9, f"redder in {redder.mean():.0%} of 32 samples"
+    assert same_shape.mean() >= 0.9, f"shape kept in {same_shape.mean():.0%} of 32 samples"
+
+
+def test_red_and_circle_use_different_channels(shapes):
+    atlas, _ = shapes
+    red, circle = atlas.direction("red", top_k=20), atlas.direction("circle", top_k=20)
+    shared = set(np.flatnonzero(red.delta_s)) & set(np.flatnonzero(circle.delta_s))
+    assert len(shared) <= 4, f"{len(shared)} of the top 20 channels shared"
+    overlap = atlas.direction([("red", 1.0), ("circle", 1.0)], top_k=20).overlaps[0]
+    assert overlap["shared"] == len(shared)
+
+
+def test_cli_edit_with_the_demo_models_by_default(shapes, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from query.cli import cli
+
+    _, path = shapes
+    out = tmp_path / "red.png"
+    result = CliRunner().invoke(cli, ["edit", "red", "--atlas", str(path), "--seed", "1", "--alpha", "0,4",
+                                      "-o", str(out), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.stdout)
+    assert numbers["seeds"] == [1] and Image.open(out).text["noise_mode"] == "const"
+    (zero, four) = numbers["changes"]
+    assert zero["mean_abs_change"] < 1e-6 < four["mean_abs_change"]
