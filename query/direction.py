@@ -106,7 +106,7 @@ def single_scores(rel: np.ndarray, delta_t: np.ndarray) -> np.ndarray:
 
 
 def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta=DEFAULT_BETA,
-                      top_k: int | None = None, block: int = 1024):
+                      top_k: int | None = None, block: int = 256):
     """SPEC §5 for N text directions at once: (scores [N, C], delta_s [N, C], num_c [N], beta [N], max|r| [N]).
 
     One matrix product relevance @ ΔT for the whole batch; thresholding and scaling run in row blocks to
@@ -118,16 +118,17 @@ def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.
     rel = np.asarray(relevance, np.float32)  # [C, D]
     scores = delta_t @ rel.T if len(delta_t) > 1 else single_scores(rel, delta_t[0])[None]  # [N, C] r
     delta_s = np.empty_like(scores)
-    n = len(scores)
+    n, c = scores.shape
     num_c, betas, max_abs = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
     std = np.asarray(style_std, np.float32)  # [C]
+    abs_buf = np.empty((min(block, n), c), np.float32)  # reused: fresh pages cost more than the arithmetic
     for a in range(0, n, block):
         r = scores[a:a + block]  # [b, C]
-        a_r = np.abs(r)  # [b, C]
+        a_r = np.abs(r, out=abs_buf[:len(r)])  # [b, C]
         keep, used = select_channels(a_r, beta, top_k)
-        # the largest |r| is kept whenever anything is (keep is |r| >= beta, or the top k), so max|kept| = max|r|
-        peak = a_r.max(1) if r.shape[1] else np.zeros(len(r), np.float32)  # [b]
-        ok = (keep.any(1) if r.shape[1] else np.zeros(len(r), bool)) & (peak > 0)
+        # max|kept| = max|r| whenever anything is kept (keep is |r| >= beta, or the top k, so the top is in it)
+        peak = a_r.max(1) if c else np.zeros(len(r), np.float32)  # [b]
+        ok = (peak >= used) & (peak > 0)
         out = delta_s[a:a + block]
         np.multiply(r, keep, out=out)  # r[|r| < beta] = 0
         out *= std  # Δs_c = r_c sigma_c ...
