@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import index
+from pipeline import merge, run_build
+from pipeline.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "vocab_embeddings", "neutral_embedding",
@@ -51,11 +54,30 @@ def _same(a_dir, b_dir):
 
 
 @pytest.fixture(scope="module")
-def single(models, tmp_path_factory):
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # as torchrun's workers (OMP_NUM_THREADS=1): float results agree bit for bit
+    yield
+    torch.set_num_threads(old)
+
+
+def _load(models):
+    from models.clip import load_clip
+    from models.stylegan2 import load_generator
+
+    return load_generator(models / "gen.pt"), load_clip(str(models / "clip.json"))
+
+
+def _kwargs(models):
+    return dict(num_images=4, num_samples=600, batch_size=6, vocabulary=models / "vocab.txt",
+                templates=str(models / "templates.txt"), device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def single(models, one_thread, tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "atlas"
-    res = _run([sys.executable, "build_index.py", *_args(models, out), "--json"])
-    report = json.loads(res.stdout)
-    assert report["status"] == "complete" and report["channels"] == 40 and report["images_rendered"] == 320
+    report = run_build(*_load(models), out, **_kwargs(models))
+    assert report.status == "complete" and report.channels == 40 and report.images_rendered == 320
     return out
 
 
@@ -70,26 +92,26 @@ def test_torchrun_two_cpu_ranks_match_one_process(models, single, tmp_path):
     _same(single, tmp_path / "tr")
 
 
-@pytest.mark.slow
 def test_shards_then_merge_match_one_process(models, single, tmp_path):
+    gen, clip = _load(models)
     for i in range(2):
-        res = _run([sys.executable, "build_index.py", *_args(models, tmp_path / "sh", "--shard", f"{i}/2"), "--json"])
-        assert json.loads(res.stdout)["status"] == "shard done"
+        assert run_build(gen, clip, tmp_path / "sh", **_kwargs(models), shard=f"{i}/2").status == "shard done"
     assert not (tmp_path / "sh" / "atlas.h5").exists()
-    res = _run([sys.executable, "build_index.py", "merge", "--out", str(tmp_path / "sh"), "--json"])
-    assert json.loads(res.stdout)["status"] == "complete"
+    assert merge(tmp_path / "sh").status == "complete"
     _same(single, tmp_path / "sh")
 
 
-def test_dry_run_prints_the_plan_and_computes_nothing(models, tmp_path):
-    res = _run([sys.executable, "build_index.py", *_args(models, tmp_path / "dry"), "--dry-run"])
-    assert "320 renders" in res.stdout and "40 channels" in res.stdout and "4 phrases x 2 templates" in res.stdout
+def test_dry_run_prints_the_plan_and_computes_nothing(models, tmp_path, capsys):
+    cli_main(_args(models, tmp_path / "dry") + ["--dry-run"])
+    out = capsys.readouterr().out
+    assert "320 renders" in out and "40 channels" in out and "4 phrases x 2 templates" in out
     assert not (tmp_path / "dry").exists()
 
 
-def test_merge_of_unfinished_shards_is_a_one_line_error(models, tmp_path):
-    _run([sys.executable, "build_index.py", *_args(models, tmp_path / "half", "--shard", "1/2")])
-    out = subprocess.run([sys.executable, "build_index.py", "merge", "--out", str(tmp_path / "half")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "relevance stage" in out.stderr and "of 3 chunks done" in out.stderr
+def test_merge_of_unfinished_shards_is_a_one_line_error(models, tmp_path, capsys):
+    run_build(*_load(models), tmp_path / "half", **_kwargs(models), shard="1/2")
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["merge", "--out", str(tmp_path / "half")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "relevance stage" in err and "of 3 chunks done" in err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import index
 from models.errors import AtlasFormatError
@@ -53,12 +54,30 @@ def _finish(proc):
     assert proc.returncode == 0, err[-2000:]
 
 
+@pytest.fixture
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same as the subprocesses, so that float results agree bit for bit
+    yield
+    torch.set_num_threads(old)
+
+
+def _reference(out):
+    """The uninterrupted build, in this process (what the script does, without the slow-down)."""
+    from conftest import tiny_clip_config
+    from models.clip import load_clip
+    from models.stylegan2 import small_generator
+    from pipeline import build_atlas
+
+    build_atlas(small_generator(seed=0, resolution=16, style_dim=16, width=8), load_clip(tiny_clip_config(), seed=0),
+                out, num_images=4, num_samples=600, stats_chunk_size=200, batch_size=4, chunk_channels=2,
+                vocabulary=["red", "green", "smiling"], templates=["a photo of a {}.", "a {}."], progress=False)
+
+
 @pytest.mark.slow
-def test_sigkill_mid_relevance_then_resume_is_bit_identical(tmp_path):
+def test_sigkill_mid_relevance_then_resume_is_bit_identical(tmp_path, one_thread):
     script = tmp_path / "build.py"
     script.write_text(SCRIPT)
-    reference = _start(script, tmp_path / "reference", 0.0)
-
     killed = _start(script, tmp_path / "resumed", 0.05)
     chunks = tmp_path / "resumed" / "work" / "relevance"
     deadline = time.time() + 180
@@ -73,8 +92,9 @@ def test_sigkill_mid_relevance_then_resume_is_bit_identical(tmp_path):
     with pytest.raises(AtlasFormatError, match=f"relevance stage has {done} of 20 chunks"):
         index.read_atlas(tmp_path / "resumed")  # never an atlas that opens but is wrong
 
-    _finish(_start(script, tmp_path / "resumed", 0.0))
-    _finish(reference)
+    resumed = _start(script, tmp_path / "resumed", 0.0)
+    _reference(tmp_path / "reference")
+    _finish(resumed)
     a, b = index.read_atlas(tmp_path / "reference"), index.read_atlas(tmp_path / "resumed")
     for name in ARRAYS:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
