@@ -22,6 +22,7 @@ from index.work import chunk_path, missing_chunks, read_plan, work_dir
 from models.errors import AtlasError
 from pipeline import stats as stats_stage
 from pipeline import vocabulary as vocab_stage
+from pipeline.common import bar
 from pipeline.config import IndexConfig, StatsConfig, VocabularyConfig
 from pipeline.labels import compute_labels
 
@@ -84,7 +85,7 @@ def _indexes(data: AtlasData, cfg: IndexConfig, out_dir: Path) -> dict:
     return info
 
 
-def assemble(out_dir, keep_work: bool = False) -> dict:
+def assemble(out_dir, keep_work: bool = False, show: bool = True) -> dict:
     """Write the atlas from a complete work folder; return {stage: seconds} of this step."""
     out_dir = Path(out_dir)
     plan = read_plan(out_dir)
@@ -93,34 +94,37 @@ def assemble(out_dir, keep_work: bool = False) -> dict:
                          f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first.")
     require_chunks(out_dir, plan)
     _, _, index_cfg = plan_configs(plan)
-    times, stages = {}, {}
-    t0 = time.perf_counter()
-    existing = _matching_atlas(out_dir, plan)
-    if existing is None:
-        data = gather(out_dir, plan)
-        times["labels"] = time.perf_counter() - t0
+    times = {}
+    with bar(4, "assemble", "step", show) as pbar:
         t0 = time.perf_counter()
-        if have_faiss():
-            data.extra["indexes"] = _indexes(data, index_cfg, out_dir)
-        else:
+        data = _matching_atlas(out_dir, plan)
+        resumed = data is not None
+        if not resumed:
+            data = gather(out_dir, plan)
+        times["labels"] = time.perf_counter() - t0
+        pbar.update(1)
+        t0 = time.perf_counter()
+        if have_faiss() and not (resumed and all((out_dir / f).exists() for f in (VOCAB_INDEX, RELEVANCE_INDEX))):
+            info = _indexes(data, index_cfg, out_dir)
+            data.extra.setdefault("indexes", info)
+        elif not have_faiss():
             data.extra["indexes"] = "skipped: faiss is not installed (pip install faiss-cpu)"
         times["indexes"] = time.perf_counter() - t0
+        pbar.update(1)
         t0 = time.perf_counter()
-        write_atlas(data)
+        if not resumed:
+            write_atlas(data)
         times["write"] = time.perf_counter() - t0
-    else:
-        data = existing
-        if have_faiss() and not all((out_dir / f).exists() for f in (VOCAB_INDEX, RELEVANCE_INDEX)):
-            _indexes(data, index_cfg, out_dir)
-    stages.update(labels="done", indexes="done" if have_faiss() else "skipped (faiss not installed)")
-    t0 = time.perf_counter()
-    write_catalog(data)
-    times["catalog"] = time.perf_counter() - t0
-    stages["catalog"] = "done"
+        pbar.update(1)
+        t0 = time.perf_counter()
+        write_catalog(data)
+        times["catalog"] = time.perf_counter() - t0
+        pbar.update(1)
     files = {f: (out_dir / f).stat().st_size for f in (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG)
              if (out_dir / f).exists()}
-    write_json_atomic(out_dir / MANIFEST, dict(format_version=1, complete=True, stages=dict(
-        stats="done", relevance="done", vocabulary="done", **stages), files=files))
+    stages = dict(stats="done", relevance="done", vocabulary="done", labels="done",
+                  indexes="done" if have_faiss() else "skipped (faiss not installed)", catalog="done")
+    write_json_atomic(out_dir / MANIFEST, dict(format_version=1, complete=True, stages=stages, files=files))
     if not keep_work:
         shutil.rmtree(work_dir(out_dir), ignore_errors=True)
     return times

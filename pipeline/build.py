@@ -188,7 +188,7 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
         report.status = "shard done"
         return report
     if workers.rank == 0:
-        report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False))))
+        report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show))
         report.atlas_bytes = atlas_bytes(out_dir)
     workers.barrier()
     report.status = "complete"
@@ -202,12 +202,15 @@ def atlas_bytes(out_dir) -> int:
     return sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def merge(out_dir, keep_work: bool = False) -> BuildReport:
+def merge(out_dir, keep_work: bool = False, progress: bool = True) -> BuildReport:
     """Assemble the atlas from the work folder of a sharded build (no models needed)."""
     out_dir = Path(out_dir).expanduser()
     t0 = time.perf_counter()
     plan = read_plan(out_dir)
-    seconds = assemble(out_dir, keep_work=keep_work)
+    if plan is None:
+        raise AtlasError(f"{out_dir} has no work/plan.json, so there is nothing to merge; start the build with "
+                         f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first.")
+    seconds = assemble(out_dir, keep_work=keep_work, show=progress)
     seconds["total"] = time.perf_counter() - t0
     return BuildReport(path=out_dir, status="complete", channels=plan["num_channels"],
                        layers=sum(l["in_atlas"] for l in plan["layers"]), vocabulary=len(plan["phrases"]),

@@ -137,8 +137,9 @@ def merge_cmd(obj, out, keep_work, as_json):
     from pipeline.build import merge
 
     obj = obj or {}
-    report = merge(out or obj.get("out"), keep_work=keep_work or obj.get("keep_work", False))
-    _emit(report, as_json or obj.get("as_json", False))
+    as_json = as_json or obj.get("as_json", False)
+    report = merge(out or obj.get("out"), keep_work=keep_work or obj.get("keep_work", False), progress=not as_json)
+    _emit(report, as_json)
 
 
 def main(args=None):
