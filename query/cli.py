@@ -290,7 +290,7 @@ def export(opts, prompts_file, neutral, beta, top_k, out, styleclip_layout, as_j
     short["manifest"] = str(manifest_path(out))
     emit(as_json, short, lambda: [
         f"wrote {out}: {manifest['num_prompts']} directions x {manifest['num_channels']} channels "
-        f"({manifest['directions_per_second']:,.0f} directions/s)", f"manifest {short['manifest']}"] + [
+        f"({manifest['directions_per_second']:,.1f} directions/s)", f"manifest {short['manifest']}"] + [
         f"  no direction for {p['prompt']!r}: {p['reason']}" for p in manifest["problems"][:10]])
 
 
