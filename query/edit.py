@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from query.media import image_grid, load_latent, save_png
+from query.media import image_grid, load_latent, png_path, save_png
 
 
 def _settings(atlas, **extra) -> dict:
@@ -22,6 +22,7 @@ def _image_change(a: torch.Tensor, b: torch.Tensor) -> dict:
 def edit_strip(atlas, d, out, alphas, seeds=None, latent=None, psi: float = 0.7, noise_mode: str = "const",
                cell: int = 128) -> dict:
     """One row per latent: the original, then the edit at every alpha. Returns the numbers (also in the PNG)."""
+    png_path(out)  # before any rendering
     gen = atlas.generator
     if latent is not None:
         ws = load_latent(latent, int(gen.w_dim), int(gen.num_ws))  # [B, w_dim] or [B, num_ws, w_dim]
@@ -47,6 +48,7 @@ def channel_grid(atlas, layer: int, channel: int, out, alpha: float = 10.0, step
     """Rows: seeds; columns: the channel set to s + a sigma_c for a in linspace(-alpha, alpha, steps)."""
     from query.atlas import check_alpha
 
+    png_path(out)
     alpha = abs(check_alpha(alpha))
     alphas = np.linspace(-alpha, alpha, max(int(steps), 2)).tolist()
     d = atlas.channel_direction(layer, channel)

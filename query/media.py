@@ -100,12 +100,20 @@ def image_grid(rows: list[torch.Tensor], cell: int = 0, gap: int = 2) -> np.ndar
     return canvas
 
 
+def png_path(path) -> Path:
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".png":
+        raise AtlasError(f"{path.name} is not a .png name; images are written as PNG (their settings ride in the "
+                         "PNG text chunk), e.g. -o edit.png.")
+    return path
+
+
 def save_png(path, picture: np.ndarray, text: dict) -> Path:
     """Write a PNG atomically with `text` in its tEXt chunks (every value JSON; 'styleatlas' holds them all)."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    path = Path(path).expanduser()
+    path = png_path(path)
     info = PngInfo()
     info.add_text("styleatlas", json.dumps(text, sort_keys=True))
     for key, value in text.items():
@@ -135,7 +143,7 @@ def plot_layers(path, atlas, d, title: str = "") -> Path:
     ax.set_title(title or f"{d.prompt!r}: {d.num_c} channels (beta {d.beta})")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path).expanduser()
+    path = png_path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

@@ -173,6 +173,8 @@ def test_bad_input_is_one_line(world, tmp_path, capsys):
     assert "beta" in one_line_error(capsys, "direction", "red", "--beta", "0", *atlas)
     assert "use beta <=" in one_line_error(capsys, "direction", "red", "--beta", "0.99", *atlas)
     assert "alpha" in one_line_error(capsys, "edit", "red", "--alpha", "nan", *atlas)
+    assert ".png" in one_line_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.jpg"), *atlas,
+                                    "--generator", str(world["gen"]))
     assert "does not exist" in one_line_error(capsys, "direction", "red", "--atlas", str(tmp_path / "nope"))
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9\n".encode("latin-1"))
