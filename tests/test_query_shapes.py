@@ -58,10 +58,10 @@ def samples(atlas, n=32):
     from models.demo import world
     from models.demo.classifier import classify
 
-    ws = atlas.sample_ws(range(4 * n), psi=0.7)
+    ws = atlas.sample_ws(range(8 * n), psi=0.7)
     c = classify(atlas.render(ws))
     ok = np.flatnonzero(c["valid"] & (c["colour"] != world.COLOURS.index("red")))[:n]
-    assert len(ok) == n, f"only {len(ok)} of {4 * n} samples are clean non-red shapes"
+    assert len(ok) == n, f"only {len(ok)} of {8 * n} samples are clean non-red shapes"
     return ws[torch.as_tensor(ok)], {k: v[ok] for k, v in c.items()}
 
 
