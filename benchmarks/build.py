@@ -7,7 +7,8 @@ x M images are measured at batch 1 (the reference renders one perturbed image at
 pipeline's batch size, in the same run; the projection is the full FFHQ build (6,048 conv channels x 100
 images x 2 renders) on this machine at that rate.
 
-    python benchmarks/build.py [--threads 2] [--batch 16] [--channels 2] [--images 4] [--skip-1024]
+    python benchmarks/build.py [--threads 2] [--batch 16] [--channels 8] [--images 8] [--skip-1024]
+                               [--channels-1024 2] [--images-1024 2] [--batch-1024 4]
 """
 from __future__ import annotations
 
@@ -45,47 +46,51 @@ def worlds(args, device):
     from models.stylegan2 import StyleGAN2Generator, load_generator, small_generator
 
     try:
-        yield "shapes world (demo models)", load_generator("demo", device=device), load_clip("demo", device=device)
+        yield ("shapes world (demo models)", load_generator("demo", device=device), load_clip("demo", device=device),
+               args.channels, args.images, args.batch)
     except Exception as exc:  # noqa: BLE001 - the demo models are optional here
         print(f"# demo models not available ({str(exc)[:80]}); a 32 px random stand-in is measured instead")
         clip_cfg = dict(embed_dim=64, vision_cfg=dict(image_size=32, layers=4, width=128, patch_size=4),
                         text_cfg=dict(context_length=77, vocab_size=49408, width=128, heads=2, layers=4))
         yield ("32 px stand-in (random)", small_generator(seed=0, resolution=32, style_dim=64, width=64).to(device),
-               load_clip(clip_cfg, seed=0, device=device))
+               load_clip(clip_cfg, seed=0, device=device), args.channels, args.images, args.batch)
     if not args.skip_1024:
         gen = StyleGAN2Generator(resolution=1024, seed=0).to(device).eval()
         gen.update_mean_w(n=1000, seed=0)
-        yield "FFHQ 1024 config-f (random) + ViT-B-32", gen, load_clip("ViT-B-32", device=device)
+        yield ("FFHQ 1024 config-f (random) + ViT-B-32", gen, load_clip("ViT-B-32", device=device),
+               args.channels_1024, args.images_1024, args.batch_1024)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--channels", type=int, default=2, help="channels measured per world (spread over layers)")
-    p.add_argument("--images", type=int, default=4, help="M for the measurement")
+    p.add_argument("--channels", type=int, default=8, help="channels measured (spread over the layers)")
+    p.add_argument("--images", type=int, default=8, help="M for the measurement")
+    p.add_argument("--channels-1024", type=int, default=2)
+    p.add_argument("--images-1024", type=int, default=2)
+    p.add_argument("--batch-1024", type=int, default=4)
     p.add_argument("--skip-1024", action="store_true")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"# device {device}, torch threads {torch.get_num_threads()}, M {args.images}, "
-          f"{args.channels} channels per world")
-    print(f"| world | batch | renders/s | channels/s (M={args.images}) | speed-up | projected FFHQ build (1.21 M renders) |")
-    print("|---|---|---|---|---|---|")
-    for name, gen, embedder in worlds(args, device):
+    print(f"# device {device}, torch threads {torch.get_num_threads()}")
+    print("| world | channels x M | batch | renders/s | channels/s | speed-up | projected FFHQ build (1.21 M renders) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, gen, embedder, num_channels, images, batch_size in worlds(args, device):
         layers = relevance_stage.layer_table(gen, RelevanceConfig())
         all_channels = relevance_stage.atlas_channels(layers)
-        pick = np.linspace(0, len(all_channels) - 1, args.channels).round().astype(int)
+        pick = np.linspace(0, len(all_channels) - 1, num_channels).round().astype(int)
         channels = all_channels[pick]
         base = None
-        for batch in (1, args.batch):
-            seconds, renders = measure(gen, embedder, channels, args.images, batch, device)
+        for batch in (1, batch_size):
+            seconds, renders = measure(gen, embedder, channels, images, batch, device)
             rate = renders / seconds
             base = base or rate
             hours = FFHQ_RENDERS / rate / 3600
-            print(f"| {name} | {batch} | {rate:.1f} | {len(channels) / seconds:.3f} | {rate / base:.2f}x | "
+            print(f"| {name} | {len(channels)} x {images} | {batch} | {rate:.2f} | {len(channels) / seconds:.3f} | {rate / base:.2f}x | "
                   f"{hours:,.1f} h |", flush=True)
 
 

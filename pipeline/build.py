@@ -152,14 +152,10 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
         report.atlas_bytes = atlas_bytes(out_dir)
         return report
     # the plan: written by the first worker, checked by every later one (and by every resumed run)
-    if workers.leader or workers.shard or workers.world == 1:
-        old = read_plan(out_dir)
-        if old is None:
-            write_json_atomic(plan_path(out_dir), plan, exclusive=True)
+    if (workers.rank == 0 or workers.shard) and read_plan(out_dir) is None:
+        write_json_atomic(plan_path(out_dir), plan, exclusive=True)
     workers.barrier()
-    old = read_plan(out_dir)
-    if old is not None:
-        _check_same(out_dir, {k: v for k, v in old.items()}, plan, "a partial build")
+    _check_same(out_dir, read_plan(out_dir), plan, "a partial build")
 
     t0 = time.perf_counter()
     stats_chunks = workers.mine(plan["chunks"]["stats"]) if workers.torchrun else list(range(plan["chunks"]["stats"]))
@@ -186,6 +182,7 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
     workers.barrier()
     if workers.shard:
         report.status = "shard done"
+        report.seconds["total"] = time.perf_counter() - t_start
         return report
     if workers.rank == 0:
         report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show))

@@ -26,10 +26,6 @@ class Workers:
     def mine(self, num_chunks: int) -> list[int]:
         return [i for i in range(num_chunks) if i % self.world == self.rank]
 
-    @property
-    def leader(self) -> bool:
-        return self.rank == 0 and not self.shard
-
     def barrier(self) -> None:
         if self.torchrun:
             import torch.distributed as dist
