@@ -16,7 +16,7 @@ import numpy as np
 from index import (ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX, AtlasData, build_ip_index,
                    have_faiss, recall_at_k, write_atlas, write_catalog)
 from index.atlas import read_atlas
-from index.io import read_npz, write_json_atomic
+from index.io import read_npz, remove_stray_temps, write_json_atomic
 from index.search import write_index
 from index.work import chunk_path, missing_chunks, read_plan, work_dir
 from models.errors import AtlasError
@@ -125,9 +125,15 @@ def assemble(out_dir, keep_work: bool = False, show: bool = True) -> dict:
     stages = dict(stats="done", relevance="done", vocabulary="done", labels="done",
                   indexes="done" if have_faiss() else "skipped (faiss not installed)", catalog="done")
     write_json_atomic(out_dir / MANIFEST, dict(format_version=1, complete=True, stages=stages, files=files))
+    finish(out_dir, keep_work)
+    return times
+
+
+def finish(out_dir: Path, keep_work: bool) -> None:
+    """After MANIFEST.json: drop the work folder (unless kept) and any temp file a killed writer left."""
     if not keep_work:
         shutil.rmtree(work_dir(out_dir), ignore_errors=True)
-    return times
+    remove_stray_temps(out_dir)
 
 
 def _matching_atlas(out_dir: Path, plan: dict) -> AtlasData | None:

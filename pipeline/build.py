@@ -17,7 +17,7 @@ from models.errors import AtlasError
 from pipeline import relevance as relevance_stage
 from pipeline import stats as stats_stage
 from pipeline import vocabulary as vocab_stage
-from pipeline.assemble import assemble
+from pipeline.assemble import assemble, finish
 from pipeline.common import chunk_ranges
 from pipeline.config import BuildConfig, make_config
 from pipeline.distributed import Workers, setup
@@ -148,6 +148,8 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
     if run.get("dry_run"):
         return report
     if _complete_matches(out_dir, plan):
+        if workers.rank == 0 and not workers.shard:
+            finish(out_dir, bool(run.get("keep_work", False)))  # a build killed while cleaning up
         report.status = "already complete"
         report.atlas_bytes = atlas_bytes(out_dir)
         return report

@@ -159,3 +159,22 @@ def test_bad_options_are_one_sentence_errors(gen, tiny_clip, tmp_path):
         build_atlas(gen, tiny_clip, tmp_path / "x", **SMALL, layers=[0, 40])
     with pytest.raises(AtlasError, match="no style layer"):
         build_atlas(gen, tiny_clip, tmp_path / "x", **SMALL, layers=[1])  # a toRGB layer only
+
+
+def test_crash_while_assembling_leaves_an_atlas_that_says_so(gen, tiny_clip, atlas, tmp_path, monkeypatch):
+    import pipeline.assemble
+
+    def killed(data):
+        raise KeyboardInterrupt  # the process dies between atlas.h5 and catalog.duckdb
+    monkeypatch.setattr(pipeline.assemble, "write_catalog", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_atlas(gen, tiny_clip, tmp_path / "crash", **SMALL)
+    assert (tmp_path / "crash" / "atlas.h5").exists()
+    with pytest.raises(AtlasFormatError, match="catalog stage did not finish"):
+        index.read_atlas(tmp_path / "crash")
+    monkeypatch.undo()
+    report = run_build(gen, tiny_clip, tmp_path / "crash", **SMALL)
+    assert report.status == "complete" and report.images_rendered == 0  # nothing recomputed
+    a, b = index.read_atlas(atlas), index.read_atlas(tmp_path / "crash")
+    assert np.array_equal(a.relevance, b.relevance) and np.array_equal(a.labels_index, b.labels_index)
+    assert not [p.name for p in (tmp_path / "crash").iterdir() if p.name.startswith(".tmp-") or p.name == "work"]
