@@ -91,6 +91,8 @@ def _emit(report, as_json: bool, dry_run: bool = False) -> None:
               help="Template file ('{}' = phrase); default the 79 ImageNet templates.")
 @click.option("--neutral", default=None, help="The class word (default: face at >= 256 px, else shape).")
 @click.option("--include-torgb", is_flag=True, help="Also measure the toRGB layers.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Arithmetic of render + CLIP encode (bf16/fp16 autocast: faster on GPUs, not the reference's).")
 @click.option("--english-size", type=int, default=10_000, show_default=True, help="Cap on the English word list.")
 @click.option("--shard", default=None, help="i/n: compute only this job's share into the work folder.")
 @click.option("--keep-work", is_flag=True, help="Keep the work/ folder after assembling.")
@@ -98,7 +100,7 @@ def _emit(report, as_json: bool, dry_run: bool = False) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, batch_size, device, layers, num_samples,
-        vocabulary, templates, neutral, include_torgb, english_size, shard, keep_work, dry_run, as_json):
+        vocabulary, templates, neutral, include_torgb, precision, english_size, shard, keep_work, dry_run, as_json):
     """Build a StyleAtlas: style statistics, channel relevance, vocabulary, labels, indexes, catalog.
 
     Resumable (run the same command again), distributed under torchrun, shardable with --shard i/n
@@ -116,8 +118,8 @@ def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, bat
     report = run_build(gen, embedder, out, num_images=num_images, alpha=alpha, psi=psi, seed=seed,
                        batch_size=batch_size, device=device, layers=layers, num_samples=num_samples,
                        vocabulary=[Path(v) for v in vocabulary] or None, templates=templates, neutral=neutral,
-                       include_torgb=include_torgb, english_size=english_size, shard=shard, keep_work=keep_work,
-                       dry_run=dry_run, progress=not as_json)
+                       include_torgb=include_torgb, precision=precision, english_size=english_size, shard=shard,
+                       keep_work=keep_work, dry_run=dry_run, progress=not as_json)
     if _is_rank0():  # under torchrun, rank 0 speaks for all
         _emit(report, as_json, dry_run)
 

@@ -29,6 +29,7 @@ class RelevanceConfig:
     layers: tuple | None = None  # style-layer indices to measure; None: every conv layer (+ toRGB if asked)
     include_torgb: bool = False
     noise_mode: str = "const"
+    precision: str = "fp32"      # fp32 (reference), or bf16 / fp16 autocast for render + encode (GPU speed)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ _FLAT = {
     "num_images": [("relevance", "num_images")], "alpha": [("relevance", "alpha")],
     "batch_size": [("relevance", "batch_size")], "chunk_channels": [("relevance", "chunk_channels")],
     "layers": [("relevance", "layers")], "include_torgb": [("relevance", "include_torgb")],
-    "noise_mode": [("relevance", "noise_mode")],
+    "noise_mode": [("relevance", "noise_mode")], "precision": [("relevance", "precision")],
     "vocabulary": [("vocabulary", "vocabulary")], "templates": [("vocabulary", "templates")],
     "english_size": [("vocabulary", "english_size")], "chunk_phrases": [("vocabulary", "chunk_phrases")],
     "text_batch_size": [("vocabulary", "text_batch_size")],
@@ -164,6 +165,7 @@ def validate(cfg: BuildConfig) -> None:
         (lab.k >= 1, f"k must be at least 1 (got {lab.k})"),
         (v.english_size >= 1, f"english_size must be at least 1 (got {v.english_size})"),
         (r.noise_mode in ("const", "none", "random"), f"noise_mode must be const, none or random (got {r.noise_mode!r})"),
+        (r.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16 (got {r.precision!r})"),
     ]
     for ok, message in checks:
         if not ok:

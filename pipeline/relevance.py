@@ -11,6 +11,7 @@ a normalised rounding error, so a channel that changes nothing gets a zero row a
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -100,8 +101,10 @@ def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_
             target = styles[l]
             target[sel.to(target.device), ch[ci[sel]].to(target.device)] = \
                 values[ci[sel], sign[sel]].to(target.dtype).to(target.device)
-        images = generator.synthesize(styles, noise_mode=cfg.noise_mode)  # [B, 3, H, W]
-        e = F.normalize(torch.as_tensor(embedder.encode_image(images)).float(), dim=-1)  # [B, D]
+        with _autocast(styles[0].device, cfg.precision):
+            images = generator.synthesize(styles, noise_mode=cfg.noise_mode)  # [B, 3, H, W]
+            e = torch.as_tensor(embedder.encode_image(images))
+        e = F.normalize(e.float(), dim=-1)  # [B, D]
         embeddings.append(e.cpu())
         if pbar is not None:
             pbar.update(stop - start)
@@ -114,6 +117,14 @@ def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_
     relevance = F.normalize(d_sum / M, dim=-1)  # [cc, D]
     consistency = (d_sum.square().sum(-1) - d.square().sum((1, 2))) / (M * (M - 1))  # [cc]
     return relevance.float().numpy(), consistency.float().numpy()
+
+
+def _autocast(device: torch.device, precision: str):
+    """Mixed precision for render + encode (fp32: off, the reference's arithmetic)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def num_chunks(num_channels: int, cfg: RelevanceConfig) -> int:

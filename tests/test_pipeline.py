@@ -178,3 +178,20 @@ def test_crash_while_assembling_leaves_an_atlas_that_says_so(gen, tiny_clip, atl
     a, b = index.read_atlas(atlas), index.read_atlas(tmp_path / "crash")
     assert np.array_equal(a.relevance, b.relevance) and np.array_equal(a.labels_index, b.labels_index)
     assert not [p.name for p in (tmp_path / "crash").iterdir() if p.name.startswith(".tmp-") or p.name == "work"]
+
+
+def test_bf16_autocast_relevance_is_close_to_fp32(gen, tiny_clip):
+    from pipeline import relevance as rel_stage
+    from pipeline.config import RelevanceConfig
+
+    data_cfg = RelevanceConfig(num_images=4, batch_size=16)
+    layers = rel_stage.layer_table(gen, data_cfg)
+    channels = rel_stage.atlas_channels(layers)[::5]  # [8, 2]
+    s_img = rel_stage.image_styles(gen, data_cfg)
+    mean = [s.double().mean(0).numpy() for s in s_img]
+    std = [s.double().std(0).numpy() + 1e-3 for s in s_img]
+    full, _ = rel_stage.compute_chunk(gen, tiny_clip, s_img, channels, mean, std, data_cfg)
+    half, _ = rel_stage.compute_chunk(gen, tiny_clip, s_img, channels, mean, std,
+                                      RelevanceConfig(num_images=4, batch_size=16, precision="bf16"))
+    assert not np.array_equal(full, half)  # it did run in bf16
+    assert (full * half).sum(1).min() > 0.95  # the same directions, up to bf16 noise
