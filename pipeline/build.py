@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from index import ATLAS_FILE, fingerprint_embedder, fingerprint_generator
 from index.atlas import read_atlas, read_manifest
