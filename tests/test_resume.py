@@ -1,4 +1,5 @@
-"""A build killed with SIGKILL mid-relevance and restarted gives the atlas an uninterrupted build gives, bit for bit."""
+"""A build killed with SIGKILL (mid-relevance, then at a random moment) and restarted gives the atlas an
+uninterrupted build gives, bit for bit."""
 import os
 import signal
 import subprocess
@@ -75,7 +76,7 @@ def _reference(out):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_relevance_then_resume_is_bit_identical(tmp_path, one_thread):
+def test_sigkill_twice_then_resume_is_bit_identical(tmp_path, one_thread):
     script = tmp_path / "build.py"
     script.write_text(SCRIPT)
     killed = _start(script, tmp_path / "resumed", 0.05)
@@ -92,6 +93,15 @@ def test_sigkill_mid_relevance_then_resume_is_bit_identical(tmp_path, one_thread
     with pytest.raises(AtlasFormatError, match=f"relevance stage has {done} of 20 chunks"):
         index.read_atlas(tmp_path / "resumed")  # never an atlas that opens but is wrong
 
+    # a second kill at a seeded random moment of the resumed run (relevance, vocabulary or assembly)
+    again = _start(script, tmp_path / "resumed", 0.05)
+    time.sleep(float(np.random.default_rng(7).uniform(4.0, 8.0)))  # start-up takes about 4 s
+    os.kill(again.pid, signal.SIGKILL)
+    again.wait()
+    if not (tmp_path / "resumed" / "MANIFEST.json").exists():
+        with pytest.raises(AtlasFormatError, match="incomplete"):
+            index.read_atlas(tmp_path / "resumed")
+
     resumed = _start(script, tmp_path / "resumed", 0.0)
     _reference(tmp_path / "reference")
     _finish(resumed)
@@ -100,3 +110,4 @@ def test_sigkill_mid_relevance_then_resume_is_bit_identical(tmp_path, one_thread
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert a.vocab == b.vocab and a.config == b.config
     assert a.generator_fingerprint == b.generator_fingerprint
+
