@@ -97,7 +97,14 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def _check_same(out_dir: Path, old: dict, new: dict, what: str) -> None:
-    diff = _differences(old, new)
+    """Refuse to continue a build made otherwise. Vocabulary and template sources (paths, selectors) are not
+    compared, their contents are: the same file reached by another path (another node's mount) is the same."""
+    def content(plan: dict) -> dict:
+        plan = json.loads(json.dumps(plan))
+        for key in ("vocabulary", "templates"):
+            plan.get("config", {}).get("vocabulary", {}).pop(key, None)
+        return plan
+    diff = _differences(content(old), content(new))
     if diff:
         raise AtlasError(f"{out_dir} holds {what} made with other settings or models ({'; '.join(diff[:4])}); "
                          "rerun with the same settings, or pass a new --out.")

@@ -115,3 +115,14 @@ def test_merge_of_unfinished_shards_is_a_one_line_error(models, tmp_path, capsys
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "relevance stage" in err and "of 3 chunks done" in err
+
+
+def test_cli_build_prints_a_one_screen_summary(models, single, tmp_path, capsys):
+    cli_main(_args(models, tmp_path / "cli"))
+    out = capsys.readouterr().out
+    assert out.startswith(f"complete: {tmp_path / 'cli'}") and len(out.splitlines()) <= 10
+    assert "channels 40 in 5 layers" in out and "images rendered this run 320 of 320" in out
+    assert "relevance" in out and "atlas size" in out
+    _same(single, tmp_path / "cli")
+    cli_main(_args(models, tmp_path / "cli"))
+    assert capsys.readouterr().out.startswith("already complete")
