@@ -108,7 +108,14 @@ def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_
         embeddings.append(e.cpu())
         if pbar is not None:
             pbar.update(stop - start)
-    e = torch.cat(embeddings).double().view(cc, M, 2, -1)  # [cc, M, 2, D]
+    relevance, consistency = reduce_directions(torch.cat(embeddings).view(cc, M, 2, -1))
+    return relevance.float().numpy(), consistency.float().numpy()
+
+
+def reduce_directions(e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings [cc, M, 2, D] of (s+, s-) per channel and image -> relevance [cc, D], consistency [cc] (float64)."""
+    e = e.double()
+    M = e.shape[1]
     diff = e[:, :, 0] - e[:, :, 1]  # [cc, M, D]
     # a difference below float32 resolution of unit vectors is rounding noise, not a direction: d_k = 0
     diff = torch.where(diff.norm(dim=-1, keepdim=True) < DEAD_NORM, torch.zeros_like(diff), diff)
@@ -116,7 +123,7 @@ def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_
     d_sum = d.sum(1)  # [cc, D]
     relevance = F.normalize(d_sum / M, dim=-1)  # [cc, D]
     consistency = (d_sum.square().sum(-1) - d.square().sum((1, 2))) / (M * (M - 1))  # [cc]
-    return relevance.float().numpy(), consistency.float().numpy()
+    return relevance, consistency
 
 
 def _autocast(device: torch.device, precision: str):

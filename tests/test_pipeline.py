@@ -195,3 +195,17 @@ def test_bf16_autocast_relevance_is_close_to_fp32(gen, tiny_clip):
                                       RelevanceConfig(num_images=4, batch_size=16, precision="bf16"))
     assert not np.array_equal(full, half)  # it did run in bf16
     assert (full * half).sum(1).min() > 0.95  # the same directions, up to bf16 noise
+
+
+def test_consistency_closed_form_is_the_mean_pairwise_cosine():
+    from pipeline.relevance import reduce_directions
+
+    g = torch.Generator().manual_seed(0)
+    e = F.normalize(torch.randn(3, 5, 2, 6, generator=g, dtype=torch.float64), dim=-1)  # [cc, M, 2, D]
+    e[2, 1, 1] = e[2, 1, 0]  # one image where the channel changed nothing: d_k = 0, cosine 0 with the rest
+    relevance, consistency = reduce_directions(e)
+    d = F.normalize(e[:, :, 0] - e[:, :, 1], dim=-1)
+    for c in range(3):
+        pairs = [float(d[c, i] @ d[c, j]) for i in range(5) for j in range(5) if i != j]
+        assert consistency[c].item() == pytest.approx(np.mean(pairs), abs=1e-12)
+        assert torch.allclose(relevance[c], F.normalize(d[c].mean(0), dim=0), atol=1e-12)
