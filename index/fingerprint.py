@@ -54,11 +54,13 @@ def fingerprint_generator(gen) -> str:
         return own
     h = hashlib.sha256(b"generator-probe-v1|")
     h.update(json.dumps([int(gen.z_dim), int(gen.w_dim), [int(d) for d in gen.style_dims],
-                         [int(i) for i in gen.rgb_layers]]).encode())
-    _hash_rounded(h, gen.mean_w)
-    device = torch.as_tensor(gen.mean_w).device
+                         [int(i) for i in getattr(gen, "rgb_layers", [])]]).encode())
+    mean_w = getattr(gen, "mean_w", None)
+    if mean_w is not None:
+        _hash_rounded(h, mean_w)
+    device = torch.as_tensor(mean_w).device if mean_w is not None else torch.device("cpu")
     z = torch.randn(4, int(gen.z_dim), generator=torch.Generator().manual_seed(20210401)).to(device)  # [4, z]
-    styles = gen.styles(gen.mapping(z))
+    styles = [torch.as_tensor(s) for s in gen.styles(gen.mapping(z))]
     for s in styles:
         _hash_rounded(h, s)
     _hash_rounded(h, gen.synthesize(styles, noise_mode="const"))

@@ -25,12 +25,30 @@ def generator_device(generator) -> torch.device:
     return torch.device("cpu")
 
 
+_MEAN_W: dict[int, torch.Tensor] = {}
+
+
+@torch.no_grad()
+def mean_w(generator) -> torch.Tensor:
+    """generator.mean_w, or for a generator without one the mean of mapping(z) over 10,000 seeded z
+    (CONTRACT's rule for checkpoints without latent_avg), computed once per generator."""
+    known = getattr(generator, "mean_w", None)
+    if known is not None:
+        return torch.as_tensor(known)
+    if id(generator) not in _MEAN_W:
+        z = torch.randn(10_000, int(generator.z_dim), generator=torch.Generator().manual_seed(0))
+        _MEAN_W[id(generator)] = torch.cat([torch.as_tensor(generator.mapping(zb)).double()
+                                            for zb in z.split(1000)]).mean(0).float()
+    return _MEAN_W[id(generator)]
+
+
 def truncate(generator, w: torch.Tensor, psi: float) -> torch.Tensor:
     """w' = mean_w + psi (w - mean_w) (SPEC §1), without relying on a `truncate` method."""
+    w = torch.as_tensor(w)
     if psi == 1:
         return w
-    mean_w = torch.as_tensor(generator.mean_w, dtype=w.dtype, device=w.device)
-    return mean_w + psi * (w - mean_w)
+    centre = mean_w(generator).to(dtype=w.dtype, device=w.device)
+    return centre + psi * (w - centre)
 
 
 def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:

@@ -35,7 +35,7 @@ def layer_table(generator, cfg: RelevanceConfig) -> list[dict]:
     w_index from the StyleGAN2 layout when the layer count fits it, else -1 (unknown).
     """
     dims = [int(d) for d in generator.style_dims]
-    rgb = {int(i) for i in generator.rgb_layers}
+    rgb = {int(i) for i in getattr(generator, "rgb_layers", [])}
     known = getattr(generator, "style_layers", None)
     if known is not None and len(known) == len(dims):
         layers = [dict(index=i, kind=str(l["kind"]), resolution=int(l["resolution"]), width=dims[i],

@@ -123,3 +123,29 @@ def test_planted_query_atlas(planted_atlas):
     atlas = query.Atlas.open(planted_atlas)
     assert tuple(atlas.direction("red", neutral="shape", beta=0.1).top(1)[0][:2]) == RED
     assert tuple(atlas.direction("green", neutral="shape", beta=0.1).top(1)[0][:2]) == GREEN
+
+
+class BareGenerator:
+    """Only the essentials: no mean_w (computed from mapping), no rgb_layers, styles as numpy arrays."""
+    z_dim = w_dim = 8
+    style_dims = [6, 5, 4]
+
+    def __init__(self):
+        self.inner = PlantedGenerator()
+
+    def mapping(self, z):
+        return self.inner.mapping(z)
+
+    def styles(self, ws):
+        return [s.numpy() for s in self.inner.styles(torch.as_tensor(ws))]
+
+    def synthesize(self, styles, noise_mode="const"):
+        return self.inner.synthesize([torch.as_tensor(s) for s in styles])
+
+
+def test_bare_protocol_generator(tmp_path):
+    build_atlas(BareGenerator(), MeanColourEmbedder(), tmp_path / "bare", num_images=4, num_samples=300,
+                vocabulary=["red", "green"], templates=["a {}."], neutral="shape", progress=False)
+    data = index.read_atlas(tmp_path / "bare")
+    assert len(data.channels) == 6 + 5 + 4 and all(l["resolution"] == -1 for l in data.layers)
+    assert _ranking(data, "red")[0] == RED and _ranking(data, "green")[0] == GREEN
