@@ -77,7 +77,8 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"# device {device}, torch threads {torch.get_num_threads()}")
-    print("| world | channels x M | batch | renders/s | channels/s | speed-up | projected FFHQ build (1.21 M renders) |")
+    print("| world | channels x M | batch | renders/s | channels/s | speed-up | "
+          "projected FFHQ build (1.21 M renders) |")
     print("|---|---|---|---|---|---|---|")
     for name, gen, embedder, num_channels, images, batch_size in worlds(args, device):
         layers = relevance_stage.layer_table(gen, RelevanceConfig())
@@ -90,8 +91,8 @@ def main():
             rate = renders / seconds
             base = base or rate
             hours = FFHQ_RENDERS / rate / 3600
-            print(f"| {name} | {len(channels)} x {images} | {batch} | {rate:.2f} | {len(channels) / seconds:.3f} | {rate / base:.2f}x | "
-                  f"{hours:,.1f} h |", flush=True)
+            print(f"| {name} | {len(channels)} x {images} | {batch} | {rate:.2f} | {len(channels) / seconds:.3f} | "
+                  f"{rate / base:.2f}x | {hours:,.1f} h |", flush=True)
 
 
 if __name__ == "__main__":

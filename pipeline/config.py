@@ -164,7 +164,8 @@ def validate(cfg: BuildConfig) -> None:
          "batch and chunk sizes must be positive integers"),
         (lab.k >= 1, f"k must be at least 1 (got {lab.k})"),
         (v.english_size >= 1, f"english_size must be at least 1 (got {v.english_size})"),
-        (r.noise_mode in ("const", "none", "random"), f"noise_mode must be const, none or random (got {r.noise_mode!r})"),
+        (r.noise_mode in ("const", "none", "random"),
+         f"noise_mode must be const, none or random (got {r.noise_mode!r})"),
         (r.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16 (got {r.precision!r})"),
     ]
     for ok, message in checks:

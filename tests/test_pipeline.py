@@ -99,7 +99,8 @@ def test_catalog_answers_sql(atlas):
     with index.open_catalog(atlas) as con:
         assert con.execute("SELECT count(*) FROM channels").fetchone()[0] == len(data.channels)
         assert con.execute("SELECT count(*) FROM layers WHERE in_atlas").fetchone()[0] == 5
-        top = con.execute("SELECT phrase FROM labels WHERE layer = 0 AND channel = 3 ORDER BY rank LIMIT 1").fetchone()[0]
+        top = con.execute("SELECT phrase FROM labels WHERE layer = 0 AND channel = 3 "
+                          "ORDER BY rank LIMIT 1").fetchone()[0]
         r = int(np.where((data.channels == [0, 3]).all(1))[0][0])
         assert top == data.vocab[data.labels_index[r, 0]]
         config = json.loads(con.execute("SELECT config FROM builds").fetchone()[0])
