@@ -4,8 +4,8 @@ Analysis by synthesis: the background is the border's median colour, the shape c
 pixels farthest from it, the soft coverage mask the projection of every pixel onto the background->shape
 colour line. Each candidate shape is re-rendered with the world's own renderer at the mask's area and
 centroid; the best soft IoU names the shape. An image is `valid` when it holds one clean shape: a named
-colour within COLOUR_TOLERANCE, a uniform background, enough contrast, a shape fit of at least MIN_IOU and
-almost every pixel explained as a blend of the two colours.
+colour within COLOUR_TOLERANCE, a uniform background, enough contrast, a shape fit of at least MIN_IOU, sharp
+edges (not a blurred blob) and almost every pixel explained as a blend of the two colours.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ MAX_BORDER_STD = 0.08  # max spread of the border pixels around the background c
 MASK_FLOOR = 0.2  # coverage below this (noise, halos) counts as background, above 1 - this as shape
 MAX_RESIDUAL = 0.2  # a pixel farther than this from the two-colour model is unexplained (a second shape...)
 MAX_UNEXPLAINED = 0.02  # max share of unexplained pixels
+MIN_STEEPNESS = 0.45  # rendered edges measure >= 0.52, after a 1-2-1 blur >= 0.47, blurred blobs ~0.35-0.48
 SIZE_THRESHOLD = (world.RADIUS_RANGE[0][1] + world.RADIUS_RANGE[1][0]) / 2  # radius in px: small below
 
 # shape area in units of radius**2, for the geometry in world.shape_sdf
@@ -38,7 +39,8 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     """images [n, 3, 32, 32] in [-1, 1] -> attributes as np arrays (world index conventions) and `valid`.
 
     Keys: shape, colour, size, background (indices), x, y (in [0, 1]), radius, rgb [n, 3], iou,
-    colour_distance, contrast, unexplained (share of pixels off the two-colour model), valid (bool).
+    colour_distance, contrast, unexplained (share of pixels off the two-colour model), steepness (edge sharpness),
+    valid (bool).
     """
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != world.RESOLUTION:
         raise ValueError(f"classify takes [n, 3, {world.RESOLUTION}, {world.RESOLUTION}] images, got "
@@ -59,6 +61,13 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     unexplained = (np.sqrt(((x - model) ** 2).sum(1)) > MAX_RESIDUAL).mean((1, 2))  # [n] share of pixels
     # soft coverage; the symmetric ramp keeps anti-aliased edge area but drops faint noise and halos
     mask = ((mask - MASK_FLOOR) / (1 - 2 * MASK_FLOOR)).clip(0, 1)  # [n, R, R]
+
+    # sharpness: the gradient-weighted mean of the mask's steepest step per pixel; a rendered edge goes
+    # from 0 to 1 within two pixels (a step >= 0.5), a blurred one in many small steps
+    gx = np.pad(np.abs(np.diff(mask, axis=2)), ((0, 0), (0, 0), (0, 1)))
+    gy = np.pad(np.abs(np.diff(mask, axis=1)), ((0, 0), (0, 1), (0, 0)))
+    g = np.maximum(gx, gy)  # [n, R, R]
+    steepness = (g ** 2).sum((1, 2)) / np.maximum(g.sum((1, 2)), 1e-6)  # [n]
 
     # colour: nearest named colour to the shape colour
     d_col = np.linalg.norm(rgb[:, None, :] - world.COLOUR_RGB[None], axis=2)  # [n, 6]
@@ -90,11 +99,12 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
 
     iou = ious[pick, shape]
     valid = ((colour_distance < COLOUR_TOLERANCE) & (iou >= MIN_IOU) & (contrast >= MIN_CONTRAST)
-             & (border_std <= MAX_BORDER_STD) & (unexplained <= MAX_UNEXPLAINED))
+             & (border_std <= MAX_BORDER_STD) & (unexplained <= MAX_UNEXPLAINED) & (steepness >= MIN_STEEPNESS))
     return dict(shape=shape, colour=colour, size=(radius >= SIZE_THRESHOLD).astype(np.int64),
                 background=(bg.mean(1) >= 0.5).astype(np.int64), x=((mx - lo) / span).clip(0, 1),
                 y=((cy - lo) / span).clip(0, 1), radius=radius, rgb=rgb, iou=iou,
-                colour_distance=colour_distance, contrast=contrast, unexplained=unexplained, valid=valid)
+                colour_distance=colour_distance, contrast=contrast, unexplained=unexplained, steepness=steepness,
+                valid=valid)
 
 
 def accuracy(pred: dict, truth: dict) -> dict[str, float]:

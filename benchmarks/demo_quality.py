@@ -1,0 +1,128 @@
+"""Quality tables of the shapes world and its shipped models (the numbers in models/demo/MODEL_CARD.md).
+
+    .venv/bin/python benchmarks/demo_quality.py            # markdown tables, ~2-4 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/demo_quality.py --json
+
+Baselines measured in the same run: the renderer one image at a time, an untrained CLIP and an untrained
+generator of the same architectures (seed 0), and chance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from models.clip import load_clip  # noqa: E402
+from models.demo import DEMO_DIR, classifier, world  # noqa: E402
+from models.demo.evaluate import (EDIT_ATTRIBUTES, channel_effects, generator_quality, generator_samples,  # noqa: E402
+                                  held_out, single_attribute_channels, zero_shot)
+from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
+
+CHANCE = dict(colour=1 / len(world.COLOURS), shape=1 / len(world.SHAPES), size=1 / 2, background=1 / 2)
+
+
+def renderer_speed(n: int = 5000) -> dict:
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    world.sample(n, rng)
+    batched = n / (time.perf_counter() - t)
+    attrs = world.sample_attributes(300, rng)
+    t = time.perf_counter()
+    for i in range(300):
+        world.render(world.subset(attrs, slice(i, i + 1)))
+    single = 300 / (time.perf_counter() - t)
+    return dict(batched_images_per_s=batched, one_at_a_time_images_per_s=single)
+
+
+def untrained_generator(seed: int = 0) -> StyleGAN2Generator:
+    demo = load_generator("demo")
+    gen = StyleGAN2Generator(demo.resolution, demo.w_dim, demo.n_mlp, channels=demo.channels, seed=seed)
+    gen.update_mean_w(n=10_000, seed=seed)
+    return gen.eval()
+
+
+def zero_shot_on_samples(embedder, images: torch.Tensor) -> dict:
+    """Zero-shot accuracy on generator samples, with the pixel classifier's reading of the valid ones as truth."""
+    pred = classifier.classify(images)
+    ok = pred["valid"]
+    return zero_shot(embedder, images[torch.from_numpy(ok)], {k: v[ok] for k, v in pred.items()})
+
+
+def run(n: int, channel_samples: int) -> dict:
+    torch.set_num_threads(2)
+    out: dict = dict(n=n)
+    out["renderer"] = renderer_speed()
+    images, attrs = held_out(n)
+    out["classifier"] = classifier.accuracy(classifier.classify(images), attrs)
+    clip = load_clip("demo")
+    random_clip = load_clip(str(DEMO_DIR / "clip_config.json"), seed=0)
+    out["zero_shot"] = dict(demo=zero_shot(clip, images, attrs), untrained=zero_shot(random_clip, images, attrs))
+    gen = load_generator("demo")
+    _, samples = generator_samples(gen, n, psi=0.7, seed=0)
+    out["zero_shot_on_samples"] = zero_shot_on_samples(clip, samples)
+    base = untrained_generator()
+    out["generator"] = {f"demo psi={psi}": generator_quality(gen, n, psi, seed=0) for psi in (0.7, 1.0)}
+    out["generator"]["untrained psi=0.7"] = generator_quality(base, n, 0.7, seed=0)
+    t = time.perf_counter()
+    records = channel_effects(gen, n=channel_samples)
+    single = single_attribute_channels(records)
+    out["stylespace"] = dict(
+        conv_channels=len(records), seconds=time.perf_counter() - t,
+        single_attribute={a: len(v) for a, v in single.items()},
+        top={a: [(r["layer"], r["channel"], round(r["rates"][a], 2)) for r in v[:3]] for a, v in single.items()})
+    return out
+
+
+def print_tables(r: dict) -> None:
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    print(f"### Renderer (CPU)\n\n| | images/s |\n|---|---|\n"
+          f"| batched (`world.sample(5000)`) | {r['renderer']['batched_images_per_s']:,.0f} |\n"
+          f"| baseline: one image per call | {r['renderer']['one_at_a_time_images_per_s']:,.0f} |\n")
+    c = r["classifier"]
+    print(f"### Pixel classifier on {r['n']} held-out procedural images\n\n| shape | colour | size | background | "
+          f"valid |\n|---|---|---|---|---|\n| {pct(c['shape'])} | {pct(c['colour'])} | {pct(c['size'])} | "
+          f"{pct(c['background'])} | {pct(c['valid'])} |\n")
+    print(f"### Zero-shot CLIP accuracy ({r['n']} held-out procedural images, 79 ImageNet templates averaged)\n")
+    print("| model | colour | shape | size | background |\n|---|---|---|---|---|")
+    rows = [("demo CLIP", r["zero_shot"]["demo"]), ("baseline: untrained, same config", r["zero_shot"]["untrained"]),
+            ("chance", CHANCE), ("demo CLIP on valid generator samples (psi 0.7)", r["zero_shot_on_samples"])]
+    for name, z in rows:
+        print(f"| {name} | {pct(z['colour'])} | {pct(z['shape'])} | {pct(z['size'])} | {pct(z['background'])} |")
+    print(f"\n### Generator samples ({r['n']} z, seed 0, noise const), read by the pixel classifier\n")
+    print("| generator | valid | shape as z | colour as z | size as z | background as z |\n|---|---|---|---|---|---|")
+    for name, g in r["generator"].items():
+        print(f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
+              f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |")
+    s = r["stylespace"]
+    print(f"\n### Single-attribute StyleSpace channels ({s['conv_channels']} conv channels, each set to mu +- 5 "
+          f"sigma in psi-0.7 samples; {s['seconds']:.0f} s)\n")
+    print("| attribute | channels | strongest (layer, channel, share of samples changed) |\n|---|---|---|")
+    for a in EDIT_ATTRIBUTES:
+        top = ", ".join(f"({l}, {ch}, {rate})" for l, ch, rate in s["top"][a]) or "-"
+        print(f"| {a} | {s['single_attribute'][a]} | {top} |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="held-out images and generator samples")
+    parser.add_argument("--channel-samples", type=int, default=16, help="samples per channel edit")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.n, args.channel_samples)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_tables(result)
+
+
+if __name__ == "__main__":
+    main()
