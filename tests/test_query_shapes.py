@@ -3,7 +3,8 @@ different channels. Needs the trained demo models (models/demo/generator.pt, cli
 clip.safetensors); skipped with the reason when they are not there.
 
 The atlas: $STYLEATLAS_DEMO_ATLAS or ./atlas when it was built with the demo models, else a small build
-(8 images per channel, 5,000 samples, the demo vocabulary) into a temporary folder.
+(8 images per channel, 5,000 samples, the demo vocabulary) into out/test_cache/, named by the two model
+fingerprints and reused by later runs (the first takes minutes on two CPU cores; the build resumes if cut).
 """
 import os
 
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
+def shapes():
     from models.clip import load_clip
     from models.stylegan2 import load_generator
     from query import Atlas
@@ -40,10 +41,13 @@ def shapes(tmp_path_factory):
                 return Atlas.open(candidate, generator=gen, embedder=clip), candidate
             except AtlasError:
                 continue  # another build, or models retrained since: build our own
+    from index import fingerprint_embedder, fingerprint_generator
+    from models.text import load_templates
     from pipeline import build_atlas
 
     torch.set_num_threads(2)
-    out = tmp_path_factory.mktemp("shapes") / "atlas"
+    name = f"shapes-{fingerprint_generator(gen)[:12]}-{fingerprint_embedder(clip, load_templates())[:12]}"
+    out = REPO / "out" / "test_cache" / name
     build_atlas(gen, clip, out, num_images=8, num_samples=5000, vocabulary="demo", progress=False)
     return Atlas.open(out, generator=gen, embedder=clip), out
 
@@ -65,14 +69,21 @@ def samples(atlas, n=32):
     return ws[torch.as_tensor(ok)], {k: v[ok] for k, v in c.items()}
 
 
+# SPEC §5 auto-beta (the reference's rule: the largest beta keeping > 20 channels; the authors' guidance is
+# 10-20 for colour edits). An 8-image atlas has a higher noise floor of |r| than the reference's 100
+# images, so beta 0.15 keeps several times more channels than that here.
+RED_EDIT = dict(beta="auto")
+ALPHA = 2.0
+
+
 def test_red_edit_makes_shapes_redder_and_keeps_their_class(shapes):
     from models.demo.classifier import classify
 
     atlas, _ = shapes
     ws, before = samples(atlas)
-    d = atlas.direction("red")  # neutral: the atlas's class word, "shape"
-    assert d.neutral == "shape" and d.num_c >= 1
-    after = classify(atlas.edit(ws, d, alpha=4.0))
+    d = atlas.direction("red", **RED_EDIT)  # neutral: the atlas's class word, "shape"
+    assert d.neutral == "shape" and d.num_c > 20
+    after = classify(atlas.edit(ws, d, alpha=ALPHA))
     redder = redness(after["rgb"]) > redness(before["rgb"]) + 0.02
     same_shape = after["shape"] == before["shape"]
     assert redder.mean() >= 0.9, f"redder in {redder.mean():.0%} of 32 samples"
