@@ -13,7 +13,7 @@ from models.demo import DEMO_DIR, NEUTRAL, VOCABULARY, classifier, world  # noqa
 from models.demo.captions import attribute_table, matches, random_captions  # noqa: E402
 from models.demo.vocabulary import default_vocabulary  # noqa: E402
 
-WEIGHT_FILES = ("generator.pt", "clip_config.json", "clip.safetensors")
+WEIGHT_FILES = ("generator.pt", "clip_config.json", "clip.safetensors", "vocabulary.txt")
 
 
 def test_world_is_deterministic_by_seed_and_images_are_in_range():
@@ -95,7 +95,7 @@ def test_vocabulary_and_neutral():
 
 def _card_checksums() -> dict[str, str]:
     card = (DEMO_DIR / "MODEL_CARD.md").read_text(encoding="utf-8")
-    return dict(re.findall(r"`([\w.]+)`\s*\|\s*`?([0-9a-f]{64})`?", card))
+    return dict(re.findall(r"^\|\s*`([\w.]+)`\s*\|.*\|\s*`([0-9a-f]{64})`\s*\|\s*$", card, flags=re.M))
 
 
 def test_shipped_files_match_the_model_card():
@@ -125,13 +125,18 @@ def demo_clip():
 
 def test_generator_samples_at_psi_07_are_mostly_valid_shapes(demo_generator):
     from models.demo.evaluate import generator_samples
+    from models.demo.train_generator import attributes_from_z
 
     assert demo_generator.resolution == 32 and demo_generator.z_dim == 64
-    _, images = generator_samples(demo_generator, 64, psi=0.7, seed=123)
+    z, images = generator_samples(demo_generator, 64, psi=0.7, seed=123)
     pred = classifier.classify(images)
-    # the full benchmark (1,000 samples) is in MODEL_CARD.md; 64 samples get a loose bound
-    assert pred["valid"].mean() >= 0.75
-    assert len(set(pred["colour"][pred["valid"]])) >= 4 and len(set(pred["shape"][pred["valid"]])) >= 3
+    ok = pred["valid"]
+    # MODEL_CARD.md has the 1,000-sample figures (~79 % valid); 64 samples get a loose bound (~4 sd below)
+    assert ok.mean() >= 0.6
+    asked = attributes_from_z(z)  # what each z was trained to draw
+    for name in ("shape", "colour", "size", "background"):
+        assert (pred[name][ok] == asked[name][ok]).mean() >= 0.7, name
+    assert len(set(pred["colour"][ok])) >= 5 and len(set(pred["shape"][ok])) == 4
 
 
 def test_clip_ranks_the_true_caption_first(demo_clip):

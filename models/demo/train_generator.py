@@ -36,12 +36,12 @@ Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 @dataclass(frozen=True)
 class GeneratorTrainConfig:
     synthesis_steps: int = 6000  # stage 1: synthesis + attribute encoder, pixel loss
-    mapping_steps: int = 10000  # stage 2: mapping network regresses the encoder's w (no rendering: fast)
-    joint_steps: int = 300  # stage 3: everything end to end from z, pixel loss
+    mapping_steps: int = 20000  # stage 2: mapping network regresses the encoder's w (no rendering: fast)
+    joint_steps: int = 1500  # stage 3: everything end to end from z, pixel loss
     batch_size: int = 32
     mapping_batch_size: int = 512
     lr: float = 5e-3
-    mapping_lr: float = 0.1  # on the stored mapping weights, which lr_mul 0.01 scales down 100x at run time
+    mapping_lr: float = 1.0  # on the stored mapping weights, which lr_mul 0.01 scales down 100x at run time
     joint_lr: float = 1e-3
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
@@ -148,6 +148,25 @@ def _batch(cfg: GeneratorTrainConfig, stage: int, step: int, n: int):
     return z, attributes_from_z(z), torch.from_numpy(psi.astype(np.float32))
 
 
+def mapping_loss(w: torch.Tensor, attrs: dict, encoder: torch.nn.Linear, w_var: torch.Tensor,
+                 margin_weight: float = 0.1, sharpness: float = 5.0) -> torch.Tensor:
+    """Variance-normalised MSE to E(code) plus classification terms on the code read back from w.
+
+    MSE alone learns the argmax boundaries of the map slowly (blended colours near them); cross-entropy on
+    the decoded one-hot parts and a soft margin on the decoded signs sharpen them."""
+    with torch.no_grad():
+        w_target = encoder(attribute_code(attrs))  # [B, w_dim]
+        decoder = torch.linalg.pinv(encoder.weight)  # [CODE_DIM, w_dim]
+    code = (w - encoder.bias) @ decoder.T  # [B, CODE_DIM]
+    n_col, n_shape = len(world.COLOURS), len(world.SHAPES)
+    c = n_col + n_shape
+    ce = (F.cross_entropy(sharpness * code[:, :n_col], torch.from_numpy(attrs["colour"]))
+          + F.cross_entropy(sharpness * code[:, n_col:c], torch.from_numpy(attrs["shape"])))
+    signs = torch.from_numpy(np.stack([attrs["size"], attrs["background"]], 1) * 2 - 1).float()  # [B, 2]
+    margin = F.softplus(-sharpness * code[:, c:c + 2] * signs).mean()
+    return ((w - w_target).square() / w_var).mean() + margin_weight * (ce + margin)
+
+
 def _curriculum(attrs: dict, release: float, step: int, seed: int) -> None:
     """Stage 1 starts with red shapes on a dark background at the centre and releases colour, background
     and position as `release` goes 0 -> 1; with everything varying from the start, 1,400 steps still drew
@@ -195,23 +214,25 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     t0 = time.time()
     while stage < len(stages):
         name, steps = stages[stage]
-        params = dict(synthesis=synthesis + list(encoder.parameters()), mapping=mapping,
-                      joint=synthesis + mapping)[name]
-        base = dict(synthesis=cfg.lr, mapping=cfg.mapping_lr, joint=cfg.joint_lr)[name]
-        opt = torch.optim.Adam(params, lr=base, betas=(0.9, 0.99))
+        # the mapping's stored weights need a larger lr than the synthesis (lr_mul 0.01), also when joint
+        groups = dict(synthesis=[(synthesis + list(encoder.parameters()), cfg.lr)],
+                      mapping=[(mapping, cfg.mapping_lr)],
+                      joint=[(synthesis, cfg.joint_lr), (mapping, cfg.joint_lr * cfg.mapping_lr / cfg.lr)])[name]
+        opt = torch.optim.Adam([dict(params=p, lr=lr, base=lr) for p, lr in groups], betas=(0.9, 0.99))
         if opt_state is not None:
             opt.load_state_dict(opt_state)
             opt_state = None
         if name == "joint":
             gen.update_mean_w(n=10_000, seed=cfg.seed)
+        if name == "mapping":
+            with torch.no_grad():  # per-dimension variance of the targets, to weigh every w dimension alike
+                w_var = encoder(attribute_code(_batch(cfg, stage, 10**9, 10_000)[1])).var(0)  # [w_dim]
         for step in range(step, steps):
             for group in opt.param_groups:
-                group["lr"] = _lr(base, step, steps)
+                group["lr"] = _lr(group["base"], step, steps)
             if name == "mapping":
                 z, attrs, _ = _batch(cfg, stage, step, cfg.mapping_batch_size)
-                with torch.no_grad():
-                    w_target = encoder(attribute_code(attrs))  # [B, w_dim]
-                loss = (gen.mapping(z) - w_target).square().mean()
+                loss = mapping_loss(gen.mapping(z), attrs, encoder, w_var)
             else:
                 z, attrs, psi = _batch(cfg, stage, step, cfg.batch_size)
                 if name == "synthesis":
