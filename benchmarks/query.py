@@ -140,12 +140,19 @@ def main() -> None:
     parser.add_argument("--export", type=int, default=10_000)
     parser.add_argument("--atlas", default="atlas")
     parser.add_argument("--no-clip", action="store_true", help="Skip the new-prompt rows (no ViT-B-32 build).")
+    parser.add_argument("--atlas-only", action="store_true", help="Only the rows of --atlas.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"threads {args.threads}, torch {torch.__version__}, numpy {np.__version__}")
+    if not args.atlas_only:
+        synthetic_rows(args)
+    atlas_rows(args)
+
+
+def synthetic_rows(args) -> None:
     from models.text import load_templates
     from query.synthetic import ffhq_layers, synthetic_atlas_data
 
-    print(f"threads {args.threads}, torch {torch.__version__}, numpy {np.__version__}")
     vocab = [f"phrase {i}" for i in range(10_000)]
     data = synthetic_atlas_data(layers=ffhq_layers(), dim=512, vocab=vocab, seed=0, label_k=1)
     data.templates = load_templates()
@@ -157,6 +164,8 @@ def main() -> None:
                              vocab[:100], ["a smiling face with curly hair", "an old man", "blue eyes"])
     bench_export(atlas, ref, args.export, min(args.export, 1000))
 
+
+def atlas_rows(args) -> None:
     if (Path(args.atlas) / "atlas.h5").exists():
         import index
         from models.clip import load_clip
@@ -167,7 +176,7 @@ def main() -> None:
             print(f"(demo CLIP unavailable: {exc})")
             clip = None
         bench_atlas(f"shapes-world atlas {args.atlas}", demo, clip, args.repeats, args.new_repeats,
-                    demo.vocab[:50], ["a big red circle", "a tiny blue square"])
+                    [p for p in demo.vocab if p != demo.neutral][:50], ["a big red circle", "a tiny blue square"])
     else:
         print(f"\n(no atlas at {args.atlas}: shapes-world rows skipped)")
 
