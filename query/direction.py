@@ -106,18 +106,18 @@ def single_scores(rel: np.ndarray, delta_t: np.ndarray) -> np.ndarray:
 
 
 def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta=DEFAULT_BETA,
-                      top_k: int | None = None, block: int = 256):
+                      top_k: int | None = None, block: int = 256, keep_scores: bool = True):
     """SPEC §5 for N text directions at once: (scores [N, C], delta_s [N, C], num_c [N], beta [N], max|r| [N]).
 
     One matrix product relevance @ ΔT for the whole batch; thresholding and scaling run in row blocks to
     bound the temporaries. Rows whose channels all fall below beta get delta_s = 0 and num_c = 0 (callers
-    turn that into an error; never NaN).
+    turn that into an error; never NaN). keep_scores=False writes Δs over the product (scores come back None).
     """
     check_beta(beta)
     delta_t = np.atleast_2d(np.asarray(delta_t, np.float32))  # [N, D]
     rel = np.asarray(relevance, np.float32)  # [C, D]
     scores = delta_t @ rel.T if len(delta_t) > 1 else single_scores(rel, delta_t[0])[None]  # [N, C] r
-    delta_s = np.empty_like(scores)
+    delta_s = np.empty_like(scores) if keep_scores else scores  # [N, C]
     n, c = scores.shape
     num_c, betas, max_abs = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
     std = np.asarray(style_std, np.float32)  # [C]
@@ -136,7 +136,7 @@ def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.
         num_c[a:a + block] = np.count_nonzero(out, axis=1)  # as Direction.num_c: channels that move
         betas[a:a + block] = used
         max_abs[a:a + block] = peak
-    return scores, delta_s, num_c, betas, max_abs
+    return (scores if keep_scores else None), delta_s, num_c, betas, max_abs
 
 
 @dataclass

@@ -65,7 +65,7 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
     defined = norm > 1e-6
     delta_t = np.where(defined[:, None], diff / np.where(defined, norm, 1)[:, None], 0).astype(np.float32)
     _, delta_s, num_c, betas, max_abs = global_directions(atlas.data.relevance, atlas.data.style_std, delta_t,
-                                                          beta, top_k)
+                                                          beta, top_k, keep_scores=False)
     problems = []
     for n in np.flatnonzero(num_c == 0):
         reason = ("its embedding equals the neutral's" if not defined[n] else
