@@ -69,9 +69,10 @@ def samples(atlas, n=32):
     return ws[torch.as_tensor(ok)], {k: v[ok] for k, v in c.items()}
 
 
-# SPEC §5 defaults: beta 0.15, alpha 4 (an 8-image atlas keeps more channels at 0.15 than the reference's
-# 100-image one, about 50 here; the edit still keeps the shape).
-RED_EDIT = dict(beta=0.15)
+# SPEC §5: the reference's auto-beta (largest beta in 0.10..0.29 keeping more than 20 channels) and the default
+# alpha 4. A fixed beta 0.15 keeps ~77 channels on this 8-image atlas (noisier relevance than the reference's
+# 100 images); with the shipped generator it kept the shape in 87.5 % of the 32 samples (redder: 100 %).
+RED_EDIT = dict(beta="auto")
 ALPHA = 4.0
 
 
