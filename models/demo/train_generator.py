@@ -37,7 +37,7 @@ Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 class GeneratorTrainConfig:
     synthesis_steps: int = 6000  # stage 1: synthesis + attribute encoder, pixel loss
     mapping_steps: int = 20000  # stage 2: mapping network regresses the encoder's w (no rendering: fast)
-    joint_steps: int = 1500  # stage 3: everything end to end from z, pixel loss
+    joint_steps: int = 3000  # stage 3: everything end to end from z, pixel loss
     batch_size: int = 32
     mapping_batch_size: int = 512
     lr: float = 5e-3
