@@ -21,6 +21,7 @@ from open_clip.transformer import CustomResidualAttentionBlock, ResidualAttentio
 
 from models.clip_weights import apply_clip_state_dict, read_clip_state_dict, warn_quickgelu
 from models.errors import AtlasError, CheckpointError, PromptError
+from models.prompts import validate_prompt  # noqa: F401  (re-exported: models.clip.validate_prompt)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -30,16 +31,6 @@ _BUCKET_OVERHEAD_TOKENS = 8  # cost of one extra forward call, in padded tokens 
 
 class PromptTruncatedWarning(UserWarning):
     """A prompt is longer than CLIP's context and was cut (SPEC §4: never silently)."""
-
-
-def validate_prompt(prompt) -> str:
-    """The prompt stripped of surrounding whitespace; PromptError when it is not text or is empty."""
-    if not isinstance(prompt, str):
-        raise PromptError(f"a prompt must be text, got {type(prompt).__name__} ({str(prompt)[:40]!r}).")
-    stripped = prompt.strip()
-    if not stripped:
-        raise PromptError("a prompt is empty or only whitespace; give a phrase such as 'smiling'.")
-    return stripped
 
 
 class ClipEmbedder:

@@ -6,19 +6,13 @@ import re
 from pathlib import Path
 
 from models.errors import AtlasError, PromptError
+from models.prompts import validate_prompt
 
 _WEIGHT = re.compile(r"^(?P<prompt>.*?)\s*:\s*(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 _PLUS = re.compile(r"(?<!:)\s*\+\s*(?![\d.])")  # a '+' joining terms, not the sign of a weight (":+1")
 
 
-def clean_prompt(prompt) -> str:
-    """The prompt stripped; PromptError when it is not text or is empty."""
-    if not isinstance(prompt, str):
-        raise PromptError(f"a prompt must be text, got {type(prompt).__name__} ({str(prompt)[:40]!r}).")
-    stripped = prompt.strip()
-    if not stripped:
-        raise PromptError("a prompt is empty or only whitespace; give a phrase such as 'smiling'.")
-    return stripped
+clean_prompt = validate_prompt  # the one prompt check, shared with the CLIP wrapper
 
 
 def lookup_key(phrase: str) -> str:
