@@ -31,14 +31,19 @@ def resolve_generator_path(path) -> Path:
     return Path(path).expanduser()
 
 
+def require_file(path: Path, what: str, inner: str) -> None:
+    """One-line CheckpointError for a weights file that is missing, a directory, or empty."""
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist; check the path.")
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a directory; pass the {inner} inside it.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{what} {path} is empty (0 bytes); the download or copy did not finish.")
+
+
 def read_checkpoint(path: Path) -> object:
     """torch.load with weights_only=True and one-line errors for missing, corrupt or unsafe files."""
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; check the path.")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a directory; pass the .pt file inside it.")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the download or copy did not finish.")
+    require_file(path, "checkpoint", ".pt file")
     try:
         # argparse.Namespace appears in rosinality training checkpoints ("args"); it holds plain values.
         with torch.serialization.safe_globals([argparse.Namespace]):

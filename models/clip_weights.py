@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import read_checkpoint
+from models.checkpoint import read_checkpoint, require_file
 from models.errors import CheckpointError
 
 # Tensors of OpenAI archives that are attributes, not weights: open_clip rebuilds them itself.
@@ -124,12 +124,7 @@ def read_torchscript_tensors(path: Path, prefix: str) -> dict:
 def read_clip_state_dict(path) -> tuple[dict, bool]:
     """(state dict of tensors, came-from-a-TorchScript-archive) for a local CLIP weights file."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"CLIP checkpoint {path} does not exist; check the path.")
-    if path.is_dir():
-        raise CheckpointError(f"CLIP checkpoint {path} is a directory; pass the weights file inside it.")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"CLIP checkpoint {path} is empty (0 bytes); the download or copy did not finish.")
+    require_file(path, "CLIP checkpoint", "weights file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
