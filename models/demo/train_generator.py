@@ -30,6 +30,7 @@ from models.stylegan2 import StyleGAN2Generator, save_generator
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
 POSITION_RANGE = 0.5
+MEAN_W_EVERY = 100  # refine stage: recompute the truncation centre mean_w every this many steps
 Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 
 
@@ -38,11 +39,13 @@ class GeneratorTrainConfig:
     synthesis_steps: int = 6000  # stage 1: synthesis + attribute encoder, pixel loss
     mapping_steps: int = 20000  # stage 2: mapping network regresses the encoder's w (no rendering: fast)
     joint_steps: int = 3000  # stage 3: everything end to end from z, pixel loss
+    refine_steps: int = 4000  # stage 4: end to end again at a lower lr, mean_w tracking the mapping
     batch_size: int = 32
     mapping_batch_size: int = 512
     lr: float = 5e-3
     mapping_lr: float = 1.0  # on the stored mapping weights, which lr_mul 0.01 scales down 100x at run time
     joint_lr: float = 1e-3
+    refine_lr: float = 5e-4
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
     region_weight: float = 1.0  # weight of the per-sample shape-region L1 (see pixel_loss)
@@ -202,7 +205,8 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         encoder = torch.nn.Linear(CODE_DIM, gen.w_dim)  # E: attribute code -> w
     synthesis = [p for n, p in gen.named_parameters() if not n.startswith("style.")]
     mapping = [p for n, p in gen.named_parameters() if n.startswith("style.")]
-    stages = [("synthesis", cfg.synthesis_steps), ("mapping", cfg.mapping_steps), ("joint", cfg.joint_steps)]
+    stages = [("synthesis", cfg.synthesis_steps), ("mapping", cfg.mapping_steps), ("joint", cfg.joint_steps),
+              ("refine", cfg.refine_steps)]
     stage, step, opt_state = 0, 0, None
     ckpt_path = work / "checkpoint.pt"
     if ckpt_path.exists():
@@ -210,20 +214,23 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         gen.load_state_dict(ckpt["gen"])
         encoder.load_state_dict(ckpt["encoder"])
         stage, step, opt_state = int(ckpt["stage"]), int(ckpt["step"]), ckpt["opt"]
-        print(f"resumed at stage {stages[stage][0] if stage < 3 else 'done'} step {step}", flush=True)
+        if "mean_w" in ckpt:  # the truncation centre in use when the checkpoint was written
+            gen.mean_w.copy_(ckpt["mean_w"])
+        print(f"resumed at stage {stages[stage][0] if stage < len(stages) else 'done'} step {step}", flush=True)
     t0 = time.time()
     while stage < len(stages):
         name, steps = stages[stage]
         # the mapping's stored weights need a larger lr than the synthesis (lr_mul 0.01), also when joint
         groups = dict(synthesis=[(synthesis + list(encoder.parameters()), cfg.lr)],
                       mapping=[(mapping, cfg.mapping_lr)],
-                      joint=[(synthesis, cfg.joint_lr), (mapping, cfg.joint_lr * cfg.mapping_lr / cfg.lr)])[name]
+                      joint=[(synthesis, cfg.joint_lr), (mapping, cfg.joint_lr * cfg.mapping_lr / cfg.lr)],
+                      refine=[(synthesis, cfg.refine_lr), (mapping, cfg.refine_lr * cfg.mapping_lr / cfg.lr)])[name]
         opt = torch.optim.Adam([dict(params=p, lr=lr, base=lr) for p, lr in groups], betas=(0.9, 0.99))
         if opt_state is not None:
             opt.load_state_dict(opt_state)
             opt_state = None
-        if name == "joint":
-            gen.update_mean_w(n=10_000, seed=cfg.seed)
+        if name in ("joint", "refine") and (step == 0 or not gen.mean_w.any()):
+            gen.update_mean_w(n=10_000, seed=cfg.seed)  # the truncation centre for psi < 1 samples
         if name == "mapping":
             with torch.no_grad():  # per-dimension variance of the targets, to weigh every w dimension alike
                 w_var = encoder(attribute_code(_batch(cfg, stage, 10**9, 10_000)[1])).var(0)  # [w_dim]
@@ -233,15 +240,17 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             if name == "mapping":
                 z, attrs, _ = _batch(cfg, stage, step, cfg.mapping_batch_size)
                 loss = mapping_loss(gen.mapping(z), attrs, encoder, w_var)
-            else:
+            elif name == "synthesis":
                 z, attrs, psi = _batch(cfg, stage, step, cfg.batch_size)
-                if name == "synthesis":
-                    _curriculum(attrs, min(1.0, step / max(1.0, cfg.curriculum * steps)), step, cfg.seed)
-                    code = MEAN_CODE + psi[:, None] * (attribute_code(attrs) - MEAN_CODE)  # [B, 16]
-                    fake = gen.synthesize(gen.styles(encoder(code)), noise_mode="const")
-                else:
-                    fake = synthesize(gen, z, psi)
+                _curriculum(attrs, min(1.0, step / max(1.0, cfg.curriculum * steps)), step, cfg.seed)
+                code = MEAN_CODE + psi[:, None] * (attribute_code(attrs) - MEAN_CODE)  # [B, 16]
+                fake = gen.synthesize(gen.styles(encoder(code)), noise_mode="const")
                 loss = pixel_loss(fake, world.render(attrs), region_weight=cfg.region_weight)
+            else:  # joint, refine: end to end from z; refine's truncation centre follows the mapping
+                if name == "refine" and step % MEAN_W_EVERY == 0 and step:
+                    gen.update_mean_w(n=10_000, seed=cfg.seed)
+                z, attrs, psi = _batch(cfg, stage, step, cfg.batch_size)
+                loss = pixel_loss(synthesize(gen, z, psi), world.render(attrs), region_weight=cfg.region_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -250,7 +259,7 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                 print(f"{name} {done}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
             if done % cfg.checkpoint_every == 0 and done < steps:
                 _save(ckpt_path, gen=gen.state_dict(), encoder=encoder.state_dict(), stage=stage, step=done,
-                      opt=opt.state_dict())
+                      opt=opt.state_dict(), mean_w=gen.mean_w.clone())
         stage, step = stage + 1, 0
         _save(ckpt_path, gen=gen.state_dict(), encoder=encoder.state_dict(), stage=stage, step=0, opt=None)
     gen.update_mean_w(n=10_000, seed=cfg.seed)  # latent_avg: the mean of mapping(z) over 10,000 seeded z
