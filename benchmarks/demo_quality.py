@@ -23,8 +23,9 @@ import torch  # noqa: E402
 
 from models.clip import load_clip  # noqa: E402
 from models.demo import DEMO_DIR, classifier, world  # noqa: E402
-from models.demo.evaluate import (EDIT_ATTRIBUTES, channel_effects, generator_quality, generator_samples,  # noqa: E402
-                                  held_out, single_attribute_channels, zero_shot)
+from models.demo.evaluate import (EDIT_ATTRIBUTES, SHIFT_UNITS, channel_effects,  # noqa: E402
+                                  dominant_attribute_channels, generator_quality, generator_samples, held_out,
+                                  single_attribute_channels, zero_shot)
 from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
 
 CHANCE = dict(colour=1 / len(world.COLOURS), shape=1 / len(world.SHAPES), size=1 / 2, background=1 / 2)
@@ -74,11 +75,17 @@ def run(n: int, channel_samples: int) -> dict:
     out["generator"]["untrained psi=0.7"] = generator_quality(base, n, 0.7, seed=0)
     t = time.perf_counter()
     records = channel_effects(gen, n=channel_samples)
-    single = single_attribute_channels(records)
+    single, dominant = single_attribute_channels(records), dominant_attribute_channels(records)
+    usable = [r for r in records if r["valid"] >= 0.5]
     out["stylespace"] = dict(
         conv_channels=len(records), seconds=time.perf_counter() - t,
         single_attribute={a: len(v) for a, v in single.items()},
-        top={a: [(r["layer"], r["channel"], round(r["rates"][a], 2)) for r in v[:3]] for a, v in single.items()})
+        top={a: [(r["layer"], r["channel"], round(r["rates"][a], 2)) for r in v[:3]] for a, v in single.items()},
+        dominant={a: len(v) for a, v in dominant.items()},
+        dominant_top={a: [(r["layer"], r["channel"], round(r["shifts"][a], 2)) for r in v[:3]]
+                      for a, v in dominant.items()},
+        # per attribute, the channel that moves it most, with what else it moves (whether or not it dominates)
+        strongest={a: max(usable, key=lambda r: r["shifts"][a]) if usable else None for a in EDIT_ATTRIBUTES})
     return out
 
 
@@ -109,6 +116,19 @@ def print_tables(r: dict) -> None:
     for a in EDIT_ATTRIBUTES:
         top = ", ".join(f"({l}, {ch}, {rate})" for l, ch, rate in s["top"][a]) or "-"
         print(f"| {a} | {s['single_attribute'][a]} | {top} |")
+    u = SHIFT_UNITS
+    print(f"\n### Continuous shifts of the same edits (units: colour {u['colour']:.2f} RGB, background "
+          f"{u['background']:.2f} grey, size {u['size']:.2f} px, position {u['position']:.0f} px; shape: flip "
+          f"rate)\n\nA channel dominates an attribute when it moves it by >= 0.2 units and every other by <= a "
+          f"quarter of that.\n")
+    print("| attribute | dominant channels | strongest dominant (layer, channel, shift) | channel moving it most: "
+          "(layer, channel) shape / colour / size / background / position |\n|---|---|---|---|")
+    for a in EDIT_ATTRIBUTES:
+        top = ", ".join(f"({l}, {ch}, {v})" for l, ch, v in s["dominant_top"][a]) or "-"
+        r = s["strongest"][a]
+        most = (f"({r['layer']}, {r['channel']}) " + " / ".join(f"{r['shifts'][b]:.2f}" for b in EDIT_ATTRIBUTES)
+                if r else "-")
+        print(f"| {a} | {s['dominant'][a]} | {top} | {most} |")
 
 
 def main(argv=None) -> None:

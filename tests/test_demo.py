@@ -131,8 +131,8 @@ def test_generator_samples_at_psi_07_are_mostly_valid_shapes(demo_generator):
     z, images = generator_samples(demo_generator, 64, psi=0.7, seed=123)
     pred = classifier.classify(images)
     ok = pred["valid"]
-    # MODEL_CARD.md has the 1,000-sample figures (~84 % valid); 64 samples get a loose bound (~5 sd below)
-    assert ok.mean() >= 0.6
+    # MODEL_CARD.md has the 1,000-sample figures (~89 % valid); 64 samples get a loose bound (~5 sd below)
+    assert ok.mean() >= 0.7
     asked = attributes_from_z(z)  # what each z was trained to draw
     for name in ("shape", "colour", "size", "background"):
         assert (pred[name][ok] == asked[name][ok]).mean() >= 0.7, name

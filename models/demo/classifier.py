@@ -38,7 +38,8 @@ def _border(x: np.ndarray) -> np.ndarray:
 def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     """images [n, 3, 32, 32] in [-1, 1] -> attributes as np arrays (world index conventions) and `valid`.
 
-    Keys: shape, colour, size, background (indices), x, y (in [0, 1]), radius, rgb [n, 3], iou,
+    Keys: shape, colour, size, background (indices), x, y (in [0, 1]), cx, cy (shape centre in pixels),
+    grey (the background's mean grey level), radius, rgb [n, 3], iou,
     colour_distance, contrast, unexplained (share of pixels off the two-colour model), steepness (edge sharpness),
     valid (bool).
     """
@@ -102,7 +103,7 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
              & (border_std <= MAX_BORDER_STD) & (unexplained <= MAX_UNEXPLAINED) & (steepness >= MIN_STEEPNESS))
     return dict(shape=shape, colour=colour, size=(radius >= SIZE_THRESHOLD).astype(np.int64),
                 background=(bg.mean(1) >= 0.5).astype(np.int64), x=((mx - lo) / span).clip(0, 1),
-                y=((cy - lo) / span).clip(0, 1), radius=radius, rgb=rgb, iou=iou,
+                y=((cy - lo) / span).clip(0, 1), cx=mx, cy=cy, grey=bg.mean(1), radius=radius, rgb=rgb, iou=iou,
                 colour_distance=colour_distance, contrast=contrast, unexplained=unexplained, steepness=steepness,
                 valid=valid)
 

@@ -53,6 +53,24 @@ def generator_quality(gen, n: int = 1000, psi: float = 0.7, seed: int = 0) -> di
 EDIT_ATTRIBUTES = (*world.ATTRIBUTE_NAMES, "position")
 
 
+# one "unit" of each attribute, for comparing continuous shifts: the mean RGB distance between two named
+# colours, the gap between the dark and light backgrounds' mean greys, between the generator's two radii
+# (px), and about the span of shape centres it draws (px); shape has no scale: its shift is the flip rate
+SHIFT_UNITS = dict(colour=float(np.mean([np.linalg.norm(a - b) for i, a in enumerate(world.COLOUR_RGB)
+                                         for b in world.COLOUR_RGB[i + 1:]])),
+                   background=float(np.mean(world.BRIGHTNESS_RANGE[1]) - np.mean(world.BRIGHTNESS_RANGE[0])),
+                   size=float(np.mean(world.RADIUS_RANGE[1]) - np.mean(world.RADIUS_RANGE[0])), position=8.0)
+
+
+def _shifts(a: dict, b: dict) -> np.ndarray:
+    """[n, 5] how far each attribute moved between two classifications, in SHIFT_UNITS (shape: 0 or 1)."""
+    return np.stack([(a["shape"] != b["shape"]).astype(np.float64),
+                     np.linalg.norm(a["rgb"] - b["rgb"], axis=1) / SHIFT_UNITS["colour"],
+                     np.abs(a["radius"] - b["radius"]) / SHIFT_UNITS["size"],
+                     np.abs(a["grey"] - b["grey"]) / SHIFT_UNITS["background"],
+                     np.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]) / SHIFT_UNITS["position"]], 1)
+
+
 def _changed(a: dict, b: dict) -> np.ndarray:
     """[n, 5] bool: which of colour/shape/size/background/position differ between two classifications."""
     cols = [a[k] != b[k] for k in world.ATTRIBUTE_NAMES]
@@ -66,8 +84,9 @@ def channel_effects(gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed
     """Per conv StyleSpace channel: what the pixel classifier sees change when the channel is set to
     mu +- alpha sigma (SPEC §3's perturbation) in n psi-truncated samples.
 
-    Each record: layer, channel, valid (share of samples whose two edits are both valid shapes), and
-    rates (share of those samples where each of EDIT_ATTRIBUTES differs between the + and - edit).
+    Each record: layer, channel, valid (share of samples whose two edits are both valid shapes), rates
+    (share of those samples where each of EDIT_ATTRIBUTES differs between the + and - edit) and shifts
+    (the mean continuous change of each between the two edits in SHIFT_UNITS; shape: the flip rate).
     """
     from models.demo.classifier import classify
 
@@ -92,8 +111,10 @@ def channel_effects(gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed
             minus = {k: v[(2 * j + 1) * n:(2 * j + 2) * n] for k, v in pred.items()}
             ok = plus["valid"] & minus["valid"]
             rates = _changed(plus, minus)[ok].mean(0) if ok.any() else np.zeros(len(EDIT_ATTRIBUTES))
+            shifts = _shifts(plus, minus)[ok].mean(0) if ok.any() else np.zeros(len(EDIT_ATTRIBUTES))
             records.append(dict(layer=l, channel=c, valid=float(ok.mean()),
-                                rates={a: float(r) for a, r in zip(EDIT_ATTRIBUTES, rates)}))
+                                rates={a: float(r) for a, r in zip(EDIT_ATTRIBUTES, rates)},
+                                shifts={a: float(r) for a, r in zip(EDIT_ATTRIBUTES, shifts)}))
     return records
 
 
@@ -111,4 +132,22 @@ def single_attribute_channels(records: list[dict], min_valid: float = 0.5, min_r
             out[best].append(r)
     for a in out:
         out[a].sort(key=lambda r: -r["rates"][a])
+    return out
+
+
+def dominant_attribute_channels(records: list[dict], min_valid: float = 0.5, min_shift: float = 0.2,
+                                max_ratio: float = 0.25) -> dict[str, list[dict]]:
+    """Channels whose +- edit moves one attribute by >= min_shift of its unit (SHIFT_UNITS; shape: flip
+    rate) and every other by <= max_ratio of that: the continuous reading of "changes one attribute" (a
+    channel can move a shape 2 px or shade its colour without flipping a class); per attribute, strongest first."""
+    out = {a: [] for a in EDIT_ATTRIBUTES}
+    for r in records:
+        if r["valid"] < min_valid:
+            continue
+        best = max(r["shifts"], key=r["shifts"].get)
+        others = max(v for a, v in r["shifts"].items() if a != best)
+        if r["shifts"][best] >= min_shift and others <= max_ratio * r["shifts"][best]:
+            out[best].append(r)
+    for a in out:
+        out[a].sort(key=lambda r: -r["shifts"][a])
     return out

@@ -45,7 +45,7 @@ class GeneratorTrainConfig:
     lr: float = 5e-3
     mapping_lr: float = 1.0  # on the stored mapping weights, which lr_mul 0.01 scales down 100x at run time
     joint_lr: float = 1e-3
-    refine_lr: float = 5e-4
+    refine_lr: float = 1e-3
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
     region_weight: float = 1.0  # weight of the per-sample shape-region L1 (see pixel_loss)
