@@ -118,21 +118,28 @@ def channel_effects(gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed
     return records
 
 
-def single_attribute_channels(records: list[dict], min_valid: float = 0.5, min_rate: float = 0.5,
-                              max_other: float = 0.1) -> dict[str, list[dict]]:
-    """Channels whose +- edit changes exactly one attribute: that attribute in >= min_rate of the valid
-    samples, every other attribute in <= max_other; per attribute, strongest first."""
+def _one_attribute_channels(records: list[dict], key: str, min_valid: float, stands_out) -> dict[str, list[dict]]:
+    """Per attribute, the channels (valid in >= min_valid of samples) whose record[key] is largest for that
+    attribute and for which stands_out(largest, largest of the others) holds; strongest first."""
     out = {a: [] for a in EDIT_ATTRIBUTES}
     for r in records:
         if r["valid"] < min_valid:
             continue
-        best = max(r["rates"], key=r["rates"].get)
-        others = max(v for a, v in r["rates"].items() if a != best)
-        if r["rates"][best] >= min_rate and others <= max_other:
+        best = max(r[key], key=r[key].get)
+        others = max(v for a, v in r[key].items() if a != best)
+        if stands_out(r[key][best], others):
             out[best].append(r)
     for a in out:
-        out[a].sort(key=lambda r: -r["rates"][a])
+        out[a].sort(key=lambda r: -r[key][a])
     return out
+
+
+def single_attribute_channels(records: list[dict], min_valid: float = 0.5, min_rate: float = 0.5,
+                              max_other: float = 0.1) -> dict[str, list[dict]]:
+    """Channels whose +- edit changes exactly one attribute: that attribute in >= min_rate of the valid
+    samples, every other attribute in <= max_other; per attribute, strongest first."""
+    return _one_attribute_channels(records, "rates", min_valid,
+                                   lambda best, others: best >= min_rate and others <= max_other)
 
 
 def dominant_attribute_channels(records: list[dict], min_valid: float = 0.5, min_shift: float = 0.2,
@@ -140,14 +147,5 @@ def dominant_attribute_channels(records: list[dict], min_valid: float = 0.5, min
     """Channels whose +- edit moves one attribute by >= min_shift of its unit (SHIFT_UNITS; shape: flip
     rate) and every other by <= max_ratio of that: the continuous reading of "changes one attribute" (a
     channel can move a shape 2 px or shade its colour without flipping a class); per attribute, strongest first."""
-    out = {a: [] for a in EDIT_ATTRIBUTES}
-    for r in records:
-        if r["valid"] < min_valid:
-            continue
-        best = max(r["shifts"], key=r["shifts"].get)
-        others = max(v for a, v in r["shifts"].items() if a != best)
-        if r["shifts"][best] >= min_shift and others <= max_ratio * r["shifts"][best]:
-            out[best].append(r)
-    for a in out:
-        out[a].sort(key=lambda r: -r["shifts"][a])
-    return out
+    return _one_attribute_channels(records, "shifts", min_valid,
+                                   lambda best, others: best >= min_shift and others <= max_ratio * best)
