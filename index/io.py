@@ -10,6 +10,16 @@ from pathlib import Path
 import numpy as np
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes its files 0600; a finished file gets the mode a plain open() would give it
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -41,6 +51,7 @@ def atomic_path(path, suffix: str = "", exclusive: bool = False):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         if exclusive:
             _link_or_keep(tmp, path)
         else:

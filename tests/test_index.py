@@ -39,6 +39,14 @@ def test_round_trip_and_unfinished_outputs(tmp_path):
         assert con.execute("SELECT phrase FROM vocabulary ORDER BY id").fetchall() == [(p,) for p in data.vocab]
 
 
+def test_atomic_write_gives_the_mode_a_plain_write_would(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with atomic_path(tmp_path / "atomic.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "x.bin"
     target.write_bytes(b"old")
