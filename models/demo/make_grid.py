@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from index.io import atomic_path
 from models.demo.evaluate import generator_samples
 from models.stylegan2 import load_generator
 
@@ -40,10 +40,8 @@ def main(argv=None) -> None:
     gen = load_generator(args.generator)
     _, images = generator_samples(gen, 16, psi=args.psi, seed=args.seed)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    image_grid(images).save(tmp)
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=out.suffix) as tmp:  # PIL picks the format from the suffix
+        image_grid(images).save(tmp)
     print(f"wrote {out}")
 
 

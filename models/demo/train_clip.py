@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.tokenizer import SimpleTokenizer
 
+from index.io import atomic_path
 from models.demo import DEMO_DIR, world
 from models.demo.captions import attribute_table, matches, random_captions
 from models.demo.evaluate import held_out, zero_shot
@@ -120,12 +120,6 @@ def lr_at(step: int, cfg: ClipTrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def save_atomic(obj, path: Path, save) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def export(model: open_clip.CLIP, out_dir: Path) -> None:
     """Write clip_config.json and clip.safetensors (fp16) where load_clip("demo") reads them."""
     from safetensors.torch import save_file
@@ -133,9 +127,10 @@ def export(model: open_clip.CLIP, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
           for k, v in model.state_dict().items()}
-    save_atomic(sd, out_dir / "clip.safetensors", lambda o, p: save_file(o, str(p)))
-    save_atomic(CLIP_CONFIG, out_dir / "clip_config.json",
-                lambda o, p: p.write_text(json.dumps(o, indent=2) + "\n", encoding="utf-8"))
+    with atomic_path(out_dir / "clip.safetensors") as tmp:
+        save_file(sd, str(tmp))
+    with atomic_path(out_dir / "clip_config.json") as tmp:
+        tmp.write_text(json.dumps(CLIP_CONFIG, indent=2) + "\n", encoding="utf-8")
 
 
 def train(cfg: ClipTrainConfig) -> open_clip.CLIP:
@@ -179,7 +174,8 @@ def train(cfg: ClipTrainConfig) -> open_clip.CLIP:
             print(f"step {done}/{cfg.steps} loss {loss.item():.4f} scale {model.logit_scale.exp().item():.1f} "
                   f"lr {lr_at(step, cfg):.2e} {time.time() - t0:.0f}s", flush=True)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            save_atomic(dict(model=model.state_dict(), opt=opt.state_dict(), step=done), ckpt_path, torch.save)
+            with atomic_path(ckpt_path) as tmp:
+                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=done), tmp)
         if done % cfg.eval_every == 0 or done == cfg.steps:
             print(f"step {done} zero-shot (500 held-out, 79 templates): {evaluate(model, eval_images, eval_attrs)}",
                   flush=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from index.io import atomic_path
 from models.demo import DEMO_DIR, world
 from models.stylegan2 import StyleGAN2Generator, save_generator
 
@@ -187,9 +187,8 @@ def _lr(base: float, step: int, steps: int, warmup: int = 50) -> float:
 
 
 def _save(path: Path, **state) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:

@@ -4,8 +4,8 @@
 """
 from __future__ import annotations
 
-import os
 
+from index.io import atomic_path
 from models.demo import VOCABULARY
 from models.demo.world import BACKGROUNDS, COLOURS, HORIZONTAL, NEUTRAL, SHAPES, SIZES, VERTICAL
 
@@ -33,10 +33,8 @@ def default_vocabulary() -> list[str]:
 
 
 def write_vocabulary(path=VOCABULARY) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(default_vocabulary()) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(default_vocabulary()) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
