@@ -9,8 +9,6 @@ image in the batch it truly describes (multi-positive soft targets), because the
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import math
 import time
@@ -24,7 +22,7 @@ import torch.nn.functional as F
 from open_clip.tokenizer import SimpleTokenizer
 
 from index.io import atomic_path
-from models.demo import DEMO_DIR, world
+from models.demo import DEMO_DIR, config_from_args, world
 from models.demo.captions import attribute_table, matches, random_captions
 from models.demo.evaluate import held_out, zero_shot
 from models.text import load_templates
@@ -193,10 +191,7 @@ def evaluate(model: open_clip.CLIP, images: torch.Tensor, attrs: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(ClipTrainConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    train(ClipTrainConfig(**vars(parser.parse_args(argv))))
+    train(config_from_args(ClipTrainConfig, __doc__.splitlines()[0], argv))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ then the mapping network regressing the encoder's w, then everything end to end 
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from index.io import atomic_path
-from models.demo import DEMO_DIR, world
+from models.demo import DEMO_DIR, config_from_args, world
 from models.stylegan2 import StyleGAN2Generator, save_generator
 
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
@@ -268,10 +266,7 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(GeneratorTrainConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    train(GeneratorTrainConfig(**vars(parser.parse_args(argv))))
+    train(config_from_args(GeneratorTrainConfig, __doc__.splitlines()[0], argv))
 
 
 if __name__ == "__main__":
