@@ -24,8 +24,8 @@ class Atlas:
     def __init__(self, data: index.AtlasData, generator=None, embedder=None, *, load_generator=None,
                  load_embedder=None, check_fingerprints: bool = True):
         self.data = data
-        self._generator, self._embedder = generator, embedder
-        self._load_generator, self._load_embedder = load_generator, load_embedder
+        self._models = dict(generator=generator, embedder=embedder)
+        self._loaders = dict(generator=load_generator, embedder=load_embedder)
         self._check = check_fingerprints
         if check_fingerprints and (generator is not None or embedder is not None):
             index.check_fingerprints(data, generator=generator, embedder=embedder)
@@ -103,26 +103,26 @@ class Atlas:
         return r
 
     # ------------------------------------------------------------------ models
+    def _model(self, kind: str):
+        """The generator or embedder: as given, or loaded (and fingerprint-checked) on first use; None if neither."""
+        if self._models[kind] is None and self._loaders[kind] is not None:
+            model = self._loaders[kind]()
+            if self._check:
+                index.check_fingerprints(self.data, **{kind: model})
+            self._models[kind] = model
+        return self._models[kind]
+
     @property
     def generator(self):
-        if self._generator is None and self._load_generator is not None:
-            gen = self._load_generator()
-            if self._check:
-                index.check_fingerprints(self.data, generator=gen)
-            self._generator = gen
-        if self._generator is None:
+        gen = self._model("generator")
+        if gen is None:
             raise AtlasError("editing needs the generator the atlas was built with; pass generator= to "
                              "Atlas.open (CLI: --generator PATH).")
-        return self._generator
+        return gen
 
     @property
     def embedder(self):
-        if self._embedder is None and self._load_embedder is not None:
-            emb = self._load_embedder()
-            if self._check:
-                index.check_fingerprints(self.data, embedder=emb)
-            self._embedder = emb
-        return self._embedder
+        return self._model("embedder")
 
     # ------------------------------------------------------------------ text side
     def vocab_index(self, phrase: str) -> int | None:
