@@ -6,10 +6,8 @@ depth loads. Anything else (a discriminator, a StyleCLIP mapper, a truncated fil
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -149,17 +147,12 @@ def load_generator(path, device="cpu") -> StyleGAN2Generator:
 
 def save_generator(generator: StyleGAN2Generator, path) -> None:
     """Write {"g_ema": state_dict, "latent_avg": mean_w} via a temp file and rename (never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from index.io import atomic_path  # here, not at the top: index imports models
+
     state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
     payload = {"g_ema": state, "latent_avg": generator.mean_w.detach().cpu().clone()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise CheckpointError(f"could not write {path}: {exc.strerror or exc}.") from None
