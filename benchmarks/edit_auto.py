@@ -1,0 +1,78 @@
+"""Calibrating edit_text's auto test on the shapes world: for every attribute word, does the global direction
+work (the pixel classifier's verdict) and what does the CLIP test measure on the same images?
+
+    python benchmarks/edit_auto.py --atlas out/demo_atlas [--n 12]
+
+A global edit "works" for a prompt when it reaches the prompt's attribute value in >= 75 % of the images
+and keeps the other attributes in >= 75 %. The CLIP test (query/edit_text.py) must pass the prompts that
+work and fail the ones that do not; the table prints both so the threshold can be read off.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mapper import TARGETS, fresh_samples, judge  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--atlas", default="atlas")
+    p.add_argument("--n", type=int, default=12)
+    p.add_argument("--seed", type=int, default=2000)
+    p.add_argument("--alpha", type=float, default=4.0)
+    p.add_argument("--beta", type=float, default=0.15)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from models.clip import load_clip
+    from models.stylegan2 import load_generator
+    from query import Atlas
+    from query.edit_text import clip_movement, global_works
+
+    gen, clip = load_generator("demo"), load_clip("demo")
+    atlas = Atlas.open(args.atlas, generator=gen, embedder=clip)
+    rows = []
+    for prompt, (attr, _) in TARGETS.items():
+        ws, _ = fresh_samples(gen, args.n, prompt, args.seed)
+        ws = ws[:, None].expand(-1, gen.num_ws, -1)
+        d = atlas.direction(prompt, beta=args.beta)
+        edited = atlas.edit(ws, d, args.alpha)
+        with torch.no_grad():
+            from models.demo.classifier import classify
+            before, after = classify(atlas.render(ws)), classify(edited)
+        from models.demo import world
+        value = TARGETS[prompt][1]
+        kept = np.mean([(after[o] == before[o]).mean() for o in world.ATTRIBUTE_NAMES if o != attr])
+        reached = float((after[attr] == value).mean())
+        m = clip_movement(atlas, atlas.render(ws), edited, prompt)
+        rows.append(dict(prompt=prompt, num_c=int(d.num_c), reached=reached, kept_others=float(kept),
+                         works=bool(reached >= 0.75 and kept >= 0.75),
+                         median_alignment=round(m["median_alignment"], 3), median_gain=round(m["median_gain"], 4),
+                         rank_before=round(m["median_rank_before"], 3), rank_after=round(m["median_rank_after"], 3),
+                         auto_global=global_works(m)))
+    if args.json:
+        print(json.dumps(dict(rows=rows, load=os.getloadavg()), indent=2))
+        return rows
+    print(f"{'prompt':>18} {'C':>4} {'reached':>8} {'kept':>6} {'works':>6} {'rank0':>6} {'rank1':>6} {'auto':>7} "
+          f"{'align':>7} {'gain':>8}")
+    for r in sorted(rows, key=lambda r: r["rank_after"]):
+        print(f"{r['prompt']:>18} {r['num_c']:4d} {r['reached']:8.0%} {r['kept_others']:6.0%} {str(r['works']):>6} "
+              f"{r['rank_before']:6.1%} {r['rank_after']:6.1%} {'global' if r['auto_global'] else 'other':>7} "
+              f"{r['median_alignment']:7.3f} {r['median_gain']:+8.4f}")
+    print("load", os.getloadavg())
+    return rows
+
+
+if __name__ == "__main__":
+    main()
