@@ -254,7 +254,9 @@ def sql(opts, query, limit, as_json):
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("edit.png"),
               show_default=True, help="PNG strip: original, then one column per alpha.")
 @click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
-def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, as_json):
+@click.option("--method", type=click.Choice(["auto", "global", "mapper", "optimize"]), default=None,
+              help="Edit with edit_text: auto picks global, a stored mapper or optimization (prints which and why).")
+def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, as_json, method):
     """Edit sampled (--seed) or given (--latent) images along PROMPT's direction; write a PNG strip."""
     from query.edit import edit_strip
     from query.media import parse_alphas
@@ -264,6 +266,8 @@ def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mod
     if latent is not None and seed:
         raise AtlasError("pass --seed or --latent, not both.")
     atlas = open_atlas(opts)
+    if method is not None:
+        return _method_edit(atlas, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method)
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
     obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
                      psi=psi, noise_mode=noise_mode, cell=cell)
@@ -293,6 +297,112 @@ def export(opts, prompts_file, neutral, beta, top_k, out, styleclip_layout, as_j
         f"({manifest['directions_per_second']:,.1f} directions/s)", f"manifest {short['manifest']}"] + [
         f"  no direction for {p['prompt']!r}: {p['reason']}" for p in manifest["problems"][:10]])
 
+
+# ---------------------------------------------------------------- fallbacks: mappers, edit --method, compare
+def _latents(atlas, seed, latent, psi) -> tuple:
+    """W codes from --seed (default 0) or --latent, and how they were chosen (for the PNG's settings)."""
+    from query.media import load_latent
+
+    gen = atlas.generator
+    if latent is not None:
+        ws = load_latent(latent, int(gen.w_dim), int(gen.num_ws))
+        return ws, dict(latent=str(latent), latent_shape=list(ws.shape))
+    seeds = list(seed) or [0]
+    return atlas.sample_ws(seeds, psi), dict(seeds=seeds, psi=psi)
+
+
+def _identity(name):
+    if name in (None, "", "none"):
+        return None
+    from models.identity import load_identity
+    return load_identity(name)
+
+
+def _method_edit(atlas, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method):
+    from query.compare import method_strip
+
+    if len(alphas) != 1:
+        raise AtlasError("--method edits at one strength; give one --alpha (the global direction's).")
+    ws, source = _latents(atlas, seed, latent, psi)
+    obj = method_strip(atlas, ws, prompt, out, method=method, neutral=neutral, alpha=alphas[0], beta=beta,
+                       cell=cell, source=source, progress=not as_json)
+    emit(as_json, obj, [f"method: {obj['method']}", f"reason: {obj['reason']}", f"wrote {out}"])
+
+
+@cli.group("mapper")
+def mapper_group():
+    """Latent mappers (SPEC §7): train one per prompt into the atlas, list them."""
+
+
+@atlas_command(mapper_group, "train")
+@click.argument("prompt")
+@click.option("--steps", type=int, default=400, show_default=True, help="Training steps.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--latents", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Training W / W+ codes (.npy or .pt, e.g. e4e inversions) instead of sampled ones.")
+@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of sampled training codes.")
+@click.option("--lr", type=float, default=None, help="Adam learning rate (default: query.mapper_train.DEFAULT_LR).")
+@click.option("--l2-lambda", type=float, default=0.8, show_default=True)
+@click.option("--id-lambda", type=float, default=0.1, show_default=True)
+@click.option("--identity", default=None, help='Identity model: model_ir_se50.pth, "demo" or none (default).')
+@click.option("--levels", default="coarse,medium,fine", show_default=True, help="W+ levels the mapper moves.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def mapper_train(opts, prompt, steps, batch_size, latents, psi, lr, l2_lambda, id_lambda, identity, levels, seed,
+                 as_json):
+    """Train a mapper for PROMPT with the atlas's models and store it in the atlas (resumes if interrupted)."""
+    from query.mapper_store import train_atlas_mapper
+    from query.mapper_train import DEFAULT_LR
+
+    atlas = open_atlas(opts)
+    record = train_atlas_mapper(atlas, prompt, identity=_identity(identity), progress=not as_json, steps=steps,
+                                batch_size=batch_size, ws=latents, psi=psi, lr=DEFAULT_LR if lr is None else lr,
+                                l2_lambda=l2_lambda, id_lambda=id_lambda, seed=seed,
+                                levels=tuple(l.strip() for l in levels.split(",") if l.strip()))
+    emit(as_json, record, [f"mapper for {record['prompt']!r}: {record['file']} ({record['steps']} steps, batch "
+                           f"{record['batch_size']}; final CLIP loss {record['loss_clip']:.4f}, L2 "
+                           f"{record['loss_l2']:.5f}; {record['settings'].get('seconds', 0):.0f} s)"])
+
+
+@atlas_command(mapper_group, "list")
+def mapper_list(opts, as_json):
+    """The mappers stored in the atlas."""
+    from index.mappers import list_mappers
+
+    records = list_mappers(opts["atlas"])
+    emit(as_json, dict(mappers=records), lambda: [f"{r['prompt']!r}: {r['file']}, {r['steps']} steps x "
+                                                  f"{r['batch_size']}, CLIP loss {r['loss_clip']:.4f}, {r['created']}"
+                                                  for r in records] or ["no mappers in this atlas"])
+
+
+@atlas_command(cli, "compare")
+@click.argument("prompt")
+@click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
+@click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="W or W+ codes (.npy or .pt) instead of seeds.")
+@click.option("--psi", type=float, default=0.7, show_default=True)
+@with_direction_options
+@click.option("--alpha", type=float, default=4.0, show_default=True, help="Global direction strength.")
+@click.option("--methods", default="global,mapper,optimize", show_default=True,
+              help="Methods to compare (mapper only when one is stored).")
+@click.option("--identity", default=None, help='Identity for optimization: model_ir_se50.pth, "demo" or none.')
+@click.option("--optimize-steps", type=int, default=300, show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("compare.png"),
+              show_default=True, help="PNG grid: rows are images; columns original, then each method.")
+@click.option("--cell", type=int, default=96, show_default=True)
+def compare_cmd(opts, prompt, seed, latent, psi, neutral, beta, top_k, alpha, methods, identity, optimize_steps,
+                out, cell, as_json):
+    """Global direction vs mapper vs optimization on the same images: a PNG grid and a table per method."""
+    from query.compare import compare_methods, parse_methods, table_lines
+
+    if latent is not None and seed:
+        raise AtlasError("pass --seed or --latent, not both.")
+    methods = parse_methods(methods)
+    atlas = open_atlas(opts)
+    ws, source = _latents(atlas, seed, latent, psi)
+    report = compare_methods(atlas, ws, prompt, out, neutral=neutral, alpha=alpha, beta=beta_value(beta),
+                             identity=_identity(identity), optimize_options=dict(steps=optimize_steps),
+                             methods=methods, cell=cell, source=source, progress=not as_json)
+    emit(as_json, report, lambda: table_lines(report))
 
 def main(args=None):
     run_cli(cli, args)
