@@ -2,6 +2,7 @@
 work (the pixel classifier's verdict) and what does the CLIP test measure on the same images?
 
     python benchmarks/edit_auto.py --atlas out/demo_atlas [--n 12]
+    python benchmarks/edit_auto.py --atlas out/demo_atlas --acceptance red circle [--identity demo]
 
 A global edit "works" for a prompt when it reaches the prompt's attribute value in >= 75 % of the images
 and keeps the other attributes in >= 75 %. The CLIP test (query/edit_text.py) must pass the prompts that
@@ -33,8 +34,13 @@ def main(argv=None):
     p.add_argument("--beta", type=float, default=0.15)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--acceptance", nargs="*", default=None,
+                   help="Instead of the table: run edit_text(method='auto') on --n fresh samples per prompt and judge.")
+    p.add_argument("--identity", default=None, help='Identity for the optimization fallback ("demo", a file).')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.acceptance is not None:
+        return acceptance(args)
     from models.clip import load_clip
     from models.stylegan2 import load_generator
     from query import Atlas
@@ -72,6 +78,46 @@ def main(argv=None):
               f"{r['median_alignment']:7.3f} {r['median_gain']:+8.4f}")
     print("load", os.getloadavg())
     return rows
+
+
+def acceptance(args) -> list[dict]:
+    """edit_text auto on fresh samples: the method it took, why, and the classifier's verdict."""
+    import time
+
+    from models.clip import load_clip
+    from models.stylegan2 import load_generator
+    from query import Atlas
+
+    gen, clip = load_generator("demo"), load_clip("demo")
+    atlas = Atlas.open(args.atlas, generator=gen, embedder=clip)
+    identity = None
+    if args.identity:
+        from models.identity import load_identity
+        identity = load_identity(args.identity)
+    out = []
+    for prompt in args.acceptance or ["red", "circle"]:
+        ws, seeds = fresh_samples(gen, args.n, prompt, args.seed)
+        ws = ws[:, None].expand(-1, gen.num_ws, -1)
+        t = time.perf_counter()
+        result = atlas.edit_text(ws, prompt, alpha=args.alpha, beta=args.beta, identity=identity)
+        seconds = time.perf_counter() - t
+        w_edit = result.ws
+        if w_edit is None:  # global: judge the images themselves
+            from models.demo.classifier import classify
+            before, after = classify(atlas.render(ws)), classify(result.images)
+            attr, value = TARGETS[prompt]
+            from mapper import redness
+            judged = dict(reached=float((after[attr] == value).mean()),
+                          redder=float((redness(after["rgb"]) > redness(before["rgb"]) + 0.02).mean()),
+                          **{f"kept_{o}": float((after[o] == before[o]).mean())
+                             for o in ("shape", "colour", "size", "background") if o != attr})
+        else:
+            judged = judge(gen, ws, w_edit, prompt)
+        row = dict(prompt=prompt, n=len(seeds), seeds=seeds, method=result.method, reason=result.reason,
+                   seconds=round(seconds, 2), judged=judged, load=os.getloadavg())
+        out.append(row)
+        print(json.dumps(row) if args.json else f"{prompt!r}: {result.method} ({result.reason})\n    {judged}")
+    return out
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ def main(argv=None) -> dict:
         apply_ms = (time.perf_counter() - t) / reps / len(ws) * 1000
     result = dict(prompt=args.prompt, steps=args.steps, batch_size=args.batch_size, lr=args.lr or DEFAULT_LR,
                   norm=args.norm, identity=args.identity, train_seconds=round(train_s, 1),
+                  train_cpu_seconds=mapper.info["cpu_seconds"],
                   apply_ms_per_image=round(apply_ms, 4), final_losses=mapper.info["final_losses"],
                   judged=judge(gen, ws_plus, ws_edit, args.prompt), threads=args.threads,
                   load_before=[round(v, 2) for v in load_before], load_after=[round(v, 2) for v in os.getloadavg()])

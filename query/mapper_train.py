@@ -125,12 +125,10 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
 
     bar = tqdm(total=steps, initial=min(start, steps), desc=f"mapper {prompt!r}", unit="step",
                disable=not progress, dynamic_ncols=True, leave=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         for step in range(start, steps):
             w = latents[batch_indices(len(latents), batch_size, step, seed).to(device)]  # [B, num_ws, w_dim]
-            with torch.no_grad():
-                x = render(generator, w)  # [B, 3, H, W]
             w_hat = mapper(w)
             x_hat = render(generator, w_hat)
             loss_clip = clip_loss(x_hat).mean()
@@ -139,7 +137,7 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
             losses = dict(clip=float(loss_clip.detach()), l2=float(loss_l2.detach()))
             if id_weight > 0:
                 with torch.no_grad():
-                    source = identity.encode(x).float()  # [B, dim]
+                    source = identity.encode(render(generator, w)).float()  # [B, dim] of the unedited images
                 loss_id = (1 - (identity.encode(x_hat).float() * source).sum(-1)).mean()
                 loss = loss + id_weight * loss_id
                 losses["id"] = float(loss_id.detach())
@@ -159,11 +157,12 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
         for p, flag in frozen:
             p.requires_grad_(flag)
     seconds += time.perf_counter() - t0
+    cpu_seconds = time.process_time() - c0  # this process's CPU time (all threads) since start or resume
     mapper.eval()
     tail = history[-min(len(history), 20):]
     final = {k: float(np.mean([h[k] for h in tail if k in h])) for k in (tail[0] if tail else {})}
     mapper.info = dict(settings, steps=steps, final_losses=final, seconds=round(seconds, 3),
-                       history=[{k: round(v, 6) for k, v in h.items()} for h in history])
+                       cpu_seconds=round(cpu_seconds, 3), history=[{k: round(v, 6) for k, v in h.items()} for h in history])
     return mapper
 
 

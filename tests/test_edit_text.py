@@ -8,21 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
-from test_planted import MeanColourEmbedder, PlantedGenerator  # noqa: E402
+from test_query_cli import world  # noqa: E402,F401  (the tiny real atlas: small StyleGAN2 + tiny CLIP)
+from test_query_planted import planted  # noqa: E402,F401  (the planted atlas: red and green channels)
 
 from models.errors import AtlasError  # noqa: E402
-from query import Atlas  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    from pipeline import build_atlas
-
-    out = tmp_path_factory.mktemp("planted_edit_text") / "atlas"
-    build_atlas(PlantedGenerator(), MeanColourEmbedder(), out, num_images=6, num_samples=500,
-                vocabulary=["red", "green", "blue", "texture"], templates=["a photo of a {}.", "a {} thing."],
-                neutral="shape", progress=False)
-    return Atlas.open(out, generator=PlantedGenerator(), embedder=MeanColourEmbedder())
 
 
 def test_auto_takes_the_global_direction_where_it_moves_the_images(planted):
@@ -73,24 +62,8 @@ def test_without_a_mapper_auto_falls_back_to_optimization(planted):
 
 
 # ---------------------------------------------------------------- CLI on a tiny real atlas
-VOCAB = ["red", "green", "blue", "circle", "square", "dark", "light", "shape"]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from conftest import tiny_clip_config
-    from models.clip import load_clip
-    from models.stylegan2 import save_generator, small_generator
-    from pipeline import build_atlas
-
-    root = tmp_path_factory.mktemp("edit_text_cli")
-    gen = small_generator(seed=0, resolution=16, width=16)
-    clip_cfg = root / "tiny_clip.json"
-    clip_cfg.write_text(json.dumps(tiny_clip_config()))
-    build_atlas(gen, load_clip(str(clip_cfg)), root / "atlas", num_images=2, num_samples=200, vocabulary=VOCAB,
-                templates=["a photo of a {}.", "a {} thing."], neutral="shape", progress=False)
-    save_generator(gen, root / "gen.pt")
-    return ["--atlas", str(root / "atlas"), "--generator", str(root / "gen.pt"), "--clip", str(clip_cfg), "--json"]
+def options(world):
+    return ["--atlas", str(world["atlas"]), "--generator", str(world["gen"]), "--clip", str(world["clip"]), "--json"]
 
 
 def cli_json(*args):
@@ -104,6 +77,7 @@ def cli_json(*args):
 def test_cli_mapper_train_list_edit_and_compare(world, tmp_path):
     from query.cli import main
 
+    world = options(world)
     record = cli_json("mapper", "train", "red", "--steps", "2", "--batch-size", "2", *world)
     assert record["prompt"] == "red" and record["steps"] == 2 and record["file"].startswith("mappers/")
     listed = cli_json("mapper", "list", *world)
