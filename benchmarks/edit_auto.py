@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mapper import TARGETS, fresh_samples, judge  # noqa: E402
+from models.demo.judge import TARGETS, fresh_samples, judge_images  # noqa: E402
 
 
 def main(argv=None):
@@ -49,18 +48,14 @@ def main(argv=None):
     gen, clip = load_generator("demo"), load_clip("demo")
     atlas = Atlas.open(args.atlas, generator=gen, embedder=clip)
     rows = []
-    for prompt, (attr, _) in TARGETS.items():
+    for prompt in TARGETS:
         ws, _ = fresh_samples(gen, args.n, prompt, args.seed)
         ws = ws[:, None].expand(-1, gen.num_ws, -1)
         d = atlas.direction(prompt, beta=args.beta)
         edited = atlas.edit(ws, d, args.alpha)
-        with torch.no_grad():
-            from models.demo.classifier import classify
-            before, after = classify(atlas.render(ws)), classify(edited)
-        from models.demo import world
-        value = TARGETS[prompt][1]
-        kept = np.mean([(after[o] == before[o]).mean() for o in world.ATTRIBUTE_NAMES if o != attr])
-        reached = float((after[attr] == value).mean())
+        judged = judge_images(atlas.render(ws), edited, prompt)
+        kept = np.mean([v for k, v in judged.items() if k.startswith("kept_")])
+        reached = judged["reached"]
         m = clip_movement(atlas, atlas.render(ws), edited, prompt)
         rows.append(dict(prompt=prompt, num_c=int(d.num_c), reached=reached, kept_others=float(kept),
                          works=bool(reached >= 0.75 and kept >= 0.75),
@@ -101,18 +96,7 @@ def acceptance(args) -> list[dict]:
         t = time.perf_counter()
         result = atlas.edit_text(ws, prompt, alpha=args.alpha, beta=args.beta, identity=identity)
         seconds = time.perf_counter() - t
-        w_edit = result.ws
-        if w_edit is None:  # global: judge the images themselves
-            from models.demo.classifier import classify
-            before, after = classify(atlas.render(ws)), classify(result.images)
-            attr, value = TARGETS[prompt]
-            from mapper import redness
-            judged = dict(reached=float((after[attr] == value).mean()),
-                          redder=float((redness(after["rgb"]) > redness(before["rgb"]) + 0.02).mean()),
-                          **{f"kept_{o}": float((after[o] == before[o]).mean())
-                             for o in ("shape", "colour", "size", "background") if o != attr})
-        else:
-            judged = judge(gen, ws, w_edit, prompt)
+        judged = judge_images(atlas.render(ws), result.images, prompt)
         row = dict(prompt=prompt, n=len(seeds), seeds=seeds, method=result.method, reason=result.reason,
                    seconds=round(seconds, 2), judged=judged, load=os.getloadavg())
         out.append(row)

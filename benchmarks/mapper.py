@@ -16,57 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.demo import world  # noqa: E402
-from models.demo.classifier import classify  # noqa: E402
-
-
-def redness(rgb: np.ndarray) -> np.ndarray:
-    """[n, 3] shape colour -> red minus the mean of green and blue."""
-    return rgb[:, 0] - (rgb[:, 1] + rgb[:, 2]) / 2
-
-
-# the attribute each test prompt sets, and the value it asks for
-TARGETS = {**{c: ("colour", i) for i, c in enumerate(world.COLOURS)},
-           **{s: ("shape", i) for i, s in enumerate(world.SHAPES)},
-           **{s: ("size", i) for i, s in enumerate(world.SIZES)},
-           **{f"{b} background": ("background", i) for i, b in enumerate(world.BACKGROUNDS)}}
-
-
-@torch.no_grad()
-def fresh_samples(gen, n: int, prompt: str, seed: int = 1000, psi: float = 0.7):
-    """n seeded W codes (seeds seed, seed+1, ...) whose image is one clean shape not already what `prompt` asks."""
-    attr, value = TARGETS[prompt]
-    seeds, ws = [], []
-    s = seed
-    while len(ws) < n and s < seed + 40 * n:
-        z = torch.randn(1, gen.z_dim, generator=torch.Generator().manual_seed(s))
-        w = gen.truncate(gen.mapping(z), psi)  # [1, w_dim]
-        c = classify(gen.synthesize(gen.styles(w)))
-        if c["valid"][0] and c[attr][0] != value:
-            seeds.append(s)
-            ws.append(w)
-        s += 1
-    return torch.cat(ws), seeds
-
-
-@torch.no_grad()
-def judge(gen, ws: torch.Tensor, ws_edit: torch.Tensor, prompt: str) -> dict:
-    """Share of images that reached / moved toward the prompt's attribute, and that kept each other attribute."""
-    attr, value = TARGETS[prompt]
-    before = classify(gen.synthesize(gen.styles(ws)))
-    after = classify(gen.synthesize(gen.styles(ws_edit)))
-    out = dict(n=len(ws), reached=float((after[attr] == value).mean()), valid_after=float(after["valid"].mean()))
-    if prompt == "red":
-        out["redder"] = float((redness(after["rgb"]) > redness(before["rgb"]) + 0.02).mean())
-    for other in world.ATTRIBUTE_NAMES:
-        if other != attr:
-            out[f"kept_{other}"] = float((after[other] == before[other]).mean())
-    return out
+from models.demo.judge import TARGETS, fresh_samples, judge_latents  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -117,7 +71,7 @@ def main(argv=None) -> dict:
                   norm=args.norm, identity=args.identity, train_seconds=round(train_s, 1),
                   train_cpu_seconds=mapper.info["cpu_seconds"],
                   apply_ms_per_image=round(apply_ms, 4), final_losses=mapper.info["final_losses"],
-                  judged=judge(gen, ws_plus, ws_edit, args.prompt), threads=args.threads,
+                  judged=judge_latents(gen, ws_plus, ws_edit, args.prompt), threads=args.threads,
                   load_before=[round(v, 2) for v in load_before], load_after=[round(v, 2) for v in os.getloadavg()])
     if args.json:
         print(json.dumps(result, indent=2))

@@ -308,7 +308,7 @@ class Atlas:
 
     def edit_text(self, ws, prompt: str, *, method: str = "auto", neutral: str = "", alpha: float = 4.0,
                   beta=DEFAULT_BETA, **options):
-        """Edit toward `prompt` by the method that works here -> EditResult(images, method, reason); query/edit_text.py."""
+        """Edit toward `prompt` by the method that works here -> EditResult(images, method, reason) (edit_text.py)."""
         from query.edit_text import edit_text
         return edit_text(self, ws, prompt, method=method, neutral=neutral, alpha=alpha, beta=beta, **options)
 

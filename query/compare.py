@@ -58,7 +58,6 @@ def compare_methods(atlas, ws, prompt: str, out, *, neutral: str = "", alpha: fl
     from query.mapper_store import atlas_mapper
 
     png_path(out)
-    gen = atlas.generator
     original = atlas.render(ws)
     shapes = is_shapes_world(atlas)
     columns, table, skipped = [original], [], {}
@@ -76,7 +75,8 @@ def compare_methods(atlas, ws, prompt: str, out, *, neutral: str = "", alpha: fl
         seconds = time.perf_counter() - t0
         columns.append(result.images)
         table.append(dict(method=method, seconds_per_image=seconds / len(original),
-                          **measure(atlas, prompt, original, result.images, shapes), details=as_dict(result)["details"]))
+                          **measure(atlas, prompt, original, result.images, shapes),
+                          details=as_dict(result)["details"]))
     rows = [torch.stack([c[b] for c in columns]) for b in range(len(original))]
     settings = _settings(atlas, prompt=prompt, neutral=neutral, alpha=float(alpha), beta=beta,
                          columns=["original"] + [r["method"] for r in table], **(source or {}))
@@ -111,7 +111,8 @@ def table_lines(report: dict):
     yield f"{report['prompt']!r}: {len(report['methods'])} methods -> {report['out']}"
     yield head
     for r in report["methods"]:
-        line = (f"{r['method']:>9} {r.get('clip_before', float('nan')):11.4f} {r.get('clip_after', float('nan')):10.4f} "
+        nan = float("nan")
+        line = (f"{r['method']:>9} {r.get('clip_before', nan):11.4f} {r.get('clip_after', nan):10.4f} "
                 f"{r['mean_abs_change']:7.4f} {r['seconds_per_image']:8.3f}")
         if shapes:
             line += "  " + " ".join(f"{r['kept'][a]:.0%}" for a in ("shape", "colour", "size", "background"))

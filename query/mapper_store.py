@@ -1,4 +1,4 @@
-"""Mappers inside an atlas: train one for a prompt with the atlas's models, store it, find it again (index/mappers.py)."""
+"""Mappers inside an atlas: train one for a prompt with the atlas's models, store it, find it (index/mappers.py)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -71,6 +71,16 @@ def clip_text_loss(embedder, prompt: str):
     return loss
 
 
+@torch.no_grad()
+def w_variance(generator, n: int = 10_000, seed: int = 0, batch: int = 1000) -> float:
+    """Mean per-element variance of w = mapping(z) over n seeded z: the scale of this generator's W."""
+    g = torch.Generator().manual_seed(seed)
+    device = torch.as_tensor(generator.mean_w).device
+    w = torch.cat([generator.mapping(torch.randn(min(batch, n - i), int(generator.z_dim), generator=g).to(device))
+                   for i in range(0, n, batch)]).double()  # [n, w_dim]
+    return float(w.var(0, unbiased=False).mean())
+
+
 def render(generator, ws: torch.Tensor) -> torch.Tensor:
     """W+ [B, num_ws, w_dim] -> images [B, 3, H, W] with the generator's stored noise (noise_mode const)."""
     return generator.synthesize(generator.styles(ws), noise_mode="const")
@@ -80,12 +90,14 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
                  batch_size: int = DEFAULT_BATCH_SIZE, l2_lambda: float = 0.8, id_lambda: float = 0.1,
                  identity=None, seed: int = 0, ws=None, clip_lambda: float = 1.0, lr: float = DEFAULT_LR,
                  psi: float = 0.7, num_latents: int = NUM_LATENTS, levels=LEVELS, norm: str = "ws",
-                 checkpoint=None, save_every: int = 50, progress: bool = True) -> Mapper:
-    """A Mapper for `prompt` (SPEC §7): minimise lambda_CLIP (1 - cos) + lambda_L2 MSE(w_hat, w) + lambda_ID (1 - id cos).
+                 l2_norm: str = "generator", checkpoint=None, save_every: int = 50, progress: bool = True) -> Mapper:
+    """A Mapper for `prompt` (SPEC §7): minimise l_CLIP (1 - cos) + l_L2 MSE(w_hat, w) + l_ID (1 - identity cos).
 
     The identity term is used only when `identity` (an object with encode(images) -> unit [B, dim]) is given;
     its weight is id_lambda times the identity's `lambda_scale` (1 for ArcFace). Adam with lr on the stored
-    (lr_mul-scaled) weights replaces StyleCLIP's Ranger. checkpoint: a file to save progress to every
+    (lr_mul-scaled) weights replaces StyleCLIP's Ranger. l2_norm "generator" (default) measures the MSE in
+    units of this generator's W variance (MSE / var_w, so l2_lambda means the same on any generator, taking
+    FFHQ's W as unit variance); "reference" is StyleCLIP's raw MSE. checkpoint: a file to save progress to every
     `save_every` steps and to resume from when it exists (same prompt, models, seed and batch size).
     """
     if not isinstance(prompt, str) or not prompt.strip():
@@ -94,6 +106,8 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
     steps, batch_size = int(steps), int(batch_size)
     if steps < 1 or batch_size < 1:
         raise AtlasError(f"steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}.")
+    if l2_norm not in ("generator", "reference"):
+        raise AtlasError(f"l2_norm must be 'generator' or 'reference', got {l2_norm!r}.")
     for name, value in dict(l2_lambda=l2_lambda, id_lambda=id_lambda, clip_lambda=clip_lambda, lr=lr).items():
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise AtlasError(f"{name} must be a finite number >= 0, got {value!r}.")
@@ -107,8 +121,10 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
     mapper = Mapper(config, seed=seed).to(device).train()
     optimizer = torch.optim.Adam(mapper.parameters(), lr=lr)
     id_weight = float(id_lambda) * float(getattr(identity, "lambda_scale", 1.0)) if identity is not None else 0.0
+    l2_scale = 1.0 / max(w_variance(generator), 1e-12) if l2_norm == "generator" else 1.0
     settings = dict(prompt=prompt, seed=int(seed), batch_size=batch_size, lr=float(lr), clip_lambda=float(clip_lambda),
-                    l2_lambda=float(l2_lambda), id_lambda=float(id_lambda), id_weight=id_weight, psi=float(psi),
+                    l2_lambda=float(l2_lambda), l2_norm=l2_norm, l2_scale=l2_scale, id_lambda=float(id_lambda),
+                    id_weight=id_weight, psi=float(psi),
                     num_latents=int(len(latents)), latents="given" if ws is not None else "sampled",
                     generator_fingerprint=fingerprint_generator(generator),
                     clip_fingerprint=fingerprint_embedder(embedder, ()),
@@ -133,7 +149,7 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
             x_hat = render(generator, w_hat)
             loss_clip = clip_loss(x_hat).mean()
             loss_l2 = (w_hat - w).square().mean()  # nn.MSELoss as in the reference
-            loss = clip_lambda * loss_clip + l2_lambda * loss_l2
+            loss = clip_lambda * loss_clip + l2_lambda * l2_scale * loss_l2
             losses = dict(clip=float(loss_clip.detach()), l2=float(loss_l2.detach()))
             if id_weight > 0:
                 with torch.no_grad():
@@ -162,7 +178,8 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
     tail = history[-min(len(history), 20):]
     final = {k: float(np.mean([h[k] for h in tail if k in h])) for k in (tail[0] if tail else {})}
     mapper.info = dict(settings, steps=steps, final_losses=final, seconds=round(seconds, 3),
-                       cpu_seconds=round(cpu_seconds, 3), history=[{k: round(v, 6) for k, v in h.items()} for h in history])
+                       cpu_seconds=round(cpu_seconds, 3),
+                       history=[{k: round(v, 6) for k, v in h.items()} for h in history])
     return mapper
 
 
