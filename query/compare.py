@@ -48,6 +48,11 @@ def measure(atlas, prompt: str, original: torch.Tensor, edited: torch.Tensor, sh
                                             "background": "BACKGROUNDS"}[a])[i] for i in after[a]]
                         for a in world.ATTRIBUTE_NAMES}
         out["valid_after"] = float(after["valid"].mean())
+        from models.demo.judge import TARGETS
+
+        if prompt in TARGETS:  # an attribute word: the share of images that now have it
+            attr, value = TARGETS[prompt]
+            out["reached"] = float((after[attr] == value).mean())
     return out
 
 
@@ -107,7 +112,7 @@ def table_lines(report: dict):
     shapes = report["shapes_world"]
     head = f"{'method':>9} {'clip before':>11} {'clip after':>10} {'|dpix|':>7} {'s/image':>8}"
     if shapes:
-        head += "  kept (shape colour size background)"
+        head += " reached  kept: shape colour size background"
     yield f"{report['prompt']!r}: {len(report['methods'])} methods -> {report['out']}"
     yield head
     for r in report["methods"]:
@@ -115,7 +120,8 @@ def table_lines(report: dict):
         line = (f"{r['method']:>9} {r.get('clip_before', nan):11.4f} {r.get('clip_after', nan):10.4f} "
                 f"{r['mean_abs_change']:7.4f} {r['seconds_per_image']:8.3f}")
         if shapes:
-            line += "  " + " ".join(f"{r['kept'][a]:.0%}" for a in ("shape", "colour", "size", "background"))
+            line += f" {r['reached']:7.0%}" if "reached" in r else " " * 8
+            line += "        " + " ".join(f"{r['kept'][a]:>4.0%}" for a in ("shape", "colour", "size", "background"))
         yield line
     for method, why in report["skipped"].items():
         yield f"{method:>9} skipped: {why}"
