@@ -82,7 +82,19 @@ def write_json_atomic(path, obj, exclusive: bool = False) -> None:
 
 
 def write_npz_atomic(path, exclusive: bool = True, **arrays) -> None:
-    """np.savez (uncompressed, exact bytes) to `path` atomically; by default the first writer wins."""
+    """np.savez (uncompressed, exact bytes) to `path` atomically; by default the first writer wins.
+
+    Float arrays must be finite: a NaN chunk would spread into every direction of the atlas (SPEC §5 divides by
+    the largest |score|), so it is refused here, before anything reads it.
+    """
+    from models.errors import AtlasError
+
+    bad = [k for k, v in arrays.items() if np.asarray(v).dtype.kind in "fc" and not np.isfinite(v).all()]
+    if bad:
+        path = Path(path)
+        raise AtlasError(f"{path.parent.name}/{path.name} would hold NaN or infinite values ({', '.join(bad)}); the "
+                         "models overflowed (e.g. in fp16: build with --precision fp32) or an input is not finite "
+                         "(check --alpha and the model files). Nothing was written.")
     with atomic_path(path, suffix=".npz", exclusive=exclusive) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -93,10 +105,13 @@ def read_npz(path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def remove_stray_temps(folder) -> None:
-    """Delete `.tmp-*` files a killed writer left behind (never the files readers use)."""
+def remove_stray_temps(folder, names=None) -> None:
+    """Delete the `.tmp-<name>.*` files a killed atomic_path writer of one of `names` left behind (all `.tmp-*`
+    when names is None); never the files readers use, nor temp files of names we did not write."""
     folder = Path(folder)
     if folder.is_dir():
         for p in folder.glob(".tmp-*"):
+            if names is not None and not any(p.name.startswith(f".tmp-{n}.") for n in names):
+                continue
             with contextlib.suppress(OSError):
                 p.unlink()

@@ -142,6 +142,8 @@ def load_generator(path, device="cpu") -> StyleGAN2Generator:
     else:
         gen.update_mean_w(n=10_000, seed=0)
     gen.source = str(path)
+    if path.resolve() == DEMO_GENERATOR.resolve():
+        gen.source, gen.neutral = "demo", "shape"  # the shapes world's class word
     return gen.to(device).eval()
 
 

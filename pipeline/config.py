@@ -46,7 +46,7 @@ class VocabularyConfig:
 class LabelConfig:
     """Channel labels: the k phrases with the largest relevance @ Δt(phrase, neutral)."""
     k: int = 10
-    neutral: str | None = None  # None: generator.neutral, else "face" at >= 256 px, else "shape"
+    neutral: str | None = None  # None: generator.neutral (demo: "shape"); other generators must name it
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ _FLAT = {
     "exact_limit": [("index", "exact_limit")], "hnsw_m": [("index", "hnsw_m")],
     "ef_search": [("index", "ef_search")], "recall_queries": [("index", "recall_queries")],
 }
-RUN_KEYS = ("device", "shard", "progress", "keep_work", "dry_run")  # how to run, not what to compute
+RUN_KEYS = ("device", "shard", "progress", "keep_work", "dry_run", "models")  # how to run, not what to compute
 
 
 def make_config(**flat) -> tuple[BuildConfig, dict]:

@@ -231,12 +231,14 @@ def similar(opts, prompt, k, as_json):
 
 @atlas_command(cli)
 @click.argument("query")
-@click.option("--limit", type=int, default=1000, show_default=True, help="Rows to print at most.")
-def sql(opts, query, limit, as_json):
-    """Run a read-only SQL query over the atlas catalog (tables layers, channels, vocabulary, labels, builds)."""
+@click.option("--limit", type=int, default=1000, show_default=True, help="Rows to print at most (up to 100,000).")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+              help="Seconds before a running query is stopped.")
+def sql(opts, query, limit, timeout_s, as_json):
+    """Run one read-only SQL query over the atlas catalog (tables layers, channels, vocabulary, labels, builds)."""
     from query.catalog import run_sql
 
-    columns, rows = run_sql(opts["atlas"], query, limit)
+    columns, rows = run_sql(opts["atlas"], query, limit, timeout_s)
     emit(as_json, dict(columns=columns, rows=[dict(zip(columns, r)) for r in rows]),
          lambda: ["\t".join(columns)] + ["\t".join("" if v is None else str(v) for v in r) for r in rows])
 

@@ -1,0 +1,24 @@
+"""A tiny real atlas for the hardening tests: a seeded small StyleGAN2 + tiny CLIP saved as files."""
+import json
+
+VOCAB = ["red", "green", "blue", "circle", "square", "dark", "light", "shape"]
+TEMPLATES = ["a photo of a {}.", "a {} thing."]
+
+
+def build_world(root):
+    """(atlas dir, generator checkpoint, CLIP config json, the models) for one small build into `root`."""
+    from conftest import tiny_clip_config
+    from models.clip import load_clip
+    from models.stylegan2 import save_generator, small_generator
+    from pipeline import build_atlas
+
+    gen = small_generator(seed=0, resolution=16, width=16)
+    save_generator(gen, root / "gen.pt")
+    clip_cfg = root / "tiny_clip.json"
+    clip_cfg.write_text(json.dumps(tiny_clip_config()))
+    embedder = load_clip(str(clip_cfg), random_weights=True)
+    build_atlas(gen, embedder, root / "atlas", num_images=2, num_samples=200, vocabulary=VOCAB, templates=TEMPLATES,
+                neutral="shape", progress=False,
+                models=dict(generator=str(root / "gen.pt"), clip=str(clip_cfg), pretrained=None))
+    return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen,
+                embedder=embedder)

@@ -1,0 +1,77 @@
+"""Issue 9 item 1: `sql` runs exactly one read-only statement, sees no other file, writes nothing, stops."""
+import os
+
+import pytest
+
+from hardening_world import build_world
+from models.errors import AtlasError
+from query.catalog import MAX_LIMIT, run_sql
+from query.cli import main
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("sql"))
+
+
+def one_line_error(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT content FROM read_blob('/etc/passwd')",
+    "SELECT * FROM read_csv('/etc/passwd', header=false)",
+    "SELECT file FROM glob('/etc/host*')",
+    "EXPLAIN ANALYZE COPY (SELECT 7 AS y) TO 'x.csv'",
+    "SELECT 1; COPY (SELECT 42 AS x) TO 'y.csv'",
+    "COPY (SELECT 42 AS x) TO 'atlas.h5'",
+    "SELECT 1; INSTALL httpfs",
+    "LOAD httpfs",
+    "SET threads = 1",
+    "ATTACH 'other.db' AS o",
+    "SELECT 1; SELECT 2",
+])
+def test_sql_refuses_files_writes_extensions_and_several_statements(world, tmp_path, statement, capsys):
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        before = {p.name: p.stat().st_size for p in world["atlas"].iterdir()}
+        err = one_line_error(capsys, "sql", statement, "--atlas", str(world["atlas"]))
+        assert "passwd" not in err or "Permission" not in err
+        assert "root:" not in err
+        assert list(tmp_path.iterdir()) == []  # nothing written where we stand
+        assert {p.name: p.stat().st_size for p in world["atlas"].iterdir()} == before
+    finally:
+        os.chdir(old)
+
+
+def test_sql_reads_still_work(world):
+    for query in ("(SELECT 1 AS one)", "CALL pragma_version()", "EXPLAIN SELECT * FROM channels", "SHOW TABLES",
+                  "DESCRIBE channels", "SELECT 1; -- trailing comment", "WITH a AS (SELECT 1 AS x) SELECT * FROM a"):
+        columns, rows = run_sql(world["atlas"], query)
+        assert columns and rows, query
+
+
+def test_sql_stops_runaway_queries_and_caps_limit(world, capsys):
+    with pytest.raises(AtlasError, match="longer than"):
+        run_sql(world["atlas"], "SELECT count(*) FROM range(1000000000000)", timeout_s=0.5)
+    err = one_line_error(capsys, "sql", "SELECT count(*) FROM range(1000000000000)", "--timeout", "0.5",
+                         "--atlas", str(world["atlas"]))
+    assert "0.5 s" in err
+    assert str(f"{MAX_LIMIT:,}") in one_line_error(capsys, "sql", "SELECT 1", "--limit", str(MAX_LIMIT + 1),
+                                                  "--atlas", str(world["atlas"]))
+    assert "limit" in one_line_error(capsys, "sql", "SELECT 1", "--limit", "-3", "--atlas", str(world["atlas"]))
+
+
+def test_sql_on_garbage_or_missing_catalog_is_one_line(world, tmp_path, capsys):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(world["atlas"], bad)
+    (bad / "catalog.duckdb").write_bytes(b"not a database at all" * 100)
+    err = one_line_error(capsys, "sql", "SELECT 1", "--atlas", str(bad))
+    assert "catalog.duckdb" in err
