@@ -271,13 +271,15 @@ def _run_text_tower(tower, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor
 
 
 # ---- loading --------------------------------------------------------------------------------------------
-def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0, random_weights: bool = True) -> ClipEmbedder:
+def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0, random_weights: bool = True,
+              allow_download: bool = True) -> ClipEmbedder:
     """A ClipEmbedder for an open_clip model name, a JSON/dict model config, or "demo" (the shipped tiny CLIP).
 
     `pretrained` is an open_clip tag (e.g. "openai"; downloaded where a network exists, else only from the
     local cache) or a local weights file; None means random weights drawn from `seed`, which a named model or
     a config file accepts only with random_weights=True (the CLIs: --random-weights).
     The embedder remembers where it came from in `.source` ({clip, pretrained}, files as absolute paths).
+    allow_download=False: a tag is read from the local caches only (for names an atlas, not the user, gave).
     """
     if isinstance(name, str) and name == "demo":
         config, weights = DEMO_DIR / "clip_config.json", DEMO_DIR / "clip.safetensors"
@@ -296,7 +298,7 @@ def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0, random_weig
         embedder = _load_from_config(name, pretrained, seed)
         clip = None if isinstance(name, dict) else _source(name)
     elif isinstance(name, str):
-        embedder = _load_named(name, pretrained, seed)
+        embedder = _load_named(name, pretrained, seed, allow_download)
         clip = name
     else:
         raise CheckpointError(f"load_clip takes an open_clip model name, a config dict or a .json path, "
@@ -367,7 +369,7 @@ def _load_from_config(source, pretrained, seed: int) -> ClipEmbedder:
     return embedder
 
 
-def _load_named(name: str, pretrained, seed: int) -> ClipEmbedder:
+def _load_named(name: str, pretrained, seed: int, allow_download: bool = True) -> ClipEmbedder:
     try:
         known = open_clip.get_model_config(name) is not None
     except Exception:  # "hf-hub:" names fetch their config from the hub
@@ -377,7 +379,7 @@ def _load_named(name: str, pretrained, seed: int) -> ClipEmbedder:
                               "see open_clip.list_models(), or pass a model config .json.")
     weights, mean_std = None, {}
     if pretrained is not None:
-        weights, mean_std = _resolve_pretrained(name, str(pretrained))
+        weights, mean_std = _resolve_pretrained(name, str(pretrained), allow_download)
     try:
         with _quiet_open_clip():  # its "initialized randomly" warning is false: our weights are loaded below
             model = _seeded(seed, lambda: open_clip.create_model(name, pretrained=None, **_no_tower_weights()))
@@ -408,6 +410,25 @@ def _quiet_open_clip():
         root.setLevel(old)
 
 
+def _hub_cache_file(tag: dict) -> Path | None:
+    """The Hugging Face cache copy of an open_clip tag's weights, without any network access; None if absent."""
+    hub = tag.get("hf_hub", "")
+    if not hub:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from open_clip.pretrained import HF_WEIGHTS_NAME
+    except ImportError:
+        return None
+    model_id, filename = os.path.split(hub)
+    filename = filename or HF_WEIGHTS_NAME
+    for candidate in (filename.replace(".bin", ".safetensors"), filename):
+        found = try_to_load_from_cache(model_id, candidate)
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
+
+
 def network_reachable(host: str = "huggingface.co", port: int = 443, timeout_s: float = 3.0) -> bool:
     """Whether a TCP connection to the model hub opens within timeout_s (no data is sent)."""
     import socket
@@ -424,7 +445,7 @@ def _no_tower_weights() -> dict:
     return dict(pretrained_image=False, pretrained_text=False)
 
 
-def _resolve_pretrained(name: str, pretrained: str) -> tuple[Path, dict]:
+def _resolve_pretrained(name: str, pretrained: str, allow_download: bool = True) -> tuple[Path, dict]:
     """(local weights file, preprocessing of the tag) for an open_clip tag or a file path."""
     tag = open_clip.get_pretrained_cfg(name, pretrained)
     if not tag:
@@ -439,6 +460,13 @@ def _resolve_pretrained(name: str, pretrained: str) -> tuple[Path, dict]:
     clip_cache = Path("~/.cache/clip").expanduser() / os.path.basename(url) if url else None
     if clip_cache is not None and clip_cache.is_file():  # OpenAI's own download location
         return clip_cache, mean_std
+    if not allow_download:
+        cached = _hub_cache_file(tag)
+        if cached is None:
+            raise CheckpointError(f"the {name} '{pretrained}' weights the atlas names are not in the local cache, and "
+                                  f"StyleAtlas does not download what only an atlas names; pass --pretrained "
+                                  f"{pretrained} yourself to allow the download, or a local weights file.")
+        return cached, mean_std
     offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
                   for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
     if not offline and not network_reachable():  # no network: fail now, not after a minute of hub retries

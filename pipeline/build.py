@@ -83,6 +83,12 @@ def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
     neutral = cfg.labels.neutral or default_neutral(generator)
     t = cfg.vocabulary.templates
     templates = list(t) if isinstance(t, tuple) else load_templates(t)
+    from models.prompts import check_text
+
+    check_text(neutral, "the neutral")
+    for x in templates:
+        if isinstance(x, str):
+            check_text(x, "template")
     bad = [x for x in templates if not isinstance(x, str) or "{}" not in x]
     if bad or not templates:
         raise AtlasError(f"template {bad[0]!r} has no '{{}}' where the phrase goes; write e.g. 'a photo of a {{}}.'."

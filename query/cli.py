@@ -13,31 +13,85 @@ from models.errors import AtlasError, run_cli
 DEFAULT_ATLAS = Path("atlas")
 
 
-def _recorded(atlas, kind: str) -> str:
-    """The model name the atlas records for `kind` (generator / clip), else "demo"."""
-    for source in (atlas.data.extra, atlas.data.config):
-        models = source.get("models") if isinstance(source, dict) else None
-        if isinstance(models, dict) and isinstance(models.get(kind), str):
-            return models[kind]
-    return "demo"
+def _recorded(atlas, kind: str):
+    """The model source the atlas records for `kind` (generator / clip / pretrained), else None."""
+    models = getattr(atlas.data, "models", None) or {}
+    value = models.get(kind) if isinstance(models, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _from_atlas(atlas, kind: str, flag: str) -> str:
+    """A recorded model file that must exist here (an atlas may come from another machine), else "demo"."""
+    from pathlib import Path as _Path
+
+    from models.errors import CheckpointError
+
+    value = _recorded(atlas, kind)
+    if value is None:
+        return "demo"
+    if value != "demo" and (_Path(value).is_absolute() or value.endswith(".json")) and not _Path(value).is_file():
+        raise CheckpointError(f"atlas {atlas.data.path} was built with {kind} {value}, which is not on this machine; "
+                              f"pass {flag} PATH (the file it was built with).")
+    return value
+
+
+def _checked(atlas, opts: dict, kind: str, model, what: str):
+    """Fingerprint-check a lazily loaded model, naming what was loaded and the flag that changes it."""
+    if opts.get("no_check_fingerprints"):
+        return model
+    import index
+    from models.errors import AtlasFormatError
+
+    try:
+        index.check_fingerprints(atlas.data, **{kind: model})
+    except AtlasFormatError as exc:
+        flag = "--generator" if kind == "generator" else "--clip/--pretrained"
+        raise AtlasFormatError(f"{str(exc).rstrip('.')}. Loaded {what}; pass {flag} with the model the atlas was "
+                               "built with (or --no-check-fingerprints).") from None
+    return model
 
 
 def open_atlas(opts: dict):
-    """Atlas.open with lazily loaded models: the generator for edits, CLIP for prompts outside the vocabulary."""
+    """Atlas.open with lazily loaded models: the generator for edits, CLIP for prompts outside the vocabulary.
+
+    A model not given on the command line is the one the atlas records (loaded through the same safe loaders;
+    a CLIP tag it names is only read from the local cache, never downloaded), else the demo; the file used is
+    printed on stderr.
+    """
+    from models.device import resolve_device
     from query.atlas import Atlas
 
     holder = {}
 
     def load_generator():
         from models.stylegan2 import load_generator as load
-        return load(opts["generator"] or _recorded(holder["atlas"], "generator"), device=opts["device"])
+        atlas = holder["atlas"]
+        given = opts["generator"]
+        path = given or _from_atlas(atlas, "generator", "--generator")
+        why = "--generator" if given else ("recorded in the atlas" if _recorded(atlas, "generator") else
+                                           "the demo: the atlas records no generator")
+        gen = load(path, device=resolve_device(opts["device"]))
+        if not given:  # say which file the atlas led us to
+            click.echo(f"generator: {getattr(gen, 'source', path)} ({why})", err=True)
+        return _checked(atlas, opts, "generator", gen, f"generator {path} ({why})")
 
     def load_embedder():
         from models.clip import load_clip
-        return load_clip(opts["clip"] or _recorded(holder["atlas"], "clip"), opts["pretrained"],
-                         device=opts["device"])
+        atlas = holder["atlas"]
+        given = opts["clip"] or opts["pretrained"]
+        if given:
+            name, pretrained, why = opts["clip"] or _from_atlas(atlas, "clip", "--clip"), opts["pretrained"], "given"
+        else:
+            name, pretrained = _from_atlas(atlas, "clip", "--clip"), _recorded(atlas, "pretrained")
+            why = "recorded in the atlas" if _recorded(atlas, "clip") else "the demo: the atlas records no CLIP"
+        embedder = load_clip(name, pretrained, device=resolve_device(opts["device"]), allow_download=bool(given))
+        if not given:
+            click.echo(f"CLIP: {name}, weights {pretrained or ('demo' if name == 'demo' else 'random')} ({why})",
+                       err=True)
+        return _checked(atlas, opts, "embedder", embedder, f"CLIP {name} ({why})")
 
-    holder["atlas"] = Atlas.open(opts["atlas"], load_generator=load_generator, load_embedder=load_embedder)
+    holder["atlas"] = Atlas.open(opts["atlas"], load_generator=load_generator, load_embedder=load_embedder,
+                                 check_fingerprints=False)  # the loaders check, naming what they loaded
     return holder["atlas"]
 
 
@@ -46,7 +100,10 @@ def atlas_command(group, name=None):
     def wrap(fn):
         @functools.wraps(fn)
         def run(**kwargs):
-            opts = {k: kwargs.pop(k) for k in ("atlas", "generator", "clip", "pretrained", "device")}
+            opts = {k: kwargs.pop(k) for k in ("atlas", "generator", "clip", "pretrained", "device",
+                                               "no_check_fingerprints")}
+            from models.device import check_device
+            check_device(opts["device"])  # the name now; whether this machine has it when a model loads
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
@@ -64,7 +121,10 @@ def atlas_command(group, name=None):
                 click.option("--clip", default=None, help='CLIP model name, JSON config or "demo" (default: the '
                              "atlas's, else demo); loaded only for prompts outside the vocabulary."),
                 click.option("--pretrained", default=None, help="open_clip pretrained tag or local weights."),
-                click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ..."),
+                click.option("--device", default="auto", show_default=True,
+                             help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ..."),
+                click.option("--no-check-fingerprints", is_flag=True,
+                             help="Experts: use the given models even if the atlas was built with others."),
                 click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")]):
             run = decorator(run)
         return run

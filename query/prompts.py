@@ -78,7 +78,7 @@ def nearest_phrases(prompt: str, vocab: list[str], k: int = 5) -> list[str]:
 def read_text_file(path, what: str = "prompt file") -> str:
     path = Path(path).expanduser()
     try:
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the first prompt
     except FileNotFoundError:
         raise AtlasError(f"{what} {path} does not exist; check the path.") from None
     except IsADirectoryError:
