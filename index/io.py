@@ -71,14 +71,50 @@ def _link_or_keep(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def refuse_inside(folder, path, what: str = "output") -> Path:
+    """`path`, unless it lies inside `folder` (an atlas): files derived from an atlas never go into it, where they
+    could overwrite its own data (atlas.h5, MANIFEST.json ...) or be taken for part of it."""
+    from models.errors import AtlasError
+
+    path = Path(path).expanduser()
+    if folder is None:
+        return path
+    inside = Path(folder).expanduser().resolve()
+    target = path.resolve()
+    if target == inside or inside in target.parents:
+        raise AtlasError(f"the {what} {path} would be written inside the atlas folder {folder}; write it elsewhere "
+                         "(e.g. -o results/{0}).".format(path.name))
+    return path
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
+def json_safe(obj, default=None):
+    """`obj` with every NaN / inf float as None (strict JSON: parsers reject NaN and Infinity), numpy made plain."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if isinstance(obj, dict):
+        return {k: json_safe(v, default) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, default) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item(), default)
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist(), default)
+    if default is not None:
+        return json_safe(default(obj))
+    return str(obj)
+
+
 def write_json_atomic(path, obj, exclusive: bool = False) -> None:
     with atomic_path(path, exclusive=exclusive) as tmp:
-        tmp.write_bytes((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        text = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+        tmp.write_bytes((text + "\n").encode("utf-8"))
 
 
 def write_npz_atomic(path, exclusive: bool = True, **arrays) -> None:

@@ -40,7 +40,7 @@ class BuildReport:
     vocabulary: int = 0
     seconds: dict = field(default_factory=dict)
     atlas_bytes: int = 0
-    workers: int = 1
+    workers: int = 1               # 0: unknown (merge assembles what any number of shards computed)
     plan: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -295,6 +295,9 @@ def _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report,
                                            cfg.vocabulary, out_dir, workers.mine(plan["chunks"]["vocabulary"]), show)
     report.seconds["vocabulary"] = time.perf_counter() - t0
     workers.barrier()
+    if workers.torchrun:  # the report speaks for the whole run, not for rank 0's share
+        report.samples_mapped, report.images_rendered, report.texts_encoded = workers.sum(
+            [report.samples_mapped, report.images_rendered, report.texts_encoded])
     if workers.shard:
         report.status = "shard done"
         report.seconds["total"] = time.perf_counter() - t_start
@@ -325,7 +328,7 @@ def merge(out_dir, keep_work: bool = False, progress: bool = True) -> BuildRepor
     with BuildLock(out_dir):
         seconds = assemble(out_dir, keep_work=keep_work, show=progress)
     seconds["total"] = time.perf_counter() - t0
-    return BuildReport(path=out_dir, status="complete", channels=plan["num_channels"],
+    return BuildReport(path=out_dir, status="complete", channels=plan["num_channels"], workers=0,
                        layers=sum(l["in_atlas"] for l in plan["layers"]), vocabulary=len(plan["phrases"]),
                        renders_planned=2 * plan["config"]["relevance"]["num_images"] * plan["num_channels"],
                        seconds=seconds, atlas_bytes=atlas_bytes(out_dir), plan=plan)

@@ -57,8 +57,9 @@ def print_plan(report) -> None:
 
 def print_summary(report) -> None:
     click.echo(f"{report.status}: {report.path}")
+    workers = f"workers {report.workers}" if report.workers else "merged from the work folder (shards' own counts)"
     click.echo(f"  channels {report.channels:,} in {report.layers} layers; vocabulary {report.vocabulary:,}; "
-               f"workers {report.workers}")
+               f"{workers}")
     click.echo(f"  images rendered this run {report.images_rendered:,} of {report.renders_planned:,} planned; "
                f"texts encoded {report.texts_encoded:,}; samples mapped {report.samples_mapped:,}")
     if report.seconds:
@@ -71,7 +72,8 @@ def print_summary(report) -> None:
 
 def _emit(report, as_json: bool, dry_run: bool = False) -> None:
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        from index.io import json_safe
+        click.echo(json.dumps(json_safe(report.to_dict(), default=str), indent=2, allow_nan=False))
     elif dry_run:
         print_plan(report)
     else:

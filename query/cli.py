@@ -146,7 +146,8 @@ def beta_value(text: str):
 
 def emit(as_json: bool, obj, lines) -> None:
     if as_json:
-        click.echo(json.dumps(obj, indent=2, default=_json_default))
+        from index.io import json_safe
+        click.echo(json.dumps(json_safe(obj, default=_json_default), indent=2, allow_nan=False))
     else:
         for line in (lines() if callable(lines) else lines):
             click.echo(line)
@@ -190,15 +191,27 @@ def cli():
 def direction(opts, prompt, neutral, beta, top_k, show, full, as_json):
     """The global direction of PROMPT: channels moved and the strongest of them."""
     atlas = open_atlas(opts)
-    d = atlas.direction(prompt, neutral, beta_value(beta), top_k=top_k)
+    requested = beta_value(beta)
+    d = atlas.direction(prompt, neutral, requested, top_k=top_k)
     obj = d.to_dict(show)
+    obj["beta_option"] = requested
     if full:
         obj.update(channels=atlas.channels, scores=d.scores, delta_s=d.delta_s)
-    emit(as_json, obj, lambda: _direction_lines(d, show))
+    emit(as_json, obj, lambda: _direction_lines(d, show, requested))
 
 
-def _direction_lines(d, show):
-    yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}"
+def beta_text(d, requested) -> str:
+    """'beta 0.15', or for auto what it chose: 'beta auto -> 0.10 (18 channels, fewer than the 20 auto aims for)'."""
+    from query.direction import AUTO_MIN_CHANNELS
+
+    if not (isinstance(requested, str) and requested == "auto") or d.beta is None:
+        return f"beta {d.beta}"
+    short = f", fewer than the {AUTO_MIN_CHANNELS} auto aims for" if d.num_c <= AUTO_MIN_CHANNELS else ""
+    return f"beta auto -> {d.beta:.2f} ({d.num_c} channels{short})"
+
+
+def _direction_lines(d, show, requested=None):
+    yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, requested)}"
     for o in d.overlaps:
         yield (f"  overlap {o['a']!r} / {o['b']!r}: {o['shared']} shared channels ({o['same_sign']} same sign, "
                f"{o['opposite_sign']} opposite), Jaccard {o['jaccard']:.2f}")
@@ -215,7 +228,8 @@ def _direction_lines(d, show):
 def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
     """The channels PROMPT moves: layer, resolution, channel, score, consistency, labels."""
     atlas = open_atlas(opts)
-    d = atlas.direction(prompt, neutral, beta_value(beta), top_k=top_k)
+    requested = beta_value(beta)
+    d = atlas.direction(prompt, neutral, requested, top_k=top_k)
     rows = [dict(atlas.channel_info(r, d.scores[r]), delta_s=float(d.delta_s[r])) for r in d.active[:show]]
     if plot is not None:
         from query.media import plot_layers
@@ -224,7 +238,7 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
                plot=str(plot) if plot else None)
 
     def lines():
-        yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}"
+        yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, requested)}"
         yield f"{'layer':>5} {'res':>5} {'channel':>7} {'score':>8} {'consist':>7}  labels"
         for r in rows:
             labels = ", ".join(f"{p} ({s:+.2f})" for p, s in r["labels"])
@@ -249,7 +263,14 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
 def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, as_json):
     """What one channel does: its best vocabulary words, and with -o a grid of its effect."""
     from query.edit import channel_grid
+    from query.media import MAX_CELL, MAX_SEEDS, MAX_STEPS, check_count
 
+    check_count(k, "-k", 1, 100_000)
+    if out is not None:
+        check_count(steps, "--steps", 2, MAX_STEPS)
+        check_count(cell, "--cell", 8, MAX_CELL)
+        if len(_ints(seeds)) > MAX_SEEDS:
+            raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
     atlas = open_atlas(opts)
     info = atlas.channel_info(atlas.row(layer, channel_index))
     words = atlas.channel_words(layer, channel_index, k)
@@ -269,13 +290,15 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, ce
 
 
 def _ints(text: str) -> list[int]:
+    from models.device import check_seed
+
     try:
         values = [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
         raise AtlasError(f"seeds must be comma-separated integers, got {text!r}.") from None
     if not values:
         raise AtlasError("give at least one seed.")
-    return values
+    return [check_seed(v) for v in values]
 
 
 @atlas_command(cli)
@@ -283,6 +306,9 @@ def _ints(text: str) -> list[int]:
 @click.option("-k", type=int, default=10, show_default=True, help="Phrases to list.")
 def similar(opts, prompt, k, as_json):
     """The vocabulary phrases nearest to PROMPT in CLIP text space (FAISS vocab index)."""
+    from query.media import check_count
+
+    check_count(k, "-k", 1, 100_000)
     atlas = open_atlas(opts)
     found = atlas.similar(prompt, k)
     emit(as_json, dict(prompt=prompt, similar=[dict(phrase=p, cosine=s) for p, s in found]),
@@ -318,18 +344,23 @@ def sql(opts, query, limit, timeout_s, as_json):
 @click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
 def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, as_json):
     """Edit sampled (--seed) or given (--latent) images along PROMPT's direction; write a PNG strip."""
+    from models.device import check_seed
     from query.edit import edit_strip
-    from query.media import parse_alphas
+    from query.media import MAX_CELL, MAX_SEEDS, check_count, parse_alphas
 
     alphas = parse_alphas(alpha)
     beta = beta_value(beta)
     if latent is not None and seed:
         raise AtlasError("pass --seed or --latent, not both.")
+    seed = [check_seed(s, "--seed") for s in seed]
+    if len(seed) > MAX_SEEDS:
+        raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
+    check_count(cell, "--cell", 8, MAX_CELL)
     atlas = open_atlas(opts)
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
     obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
                      psi=psi, noise_mode=noise_mode, cell=cell)
-    emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}; "
+    emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, beta)}; "
                         f"alphas {alphas}", f"wrote {out}"])
 
 
