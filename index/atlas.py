@@ -182,6 +182,8 @@ def _read_h5(h5, out_dir: Path) -> AtlasData:
     layer_mean = [mean[o:o + l["width"]] for o, l in zip(offset, layers)]
     layer_std = [std[o:o + l["width"]] for o, l in zip(offset, layers)]
     channels = h5["channels"][()].astype(np.int64)
+    from index.verify import check_channels
+    check_channels(channels, [l["width"] for l in layers], h5.filename)
     flat = offset[channels[:, 0]] + channels[:, 1] if len(channels) else np.zeros(0, np.int64)
     return AtlasData(
         path=out_dir, channels=channels, relevance=h5["relevance"][()].astype(np.float32),

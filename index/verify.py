@@ -93,6 +93,21 @@ def _unit_rows(path, name: str, a: np.ndarray, allow_zero: bool) -> None:
         raise _bad(path, f"{name} row {i} has norm {norm.flat[i]:.4g}, not 1")
 
 
+def check_channels(channels: np.ndarray, widths: list, path) -> None:
+    """channels [C, 2] name existing (layer, channel) pairs, each once."""
+    if channels.ndim != 2 or channels.shape[1] != 2:
+        raise _bad(path, f"channels has shape {channels.shape}, not [C, 2]")
+    if not len(channels):
+        return
+    layer, channel = channels[:, 0], channels[:, 1]
+    if layer.min() < 0 or layer.max() >= len(widths):
+        raise _bad(path, f"channels name layers outside 0..{len(widths) - 1}")
+    if (channel < 0).any() or (channel >= np.asarray(widths)[layer]).any():
+        raise _bad(path, "channels name channels outside their layer's width")
+    if len(np.unique(channels, axis=0)) != len(channels):
+        raise _bad(path, "channels lists a (layer, channel) twice")
+
+
 def check_arrays(data, path) -> None:
     """Cross-check an AtlasData read from `path` (FORMAT.md): shapes, dtypes, ranges, finite, unit rows."""
     C = len(data.channels)
@@ -118,14 +133,7 @@ def check_arrays(data, path) -> None:
     if any(w < 0 for w in widths) or sum(len(m) for m in data.layer_mean) != sum(widths) or \
             any(len(m) != w or len(s) != w for m, s, w in zip(data.layer_mean, data.layer_std, widths)):
         raise _bad(path, "style/mean and style/std do not match the layer widths")
-    if C:
-        layer, channel = data.channels[:, 0], data.channels[:, 1]
-        if layer.min() < 0 or layer.max() >= len(widths):
-            raise _bad(path, f"channels name layers outside 0..{len(widths) - 1}")
-        if (channel < 0).any() or (channel >= np.asarray(widths)[layer]).any():
-            raise _bad(path, "channels name channels outside their layer's width")
-        if len(np.unique(data.channels, axis=0)) != C:
-            raise _bad(path, "channels lists a (layer, channel) twice")
+    check_channels(data.channels, widths, path)
     for name, a in (("relevance", data.relevance), ("consistency", data.consistency),
                     ("style/mean", np.concatenate(data.layer_mean) if data.layer_mean else np.zeros(0)),
                     ("style/std", np.concatenate(data.layer_std) if data.layer_std else np.zeros(0)),

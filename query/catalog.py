@@ -6,6 +6,7 @@ time limit, so `sql` can neither read other files, write any file, download anyt
 """
 from __future__ import annotations
 
+import decimal
 import re
 import threading
 
@@ -94,6 +95,10 @@ def run_sql(out_dir, query: str, limit: int = 1000, timeout_s: float = DEFAULT_T
     except KeyboardInterrupt:
         con.interrupt()
         raise AtlasError("the query was interrupted (Ctrl-C); nothing was changed.") from None
+    except RuntimeError as exc:  # duckdb's answer to a SIGINT (Ctrl-C) while it runs
+        if "interrupt" not in str(exc).lower():
+            raise
+        raise AtlasError("the query was interrupted (Ctrl-C); nothing was changed.") from None
     finally:
         timer.cancel()
         con.close()
@@ -109,6 +114,8 @@ def _plain(v):
     """JSON-friendly cell values (DuckDB returns Decimals, dates, numpy scalars for some types)."""
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
+    if isinstance(v, decimal.Decimal):
+        return float(v)
     if hasattr(v, "item"):
         return v.item()
     if isinstance(v, (list, tuple)):
