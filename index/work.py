@@ -169,8 +169,8 @@ class BuildLock:
             import fcntl
             folder = self.path.parent
             with contextlib.suppress(OSError):
-                if [p.name for p in folder.iterdir()] == [LOCK]:  # nothing else was written: leave no work/
-                    self.path.unlink()
+                self.path.unlink()  # the build is over: leave no lock file (and no work/ if nothing else is there)
+                if not any(folder.iterdir()):
                     folder.rmdir()
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

@@ -317,7 +317,8 @@ def similar(opts, prompt, k, as_json):
 
 @atlas_command(cli)
 @click.argument("query")
-@click.option("--limit", type=int, default=1000, show_default=True, help="Rows to print at most (up to 100,000).")
+@click.option("--limit", type=int, default=1000, show_default=True,
+              help="Rows to print at most (up to 100,000).")
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
               help="Seconds before a running query is stopped.")
 def sql(opts, query, limit, timeout_s, as_json):

@@ -8,8 +8,9 @@ from pathlib import Path
 from models.errors import AtlasError, PromptError
 from models.prompts import validate_prompt
 
-_WEIGHT = re.compile(r"^(?P<prompt>.*?)\s*:\s*(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*$",
-                     re.I)  # nan / inf are matched so that they are refused as weights, not embedded as phrases
+# nan / inf are matched as weights so that they are refused as weights, not embedded as phrases ("red:nan")
+_WEIGHT = re.compile(r"^(?P<prompt>.*?)\s*:\s*"
+                     r"(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*$", re.I)
 _PLUS = re.compile(r"(?<!:)\s*\+\s*(?![\d.])")  # a '+' joining terms, not the sign of a weight (":+1")
 
 
