@@ -16,9 +16,9 @@ def build_world(root):
     save_generator(gen, root / "gen.pt")
     clip_cfg = root / "tiny_clip.json"
     clip_cfg.write_text(json.dumps(tiny_clip_config()))
-    embedder = load_clip(str(clip_cfg), random_weights=True)
+    embedder = load_clip(str(clip_cfg))  # random weights: a library call may ask for them
+    gen.source = str(root / "gen.pt")  # what load_generator would record
     build_atlas(gen, embedder, root / "atlas", num_images=2, num_samples=200, vocabulary=VOCAB, templates=TEMPLATES,
-                neutral="shape", progress=False,
-                models=dict(generator=str(root / "gen.pt"), clip=str(clip_cfg), pretrained=None))
+                neutral="shape", progress=False)
     return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen,
                 embedder=embedder)

@@ -10,7 +10,7 @@ import torch
 
 import index
 from hardening_world import TEMPLATES, VOCAB, build_world
-from index.work import BuildLock, chunk_path, plan_path, work_dir
+from index.work import chunk_path, plan_path, work_dir
 from models.errors import AtlasError
 from pipeline import build_atlas, run_build
 from pipeline.cli import main as build_main
@@ -184,6 +184,7 @@ def test_unreadable_plan_is_named_and_a_truncated_chunk_is_recomputed(world, tmp
 
 # ---------------------------------------------------------------- item 10: one build at a time
 def test_a_second_build_says_who_holds_the_lock(world, tmp_path):
+    from index.work import BuildLock
     out = tmp_path / "atlas"
     out.mkdir()
     with BuildLock(out):

@@ -10,7 +10,6 @@ import torch
 
 import index
 from hardening_world import build_world
-from index.verify import describe_files
 from models.errors import AtlasError, AtlasFormatError
 from query import Atlas
 from query.cli import main
@@ -38,6 +37,7 @@ def copy_atlas(world, tmp_path, name="copy"):
 
 def reseal(atlas):
     """Rewrite the manifest's sizes and hashes, as a careful forger would (so only the content checks remain)."""
+    from index.verify import describe_files
     manifest = json.loads((atlas / "MANIFEST.json").read_text())
     manifest["files"], manifest["sha256"] = describe_files(atlas, list(manifest["files"]))
     (atlas / "MANIFEST.json").write_text(json.dumps(manifest))

@@ -5,8 +5,10 @@ import pytest
 
 from hardening_world import build_world
 from models.errors import AtlasError
-from query.catalog import MAX_LIMIT, run_sql
+from query.catalog import run_sql
 from query.cli import main
+
+MAX_LIMIT = 100_000  # query.catalog.MAX_LIMIT
 
 
 @pytest.fixture(scope="module")
