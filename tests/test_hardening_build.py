@@ -256,3 +256,27 @@ def test_auto_beta_says_what_it_chose(world, capsys):
     query_main(["direction", "red", "--beta", "auto", "--atlas", str(world["atlas"])])
     first = capsys.readouterr().out.splitlines()[0]
     assert "beta auto -> 0.10" in first and "channels" in first and "fewer than the 20" in first
+
+
+# ---------------------------------------------------------------- item 8 (build side) and item 13 (what loaded)
+def test_build_inputs_that_gave_tracebacks_are_one_line(world, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "a")]
+    assert "layers" in build_cli_error(capsys, *cli_models(world), "--layers", "abc", *out)
+    assert "seed" in build_cli_error(capsys, *cli_models(world), "--seed", "99999999999999999999", *out)
+    assert "device" in build_cli_error(capsys, *cli_models(world), "--device", "tpu", *out)
+    if not torch.cuda.is_available():
+        args = [a for a in cli_models(world) if a != "cpu" and a != "--device"]
+        assert "no CUDA GPU" in build_cli_error(capsys, *args, "--device", "cuda", *out)
+    text = tmp_path / "gen.txt"
+    text.write_text("not a checkpoint\n")
+    args = cli_models(world)
+    args[args.index("--generator") + 1] = str(text)
+    assert "gen.txt" in build_cli_error(capsys, *args, *out)
+    assert not (tmp_path / "a").exists()
+
+
+def test_build_says_which_weights_it_loaded(world, tmp_path, capsys):
+    build_main([*cli_models(world), "--out", str(tmp_path / "w"), "--vocabulary", str(_vocab_file(tmp_path)),
+                "--dry-run"])
+    err = capsys.readouterr().err
+    assert f"generator: {world['gen']}" in err and "RANDOM weights" in err

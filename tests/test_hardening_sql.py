@@ -25,26 +25,27 @@ def one_line_error(capsys, *args):
     return err
 
 
-@pytest.mark.parametrize("statement", [
-    "SELECT content FROM read_blob('/etc/passwd')",
-    "SELECT * FROM read_csv('/etc/passwd', header=false)",
-    "SELECT file FROM glob('/etc/host*')",
-    "EXPLAIN ANALYZE COPY (SELECT 7 AS y) TO 'x.csv'",
-    "SELECT 1; COPY (SELECT 42 AS x) TO 'y.csv'",
-    "COPY (SELECT 42 AS x) TO 'atlas.h5'",
-    "SELECT 1; INSTALL httpfs",
-    "LOAD httpfs",
-    "SET threads = 1",
-    "ATTACH 'other.db' AS o",
-    "SELECT 1; SELECT 2",
+@pytest.mark.parametrize("statement, says", [
+    ("SELECT content FROM read_blob('/etc/passwd')", "other files"),
+    ("SELECT * FROM read_csv('/etc/passwd', header=false)", "other files"),
+    ("SELECT file FROM glob('/etc/host*')", "other files"),
+    ("EXPLAIN ANALYZE COPY (SELECT 7 AS y) TO 'x.csv'", "EXPLAIN ANALYZE"),
+    ("SELECT 1; COPY (SELECT 42 AS x) TO 'y.csv'", "exactly one statement"),
+    ("SELECT 1; INSTALL httpfs", "exactly one statement"),
+    ("SELECT 1; SELECT 2", "exactly one statement"),
+    # refused on main too (first word); kept as regression checks
+    ("COPY (SELECT 42 AS x) TO 'atlas.h5'", "read-only"),
+    ("LOAD httpfs", "read-only"),
+    ("SET threads = 1", "read-only"),
+    ("ATTACH 'other.db' AS o", "read-only"),
 ])
-def test_sql_refuses_files_writes_extensions_and_several_statements(world, tmp_path, statement, capsys):
+def test_sql_refuses_files_writes_extensions_and_several_statements(world, tmp_path, statement, says, capsys):
     old = os.getcwd()
     os.chdir(tmp_path)
     try:
         before = {p.name: p.stat().st_size for p in world["atlas"].iterdir()}
         err = one_line_error(capsys, "sql", statement, "--atlas", str(world["atlas"]))
-        assert "passwd" not in err or "Permission" not in err
+        assert says in err
         assert "root:" not in err
         assert list(tmp_path.iterdir()) == []  # nothing written where we stand
         assert {p.name: p.stat().st_size for p in world["atlas"].iterdir()} == before
