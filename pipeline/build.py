@@ -188,6 +188,21 @@ def _identity(data) -> dict:
                 embedder_fingerprint=data.embedder_fingerprint, phrases=data.vocab)
 
 
+def _only_ours(work: Path) -> bool:
+    """A work/ folder holding nothing but files a build writes (another shard job that has just started)."""
+    from index.work import STAGES, is_ours
+
+    if not work.is_dir() or not any(work.iterdir()):
+        return False
+    for p in work.iterdir():
+        if p.is_dir() and p.name in STAGES:
+            if not all(q.is_file() and is_ours(q.name, p.name) for q in p.iterdir()):
+                return False
+        elif not (p.is_file() and is_ours(p.name)):
+            return False
+    return True
+
+
 def refuse_foreign(out_dir: Path) -> None:
     """A build writes only into a new or empty folder, or one of ours (MANIFEST.json, atlas.h5, work/plan.json)."""
     from index.atlas import MANIFEST
@@ -198,7 +213,7 @@ def refuse_foreign(out_dir: Path) -> None:
     if not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
     if any((out_dir / f).exists() for f in (MANIFEST, ATLAS_FILE)) or plan_path(out_dir).exists() or \
-            (work_dir(out_dir) / LOCK).exists():
+            (work_dir(out_dir) / LOCK).exists() or _only_ours(work_dir(out_dir)):
         return
     shown = ", ".join(sorted(p.name for p in out_dir.iterdir())[:4])
     raise AtlasError(f"--out {out_dir} is a folder with other files in it ({shown}, ...) and no atlas or build "
@@ -251,6 +266,7 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
     if run.get("dry_run"):
         return report
     refuse_foreign(out_dir)
+    workers.barrier()  # every rank has looked before any rank writes
     with (BuildLock(out_dir) if workers.world == 1 and not workers.shard else contextlib.nullcontext()):
         return _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report, show, t_start)
 

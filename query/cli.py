@@ -20,15 +20,15 @@ def _recorded(atlas, kind: str):
     return value if isinstance(value, str) and value else None
 
 
-def _from_atlas(atlas, kind: str, flag: str) -> str:
-    """A recorded model file that must exist here (an atlas may come from another machine), else "demo"."""
+def _from_atlas(atlas, kind: str, flag: str, default="demo"):
+    """A recorded model file that must exist here (an atlas may come from another machine), else `default`."""
     from pathlib import Path as _Path
 
     from models.errors import CheckpointError
 
     value = _recorded(atlas, kind)
     if value is None:
-        return "demo"
+        return default
     if value != "demo" and (_Path(value).is_absolute() or value.endswith(".json")) and not _Path(value).is_file():
         raise CheckpointError(f"atlas {atlas.data.path} was built with {kind} {value}, which is not on this machine; "
                               f"pass {flag} PATH (the file it was built with).")
@@ -82,7 +82,8 @@ def open_atlas(opts: dict):
         if given:
             name, pretrained, why = opts["clip"] or _from_atlas(atlas, "clip", "--clip"), opts["pretrained"], "given"
         else:
-            name, pretrained = _from_atlas(atlas, "clip", "--clip"), _recorded(atlas, "pretrained")
+            name = _from_atlas(atlas, "clip", "--clip")
+            pretrained = _from_atlas(atlas, "pretrained", "--pretrained", default=None)
             why = "recorded in the atlas" if _recorded(atlas, "clip") else "the demo: the atlas records no CLIP"
         embedder = load_clip(name, pretrained, device=resolve_device(opts["device"]), allow_download=bool(given))
         if not given:

@@ -5,6 +5,16 @@ VOCAB = ["red", "green", "blue", "circle", "square", "dark", "light", "shape"]
 TEMPLATES = ["a photo of a {}.", "a {} thing."]
 
 
+_BUILT = {}
+
+
+def shared_world(tmp_path_factory):
+    """One world per test session (tests copy the atlas before changing anything in it)."""
+    if "world" not in _BUILT:
+        _BUILT["world"] = build_world(tmp_path_factory.mktemp("hardening_world"))
+    return _BUILT["world"]
+
+
 def build_world(root):
     """(atlas dir, generator checkpoint, CLIP config json, the models) for one small build into `root`."""
     from conftest import tiny_clip_config

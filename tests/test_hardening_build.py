@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import index
-from hardening_world import TEMPLATES, VOCAB, build_world
+from hardening_world import TEMPLATES, VOCAB, shared_world
 from index.work import chunk_path, plan_path, work_dir
 from models.errors import AtlasError
 from pipeline import build_atlas, run_build
@@ -20,7 +20,7 @@ SMALL = dict(num_images=2, num_samples=200, vocabulary=VOCAB, templates=TEMPLATE
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("build"))
+    return shared_world(tmp_path_factory)
 
 
 def build_cli_error(capsys, *args):

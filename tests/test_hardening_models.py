@@ -10,14 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 import index
-from hardening_world import build_world
+from hardening_world import shared_world
 from models.errors import AtlasFormatError, CheckpointError
 from query.cli import cli, main
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("models"))
+    return shared_world(tmp_path_factory)
 
 
 def one_line_error(capsys, *args):

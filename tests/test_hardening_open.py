@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import index
-from hardening_world import build_world
+from hardening_world import shared_world
 from models.errors import AtlasError, AtlasFormatError
 from query import Atlas
 from query.cli import main
@@ -17,7 +17,7 @@ from query.cli import main
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("open"))
+    return shared_world(tmp_path_factory)
 
 
 def one_line_error(capsys, *args):

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from hardening_world import build_world
+from hardening_world import shared_world
 from models.errors import AtlasError
 from query.catalog import run_sql
 from query.cli import main
@@ -13,7 +13,7 @@ MAX_LIMIT = 100_000  # query.catalog.MAX_LIMIT
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("sql"))
+    return shared_world(tmp_path_factory)
 
 
 def one_line_error(capsys, *args):
