@@ -32,3 +32,26 @@ def build_world(root):
                 neutral="shape", progress=False)
     return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen,
                 embedder=embedder)
+
+
+def query_error(capsys, *args, notes: bool = False) -> str:
+    """Run the query CLI expecting exit 2 with a one-line error (after `notes` lines such as 'generator: ...')."""
+    import pytest
+
+    from query.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, err
+    assert "Traceback" not in err and (notes or len(err.splitlines()) == 1), err
+    return err.splitlines()[-1]
+
+
+def reseal(atlas) -> None:
+    """Rewrite the manifest's sizes and hashes, as a careful forger would (so only the content checks remain)."""
+    from index.verify import describe_files
+
+    manifest = json.loads((atlas / "MANIFEST.json").read_text())
+    manifest["files"], manifest["sha256"] = describe_files(atlas, list(manifest["files"]))
+    (atlas / "MANIFEST.json").write_text(json.dumps(manifest))

@@ -10,23 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 import index
-from hardening_world import shared_world
+from hardening_world import query_error, reseal, shared_world
 from models.errors import AtlasFormatError, CheckpointError
-from query.cli import cli, main
+from query.cli import cli
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return shared_world(tmp_path_factory)
 
-
-def one_line_error(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2, err
-    assert "Traceback" not in err
-    return err.splitlines()[-1]
 
 
 # ---------------------------------------------------------------- item 11
@@ -49,12 +41,9 @@ def test_a_recorded_model_that_is_gone_names_the_flag(world, tmp_path, capsys):
         models = json.loads(h5.attrs["models"])
         models["generator"] = str(root / "gen.pt")
         h5.attrs["models"] = json.dumps(models)
-    from index.verify import describe_files
-    manifest = json.loads((root / "atlas" / "MANIFEST.json").read_text())
-    manifest["files"], manifest["sha256"] = describe_files(root / "atlas", list(manifest["files"]))
-    (root / "atlas" / "MANIFEST.json").write_text(json.dumps(manifest))
-    err = one_line_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
-                         str(root / "atlas"))
+    reseal(root / "atlas")
+    err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
+                      str(root / "atlas"))
     assert "not on this machine" in err and "--generator" in err and str(root / "gen.pt") in err
 
 
@@ -81,11 +70,8 @@ def test_wrong_model_error_names_the_demo_and_the_fix(world, tmp_path, capsys):
                 num_samples=200, vocabulary=VOCAB, templates=TEMPLATES, neutral="shape", progress=False)
     with h5py.File(out / "atlas.h5", "r+") as h5:
         h5.attrs["models"] = "{}"  # an atlas made before models were recorded
-    from index.verify import describe_files
-    manifest = json.loads((out / "MANIFEST.json").read_text())
-    manifest["files"], manifest["sha256"] = describe_files(out, list(manifest["files"]))
-    (out / "MANIFEST.json").write_text(json.dumps(manifest))
-    err = one_line_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas", str(out))
+    reseal(out)
+    err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas", str(out))
     assert "the demo" in err and "--generator" in err
     result = CliRunner().invoke(cli, ["edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
                                       str(out), "--no-check-fingerprints", "--generator", str(world["gen"]), "--json"],

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import index
-from hardening_world import shared_world
+from hardening_world import query_error, reseal, shared_world
 from models.errors import AtlasError, AtlasFormatError
 from query import Atlas
 from query.cli import main
@@ -20,27 +20,10 @@ def world(tmp_path_factory):
     return shared_world(tmp_path_factory)
 
 
-def one_line_error(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
-
-
 def copy_atlas(world, tmp_path, name="copy"):
     out = tmp_path / name
     shutil.copytree(world["atlas"], out)
     return out
-
-
-def reseal(atlas):
-    """Rewrite the manifest's sizes and hashes, as a careful forger would (so only the content checks remain)."""
-    from index.verify import describe_files
-    manifest = json.loads((atlas / "MANIFEST.json").read_text())
-    manifest["files"], manifest["sha256"] = describe_files(atlas, list(manifest["files"]))
-    (atlas / "MANIFEST.json").write_text(json.dumps(manifest))
 
 
 def edit_h5(atlas, fn, seal=True):
@@ -123,15 +106,15 @@ def test_forged_header_declaring_a_huge_dataset_is_refused_without_allocating(wo
 def test_garbage_manifest_index_and_catalog_are_one_line(world, tmp_path, capsys):
     atlas = copy_atlas(world, tmp_path)
     (atlas / "MANIFEST.json").write_text("{ not json")
-    assert "MANIFEST.json" in one_line_error(capsys, "direction", "red", "--atlas", str(atlas))
+    assert "MANIFEST.json" in query_error(capsys, "direction", "red", "--atlas", str(atlas))
     atlas = copy_atlas(world, tmp_path, "faiss")
     (atlas / "vocab.faiss").write_bytes(b"garbage" * 10)
     reseal(atlas)
-    assert "vocab.faiss" in one_line_error(capsys, "similar", "red", "--atlas", str(atlas))
+    assert "vocab.faiss" in query_error(capsys, "similar", "red", "--atlas", str(atlas))
     atlas = copy_atlas(world, tmp_path, "duck")
     (atlas / "catalog.duckdb").write_bytes(b"garbage" * 1000)
     reseal(atlas)
-    assert "catalog.duckdb" in one_line_error(capsys, "sql", "SELECT 1", "--atlas", str(atlas))
+    assert "catalog.duckdb" in query_error(capsys, "sql", "SELECT 1", "--atlas", str(atlas))
 
 
 def test_locked_catalog_is_one_line(world, tmp_path, capsys):
@@ -139,7 +122,7 @@ def test_locked_catalog_is_one_line(world, tmp_path, capsys):
     atlas = copy_atlas(world, tmp_path)
     holder = duckdb.connect(str(atlas / "catalog.duckdb"))  # a writer holding the file
     try:
-        assert "catalog.duckdb" in one_line_error(capsys, "sql", "SELECT 1", "--atlas", str(atlas))
+        assert "catalog.duckdb" in query_error(capsys, "sql", "SELECT 1", "--atlas", str(atlas))
     finally:
         holder.close()
 
@@ -148,10 +131,10 @@ def test_locked_catalog_is_one_line(world, tmp_path, capsys):
 def test_alpha_that_overflows_float32_is_refused(world, tmp_path, capsys):
     atlas = ["--atlas", str(world["atlas"]), "--generator", str(world["gen"])]
     for alpha in ("1e39", "inf", "nan", "1e400"):
-        err = one_line_error(capsys, "edit", "red", "--beta", "0.05", "--alpha", alpha, "-o", str(tmp_path / "e.png"),
+        err = query_error(capsys, "edit", "red", "--beta", "0.05", "--alpha", alpha, "-o", str(tmp_path / "e.png"),
                              *atlas)
         assert "alpha" in err
-        err = one_line_error(capsys, "channel", "0", "0", "--alpha", alpha, "-o", str(tmp_path / "c.png"), *atlas)
+        err = query_error(capsys, "channel", "0", "0", "--alpha", alpha, "-o", str(tmp_path / "c.png"), *atlas)
         assert "alpha" in err
     assert not (tmp_path / "e.png").exists() and not (tmp_path / "c.png").exists()
 
@@ -173,11 +156,11 @@ def test_outputs_inside_the_atlas_are_refused(world, tmp_path, capsys):
     prompts.write_text("red\n")
     args = ["--atlas", str(atlas), "--generator", str(world["gen"])]
     for target in ("atlas.h5", "lib.npz", "sub/lib.pt"):
-        assert "inside the atlas" in one_line_error(capsys, "export", str(prompts), "-o", str(atlas / target), *args)
-    assert "inside the atlas" in one_line_error(capsys, "edit", "red", "--beta", "0.05", "-o",
+        assert "inside the atlas" in query_error(capsys, "export", str(prompts), "-o", str(atlas / target), *args)
+    assert "inside the atlas" in query_error(capsys, "edit", "red", "--beta", "0.05", "-o",
                                                 str(atlas / "e.png"), *args)
-    assert "inside the atlas" in one_line_error(capsys, "channel", "0", "0", "-o", str(atlas / "g.png"), *args)
-    assert "inside the atlas" in one_line_error(capsys, "channels", "red", "--beta", "0.05", "--plot",
+    assert "inside the atlas" in query_error(capsys, "channel", "0", "0", "-o", str(atlas / "g.png"), *args)
+    assert "inside the atlas" in query_error(capsys, "channels", "red", "--beta", "0.05", "--plot",
                                                 str(atlas / "p.png"), *args)
     assert {p.name: p.read_bytes() for p in atlas.iterdir() if p.is_file()} == before
     index.read_atlas(atlas)
@@ -187,29 +170,29 @@ def test_outputs_inside_the_atlas_are_refused(world, tmp_path, capsys):
 def test_inputs_that_gave_tracebacks_are_one_line(world, tmp_path, capsys):
     atlas = ["--atlas", str(world["atlas"])]
     gen = ["--generator", str(world["gen"])]
-    assert "-k" in one_line_error(capsys, "similar", "red", "-k", "0", *atlas)
-    assert "-k" in one_line_error(capsys, "similar", "red", "-k", "-3", *atlas)
-    assert "seed" in one_line_error(capsys, "edit", "red", "--beta", "0.05", "--seed", "99999999999999999999",
+    assert "-k" in query_error(capsys, "similar", "red", "-k", "0", *atlas)
+    assert "-k" in query_error(capsys, "similar", "red", "-k", "-3", *atlas)
+    assert "seed" in query_error(capsys, "edit", "red", "--beta", "0.05", "--seed", "99999999999999999999",
                                     "-o", str(tmp_path / "e.png"), *atlas, *gen)
-    assert "seed" in one_line_error(capsys, "channel", "0", "0", "--seeds", "99999999999999999999",
+    assert "seed" in query_error(capsys, "channel", "0", "0", "--seeds", "99999999999999999999",
                                     "-o", str(tmp_path / "g.png"), *atlas, *gen)
     torch.save(torch.zeros(0, world["generator"].w_dim), tmp_path / "empty.pt")
-    assert "no codes" in one_line_error(capsys, "edit", "red", "--beta", "0.05", "--latent",
+    assert "no codes" in query_error(capsys, "edit", "red", "--beta", "0.05", "--latent",
                                         str(tmp_path / "empty.pt"), "-o", str(tmp_path / "e.png"), *atlas, *gen)
-    assert "--cell" in one_line_error(capsys, "edit", "red", "--beta", "0.05", "--cell", "100000", "-o",
+    assert "--cell" in query_error(capsys, "edit", "red", "--beta", "0.05", "--cell", "100000", "-o",
                                       str(tmp_path / "e.png"), *atlas, *gen)
-    assert "--cell" in one_line_error(capsys, "channel", "0", "0", "--cell", "100000", "-o",
+    assert "--cell" in query_error(capsys, "channel", "0", "0", "--cell", "100000", "-o",
                                       str(tmp_path / "g.png"), *atlas, *gen)
-    assert "--steps" in one_line_error(capsys, "channel", "0", "0", "--steps", "1000000", "-o",
+    assert "--steps" in query_error(capsys, "channel", "0", "0", "--steps", "1000000", "-o",
                                        str(tmp_path / "g.png"), *atlas, *gen)
-    assert "at most" in one_line_error(capsys, "edit", "red", "--alpha", "0:1:1000000000", *atlas, *gen)
-    assert "device" in one_line_error(capsys, "direction", "red", "--device", "gpu9", *atlas)
+    assert "at most" in query_error(capsys, "edit", "red", "--alpha", "0:1:1000000000", *atlas, *gen)
+    assert "device" in query_error(capsys, "direction", "red", "--device", "gpu9", *atlas)
     if not torch.cuda.is_available():
-        assert "no CUDA GPU" in one_line_error(capsys, "edit", "red", "--beta", "0.05", "--device", "cuda", "-o",
+        assert "no CUDA GPU" in query_error(capsys, "edit", "red", "--beta", "0.05", "--device", "cuda", "-o",
                                                str(tmp_path / "e.png"), *atlas, *gen)
     text = tmp_path / "gen.txt"
     text.write_text("this is not a checkpoint\n")
-    assert "gen.txt" in one_line_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"),
+    assert "gen.txt" in query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"),
                                        *atlas, "--generator", str(text))
 
 
@@ -222,7 +205,7 @@ def test_full_disk_and_unwritable_folder_are_one_line(world, tmp_path, capsys, m
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(index.io.os, "replace", full)
-    err = one_line_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
+    err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
                          str(world["atlas"]), "--generator", str(world["gen"]))
     assert "No space left on device" in err
     monkeypatch.undo()
@@ -230,7 +213,7 @@ def test_full_disk_and_unwritable_folder_are_one_line(world, tmp_path, capsys, m
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o555)
-        err = one_line_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(ro / "e.png"), "--atlas",
+        err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(ro / "e.png"), "--atlas",
                              str(world["atlas"]), "--generator", str(world["gen"]))
         assert "ermission" in err
 
@@ -268,7 +251,7 @@ def test_export_composes_like_direction(world, tmp_path, capsys):
         atlas.direction("red:nan", beta=0.05)
     prompts = tmp_path / "p.txt"
     prompts.write_text("red:nan\n")
-    assert "finite" in one_line_error(capsys, "export", str(prompts), "-o", str(tmp_path / "l.npz"), "--atlas",
+    assert "finite" in query_error(capsys, "export", str(prompts), "-o", str(tmp_path / "l.npz"), "--atlas",
                                       str(world["atlas"]))
     lib = compute_library(atlas, ["red:1 + red:-1", "green"], beta=0.05)
     assert lib.num_c[0] == 0 and "cancels out" in lib.problems[0]["reason"]

@@ -3,10 +3,9 @@ import os
 
 import pytest
 
-from hardening_world import shared_world
+from hardening_world import query_error, shared_world
 from models.errors import AtlasError
 from query.catalog import run_sql
-from query.cli import main
 
 MAX_LIMIT = 100_000  # query.catalog.MAX_LIMIT
 
@@ -15,14 +14,6 @@ MAX_LIMIT = 100_000  # query.catalog.MAX_LIMIT
 def world(tmp_path_factory):
     return shared_world(tmp_path_factory)
 
-
-def one_line_error(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.mark.parametrize("statement, says", [
@@ -44,7 +35,7 @@ def test_sql_refuses_files_writes_extensions_and_several_statements(world, tmp_p
     os.chdir(tmp_path)
     try:
         before = {p.name: p.stat().st_size for p in world["atlas"].iterdir()}
-        err = one_line_error(capsys, "sql", statement, "--atlas", str(world["atlas"]))
+        err = query_error(capsys, "sql", statement, "--atlas", str(world["atlas"]))
         assert says in err
         assert "root:" not in err
         assert list(tmp_path.iterdir()) == []  # nothing written where we stand
@@ -63,12 +54,12 @@ def test_sql_reads_still_work(world):
 def test_sql_stops_runaway_queries_and_caps_limit(world, capsys):
     with pytest.raises(AtlasError, match="longer than"):
         run_sql(world["atlas"], "SELECT count(*) FROM range(1000000000000)", timeout_s=0.5)
-    err = one_line_error(capsys, "sql", "SELECT count(*) FROM range(1000000000000)", "--timeout", "0.5",
+    err = query_error(capsys, "sql", "SELECT count(*) FROM range(1000000000000)", "--timeout", "0.5",
                          "--atlas", str(world["atlas"]))
     assert "0.5 s" in err
-    assert str(f"{MAX_LIMIT:,}") in one_line_error(capsys, "sql", "SELECT 1", "--limit", str(MAX_LIMIT + 1),
+    assert str(f"{MAX_LIMIT:,}") in query_error(capsys, "sql", "SELECT 1", "--limit", str(MAX_LIMIT + 1),
                                                   "--atlas", str(world["atlas"]))
-    assert "limit" in one_line_error(capsys, "sql", "SELECT 1", "--limit", "-3", "--atlas", str(world["atlas"]))
+    assert "limit" in query_error(capsys, "sql", "SELECT 1", "--limit", "-3", "--atlas", str(world["atlas"]))
 
 
 def test_sql_on_garbage_or_missing_catalog_is_one_line(world, tmp_path, capsys):
@@ -76,5 +67,5 @@ def test_sql_on_garbage_or_missing_catalog_is_one_line(world, tmp_path, capsys):
     bad = tmp_path / "bad"
     shutil.copytree(world["atlas"], bad)
     (bad / "catalog.duckdb").write_bytes(b"not a database at all" * 100)
-    err = one_line_error(capsys, "sql", "SELECT 1", "--atlas", str(bad))
+    err = query_error(capsys, "sql", "SELECT 1", "--atlas", str(bad))
     assert "catalog.duckdb" in err
