@@ -71,7 +71,8 @@ def test_wrong_model_error_names_the_demo_and_the_fix(world, tmp_path, capsys):
     with h5py.File(out / "atlas.h5", "r+") as h5:
         h5.attrs["models"] = "{}"  # an atlas made before models were recorded
     reseal(out)
-    err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas", str(out))
+    err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas", str(out),
+                      notes=True)  # after "generator: demo (the demo: the atlas records no generator)"
     assert "the demo" in err and "--generator" in err
     result = CliRunner().invoke(cli, ["edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
                                       str(out), "--no-check-fingerprints", "--generator", str(world["gen"]), "--json"],
