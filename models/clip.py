@@ -430,14 +430,25 @@ def _hub_cache_file(tag: dict) -> Path | None:
 
 
 def network_reachable(host: str = "huggingface.co", port: int = 443, timeout_s: float = 3.0) -> bool:
-    """Whether a TCP connection to the model hub opens within timeout_s (no data is sent)."""
-    import socket
+    """Whether a TCP connection to the model hub opens within timeout_s (no data is sent).
 
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+    The name look-up runs in a daemon thread: a resolver that hangs must not hang the command.
+    """
+    import socket
+    import threading
+
+    result = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                result.append(True)
+        except OSError:
+            result.append(False)
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
 
 
 def _no_tower_weights() -> dict:
