@@ -241,3 +241,12 @@ def test_serve_binds_localhost_unless_told(monkeypatch, shapes):  # noqa: F811
     assert calls[-1]["host"] == "0.0.0.0" and "reachable from the network" in result.output
     result = CliRunner().invoke(cli, ["--atlas", str(Path(path) / "nope")])
     assert isinstance(result.exception, AtlasError) and not calls[2:]
+
+
+def test_serve_help_from_a_checkout():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "serve", "--help"], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--atlas" in out.stdout and "127.0.0.1" in out.stdout, out.stderr

@@ -58,7 +58,8 @@ def server(shapes):  # noqa: F811
 def browser(tmp_path_factory):
     if CHROMIUM is None or DRIVER is None:
         pytest.skip("no Chromium here: apt-get install chromium chromium-driver (.ci/run does) to run the page test")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[webtest]')")
+    webdriver = pytest.importorskip("selenium.webdriver",
+                                    reason="selenium is not installed (pip install -e '.[webtest]')")
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
@@ -142,7 +143,8 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser)
     wait(d, lambda d: loaded(d, d.find_element("id", "channel-strip"), f"/api/channel/{layer}/{channel}/strip.png"),
          "the channel strip never loaded")
     d.find_element("id", "channel-toggle").click()
-    wait(d, lambda d: loaded(d, edited(d), "off=" + key.replace(":", "%3A")), "turning the channel off did not re-render")
+    wait(d, lambda d: loaded(d, edited(d), "off=" + key.replace(":", "%3A")),
+         "turning the channel off did not re-render")
     assert "bar off" in d.find_element("css selector", f'#chart rect[data-ch="{key}"]').get_attribute("class")
     toggled = d.execute_script(PIXELS, edited(d))
     assert toggled != after, "turning the strongest channel off changed nothing"
@@ -168,3 +170,31 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser)
     assert urls and all(u.startswith(server) or u.startswith("blob:") for u in urls), urls
     severe = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
+
+
+def test_live_server_refuses_bad_requests_in_one_line(server):
+    """Through uvicorn itself: long URLs and a 1 GB upload get a JSON 4xx at once (nothing read past the limit)."""
+    import http.client
+    import json
+
+    host, port = server.rsplit("/", 1)[1].split(":")
+
+    def ask(method, path, headers=(), body=b""):
+        c = http.client.HTTPConnection(host, int(port), timeout=30)
+        c.putrequest(method, path)
+        for k, v in headers:
+            c.putheader(k, v)
+        c.endheaders()
+        if body:
+            c.send(body)
+        r = c.getresponse()
+        return r.status, json.loads(r.read())["error"]
+
+    for path, words in [("/api/edit.png?seed=" + ",".join(["7"] * 10_000), "at most 16"),
+                        ("/api/edit.png?prompt=" + "x" * 100_000, "at most 300"),
+                        ("/api/edit.png?prompt=red&alpha=NaN", "finite")]:
+        status, message = ask("GET", path)
+        assert status == 400 and words in message and "\n" not in message
+    start = time.perf_counter()
+    status, message = ask("POST", "/api/latents?name=w.npy", [("Content-Length", str(1 << 30))], b"\0" * (1 << 20))
+    assert status == 413 and "at most" in message and time.perf_counter() - start < 10
