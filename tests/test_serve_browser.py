@@ -100,7 +100,7 @@ def loaded(driver, img, needle):
     return needle in url and "loading" not in (img.get_attribute("class") or "")
 
 
-def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser):
+def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser, shapes, tmp_path):  # noqa: F811
     from selenium.webdriver.common.keys import Keys
 
     d = browser
@@ -164,6 +164,29 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser)
     wait(d, lambda d: loaded(d, edited(d), f"alpha={alpha:g}"), "the permalink's edit never rendered")
     assert d.execute_script(PIXELS, edited(d)) == toggled, "the permalink shows another edit"
     wait(d, lambda d: len(d.find_elements("css selector", "#channel-words li")) >= 3, "the permalink lost the channel")
+
+    # Accept stacks the edit (alpha back to 0, the image unchanged); Reset clears it (back to the original)
+    d.find_element("id", "accept").click()
+    wait(d, lambda d: len(d.find_elements("css selector", "#stack li")) == 1, "Accept did not stack the edit")
+    assert float(d.find_element("id", "alpha").get_attribute("value")) == 0
+    wait(d, lambda d: loaded(d, edited(d), "stack="), "the stacked edit never rendered")
+    assert d.execute_script(PIXELS, edited(d)) == toggled, "Accept changed the picture"
+    d.find_element("id", "reset").click()
+    wait(d, lambda d: not d.find_elements("css selector", "#stack li"), "Reset did not clear the stack")
+    wait(d, lambda d: loaded(d, edited(d), "alpha=0") and "stack=" not in edited(d).get_attribute("data-url"),
+         "Reset never re-rendered")
+    assert d.execute_script(PIXELS, edited(d)) == d.execute_script(PIXELS, d.find_elements("css selector",
+                                                                                            "img.original")[0])
+
+    # W / W+ latents uploaded from a file become cards of their own
+    import numpy as np
+
+    latents = tmp_path / "two.npy"
+    np.save(latents, shapes[0].sample_ws([5, 6], psi=0.7).numpy())
+    d.find_element("id", "latent-file").send_keys(str(latents))
+    wait(d, lambda d: len(d.find_elements("css selector", ".card")) == 6, "the uploaded latents never showed")
+    wait(d, lambda d: d.find_elements("css selector", "img.original")[5].get_attribute("data-url"),
+         "the uploaded latent never rendered")
 
     # nothing but this server was asked for anything, and the page logged no errors
     urls = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

@@ -209,8 +209,12 @@ function refreshStrips() {
   }
 }
 
-function refreshImages() {
+function refreshOriginals() {
   for (const c of cards) c.original.set("/api/edit.png?" + addSource(new URLSearchParams(), c.source));
+}
+
+function refreshImages() {
+  refreshOriginals();
   refreshEdited();
   refreshStrips();
 }
@@ -244,6 +248,7 @@ async function refreshDirection() {
     if (token !== directionToken) return;
     direction = null;
     drawChart();
+    refreshOriginals();
     showError(e.message);
   }
 }
