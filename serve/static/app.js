@@ -2,7 +2,6 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const SVG = "http://www.w3.org/2000/svg";
 
 // ---------------------------------------------------------------- state (mirrored in the URL: a permalink)
 const state = {
@@ -219,219 +218,6 @@ function refreshImages() {
   refreshStrips();
 }
 
-// ---------------------------------------------------------------- direction and channel chart
-let directionToken = 0;
-
-async function refreshDirection() {
-  const token = ++directionToken;
-  if (!state.prompt) {
-    direction = null;
-    drawChart();
-    showError("");
-    refreshImages();
-    return;
-  }
-  const q = new URLSearchParams({prompt: state.prompt, beta: betaParam()});
-  if (state.neutral) q.set("neutral", state.neutral);
-  try {
-    const d = await api("/api/channels", q);
-    if (token !== directionToken) return;
-    direction = d;
-    showError("");
-    if (state.autoBeta && typeof d.beta === "number") {
-      $("beta").value = d.beta;
-      $("beta-value").textContent = `auto: ${d.beta.toFixed(2)}`;
-    }
-    drawChart();
-    refreshImages();
-  } catch (e) {
-    if (token !== directionToken) return;
-    direction = null;
-    drawChart();
-    refreshOriginals();
-    showError(e.message);
-  }
-}
-
-function drawChart() {
-  const svg = $("chart");
-  svg.textContent = "";
-  const list = $("channel-list");
-  list.textContent = "";
-  if (!direction) { $("direction-label").textContent = ""; return; }
-  const d = direction;
-  $("direction-label").textContent =
-    `"${d.prompt}" vs "${d.neutral}": ${d.num_c} channels, β ${d.beta == null ? "mixed" : d.beta.toFixed(3)}` +
-    (state.off.length ? `, ${state.off.length} off` : "");
-  const layers = d.layers;
-  const width = svg.clientWidth || 600, height = 220, top = 8, axis = 30;
-  const mid = top + (height - top - axis) / 2;
-  const colW = width / Math.max(layers.length, 1);
-  const byLayer = new Map(layers.map((l) => [l.index, {up: [], down: []}]));
-  for (const c of d.channels) byLayer.get(c.layer)[c.delta_s > 0 ? "up" : "down"].push(c);
-  let tallest = 1e-9;
-  for (const v of byLayer.values()) for (const side of ["up", "down"]) {
-    tallest = Math.max(tallest, v[side].reduce((t, c) => t + Math.abs(c.score), 0));
-  }
-  const scale = (mid - top - 2) / tallest;
-  const line = document.createElementNS(SVG, "line");
-  Object.entries({x1: 0, x2: width, y1: mid, y2: mid, stroke: "#999"}).forEach(([k, v]) => line.setAttribute(k, v));
-  svg.append(line);
-  layers.forEach((l, i) => {
-    const x = i * colW + colW * 0.15, w = colW * 0.7;
-    for (const side of ["up", "down"]) {
-      let y = mid;
-      for (const c of byLayer.get(l.index)[side]) {
-        const h = Math.max(2, Math.abs(c.score) * scale);
-        const rect = document.createElementNS(SVG, "rect");
-        const key = `${c.layer}:${c.channel}`;
-        rect.setAttribute("x", x);
-        rect.setAttribute("y", side === "up" ? y - h : y);
-        rect.setAttribute("width", w);
-        rect.setAttribute("height", Math.max(h - 0.5, 1.5));
-        rect.setAttribute("fill", side === "up" ? "#d9534f" : "#337ab7");
-        rect.setAttribute("class", "bar" + (state.off.includes(key) ? " off" : "") + (state.channel === key ? " selected" : ""));
-        rect.dataset.ch = key;
-        const title = document.createElementNS(SVG, "title");
-        title.textContent = `layer ${c.layer} channel ${c.channel}: score ${c.score.toFixed(3)}, consistency ` +
-          `${c.consistency.toFixed(2)}; ${c.labels.map((p) => p[0]).join(", ")}`;
-        rect.append(title);
-        rect.addEventListener("click", () => selectChannel(key));
-        svg.append(rect);
-        y = side === "up" ? y - h : y + h;
-      }
-    }
-    const label = document.createElementNS(SVG, "text");
-    label.setAttribute("x", i * colW + colW / 2);
-    label.setAttribute("y", height - 14);
-    label.setAttribute("text-anchor", "middle");
-    label.textContent = `L${l.index}`;
-    const res = label.cloneNode();
-    res.setAttribute("y", height - 2);
-    res.textContent = `${l.resolution}px`;
-    svg.append(label, res);
-  });
-  list.innerHTML = "<tr><th>on</th><th>layer</th><th>channel</th><th>score</th><th>consistency</th><th>labels</th></tr>";
-  for (const c of d.channels.slice(0, 12)) {
-    const key = `${c.layer}:${c.channel}`;
-    const tr = document.createElement("tr");
-    tr.className = "ch" + (state.channel === key ? " selected" : "");
-    tr.dataset.ch = key;
-    tr.innerHTML = "<td><input type=checkbox></td><td></td><td></td><td></td><td></td><td></td>";
-    const cells = tr.querySelectorAll("td");
-    cells[1].textContent = c.layer;
-    cells[2].textContent = c.channel;
-    cells[3].textContent = (c.score > 0 ? "+" : "") + c.score.toFixed(3);
-    cells[4].textContent = c.consistency.toFixed(2);
-    cells[5].textContent = c.labels.map((p) => p[0]).join(", ");
-    const box = cells[0].firstChild;
-    box.checked = !state.off.includes(key);
-    box.addEventListener("click", (ev) => { ev.stopPropagation(); toggleChannel(key); });
-    tr.addEventListener("click", () => selectChannel(key));
-    list.append(tr);
-  }
-}
-
-function toggleChannel(key) {
-  const i = state.off.indexOf(key);
-  if (i >= 0) state.off.splice(i, 1); else state.off.push(key);
-  drawChart();
-  updateChannelPanel();
-  refreshEdited();
-  refreshStrips();
-}
-
-async function selectChannel(key) {
-  state.channel = key;
-  drawChart();
-  refreshStrips();
-  writeURL();
-  const [layer, ch] = key.split(":");
-  try {
-    const c = await api(`/api/channel/${layer}/${ch}`, new URLSearchParams({k: 10}));
-    if (state.channel !== key) return;
-    $("channel-panel").hidden = false;
-    $("channel-title").textContent = `layer ${c.layer} (${c.resolution} px), channel ${c.channel}`;
-    $("channel-stats").textContent = `consistency ${c.consistency.toFixed(3)} · style mean ${c.style_mean.toFixed(3)}` +
-      ` · std ${c.style_std.toFixed(3)} · strip: this channel alone, -10σ … +10σ`;
-    const words = $("channel-words");
-    words.textContent = "";
-    for (const w of c.words) {
-      const li = document.createElement("li");
-      li.textContent = `${w.phrase} (${w.score >= 0 ? "+" : ""}${w.score.toFixed(3)})`;
-      words.append(li);
-    }
-    updateChannelPanel();
-  } catch (e) {
-    showError(e.message);
-  }
-}
-
-function updateChannelPanel() {
-  if (!state.channel) return;
-  const off = state.off.includes(state.channel);
-  $("channel-toggle").textContent = off ? "turn this channel back on" : "turn this channel off in the edit";
-  $("channel-toggle").dataset.off = off ? "1" : "0";
-}
-
-// ---------------------------------------------------------------- prompt suggestions
-function suggestions(input, list, onPick) {
-  let items = [], active = -1, timer = null, asked = 0;
-  const close = () => { list.hidden = true; active = -1; };
-  const draw = () => {
-    list.textContent = "";
-    items.forEach((p, i) => {
-      const li = document.createElement("li");
-      li.textContent = p.phrase;
-      if (p.note) { const s = document.createElement("small"); s.textContent = " " + p.note; li.append(s); }
-      if (i === active) li.className = "active";
-      li.addEventListener("mousedown", (ev) => { ev.preventDefault(); input.value = p.phrase; close(); onPick(); });
-      list.append(li);
-    });
-    list.hidden = items.length === 0;
-  };
-  input.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(async () => {
-      const text = input.value.trim();
-      const token = ++asked;
-      if (!text) { items = []; close(); return; }
-      try {
-        const s = await api("/api/suggest", new URLSearchParams({q: text, k: 8, similar: "0"}));
-        if (token !== asked) return;
-        items = s.matches.map((p) => ({phrase: p}));
-        if (s.exact) {  // a vocabulary phrase: its neighbours in CLIP space cost nothing (FAISS)
-          const n = await api("/api/suggest", new URLSearchParams({q: text, k: 5, similar: "1"}));
-          if (token !== asked) return;
-          for (const p of n.similar || []) {
-            if (!items.some((x) => x.phrase === p.phrase)) items.push({phrase: p.phrase, note: `≈ ${p.cosine.toFixed(2)}`});
-          }
-        }
-        active = -1;
-        draw();
-      } catch (e) { items = []; close(); }
-    }, 90);
-  });
-  input.addEventListener("keydown", (ev) => {
-    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
-      if (!items.length) return;
-      ev.preventDefault();
-      active = (active + (ev.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
-      draw();
-    } else if (ev.key === "Enter") {
-      if (active >= 0 && !list.hidden) input.value = items[active].phrase;
-      clearTimeout(timer);
-      asked++;
-      close();
-      onPick();
-    } else if (ev.key === "Escape") {
-      close();
-    }
-  });
-  input.addEventListener("blur", () => setTimeout(close, 150));
-  input.addEventListener("change", onPick);
-}
-
 // ---------------------------------------------------------------- controls
 function applyPrompts() {
   const prompt = $("prompt").value.trim(), neutral = $("neutral").value.trim();
@@ -464,6 +250,15 @@ function setAlpha(a) {
   $("alpha-value").textContent = state.alpha.toFixed(1);
 }
 
+function startNextEdit() {  // after Accept or Reset: alpha 0, every channel on, the stack as it now is
+  state.off = [];
+  setAlpha(0);
+  drawStack();
+  drawChart();
+  refreshEdited();
+  refreshStrips();
+}
+
 function bindControls() {
   suggestions($("prompt"), $("prompt-suggest"), applyPrompts);
   suggestions($("neutral"), $("neutral-suggest"), applyPrompts);
@@ -486,22 +281,9 @@ function bindControls() {
     if (!state.prompt || !state.alpha) { showError("set a target prompt and a nonzero α before Accept."); return; }
     if (state.stack.length >= ((info && info.limits.stack) || 8)) { showError("the stack is full; Reset or remove an edit."); return; }
     state.stack.push({prompt: state.prompt, neutral: state.neutral, beta: betaParam(), alpha: state.alpha, off: state.off.slice()});
-    state.off = [];
-    setAlpha(0);
-    drawStack();
-    drawChart();
-    refreshEdited();
-    refreshStrips();
+    startNextEdit();
   });
-  $("reset").addEventListener("click", () => {
-    state.stack = [];
-    state.off = [];
-    setAlpha(0);
-    drawStack();
-    drawChart();
-    refreshEdited();
-    refreshStrips();
-  });
+  $("reset").addEventListener("click", () => { state.stack = []; startNextEdit(); });
   $("add-seed").addEventListener("click", () => {
     const typed = $("seed-input").value.trim();
     const seeds = state.sources.filter((s) => "seed" in s).map((s) => s.seed);
