@@ -129,11 +129,11 @@ def off_value(text) -> tuple:
 
 
 def edit_spec(q, required: bool = False) -> EditSpec:
-    """The current edit from query parameters prompt, neutral, beta, top_k, alpha, off."""
-    return EditSpec(prompt=prompt_value(q.get("prompt"), required=required),
-                    neutral=prompt_value(q.get("neutral"), "neutral prompt"), beta=beta_value(q.get("beta")),
-                    top_k=int_value(q.get("top_k"), "top_k", None, 1, 100_000), alpha=alpha_value(q.get("alpha")),
-                    off=off_value(q.get("off")))
+    """The current edit from query parameters prompt, neutral, beta, top_k, alpha (4 as in the CLI), off."""
+    prompt = prompt_value(q.get("prompt"), required=required)
+    return EditSpec(prompt=prompt, neutral=prompt_value(q.get("neutral"), "neutral prompt"),
+                    beta=beta_value(q.get("beta")), top_k=int_value(q.get("top_k"), "top_k", None, 1, 100_000),
+                    alpha=alpha_value(q.get("alpha"), 4.0 if prompt else 0.0), off=off_value(q.get("off")))
 
 
 def stack_value(text) -> tuple:

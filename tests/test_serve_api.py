@@ -82,6 +82,7 @@ def test_edit_png_is_the_library_edit(client):
     ws = atlas.sample_ws([1, 2], psi=0.7)
     got = image(c.get("/api/edit.png", params=dict(prompt="red", beta="auto", alpha=4, seed=1)))
     assert np.array_equal(got, pixels(atlas.edit(ws[:1], d, 4.0))[0])
+    assert np.array_equal(got, image(c.get("/api/edit.png", params=dict(prompt="red", beta="auto", seed=1))))
     row = image(c.get("/api/edit.png", params=[("prompt", "red"), ("beta", "auto"), ("alpha", "4"), ("seed", "1"),
                                                 ("seed", "2")]))
     assert row.shape == (32, 2 * 32 + 2, 3) and np.array_equal(row[:, 34:], pixels(atlas.edit(ws[1:], d, 4.0))[0])
