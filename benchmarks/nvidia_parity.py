@@ -108,7 +108,8 @@ def compare(path: Path, legacy) -> dict:
     unclamped = (ours.synthesize(styles_ours, noise_mode="const") - img_nv32).abs().max().item()
     return dict(w=(w_ours - ws_nv[:, 0]).abs().max().item(),
                 styles=max((a - b).abs().max().item() for a, b in zip(styles_ours, styles_nv)),
-                image_fp32=(img_ours - img_nv32).abs().max().item(), image_default=fp16_diff, nv_default_vs_fp32=fp16_self,
+                image_fp32=(img_ours - img_nv32).abs().max().item(), image_default=fp16_diff,
+                nv_default_vs_fp32=fp16_self,
                 image_range=img_nv32.abs().max().item(), clamp=clamp, without_clamp=unclamped)
 
 

@@ -23,7 +23,8 @@ def convert(src, dst) -> dict:
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise CheckpointError(f"the output {dst} is the input file; choose another output path.")
     if dst.suffix.lower() == ".pkl":
-        raise CheckpointError(f"the output {dst} ends in .pkl, which StyleAtlas reads as an NVIDIA pickle; name it .pt.")
+        raise CheckpointError(f"the output {dst} ends in .pkl, which StyleAtlas reads as an NVIDIA pickle; "
+                              "name it .pt.")
     info = None
     if src.suffix.lower() == ".pkl" and src.is_file() and not zipfile.is_zipfile(src):
         from models.nvidia import read_nvidia_generator

@@ -54,7 +54,12 @@ def read_nvidia_generator(path, device="cpu") -> tuple[StyleGAN2Generator, Snaps
     """(generator, what the snapshot held); every refusal is a one-line CheckpointError naming the file."""
     data = read_network_pickle(path)
     G, keys = _pick_generator(data, path)
-    gen, info = generator_from_nvidia(G, path)
+    try:
+        gen, info = generator_from_nvidia(G, path)
+    except (KeyError, TypeError, AttributeError, ValueError, RuntimeError, IndexError) as exc:  # odd structure
+        detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise CheckpointError(f"{path} holds a G_ema that does not look like a StyleGAN2 generator "
+                              f"({type(exc).__name__}: {detail}).") from None
     gen.source = str(path)
     return gen.to(device).eval(), replace(info, keys=keys)
 
@@ -113,6 +118,8 @@ def _mapping(G: PersistentModule, w_dim: int, path) -> tuple[dict, int, float, t
     _require(bool(fcs) and all(isinstance(fc, PersistentModule) for fc in fcs), path,
              "the mapping network's layers are not fc0, fc1, ...")
     lr = fcs[0].get("bias_gain")
+    _require(isinstance(lr, (int, float)) and lr > 0, path, f"mapping layer fc0 has bias gain {lr!r}, not a positive "
+             "lr multiplier.")
     sd = {}
     for i, fc in enumerate(fcs):
         t = fc.tensors
@@ -120,7 +127,8 @@ def _mapping(G: PersistentModule, w_dim: int, path) -> tuple[dict, int, float, t
         _require(w is not None and b is not None and tuple(w.shape) == (w_dim, w_dim), path,
                  f"mapping layer fc{i} is {tuple(w.shape) if w is not None else 'missing'}; StyleAtlas needs "
                  f"z_dim = layer width = w_dim = {w_dim} (a bias included).")
-        _require(fc.get("activation") == "lrelu", path, f"mapping layer fc{i} uses {fc.get('activation')!r}, not lrelu.")
+        _require(fc.get("activation") == "lrelu", path,
+                 f"mapping layer fc{i} uses {fc.get('activation')!r}, not lrelu.")
         _require(_close(fc.get("bias_gain"), lr) and _close(fc.get("weight_gain"), lr / math.sqrt(w_dim)), path,
                  f"mapping layer fc{i} has weight/bias gains {fc.get('weight_gain')}/{fc.get('bias_gain')} that are "
                  "not one lr multiplier.")
@@ -151,8 +159,12 @@ def _conv(layer: PersistentModule, prefix: str, w_dim: int, up: int, path) -> tu
     _require(layer.get("up", 1) == up and layer.get("activation") == "lrelu" and layer.get("padding", 1) == 1
              and _close(layer.get("act_gain"), math.sqrt(2)), path,
              f"{prefix} is not a StyleGAN2 layer (up={layer.get('up')}, activation={layer.get('activation')!r}).")
+    _require("bias" in t, path, f"{prefix} has no bias.")
     noise = t.get("noise_const") if layer.get("use_noise", True) else None
     strength = t.get("noise_strength") if noise is not None else None
+    _require(noise is None or (strength is not None and strength.numel() == 1
+                               and noise.numel() == layer.get("resolution", 0) ** 2), path,
+             f"{prefix} has noise_const / noise_strength of unexpected shapes.")
     sd = {"conv.weight": w[None], "activate.bias": t["bias"],
           "noise.weight": strength.reshape(1) if strength is not None else torch.zeros(1)}
     sd.update({f"conv.{k}": v for k, v in _affine(layer, prefix, w_dim, path).items()})
@@ -162,7 +174,7 @@ def _conv(layer: PersistentModule, prefix: str, w_dim: int, up: int, path) -> tu
 def _torgb(layer: PersistentModule, prefix: str, w_dim: int, path) -> dict:
     t = layer.tensors
     w = t.get("weight")
-    _require(w is not None and w.ndim == 4 and w.shape[0] == 3 and w.shape[2:] == (1, 1), path,
+    _require(w is not None and w.ndim == 4 and w.shape[0] == 3 and w.shape[2:] == (1, 1) and "bias" in t, path,
              f"{prefix} is not a 1x1 toRGB convolution to 3 channels.")
     _require(_close(layer.get("weight_gain"), 1 / math.sqrt(w.shape[1])), path,
              f"{prefix} has weight gain {layer.get('weight_gain')}, not 1/sqrt(in_channels).")

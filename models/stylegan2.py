@@ -392,7 +392,7 @@ def small_generator(seed: int = 0, resolution: int = 32, style_dim: int = 32, n_
 
 
 def load_generator(path, device="cpu"):
-    """Load a rosinality-format checkpoint, an NVIDIA `.pkl` snapshot (models/nvidia.py) or "demo"; see models/checkpoint.py."""
+    """Load a rosinality-format checkpoint, an NVIDIA `.pkl` (models/nvidia.py) or "demo"; see models/checkpoint.py."""
     from models.checkpoint import load_generator as _load
     return _load(path, device=device)
 

@@ -41,7 +41,8 @@ def make_net(res=16, w_dim=16, map_layers=2, conv_clamp=None, num_fp16_res=0, lr
     resolutions = [2 ** i for i in range(2, log2 + 1)]
     ch = {r: min(channel_base // r, channel_max) for r in resolutions}
     fp16_res = max(2 ** (log2 + 1 - num_fp16_res), 8)
-    mapping = [dict(weight=randn(w_dim, w_dim, scale=1 / lr), bias=randn(w_dim, scale=0.3 / lr)) for _ in range(map_layers)]
+    mapping = [dict(weight=randn(w_dim, w_dim, scale=1 / lr), bias=randn(w_dim, scale=0.3 / lr))
+               for _ in range(map_layers)]
 
     def layer(cin, cout, r, up):
         d = dict(weight=randn(cout, cin, 3, 3), bias=randn(cout, scale=0.3), affine=dict(
