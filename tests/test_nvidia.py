@@ -209,3 +209,14 @@ def test_read_reports_what_the_snapshot_held(tmp_path):
     assert (info.resolution, info.mapping_layers, info.conv_clamp, info.fp16_resolutions) == (16, 2, 256.0, [16])
     assert info.mapping_lr == pytest.approx(0.1) and info.has_w_avg and info.noise_layers == 5
     assert gen.lr_mlp == 0.01  # the 0.1 multiplier is folded into the stored weights
+
+
+def test_convert_is_reachable_with_python_m():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "models.convert", "--help"], cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "Usage:" in out.stdout and "rosinality" in out.stdout, out.stderr
