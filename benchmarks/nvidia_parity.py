@@ -18,6 +18,7 @@ import os
 import pickle
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -32,6 +33,10 @@ CONFIGS = [
     ("64px map8 clamp256 fp16x4", 64, 8, 256, 4, 4096, 128, 128, 0.01),
     ("32px map2 clamp0.5 (clamp active)", 32, 2, 0.5, 2, 2048, 64, 64, 0.01),
     ("16px map4 lr0.1 noclamp", 16, 4, None, 0, 1024, 64, 64, 0.1),
+]
+LARGE = [  # the published architectures (slow on a CPU: minutes)
+    ("256px paper256 map8 clamp256 fp16x4", 256, 8, 256, 4, 16384, 512, 512, 0.01),
+    ("1024px config-f map8 clamp256 fp16x4", 1024, 8, 256, 4, 32768, 512, 512, 0.01),
 ]
 
 
@@ -76,14 +81,14 @@ def build_snapshot(nv_module: str, res, map_layers, clamp, fp16, cbase, cmax, di
 
 
 @torch.no_grad()
-def compare(path: Path, legacy) -> dict:
-    """Largest |ours - NVIDIA| for w, styles and images on 4 seeded z."""
+def compare(path: Path, legacy, batch: int = 4) -> dict:
+    """Largest |ours - NVIDIA| for w, styles and images on `batch` seeded z."""
     from models.stylegan2 import load_generator
 
     with open(path, "rb") as f:
         G = legacy.load_network_pkl(f)["G_ema"].eval()
     ours = load_generator(path)
-    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(1))
     ws_nv = G.mapping(z, None, truncation_psi=0.7)  # [4, num_ws, w_dim]
     w_ours = ours.truncate(ours.mapping(z), 0.7)
     styles_nv = []
@@ -117,23 +122,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nvidia-repo", type=Path, required=True, help="checkout of stylegan2-ada-pytorch or stylegan3")
     ap.add_argument("--pkl", type=Path, nargs="*", default=[], help="extra snapshot pickles to compare")
+    ap.add_argument("--large", action="store_true", help="also the 256 px and 1024 px published architectures")
     args = ap.parse_args()
     sys.path.insert(0, str(args.nvidia_repo.resolve()))
     import legacy  # NVIDIA's loader (runs the code stored in the pickle: only for this check)
 
     nv_module = "training.networks" if (args.nvidia_repo / "training" / "networks.py").exists() \
         else "training.networks_stylegan2"
+    from models.stylegan2 import load_generator
+
     torch.set_num_threads(1)
     print(f"load: {os.getloadavg()[0]:.2f}  NVIDIA code: {args.nvidia_repo} ({nv_module})")
     print(f"{'configuration':40s} {'w':>9s} {'styles':>9s} {'img fp32':>9s} {'img dflt':>9s} {'|img|':>6s} "
           f"{'no clamp':>9s} {'NV dflt-32':>10s}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, *cfg in CONFIGS:
+        for name, *cfg in CONFIGS + (LARGE if args.large else []):
             path = Path(tmp) / f"{name.split()[0]}.pkl"
             with open(path, "wb") as f:
                 pickle.dump(build_snapshot(nv_module, *cfg), f)
-            rows.append((name, compare(path, legacy)))
+            start = time.perf_counter()
+            load_generator(path)
+            load_s = time.perf_counter() - start
+            print(f"  {name}: snapshot {path.stat().st_size / 2 ** 20:.1f} MiB, our load {load_s:.2f} s", flush=True)
+            rows.append((name, compare(path, legacy, batch=1 if cfg[0] >= 256 else 4)))
         rows += [(p.name, compare(p, legacy)) for p in args.pkl]
     def num(x, width=9):
         return f"{x:{width}.2e}" if isinstance(x, float) else f"{x:>{width}s}"

@@ -85,9 +85,13 @@ def _load_storage(data):
     """A storage pickled by torch as bytes in torch.save's legacy format; read back with weights_only."""
     if not isinstance(data, (bytes, bytearray)):
         raise CheckpointError("a tensor storage in the pickle is not bytes; the file is corrupt.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TypedStorage deprecation chatter
-        storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TypedStorage deprecation chatter
+            storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's weights_only refused what the storage bytes name
+        raise UnsafePickleError("a tensor storage in the pickle holds objects other than tensor data; refusing "
+                                "to load it (unpickling it could run code)") from None
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise CheckpointError(f"a tensor storage in the pickle holds a {type(storage).__name__}; the file is corrupt.")
     return storage

@@ -220,3 +220,26 @@ def test_convert_is_reachable_with_python_m():
     out = subprocess.run([sys.executable, "-m", "models.convert", "--help"], cwd=root, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "Usage:" in out.stdout and "rosinality" in out.stdout, out.stderr
+
+
+class StorageThatRunsACommand:
+    """A 'tensor storage' whose torch.save bytes (legacy format, as torch pickles storages) hide os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import io
+
+        buf = io.BytesIO()
+        torch.save(RunsACommand(self.marker), buf, _use_new_zipfile_serialization=False)
+        return (torch.storage._load_from_bytes, (buf.getvalue(),))
+
+
+def test_code_hidden_in_storage_bytes_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned-by-storage"
+    path = tmp_path / "storage.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": StorageThatRunsACommand(marker)}))
+    with pytest.raises(CheckpointError, match="other than tensor data") as err:
+        load_generator(path)
+    assert "\n" not in str(err.value) and not marker.exists()
