@@ -196,7 +196,6 @@ def direction(opts, prompt, neutral, beta, top_k, show, full, as_json):
     requested = beta_value(beta)
     d = atlas.direction(prompt, neutral, requested, top_k=top_k)
     obj = direction_report(atlas, d, show, full)
-    obj["beta_option"] = requested
     emit(as_json, obj, lambda: _direction_lines(d, show, requested))
 
 
