@@ -2,18 +2,22 @@
 
 The JSON record beside each mapper file is the source of truth (written atomically after the file); the
 catalog table is rebuilt from the records whenever a mapper is added, so SQL sees them too and a rebuilt
-catalog gets them back on the next write (or `sync_catalog`).
+catalog gets them back on the next write (or `sync_catalog`). The catalog is changed in a copy that replaces
+it, and MANIFEST.json's size and sha256 of it are updated, so the atlas still verifies on open.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
+from index.atlas import CATALOG, MANIFEST
 from index.catalog import catalog_path
-from index.io import write_json_atomic
+from index.io import atomic_path, write_json_atomic
+from index.verify import sha256_file
 from models.errors import AtlasFormatError
 
 MAPPERS_DIR = "mappers"
@@ -40,21 +44,13 @@ def mapper_path(out_dir, prompt: str) -> Path:
     return Path(out_dir) / MAPPERS_DIR / f"{mapper_name(prompt)}.pt"
 
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def add_mapper_record(out_dir, prompt: str, info: dict) -> dict:
     """Record the mapper file already written at mapper_path(out_dir, prompt); returns the record."""
     path = mapper_path(out_dir, prompt)
     if not path.is_file():
         raise AtlasFormatError(f"no mapper file at {path}; save the mapper there first.")
     losses = info.get("final_losses") or {}
-    record = dict(prompt=prompt, file=f"{MAPPERS_DIR}/{path.name}", sha256=file_sha256(path),
+    record = dict(prompt=prompt, file=f"{MAPPERS_DIR}/{path.name}", sha256=sha256_file(path),
                   steps=int(info.get("steps", 0)), batch_size=int(info.get("batch_size", 0)),
                   loss_clip=losses.get("clip"), loss_l2=losses.get("l2"), loss_id=losses.get("id"),
                   loss_total=losses.get("total"), generator_fingerprint=info.get("generator_fingerprint"),
@@ -98,18 +94,35 @@ def sync_catalog(out_dir) -> None:
         return
     rows = [tuple(json.dumps(r.get(k), sort_keys=True) if k == "settings" else r.get(k) for k in RECORD_KEYS)
             for r in list_mappers(out_dir)]
-    try:
-        con = duckdb.connect(str(path))
-    except duckdb.Error as exc:
-        raise AtlasFormatError(f"cannot update the mappers table of {path} ({str(exc).splitlines()[0][:120]}); "
-                               "close other programs using the catalog and run again.") from None
-    try:
-        con.execute("BEGIN")
-        con.execute(SCHEMA)
-        con.execute("DELETE FROM mappers")
-        if rows:
-            con.executemany(f"INSERT INTO mappers VALUES ({', '.join('?' * len(RECORD_KEYS))})", rows)
-        con.execute("COMMIT")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
+    with atomic_path(path, suffix=".duckdb") as tmp:
+        shutil.copyfile(path, tmp)
+        try:
+            con = duckdb.connect(str(tmp))
+        except duckdb.Error as exc:
+            raise AtlasFormatError(f"cannot update the mappers table of {path} ({str(exc).splitlines()[0][:120]}); "
+                                   "run the build command again to rewrite the catalog.") from None
+        try:
+            con.execute("BEGIN")
+            con.execute(SCHEMA)
+            con.execute("DELETE FROM mappers")
+            if rows:
+                con.executemany(f"INSERT INTO mappers VALUES ({', '.join('?' * len(RECORD_KEYS))})", rows)
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    _update_manifest(Path(out_dir))
+
+
+def _update_manifest(out_dir: Path) -> None:
+    """Record the new catalog's size and sha256 in MANIFEST.json (when the build listed it there)."""
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    catalog = out_dir / CATALOG
+    if isinstance(manifest.get("files"), dict) and CATALOG in manifest["files"]:
+        manifest["files"][CATALOG] = catalog.stat().st_size
+    if isinstance(manifest.get("sha256"), dict) and CATALOG in manifest["sha256"]:
+        manifest["sha256"][CATALOG] = sha256_file(catalog)
+    write_json_atomic(path, manifest)

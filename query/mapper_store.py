@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index.mappers import add_mapper_record, file_sha256, find_mapper, list_mappers, mapper_path
+from index.mappers import add_mapper_record, find_mapper, list_mappers, mapper_path
+from index.verify import sha256_file
 from models.errors import AtlasError, AtlasFormatError
 from query.mapper import Mapper, load_mapper
 
@@ -40,7 +41,7 @@ def atlas_mapper(atlas, prompt: str, device=None) -> Mapper | None:
     if record is None:
         return None
     file = Path(path) / record["file"]
-    if file_sha256(file) != record.get("sha256"):
+    if sha256_file(file) != record.get("sha256"):
         raise AtlasFormatError(f"mapper file {file} does not match its record (sha256 differs); train the mapper "
                                "for this prompt again.")
     check_mapper_generator(atlas, record.get("generator_fingerprint"), f"the stored mapper for {prompt!r}")

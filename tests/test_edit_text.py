@@ -37,6 +37,10 @@ def test_global_and_mapper_on_request_and_the_fallback_order(planted):
     mapper = train_mapper(planted.generator, planted.embedder, "green", steps=30, batch_size=8, num_latents=64,
                           norm="channels", progress=False)
     store_mapper(planted, mapper)
+    from test_planted import MeanColourEmbedder, PlantedGenerator
+
+    from query import Atlas
+    Atlas.open(planted.data.path, generator=PlantedGenerator(), embedder=MeanColourEmbedder())  # still verifies
     by_mapper = planted.edit_text(ws, "green", method="mapper")
     assert by_mapper.method == "mapper" and by_mapper.ws.shape == (4, 1, 8)
     gen = planted.generator
