@@ -393,8 +393,12 @@ def export(opts, prompts_file, neutral, beta, top_k, out, styleclip_layout, as_j
 # ---------------------------------------------------------------- fallbacks: mappers, edit --method, compare
 def _latents(atlas, seed, latent, psi) -> tuple:
     """W codes from --seed (default 0) or --latent, and how they were chosen (for the PNG's settings)."""
-    from query.media import load_latent
+    from models.device import check_seed
+    from query.media import MAX_SEEDS, load_latent
 
+    seed = [check_seed(s, "--seed") for s in seed]
+    if len(seed) > MAX_SEEDS:
+        raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
     gen = atlas.generator
     if latent is not None:
         ws = load_latent(latent, int(gen.w_dim), int(gen.num_ws))
@@ -485,9 +489,11 @@ def compare_cmd(opts, prompt, seed, latent, psi, neutral, beta, top_k, alpha, me
                 out, cell, as_json):
     """Global direction vs mapper vs optimization on the same images: a PNG grid and a table per method."""
     from query.compare import compare_methods, parse_methods, table_lines
+    from query.media import MAX_CELL, check_count
 
     if latent is not None and seed:
         raise AtlasError("pass --seed or --latent, not both.")
+    check_count(cell, "--cell", 8, MAX_CELL)
     methods = parse_methods(methods)
     atlas = open_atlas(opts)
     ws, source = _latents(atlas, seed, latent, psi)
