@@ -359,7 +359,7 @@ def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mod
     check_count(cell, "--cell", 8, MAX_CELL)
     atlas = open_atlas(opts)
     if method is not None:
-        return _method_edit(atlas, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method)
+        return _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method)
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
     obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
                      psi=psi, noise_mode=noise_mode, cell=cell)
@@ -407,21 +407,34 @@ def _latents(atlas, seed, latent, psi) -> tuple:
     return atlas.sample_ws(seeds, psi), dict(seeds=seeds, psi=psi)
 
 
-def _identity(name):
+def _identity(name, atlas=None, opts=None):
+    """--identity: a file, "demo" or "none"; unset: the demo identity with the demo generator (as `optimize`
+    does), else none. Without atlas/opts (mapper train) unset means none."""
+    defaulted = name is None
+    if defaulted and atlas is not None:
+        generator = opts["generator"] or _from_atlas(atlas, "generator", "--generator")
+        name = "demo" if generator == "demo" else "none"
     if name in (None, "", "none"):
         return None
-    from models.identity import load_identity
-    return load_identity(name)
+    try:
+        from models.identity import load_identity
+    except ImportError:
+        if defaulted:
+            return None
+        raise AtlasError("identity models (models.identity) are not available in this StyleAtlas; pass "
+                         "--identity none.") from None
+    return load_identity(name, device=opts["device"] if opts else "cpu")
 
 
-def _method_edit(atlas, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method):
+def _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method):
     from query.compare import method_strip
 
     if len(alphas) != 1:
         raise AtlasError("--method edits at one strength; give one --alpha (the global direction's).")
     ws, source = _latents(atlas, seed, latent, psi)
+    identity = _identity(None, atlas, opts) if method in ("auto", "optimize") else None
     obj = method_strip(atlas, ws, prompt, out, method=method, neutral=neutral, alpha=alphas[0], beta=beta,
-                       cell=cell, source=source, progress=not as_json)
+                       cell=cell, source=source, identity=identity, progress=not as_json)
     emit(as_json, obj, [f"method: {obj['method']}", f"reason: {obj['reason']}", f"wrote {out}"])
 
 
@@ -480,7 +493,8 @@ def mapper_list(opts, as_json):
 @click.option("--alpha", type=float, default=4.0, show_default=True, help="Global direction strength.")
 @click.option("--methods", default="global,mapper,optimize", show_default=True,
               help="Methods to compare (mapper only when one is stored).")
-@click.option("--identity", default=None, help='Identity for optimization: model_ir_se50.pth, "demo" or none.')
+@click.option("--identity", default=None, help='Identity for optimization: model_ir_se50.pth, "demo" or none '
+              "(default: demo with the demo generator, else none).")
 @click.option("--optimize-steps", type=int, default=300, show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("compare.png"),
               show_default=True, help="PNG grid: rows are images; columns original, then each method.")
@@ -498,7 +512,8 @@ def compare_cmd(opts, prompt, seed, latent, psi, neutral, beta, top_k, alpha, me
     atlas = open_atlas(opts)
     ws, source = _latents(atlas, seed, latent, psi)
     report = compare_methods(atlas, ws, prompt, out, neutral=neutral, alpha=alpha, beta=beta_value(beta),
-                             identity=_identity(identity), optimize_options=dict(steps=optimize_steps),
+                             identity=_identity(identity, atlas, opts) if "optimize" in methods else None,
+                             optimize_options=dict(steps=optimize_steps),
                              methods=methods, cell=cell, source=source, progress=not as_json)
     emit(as_json, report, lambda: table_lines(report))
 
