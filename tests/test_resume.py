@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = r'''
 import sys, time
 import torch
-torch.set_num_threads(1)
 sys.path.insert(0, sys.argv[3])
 from conftest import tiny_clip_config
+torch.set_num_threads(1)  # after conftest, which sets two threads: the in-process reference runs on one
 from models.clip import load_clip
 from models.stylegan2 import small_generator
 from pipeline import build_atlas
