@@ -8,6 +8,8 @@ which stage is unfinished. Layout (all under `<atlas>/work/`):
     stats/chunk_00000.npz       count, mean, m2 over every style channel for one block of samples
     stats.npz                   the merged mean / std (float64) over all samples
     relevance/chunk_00000.npz   relevance [cc, D] float32, consistency [cc] float32 for one block of channels
+    relevance_jacobian/chunk_00000.npz  jacobian builds: sum d_k [C, D], sum |d_k|^2 [C] for one block of images
+                                (the last chunk: the exact check rows); summed into relevance/ at assembly
     vocabulary/chunk_00000.npz  embeddings [n, D] float32 for one block of phrases
     vocabulary/neutral.npz      t(neutral) [D]
 """
@@ -59,6 +61,8 @@ def progress(out_dir) -> dict[str, tuple[int, int]]:
         return {}
     out = {}
     for stage in STAGES:
+        if stage == "relevance" and "relevance_jacobian" in plan["chunks"]:
+            stage = "relevance_jacobian"  # a jacobian build: image blocks, summed into relevance at assembly
         n = int(plan["chunks"][stage])
         out[stage] = (n - len(missing_chunks(out_dir, stage, n)), n)
     return out
@@ -69,7 +73,7 @@ def describe_unfinished(out_dir) -> str:
     prog = progress(out_dir)
     if not prog:
         return "no build was started there (no atlas.h5 and no work/plan.json)"
-    for stage in STAGES:
+    for stage in prog:
         done, total = prog[stage]
         if done < total:
             return f"the {stage} stage has {done} of {total} chunks done"

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import index
+from models.errors import AtlasFormatError
 from pipeline import merge, run_build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +101,10 @@ def test_jacobian_build_killed_and_resumed_is_bit_identical(single, tmp_path):
         time.sleep(0.02)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
-    assert 2 <= len(list(chunks.glob("chunk_*.npz"))) < 7
+    done = len(list(chunks.glob("chunk_*.npz")))
+    assert 2 <= done < 7
+    with pytest.raises(AtlasFormatError, match=f"relevance_jacobian stage has {done} of 7 chunks"):
+        index.read_atlas(tmp_path / "resumed")  # never an atlas that opens but is wrong
     resumed = _start(script, tmp_path / "resumed", 0.0)
     _, err = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, err[-2000:]
