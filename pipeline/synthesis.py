@@ -13,8 +13,10 @@ import torch
 
 
 def supports(generator) -> bool:
-    """True for generators with the built-in StyleGAN2 module layout (rosinality names)."""
-    return all(hasattr(generator, a) for a in ("input", "conv1", "to_rgb1", "convs", "to_rgbs", "_noise"))
+    """True for the built-in StyleGAN2 itself (a wrapper that overrides synthesize must keep being called)."""
+    from models.stylegan2 import StyleGAN2Generator
+
+    return isinstance(generator, StyleGAN2Generator) and type(generator).synthesize is StyleGAN2Generator.synthesize
 
 
 def layer_resolutions(generator) -> list[int]:
