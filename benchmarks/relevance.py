@@ -41,10 +41,10 @@ def load() -> str:
 def cos_table(a: np.ndarray, b: np.ndarray, layers: np.ndarray) -> dict:
     """Median / p10 row cosine overall and per layer."""
     c = jacobian.row_cosines(a, b)
-    out = {"all": (float(np.median(c)), float(np.percentile(c, 10)), int(len(c)))}
+    out = {"all": (float(np.median(c)), float(np.percentile(c, 10)), len(c))}
     for l in np.unique(layers):
         x = c[layers == l]
-        out[int(l)] = (float(np.median(x)), float(np.percentile(x, 10)), int(len(x)))
+        out[int(l)] = (float(np.median(x)), float(np.percentile(x, 10)), len(x))
     return out
 
 
@@ -99,7 +99,7 @@ def demo_world(args) -> dict:
     delta_t = ex.vocab_embeddings[pick] - ex.neutral_embedding[None]
     delta_t /= np.linalg.norm(delta_t, axis=1, keepdims=True)
     res["prompts"] = dict(fast=prompt_agreement(fa.relevance, ex.relevance, delta_t),
-                          floor=prompt_agreement(floor_rows, ex.relevance, delta_t), count=int(len(pick)))
+                          floor=prompt_agreement(floor_rows, ex.relevance, delta_t), count=len(pick))
     # prefix reuse vs plain renders (the same rows up to float rounding; how much time it saves)
     sample = channels[:: max(1, len(channels) // 96)]
     s_img = relevance.image_styles(gen, cfg)
@@ -108,10 +108,10 @@ def demo_world(args) -> dict:
         t0 = time.perf_counter()
         rows[name], _ = relevance.compute_chunk(gen, clip, s_img, sample, ex.layer_mean, ex.layer_std, c)
         times[name] = time.perf_counter() - t0
-    res["prefix"] = dict(channels=int(len(sample)), seconds=times,
+    res["prefix"] = dict(channels=len(sample), seconds=times,
                          max_abs_diff=float(np.abs(rows["plain"] - rows["prefix"]).max()),
                          min_cos=float(jacobian.row_cosines(rows["plain"], rows["prefix"]).min()))
-    res["channels"], res["dim"] = int(len(channels)), int(clip.dim)
+    res["channels"], res["dim"] = len(channels), int(clip.dim)
     res["uptime_end"] = load()
     return res
 
@@ -192,7 +192,7 @@ def world_256(args) -> dict:
     jac_per_image = t_forward + (D / B) * float(np.mean(t_chunks))
     exact_per_channel_image = timed["exact"] / (len(sample) * M)
     res.update(
-        channels=C, sampled=int(len(sample)), images=M, dim=D, seconds=timed, t_forward=t_forward, t_vjp_chunks=t_chunks,
+        channels=C, sampled=len(sample), images=M, dim=D, seconds=timed, t_forward=t_forward, t_vjp_chunks=t_chunks,
         vjp_batch=B, vjp_rows_vs_fd_min_cos=min(vjp_check), jacobian_seconds_per_image=jac_per_image,
         jacobian_seconds_per_channel_image=jac_per_image / C, exact_seconds_per_channel_image=exact_per_channel_image,
         speedup_per_channel=exact_per_channel_image / (jac_per_image / C),

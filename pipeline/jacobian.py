@@ -205,7 +205,7 @@ def agreement(check: dict, relevance: np.ndarray, consistency: np.ndarray) -> di
     rows = check["rows"]
     fast = row_cosines(relevance[rows], check["exact"])
     floor = row_cosines(check["disjoint"], check["exact"])
-    return dict(check_channels=int(len(rows)), check_rows=[int(r) for r in rows],
+    return dict(check_channels=len(rows), check_rows=[int(r) for r in rows],
                 cosine_vs_exact_median=float(np.median(fast)), cosine_vs_exact_p10=float(np.percentile(fast, 10)),
                 floor_cosine_median=float(np.median(floor)), floor_cosine_p10=float(np.percentile(floor, 10)),
                 consistency_abs_diff_median=float(np.median(np.abs(consistency[rows] - check["exact_consistency"]))),

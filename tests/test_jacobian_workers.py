@@ -58,6 +58,7 @@ def one_thread():
 
 def _models():
     from conftest import tiny_clip_config
+
     from models.clip import load_clip
     from models.stylegan2 import small_generator
 
