@@ -23,9 +23,9 @@ KW = dict(num_images=6, chunk_images=1, num_samples=600, stats_chunk_size=200, b
 SCRIPT = r'''
 import sys, time
 import torch
-torch.set_num_threads(1)
 sys.path[:0] = [sys.argv[3], sys.argv[3].rsplit("/", 1)[0]]  # tests/, then this checkout before any install
 from conftest import tiny_clip_config
+torch.set_num_threads(1)  # after conftest, which sets two threads: the in-process reference runs on one
 from test_jacobian_workers import KW
 from models.clip import load_clip
 from models.stylegan2 import small_generator
@@ -78,9 +78,7 @@ def _same(a_dir, b_dir):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert a.config == b.config
     ea, eb = ({k: v for k, v in x.extra["relevance"].items() if "seconds" not in k} for x in (a, b))
-    assert ea.keys() == eb.keys() and ea["method"] == "jacobian" and ea["check_rows"] == eb["check_rows"]
-    for key in ea:  # the check figures: exact renders, equal up to float rounding across processes
-        assert ea[key] == pytest.approx(eb[key], abs=1e-5), key
+    assert ea == eb and ea["method"] == "jacobian"  # the check figures too (their timings aside)
 
 
 def _start(script, out, delay):
