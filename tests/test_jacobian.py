@@ -108,12 +108,16 @@ def test_cli_dry_run_prints_the_jacobian_plan(tmp_path, capsys):
     assert "relevance method jacobian" in out and "forward-equivalents" in out and "jacobian memory" in out
 
 
-def test_staged_synthesis_is_synthesize(tiny):
-    styles = relevance.image_styles(tiny, RelevanceConfig(num_images=3))
+@pytest.mark.parametrize("conv_clamp", [None, 0.5])
+def test_staged_synthesis_is_synthesize(conv_clamp):
+    from models.stylegan2 import StyleGAN2Generator
+
+    gen = StyleGAN2Generator(16, style_dim=16, n_mlp=2, channels={r: 8 for r in (4, 8, 16)}, conv_clamp=conv_clamp)
+    styles = relevance.image_styles(gen, RelevanceConfig(num_images=3))
     with torch.no_grad():
-        state = synthesis.start_state(tiny, 3, styles[0].dtype)
-        staged = synthesis.run_layers(tiny, state, styles, 0, len(styles), "const")[1]
-        assert torch.equal(staged, tiny.synthesize(styles))
+        state = synthesis.start_state(gen, 3, styles[0].dtype)
+        staged = synthesis.run_layers(gen, state, styles, 0, len(styles), "const")[1]
+        assert torch.equal(staged, gen.synthesize(styles))
 
 
 @pytest.mark.parametrize("exit_resolution", [None, 8])
