@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_resume import SCRIPT as RESUME_SCRIPT
+from test_resume import _start
 
 import index
 from models.errors import AtlasFormatError
@@ -20,30 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KW = dict(num_images=6, chunk_images=1, num_samples=600, stats_chunk_size=200, batch_size=4, chunk_channels=2,
           check_channels=2, relevance_method="jacobian", vocabulary=["red", "green", "smiling"],
           templates=["a photo of a {}.", "a {}."], progress=False)
-SCRIPT = r'''
-import sys, time
-import torch
-sys.path[:0] = [sys.argv[3], sys.argv[3].rsplit("/", 1)[0]]  # tests/, then this checkout before any install
-from conftest import tiny_clip_config
-torch.set_num_threads(1)  # after conftest, which sets two threads: the in-process reference runs on one
-from test_jacobian_workers import KW
-from models.clip import load_clip
-from models.stylegan2 import small_generator
-from pipeline import build_atlas
-
-class Slow:
-    """The tiny generator, slowed down so that the test can kill the build mid-relevance."""
-    def __init__(self, gen, delay):
-        self.gen, self.delay = gen, delay
-    def __getattr__(self, name):
-        return getattr(self.gen, name)
-    def synthesize(self, styles, noise_mode="const"):
-        time.sleep(self.delay)
-        return self.gen.synthesize(styles, noise_mode=noise_mode)
-
-gen = Slow(small_generator(seed=0, resolution=16, style_dim=16, width=8), float(sys.argv[2]))
-build_atlas(gen, load_clip(tiny_clip_config(), seed=0), sys.argv[1], **KW)
-'''
+# test_resume's killed-build script (the slowed-down tiny generator), building with KW instead
+SCRIPT = RESUME_SCRIPT[:RESUME_SCRIPT.index("build_atlas(gen,")] + (
+    "from test_jacobian_workers import KW\nbuild_atlas(gen, load_clip(tiny_clip_config(), seed=0), sys.argv[1], **KW)\n")
 ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "vocab_embeddings", "labels_index",
           "labels_score")
 
@@ -79,12 +60,6 @@ def _same(a_dir, b_dir):
     assert a.config == b.config
     ea, eb = ({k: v for k, v in x.extra["relevance"].items() if "seconds" not in k} for x in (a, b))
     assert ea == eb and ea["method"] == "jacobian"  # the check figures too (their timings aside)
-
-
-def _start(script, out, delay):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, str(script), str(out), str(delay), str(ROOT / "tests")], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
