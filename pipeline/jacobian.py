@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from index.io import read_npz, write_json_atomic, write_npz_atomic
-from index.work import chunk_path, missing_chunks, work_dir
+from index.work import CHECK, JACOBIAN, chunk_path, missing_chunks, work_dir
 from pipeline import relevance as exact
 from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncate
 from pipeline.config import RelevanceConfig
 
-STAGE = "relevance_jacobian"
-CHECK_FILE = "relevance_check.json"
+STAGE = JACOBIAN
+CHECK_FILE = CHECK
 
 
 def num_chunks(cfg: RelevanceConfig) -> int:

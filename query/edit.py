@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from index.io import refuse_inside
 from query.media import image_grid, load_latent, png_path, save_png
 
 
@@ -23,6 +24,7 @@ def edit_strip(atlas, d, out, alphas, seeds=None, latent=None, psi: float = 0.7,
                cell: int = 128) -> dict:
     """One row per latent: the original, then the edit at every alpha. Returns the numbers (also in the PNG)."""
     png_path(out)  # before any rendering
+    refuse_inside(atlas.data.path, out, "image")
     gen = atlas.generator
     if latent is not None:
         ws = load_latent(latent, int(gen.w_dim), int(gen.num_ws))  # [B, w_dim] or [B, num_ws, w_dim]
@@ -49,6 +51,7 @@ def channel_grid(atlas, layer: int, channel: int, out, alpha: float = 10.0, step
     from query.atlas import check_alpha
 
     png_path(out)
+    refuse_inside(atlas.data.path, out, "image")
     alpha = abs(check_alpha(alpha))
     alphas = np.linspace(-alpha, alpha, max(int(steps), 2)).tolist()
     d = atlas.channel_direction(layer, channel)

@@ -13,7 +13,8 @@ from pipeline.cli import main as cli_main
 from pipeline.config import RelevanceConfig
 
 BUILD = dict(num_images=4, num_samples=600, stats_chunk_size=200, batch_size=8, chunk_channels=4,
-             vocabulary=["red", "green", "smiling"], templates=["a photo of a {}.", "a {}."], progress=False)
+             vocabulary=["red", "green", "smiling"], templates=["a photo of a {}.", "a {}."], neutral="shape",
+             progress=False)
 
 
 def _stats(gen, n=2000):
@@ -78,7 +79,7 @@ def test_jacobian_rows_agree_with_exact_rows_on_the_demo_models():
 
 def test_jacobian_build_records_its_method_and_check_figures(tiny, tiny_clip, tmp_path, capsys):
     report = run_build(tiny, tiny_clip, tmp_path / "j", relevance_method="jacobian", chunk_images=3, **BUILD)
-    assert report.status == "complete"
+    assert report.status == "complete" and not (tmp_path / "j" / "work").exists()  # image blocks cleaned up too
     data = index.read_atlas(tmp_path / "j")
     assert data.config["relevance"]["method"] == "jacobian"
     assert np.allclose(np.linalg.norm(data.relevance, axis=1), 1, atol=1e-5)

@@ -21,7 +21,7 @@ from pipeline import merge, run_build
 ROOT = Path(__file__).resolve().parents[1]
 KW = dict(num_images=6, chunk_images=1, num_samples=600, stats_chunk_size=200, batch_size=4, chunk_channels=2,
           check_channels=2, relevance_method="jacobian", vocabulary=["red", "green", "smiling"],
-          templates=["a photo of a {}.", "a {}."], progress=False)
+          templates=["a photo of a {}.", "a {}."], neutral="shape", progress=False)
 # test_resume's killed-build script (the slowed-down tiny generator), building with KW instead
 SCRIPT = RESUME_SCRIPT[:RESUME_SCRIPT.index("build_atlas(gen,")] + (
     "from test_jacobian_workers import KW\nbuild_atlas(gen, load_clip(tiny_clip_config(), seed=0), sys.argv[1], **KW)\n")
@@ -117,12 +117,12 @@ def test_jacobian_torchrun_two_cpu_ranks_match_one_process(one_thread, tmp_path)
            "--clip", str(tmp_path / "clip.json"), "--out", str(tmp_path / "tr"), "--num-images", "6",
            "--chunk-images", "1", "--num-samples", "600", "--batch-size", "4", "--vocabulary",
            str(tmp_path / "vocab.txt"), "--templates", str(tmp_path / "templates.txt"), "--device", "cpu",
-           "--relevance-method", "jacobian", "--json"]
+           "--neutral", "shape", "--random-weights", "--relevance-method", "jacobian", "--json"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)  # rank 0 alone prints
     assert report["workers"] == 2 and report["status"] == "complete"
     reference = run_build(*_models(), tmp_path / "one", num_images=6, chunk_images=1, num_samples=600, batch_size=4,
                           vocabulary=tmp_path / "vocab.txt", templates=str(tmp_path / "templates.txt"), device="cpu",
-                          relevance_method="jacobian", progress=False)
+                          relevance_method="jacobian", neutral="shape", progress=False)
     _same(reference.path, tmp_path / "tr")
