@@ -8,6 +8,8 @@ which stage is unfinished. Layout (all under `<atlas>/work/`):
     stats/chunk_00000.npz       count, mean, m2 over every style channel for one block of samples
     stats.npz                   the merged mean / std (float64) over all samples
     relevance/chunk_00000.npz   relevance [cc, D] float32, consistency [cc] float32 for one block of channels
+    relevance_jacobian/chunk_00000.npz  jacobian builds: sum d_k [C, D], sum |d_k|^2 [C] for one block of images
+                                (the last chunk: the exact check rows); summed into relevance/ at assembly
     vocabulary/chunk_00000.npz  embeddings [n, D] float32 for one block of phrases
     vocabulary/neutral.npz      t(neutral) [D]
 """
@@ -27,6 +29,8 @@ WORK = "work"
 PLAN = "plan.json"
 LOCK = ".lock"
 STAGES = ("stats", "relevance", "vocabulary")
+JACOBIAN = "relevance_jacobian"  # jacobian builds: image-block chunks, summed into relevance/ at assembly
+CHECK = "relevance_check.json"   # jacobian builds: the exact check figures (atlas extra.relevance)
 _CHUNK = re.compile(r"^chunk_\d{5}\.npz$")
 
 
@@ -70,7 +74,8 @@ def drop_damaged_chunks(out_dir, plan: dict) -> list[Path]:
     """Delete chunk files that cannot be read (truncated or overwritten) so the stage computes them again."""
     import numpy as np
 
-    paths = [chunk_path(out_dir, stage, i) for stage in STAGES for i in range(int(plan["chunks"][stage]))]
+    paths = [chunk_path(out_dir, stage, i) for stage in STAGES + (JACOBIAN,)
+             for i in range(int(plan["chunks"].get(stage, 0)))]
     paths += [stats_path(out_dir), neutral_path(out_dir)]
     dropped = []
     for path in paths:
@@ -93,7 +98,7 @@ def is_ours(name: str, stage: str | None = None) -> bool:
     if name.startswith(".tmp-"):
         return True
     if stage is None:
-        return name in (PLAN, "stats.npz", LOCK)
+        return name in (PLAN, "stats.npz", LOCK, CHECK)
     return bool(_CHUNK.match(name)) or (stage == "vocabulary" and name == "neutral.npz")
 
 
@@ -106,7 +111,7 @@ def remove_work(out_dir) -> list[Path]:
     if not root.is_dir():
         return []
     left = []
-    for stage in STAGES:
+    for stage in STAGES + (JACOBIAN,):
         folder = root / stage
         if folder.is_dir():
             for p in folder.iterdir():
@@ -189,6 +194,8 @@ def progress(out_dir) -> dict[str, tuple[int, int]]:
         return {}
     out = {}
     for stage in STAGES:
+        if stage == "relevance" and JACOBIAN in plan["chunks"]:
+            stage = JACOBIAN  # a jacobian build: image blocks, summed into relevance at assembly
         n = int(plan["chunks"][stage])
         out[stage] = (n - len(missing_chunks(out_dir, stage, n)), n)
     return out
@@ -199,7 +206,7 @@ def describe_unfinished(out_dir) -> str:
     prog = progress(out_dir)
     if not prog:
         return "no build was started there (no atlas.h5 and no work/plan.json)"
-    for stage in STAGES:
+    for stage in prog:
         done, total = prog[stage]
         if done < total:
             return f"the {stage} stage has {done} of {total} chunks done"

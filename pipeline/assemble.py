@@ -20,6 +20,7 @@ from index.search import write_index
 from index.verify import describe_files
 from index.work import chunk_path, missing_chunks, read_plan, remove_work, work_dir
 from models.errors import AtlasError
+from pipeline import jacobian as jacobian_stage
 from pipeline import stats as stats_stage
 from pipeline import vocabulary as vocab_stage
 from pipeline.common import bar
@@ -70,7 +71,8 @@ def gather(out_dir, plan: dict) -> AtlasData:
         config=plan["config"], generator_fingerprint=plan["generator_fingerprint"],
         embedder_fingerprint=plan["embedder_fingerprint"], models=dict(plan.get("models") or {}),
         embedder_architecture=str(plan.get("embedder_architecture", "")),
-        extra=dict(stats_samples=int(stats["count"]), num_channels=int(len(channels)), dim=int(relevance.shape[1])))
+        extra=dict(stats_samples=int(stats["count"]), num_channels=int(len(channels)), dim=int(relevance.shape[1]),
+                   relevance=jacobian_stage.extra(out_dir, plan)))
 
 
 def _indexes(data: AtlasData, cfg: IndexConfig, out_dir: Path) -> dict:
@@ -93,6 +95,7 @@ def assemble(out_dir, keep_work: bool = False, show: bool = True) -> dict:
     if plan is None:
         raise AtlasError(f"{out_dir} has no work/plan.json, so there is nothing to merge; start the build with "
                          f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first.")
+    jacobian_stage.finalize(out_dir, plan)  # jacobian builds: image blocks -> the relevance chunk files
     require_chunks(out_dir, plan)
     _, _, index_cfg = plan_configs(plan)
     times = {}

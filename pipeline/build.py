@@ -15,6 +15,7 @@ from index.atlas import read_atlas, read_manifest
 from index.io import write_json_atomic
 from index.work import BuildLock, drop_damaged_chunks, plan_path, read_plan
 from models.errors import AtlasError
+from pipeline import jacobian as jacobian_stage
 from pipeline import relevance as relevance_stage
 from pipeline import stats as stats_stage
 from pipeline import vocabulary as vocab_stage
@@ -42,6 +43,7 @@ class BuildReport:
     atlas_bytes: int = 0
     workers: int = 1               # 0: unknown (merge assembles what any number of shards computed)
     plan: dict = field(default_factory=dict)
+    relevance_plan: dict = field(default_factory=dict)  # both methods' work; jacobian: memory / time estimate
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -97,6 +99,8 @@ def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
     layers = relevance_stage.layer_table(generator, cfg.relevance)
     channels = relevance_stage.atlas_channels(layers)
     config = cfg.to_dict()
+    extra_chunks = ({"relevance_jacobian": jacobian_stage.num_chunks(cfg.relevance)}
+                    if cfg.relevance.method == "jacobian" else {})
     config["vocabulary"]["vocabulary"] = vocab_stage.describe(cfg.vocabulary.vocabulary)
     config["labels"]["neutral"] = neutral
     config = json.loads(json.dumps(config))  # tuples -> lists, as they come back from JSON
@@ -111,7 +115,7 @@ def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
         embedder_architecture=architecture_embedder(embedder), models=model_sources(generator, embedder),
         chunks=dict(stats=len(chunk_ranges(cfg.stats.num_samples, cfg.stats.chunk_size)),
                     relevance=relevance_stage.num_chunks(len(channels), cfg.relevance),
-                    vocabulary=len(chunk_ranges(len(phrases), cfg.vocabulary.chunk_phrases))))
+                    vocabulary=len(chunk_ranges(len(phrases), cfg.vocabulary.chunk_phrases)), **extra_chunks))
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -262,6 +266,8 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
     report = BuildReport(path=out_dir, status="dry run", channels=plan["num_channels"], layers=sum(
         l["in_atlas"] for l in plan["layers"]), renders_planned=2 * cfg.relevance.num_images * plan["num_channels"],
         vocabulary=len(plan["phrases"]), workers=workers.world, plan=plan)
+    report.relevance_plan = jacobian_stage.cost_plan(generator, embedder, cfg.relevance, plan["num_channels"],
+                                                     probe=bool(run.get("dry_run")))
     report.seconds["plan"] = time.perf_counter() - t_start
     if run.get("dry_run"):
         return report
@@ -301,9 +307,10 @@ def _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report,
 
     t0 = time.perf_counter()
     channels = relevance_stage.atlas_channels(plan["layers"])
-    report.images_rendered = relevance_stage.run(
-        generator, embedder, cfg.relevance, out_dir, channels, stats, plan["layers"],
-        workers.mine(plan["chunks"]["relevance"]), show)
+    stage, key = ((jacobian_stage, "relevance_jacobian") if cfg.relevance.method == "jacobian"
+                  else (relevance_stage, "relevance"))
+    report.images_rendered = stage.run(generator, embedder, cfg.relevance, out_dir, channels, stats, plan["layers"],
+                                       workers.mine(plan["chunks"][key]), show)
     report.seconds["relevance"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -50,9 +50,23 @@ def print_plan(report) -> None:
     click.echo(f"  relevance: {report.channels:,} channels x {r['num_images']} images x 2 = "
                f"{report.renders_planned:,} renders (alpha {r['alpha']}, batch {r['batch_size']}) in "
                f"{plan['chunks']['relevance']} chunks")
+    print_relevance_plan(report.relevance_plan)
     click.echo(f"  vocabulary: {len(plan['phrases']):,} phrases x {len(plan['templates'])} templates = "
                f"{len(plan['phrases']) * len(plan['templates']):,} text encodes in {plan['chunks']['vocabulary']} "
                f"chunks; labels top-{cfg['labels']['k']}")
+
+
+def print_relevance_plan(cost: dict) -> None:
+    """The relevance method's work, and for jacobian the probe's memory and time estimate."""
+    if not cost:
+        return
+    click.echo(f"  relevance method {cost['method']}: exact needs {cost['exact_renders']:,} renders, jacobian "
+               f"{cost['jacobian_forward_equivalents']:,} forward-equivalents ({cost['ratio']:.1f}x fewer; "
+               f"{cost['check_channels']} channels also measured exactly as a check)")
+    if "memory_estimate_bytes" in cost:
+        click.echo(f"    jacobian memory ~{_mib(cost['memory_estimate_bytes'])} (graph {_mib(cost['graph_bytes_per_image'])}"
+                   f" per image); time <= ~{cost['time_estimate_seconds']:,.0f} s on this device (one-image probe: "
+                   f"forward {cost['probe_forward_seconds']:.3f} s, backward {cost['probe_backward_seconds']:.3f} s)")
 
 
 def print_summary(report) -> None:
@@ -60,7 +74,10 @@ def print_summary(report) -> None:
     workers = f"workers {report.workers}" if report.workers else "merged from the work folder (shards' own counts)"
     click.echo(f"  channels {report.channels:,} in {report.layers} layers; vocabulary {report.vocabulary:,}; "
                f"{workers}")
-    click.echo(f"  images rendered this run {report.images_rendered:,} of {report.renders_planned:,} planned; "
+    done, planned = "images rendered this run", report.renders_planned
+    if (report.relevance_plan or {}).get("method") == "jacobian":
+        done, planned = "forward-equivalents (jacobian) this run", report.relevance_plan["jacobian_forward_equivalents"]
+    click.echo(f"  {done} {report.images_rendered:,} of {planned:,} planned; "
                f"texts encoded {report.texts_encoded:,}; samples mapped {report.samples_mapped:,}")
     if report.seconds:
         click.echo("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
@@ -111,10 +128,17 @@ def _emit(report, as_json: bool, dry_run: bool = False) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and the renders it needs; compute nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--random-weights", is_flag=True, help="Allow a CLIP without --pretrained weights (random; tests only).")
+@click.option("--relevance-method", type=click.Choice(["exact", "jacobian"]), default="exact", show_default=True,
+              help="exact: SPEC §3 renders; jacobian: SPEC §3b, every channel from one backward per CLIP dim.")
+@click.option("--chunk-images", type=int, default=4, show_default=True, help="jacobian: images per work chunk.")
+@click.option("--vjp-batch", type=int, default=64, show_default=True,
+              help="jacobian: cotangents per batched backward (memory grows with it).")
+@click.option("--clip-resolution-exit", type=int, default=None,
+              help="exact: encode channels at <= this resolution from its skip image (e.g. 256).")
 @click.pass_context
 def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, batch_size, device, layers, num_samples,
         vocabulary, templates, neutral, include_torgb, precision, english_size, shard, keep_work, dry_run, as_json,
-        random_weights):
+        random_weights, **relevance_options):
     """Build a StyleAtlas: style statistics, channel relevance, vocabulary, labels, indexes, catalog.
 
     Resumable (run the same command again), distributed under torchrun, shardable with --shard i/n
@@ -136,7 +160,7 @@ def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, bat
                        batch_size=batch_size, device=device, layers=layers, num_samples=num_samples,
                        vocabulary=[Path(v) for v in vocabulary] or None, templates=templates, neutral=neutral,
                        include_torgb=include_torgb, precision=precision, english_size=english_size, shard=shard,
-                       keep_work=keep_work, dry_run=dry_run, progress=not as_json)
+                       keep_work=keep_work, dry_run=dry_run, progress=not as_json, **relevance_options)
     if _is_rank0():  # under torchrun, rank 0 speaks for all
         _emit(report, as_json, dry_run)
 

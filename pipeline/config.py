@@ -31,6 +31,12 @@ class RelevanceConfig:
     include_torgb: bool = False
     noise_mode: str = "const"
     precision: str = "fp32"      # fp32 (reference), or bf16 / fp16 autocast for render + encode (GPU speed)
+    method: str = "exact"        # exact (SPEC §3, renders) or jacobian (SPEC §3b, one backward per CLIP dim)
+    chunk_images: int = 4        # jacobian: images per work file (its resume and sharding unit)
+    vjp_batch: int = 64          # jacobian: cotangents per batched backward (memory ~ vjp_batch x activations)
+    check_channels: int = 8      # jacobian: channels also measured exactly (same + disjoint images), for `extra`
+    prefix_reuse: bool = True    # exact: render only from the changed layer on (layers before it are shared)
+    clip_resolution_exit: int | None = None  # exact: channels at <= this many px are encoded from that skip image
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,9 @@ _FLAT = {
     "batch_size": [("relevance", "batch_size")], "chunk_channels": [("relevance", "chunk_channels")],
     "layers": [("relevance", "layers")], "include_torgb": [("relevance", "include_torgb")],
     "noise_mode": [("relevance", "noise_mode")], "precision": [("relevance", "precision")],
+    "relevance_method": [("relevance", "method")], "chunk_images": [("relevance", "chunk_images")],
+    "vjp_batch": [("relevance", "vjp_batch")], "check_channels": [("relevance", "check_channels")],
+    "prefix_reuse": [("relevance", "prefix_reuse")], "clip_resolution_exit": [("relevance", "clip_resolution_exit")],
     "vocabulary": [("vocabulary", "vocabulary")], "templates": [("vocabulary", "templates")],
     "english_size": [("vocabulary", "english_size")], "chunk_phrases": [("vocabulary", "chunk_phrases")],
     "text_batch_size": [("vocabulary", "text_batch_size")],
@@ -200,6 +209,11 @@ def validate(cfg: BuildConfig) -> None:
         (r.noise_mode in ("const", "none", "random"),
          f"noise_mode must be const, none or random (got {r.noise_mode!r})"),
         (r.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16 (got {r.precision!r})"),
+        (r.method in ("exact", "jacobian"), f"relevance_method must be exact or jacobian (got {r.method!r})"),
+        (min(r.chunk_images, r.vjp_batch) >= 1 and r.check_channels >= 0,
+         "chunk_images and vjp_batch must be positive and check_channels at least 0"),
+        (r.clip_resolution_exit is None or r.clip_resolution_exit >= 4,
+         f"clip_resolution_exit must be a resolution of at least 4 px (got {r.clip_resolution_exit})"),
     ]
     for ok, message in checks:
         if not ok:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from index.io import write_npz_atomic
 from index.work import chunk_path, missing_chunks
 from models.errors import AtlasError
+from pipeline import synthesis
 from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncate
 from pipeline.config import RelevanceConfig
 
@@ -92,6 +93,8 @@ def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_
     values = torch.as_tensor(np.stack([mu + cfg.alpha * sigma, mu - cfg.alpha * sigma], 1))  # [cc, 2] float64
     rows = 2 * M * cc  # row r: channel r // 2M, image (r // 2) % M, sign r % 2 (0: +, 1: -)
     embeddings = []
+    cache = (synthesis.PrefixCache(generator, s_img, cfg.noise_mode)  # SPEC: layers before l are the image's
+             if synthesis.supports(generator) and cfg.prefix_reuse and cfg.noise_mode != "random" else None)
     for start, stop in chunk_ranges(rows, cfg.batch_size):
         r = torch.arange(start, stop)
         ci, ki, sign = r // (2 * M), (r // 2) % M, r % 2
@@ -102,14 +105,34 @@ def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_
             target[sel.to(target.device), ch[ci[sel]].to(target.device)] = \
                 values[ci[sel], sign[sel]].to(target.dtype).to(target.device)
         with _autocast(styles[0].device, cfg.precision):
-            images = generator.synthesize(styles, noise_mode=cfg.noise_mode)  # [B, 3, H, W]
-            e = torch.as_tensor(embedder.encode_image(images))
+            e = _encode_rows(generator, embedder, styles, ki, lay[ci], cache, cfg)  # [B, D]
         e = F.normalize(e.float(), dim=-1)  # [B, D]
         embeddings.append(e.cpu())
         if pbar is not None:
             pbar.update(stop - start)
     relevance, consistency = reduce_directions(torch.cat(embeddings).view(cc, M, 2, -1))
     return relevance.float().numpy(), consistency.float().numpy()
+
+
+def _encode_rows(generator, embedder, styles, ki, row_layer, cache, cfg: RelevanceConfig) -> torch.Tensor:
+    """CLIP embeddings [B, D] of the rows: plain renders, or staged (prefix reuse, early exit) for StyleGAN2."""
+    if not synthesis.supports(generator) or (cache is None and cfg.clip_resolution_exit is None):
+        return torch.as_tensor(embedder.encode_image(generator.synthesize(styles, noise_mode=cfg.noise_mode)))
+    res = torch.as_tensor(synthesis.layer_resolutions(generator))[row_layer]  # [B]
+    exit_res = cfg.clip_resolution_exit
+    early = res <= exit_res if exit_res is not None else torch.zeros_like(res, dtype=torch.bool)
+    e = None
+    for group, exit_at in ((early, exit_res), (~early, None)):
+        idx = group.nonzero().squeeze(1)
+        if len(idx) == 0:
+            continue
+        part = [s[idx.to(s.device)] for s in styles]
+        first = int(row_layer[idx].min()) if cache is not None else 0
+        images = synthesis.render_rows(generator, cache, part, ki[idx], first, exit_at, cfg.noise_mode)
+        out = torch.as_tensor(embedder.encode_image(images))  # [b, D]
+        e = out.new_zeros(len(ki), out.shape[1]) if e is None else e
+        e[idx.to(e.device)] = out
+    return e
 
 
 def reduce_directions(e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = r'''
 import sys, time
 import torch
-sys.path.insert(0, sys.argv[3])
+sys.path[:0] = [sys.argv[3], sys.argv[3].rsplit("/", 1)[0]]  # tests/, then this checkout before any install
 from conftest import tiny_clip_config
 torch.set_num_threads(1)  # after conftest, which sets two threads: the in-process reference runs on one
 from models.clip import load_clip
