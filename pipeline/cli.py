@@ -107,7 +107,7 @@ def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, bat
     followed by `styleatlas-build merge --out DIR`.
     """
     if ctx.invoked_subcommand is not None:
-        ctx.obj = dict(out=out, as_json=as_json, keep_work=keep_work)
+        ctx.obj = dict(out=out, as_json=as_json, keep_work=keep_work, clip=clip, pretrained=pretrained)
         return
     from pipeline.build import run_build
 
@@ -142,6 +142,40 @@ def merge_cmd(obj, out, keep_work, as_json):
     as_json = as_json or obj.get("as_json", False)
     report = merge(out or obj.get("out"), keep_work=keep_work or obj.get("keep_work", False), progress=not as_json)
     _emit(report, as_json)
+
+
+@cli.command("add-vocabulary")
+@click.argument("phrases_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The finished atlas to grow (default: the group's --out).")
+@click.option("--clip", default=None, help='The atlas\'s CLIP: open_clip model name, JSON config or "demo" '
+              "(default: the group's --clip).")
+@click.option("--pretrained", default=None, help="open_clip pretrained tag or local checkpoint path.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, device, as_json):
+    """Embed the phrases of FILE (one a line) into a finished atlas: vocabulary, labels, index, catalog.
+
+    Uses the atlas's own templates and neutral and refuses another CLIP; relevance is untouched. The atlas is
+    replaced in one step at the end, so a crash leaves the old one as it was (run again to resume).
+    """
+    from models.clip import load_clip
+    from pipeline.grow import add_vocabulary
+
+    obj = obj or {}
+    as_json = as_json or obj.get("as_json", False)
+    device = device or _default_device()
+    embedder = load_clip(clip or obj.get("clip") or "demo", pretrained or obj.get("pretrained"), device=device)
+    report = add_vocabulary(out or obj.get("out"), embedder, Path(phrases_file), progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    click.echo(f"{report.status}: {report.path}")
+    click.echo(f"  added {len(report.added):,} phrases ({report.already:,} already in the vocabulary); vocabulary "
+               f"{report.vocabulary:,}; texts encoded {report.texts_encoded:,}")
+    if report.seconds:
+        click.echo("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
 
 
 def main(args=None):

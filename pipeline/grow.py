@@ -1,0 +1,215 @@
+"""add_vocabulary: grow a finished atlas's vocabulary without rebuilding it.
+
+New phrases are embedded with the atlas's own templates (SPEC §4) by the CLIP it was built with (checked by
+fingerprint); the vocabulary arrays, channel labels, the FAISS vocabulary index and the catalog are rewritten;
+relevance, statistics and relevance.faiss are left as they are. The grown atlas is the one a build with the
+larger vocabulary from the start writes.
+
+Crash safety: everything is written into a staging folder beside the atlas (`.<name>.grow/`), then the
+staged folder and the atlas are exchanged in one step (index/swap.py), so a reader sees the old atlas or
+the grown one, never a mix. A killed run leaves the old atlas untouched; running it again reuses the phrase
+chunks already embedded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import index
+from index import (ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX, AtlasData, build_ip_index,
+                   have_faiss, read_atlas, recall_at_k, write_atlas, write_catalog)
+from index.io import write_json_atomic, write_npz_atomic
+from index.search import write_index
+from index.swap import finish_swap, swap_folder
+from index.work import neutral_path
+from models.errors import AtlasError
+from pipeline import vocabulary as vocab_stage
+from pipeline.common import chunk_ranges
+from pipeline.config import IndexConfig, VocabularyConfig, vocabulary_entries
+from pipeline.labels import compute_labels
+
+STAGING_PLAN = "grow.json"
+REWRITTEN = (ATLAS_FILE, VOCAB_INDEX, CATALOG, MANIFEST)  # the rest of the folder (relevance.faiss ...) is linked over
+
+
+@dataclass
+class GrowReport:
+    """What add_vocabulary did (the CLI prints it; --json returns it)."""
+    path: Path
+    status: str                 # "grown", "nothing to add"
+    added: list = field(default_factory=list)      # phrases new to the atlas, in vocabulary order
+    already: int = 0            # given phrases the vocabulary already held
+    vocabulary: int = 0         # vocabulary size after
+    texts_encoded: int = 0      # in this run (chunks a killed run finished are reused)
+    seconds: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["path"] = str(self.path)
+        return d
+
+
+def staging_root(out_dir: Path) -> Path:
+    """Where a growing atlas is staged: a hidden sibling of the atlas folder (same filesystem, so the swap is a
+    rename)."""
+    return out_dir.parent / f".{out_dir.name}.grow"
+
+
+def _base_id(out_dir: Path) -> str:
+    """Identifies the atlas being grown (its manifest and atlas.h5), so stale staging is never reused."""
+    h = hashlib.sha256((out_dir / MANIFEST).read_bytes())
+    st = (out_dir / ATLAS_FILE).stat()
+    h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _recover(out_dir: Path) -> None:
+    """Finish a two-rename swap a crash cut in half, and drop staging left by a finished or outdated run."""
+    root = staging_root(out_dir)
+    if not root.exists():
+        return
+    if not (root / STAGING_PLAN).exists():
+        if all(p.name.startswith(f".tmp-{STAGING_PLAN}.") for p in root.iterdir()):  # killed while starting
+            shutil.rmtree(root)
+            return
+        raise AtlasError(f"{root} exists but was not made by add-vocabulary; move it away and run again.")
+    finish_swap(out_dir, root / "atlas", root / "old")
+
+
+def _prepare_staging(out_dir: Path, plan: dict) -> Path:
+    """The staging folder for `plan`: reused when a killed run left it for the same atlas and phrases."""
+    root = staging_root(out_dir)
+    if root.exists():
+        try:
+            old = json.loads((root / STAGING_PLAN).read_text("utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if old != plan:
+            shutil.rmtree(root)
+    root.mkdir(exist_ok=True)
+    if not (root / STAGING_PLAN).exists():
+        write_json_atomic(root / STAGING_PLAN, plan)
+    return root
+
+
+def _new_phrases(data: AtlasData, phrases) -> tuple[list[str], int, list]:
+    """(phrases new to the vocabulary in order, how many given were already there, the selectors as entries)."""
+    entries = vocabulary_entries(phrases)
+    english_size = int(data.config.get("vocabulary", {}).get("english_size", 10_000))
+    given = vocab_stage.resolve(entries, english_size, data.neutral)
+    known = set(data.vocab)
+    new = [p for p in given if p not in known]
+    return new, len(given) - len(new), list(entries)
+
+
+def add_vocabulary(out_dir, embedder, phrases, *, progress: bool = False, check_fingerprints: bool = True
+                   ) -> GrowReport:
+    """Embed `phrases` (a list, a phrase file, or selectors such as "faces") into the atlas at `out_dir`.
+
+    Refuses an embedder other than the atlas's CLIP (fingerprint). Returns a GrowReport; the atlas on disk is
+    replaced in one step at the end, so a crash at any point leaves the old atlas as it was.
+    """
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir).expanduser().resolve()
+    _recover(out_dir)
+    data = read_atlas(out_dir)
+    if check_fingerprints:
+        index.check_fingerprints(data, embedder=embedder)
+    new, already, entries = _new_phrases(data, phrases)
+    report = GrowReport(path=out_dir, status="nothing to add", already=already, vocabulary=len(data.vocab))
+    if not new:
+        shutil.rmtree(staging_root(out_dir), ignore_errors=True)
+        return report
+    cfg_dict = {k: v for k, v in data.config.get("vocabulary", {}).items() if k in VocabularyConfig.__annotations__}
+    vocab_cfg = VocabularyConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg_dict.items()})
+    plan = dict(base=_base_id(out_dir), phrases=new, embedder_fingerprint=data.embedder_fingerprint,
+                chunk_phrases=vocab_cfg.chunk_phrases)
+    root = _prepare_staging(out_dir, plan)
+
+    t0 = time.perf_counter()
+    if not neutral_path(root).exists():  # the atlas's own t(neutral): nothing to encode
+        write_npz_atomic(neutral_path(root), embedding=np.asarray(data.neutral_embedding, np.float32))
+    chunks = list(range(len(chunk_ranges(len(new), vocab_cfg.chunk_phrases))))
+    report.texts_encoded = vocab_stage.run(embedder, new, data.templates, data.neutral, vocab_cfg, root, chunks,
+                                           progress)
+    added_emb, _ = vocab_stage.load(root, len(new), vocab_cfg)  # [n, D]
+    report.seconds["embed"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    grown = _grown_data(data, new, added_emb, entries, root / "atlas")
+    _stage_atlas(out_dir, grown, IndexConfig(**data.config.get("index", {})))
+    report.seconds["stage"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    swap_folder(out_dir, root / "atlas", root / "old")
+    shutil.rmtree(root, ignore_errors=True)
+    report.seconds["swap"] = time.perf_counter() - t0
+    report.status, report.added, report.vocabulary = "grown", new, len(grown.vocab)
+    report.seconds["total"] = time.perf_counter() - t_start
+    return report
+
+
+def _grown_data(data: AtlasData, new: list[str], added_emb: np.ndarray, entries: list, path: Path) -> AtlasData:
+    """The atlas arrays with the larger vocabulary: phrases, embeddings, labels, config; the rest as it was."""
+    vocab_emb = np.concatenate([data.vocab_embeddings, added_emb.astype(np.float32)])  # [V + n, D]
+    k = int(data.config.get("labels", {}).get("k", data.labels_index.shape[1] if data.labels_index.ndim == 2 else 10))
+    labels_index, labels_score = compute_labels(data.relevance, vocab_emb, data.neutral_embedding, k)
+    config = json.loads(json.dumps(data.config))
+    described = config.setdefault("vocabulary", {}).get("vocabulary", [])
+    config["vocabulary"]["vocabulary"] = list(described) + vocab_stage.describe(entries)
+    extra = json.loads(json.dumps(data.extra))
+    fields = {f: getattr(data, f) for f in data.__dataclass_fields__}
+    fields.update(path=path, vocab=list(data.vocab) + list(new), vocab_embeddings=vocab_emb,
+                  labels_index=labels_index, labels_score=labels_score, config=config, extra=extra)
+    return AtlasData(**fields)
+
+
+def _stage_atlas(out_dir: Path, grown: AtlasData, index_cfg: IndexConfig) -> None:
+    """Write the grown atlas into grown.path: new arrays, indexes and catalog; everything else linked over."""
+    stage = Path(grown.path)
+    if stage.exists():  # a killed run's half-written staging: rewrite it whole
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for entry in out_dir.iterdir():  # relevance.faiss, and anything else the folder holds (e.g. a kept work/)
+        if entry.name not in REWRITTEN and not entry.name.startswith(".tmp-"):
+            _link_tree(entry, stage / entry.name)
+    if have_faiss() and isinstance(grown.extra.get("indexes"), dict):
+        vectors = grown.vocab_embeddings
+        faiss_index = build_ip_index(vectors, exact_limit=index_cfg.exact_limit, hnsw_m=index_cfg.hnsw_m,
+                                     ef_construction=index_cfg.ef_construction, ef_search=index_cfg.ef_search)
+        recall = recall_at_k(faiss_index, vectors, k=10, num_queries=index_cfg.recall_queries)
+        write_index(faiss_index, stage / VOCAB_INDEX)
+        grown.extra["indexes"]["vocabulary"] = dict(type=type(faiss_index).__name__, size=int(len(vectors)),
+                                                    recall_at_10=float(recall))
+    write_atlas(grown)
+    write_catalog(grown)
+    _write_manifest(stage)
+
+
+def _write_manifest(stage: Path) -> None:
+    files = {f: (stage / f).stat().st_size for f in (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG) if (stage / f).exists()}
+    stages = dict(stats="done", relevance="done", vocabulary="done", labels="done",
+                  indexes="done" if have_faiss() else "skipped (faiss not installed)", catalog="done")
+    write_json_atomic(stage / MANIFEST, dict(format_version=1, complete=True, stages=stages, files=files))
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link a file (copy where links are not possible), or a folder of them, from the old atlas."""
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, dst)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
