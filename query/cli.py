@@ -186,7 +186,9 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
 @click.option("--seeds", default="0,1,2,3", show_default=True, help="Comma-separated seeds (grid rows).")
 @click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation.")
 @click.option("--cell", type=int, default=96, show_default=True, help="Grid cell size in pixels.")
-def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, as_json):
+@click.option("--save-frames", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write every image of the grid at full resolution into this folder.")
+def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, save_frames, as_json):
     """What one channel does: its best vocabulary words, and with -o a grid of its effect."""
     from query.edit import channel_grid
 
@@ -196,7 +198,7 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, ce
     obj = dict(info, words=[dict(phrase=p, score=s) for p, s in words])
     if out is not None:
         obj["grid"] = channel_grid(atlas, layer, channel_index, out, alpha=alpha, steps=steps,
-                                   seeds=_ints(seeds), psi=psi, cell=cell)
+                                   seeds=_ints(seeds), psi=psi, cell=cell, frames=save_frames)
 
     def lines():
         yield (f"layer {info['layer']} ({info['resolution']} px) channel {info['channel']}: consistency "
@@ -254,7 +256,12 @@ def sql(opts, query, limit, as_json):
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("edit.png"),
               show_default=True, help="PNG strip: original, then one column per alpha.")
 @click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
-def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, as_json):
+@click.option("--save-frames", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write every image at full resolution into this folder (seed3_alpha+4.png ...).")
+@click.option("--save-latents", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the edited style codes S (one [B, alphas, width] array per layer) to .pt or .npz.")
+def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, save_frames,
+         save_latents, as_json):
     """Edit sampled (--seed) or given (--latent) images along PROMPT's direction; write a PNG strip."""
     from query.edit import edit_strip
     from query.media import parse_alphas
@@ -266,7 +273,7 @@ def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mod
     atlas = open_atlas(opts)
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
     obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
-                     psi=psi, noise_mode=noise_mode, cell=cell)
+                     psi=psi, noise_mode=noise_mode, cell=cell, frames=save_frames, latents=save_latents)
     emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}; "
                         f"alphas {alphas}", f"wrote {out}"])
 
