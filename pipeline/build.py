@@ -193,7 +193,8 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
         report.seconds["total"] = time.perf_counter() - t_start
         return report
     if workers.rank == 0:
-        report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show))
+        report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show,
+                                       device=device))
         report.atlas_bytes = atlas_bytes(out_dir)
     workers.barrier()
     report.status = "complete"

@@ -167,7 +167,7 @@ def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, device, as_json
     as_json = as_json or obj.get("as_json", False)
     device = device or _default_device()
     embedder = load_clip(clip or obj.get("clip") or "demo", pretrained or obj.get("pretrained"), device=device)
-    report = add_vocabulary(out or obj.get("out"), embedder, Path(phrases_file), progress=not as_json)
+    report = add_vocabulary(out or obj.get("out"), embedder, Path(phrases_file), progress=not as_json, device=device)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 
 import index
-from index import (ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX, AtlasData, build_ip_index,
-                   have_faiss, read_atlas, recall_at_k, write_atlas, write_catalog)
+from index import (ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX, AtlasData, have_faiss, read_atlas,
+                   write_atlas, write_catalog)
 from index.io import write_json_atomic, write_npz_atomic
-from index.search import write_index
 from index.swap import finish_swap, swap_folder
 from index.work import neutral_path
 from models.errors import AtlasError
 from pipeline import vocabulary as vocab_stage
+from pipeline.assemble import write_ip_index
 from pipeline.common import chunk_ranges
 from pipeline.config import IndexConfig, VocabularyConfig, vocabulary_entries
 from pipeline.labels import compute_labels
@@ -109,9 +109,11 @@ def _new_phrases(data: AtlasData, phrases) -> tuple[list[str], int, list]:
     return new, len(given) - len(new), list(entries)
 
 
-def add_vocabulary(out_dir, embedder, phrases, *, progress: bool = False, check_fingerprints: bool = True
-                   ) -> GrowReport:
+def add_vocabulary(out_dir, embedder, phrases, *, progress: bool = False, check_fingerprints: bool = True,
+                   device=None) -> GrowReport:
     """Embed `phrases` (a list, a phrase file, or selectors such as "faces") into the atlas at `out_dir`.
+
+    device: where the embedder runs is its own business; a CUDA device also builds the FAISS index on GPUs.
 
     Refuses an embedder other than the atlas's CLIP (fingerprint). Returns a GrowReport; the atlas on disk is
     replaced in one step at the end, so a crash at any point leaves the old atlas as it was.
@@ -144,7 +146,7 @@ def add_vocabulary(out_dir, embedder, phrases, *, progress: bool = False, check_
 
     t0 = time.perf_counter()
     grown = _grown_data(data, new, added_emb, entries, root / "atlas")
-    _stage_atlas(out_dir, grown, IndexConfig(**data.config.get("index", {})))
+    _stage_atlas(out_dir, grown, IndexConfig(**data.config.get("index", {})), device)
     report.seconds["stage"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -171,7 +173,7 @@ def _grown_data(data: AtlasData, new: list[str], added_emb: np.ndarray, entries:
     return AtlasData(**fields)
 
 
-def _stage_atlas(out_dir: Path, grown: AtlasData, index_cfg: IndexConfig) -> None:
+def _stage_atlas(out_dir: Path, grown: AtlasData, index_cfg: IndexConfig, device=None) -> None:
     """Write the grown atlas into grown.path: new arrays, indexes and catalog; everything else linked over."""
     stage = Path(grown.path)
     if stage.exists():  # a killed run's half-written staging: rewrite it whole
@@ -181,20 +183,16 @@ def _stage_atlas(out_dir: Path, grown: AtlasData, index_cfg: IndexConfig) -> Non
         if entry.name not in REWRITTEN and not entry.name.startswith(".tmp-"):
             _link_tree(entry, stage / entry.name)
     if have_faiss() and isinstance(grown.extra.get("indexes"), dict):
-        vectors = grown.vocab_embeddings
-        faiss_index = build_ip_index(vectors, exact_limit=index_cfg.exact_limit, hnsw_m=index_cfg.hnsw_m,
-                                     ef_construction=index_cfg.ef_construction, ef_search=index_cfg.ef_search)
-        recall = recall_at_k(faiss_index, vectors, k=10, num_queries=index_cfg.recall_queries)
-        write_index(faiss_index, stage / VOCAB_INDEX)
-        grown.extra["indexes"]["vocabulary"] = dict(type=type(faiss_index).__name__, size=int(len(vectors)),
-                                                    recall_at_10=float(recall))
+        grown.extra["indexes"]["vocabulary"] = write_ip_index(grown.vocab_embeddings, index_cfg, stage / VOCAB_INDEX,
+                                                              device)
     write_atlas(grown)
     write_catalog(grown)
     _write_manifest(stage)
 
 
 def _write_manifest(stage: Path) -> None:
-    files = {f: (stage / f).stat().st_size for f in (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG) if (stage / f).exists()}
+    files = {f: (stage / f).stat().st_size for f in (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG)
+             if (stage / f).exists()}
     stages = dict(stats="done", relevance="done", vocabulary="done", labels="done",
                   indexes="done" if have_faiss() else "skipped (faiss not installed)", catalog="done")
     write_json_atomic(stage / MANIFEST, dict(format_version=1, complete=True, stages=stages, files=files))

@@ -40,6 +40,7 @@ class Atlas:
         self._channels = None
         self._layer_widths = None
         self._std32 = np.asarray(data.style_std, np.float32)  # [C]
+        self.faiss_device = None  # "cuda": similar() searches the vocabulary index on GPUs (index/gpu.py)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -245,7 +246,7 @@ class Atlas:
         q = np.ascontiguousarray(self.text_embedding(prompt)[None], np.float32)  # [1, D]
         self_row = self.vocab_index(prompt)
         want = min(int(k) + (self_row is not None), len(self.data.vocab))
-        faiss_index = index.load_vocab_index(self.data.path) if self.data.path else None
+        faiss_index = index.load_vocab_index(self.data.path, self.faiss_device) if self.data.path else None
         if faiss_index is not None and faiss_index.ntotal == len(self.data.vocab):
             sims, ids = faiss_index.search(q, want)
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0]

@@ -38,6 +38,7 @@ def open_atlas(opts: dict):
                          device=opts["device"])
 
     holder["atlas"] = Atlas.open(opts["atlas"], load_generator=load_generator, load_embedder=load_embedder)
+    holder["atlas"].faiss_device = opts["device"]
     return holder["atlas"]
 
 
