@@ -116,7 +116,15 @@ def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.
     check_beta(beta)
     delta_t = np.atleast_2d(np.asarray(delta_t, np.float32))  # [N, D]
     rel = np.asarray(relevance, np.float32)  # [C, D]
+    if len(delta_t) == 1 and top_k is None and not isinstance(beta, str):
+        return _one_direction(rel, style_std, delta_t[0], float(beta), keep_scores)
     scores = delta_t @ rel.T if len(delta_t) > 1 else single_scores(rel, delta_t[0])[None]  # [N, C] r
+    return directions_from_scores(scores, style_std, beta, top_k, block, keep_scores)
+
+
+def directions_from_scores(scores: np.ndarray, style_std: np.ndarray, beta=DEFAULT_BETA, top_k: int | None = None,
+                           block: int = 256, keep_scores: bool = True):
+    """The SPEC §5 steps after the product, for scores r [N, C]; returns what global_directions returns."""
     delta_s = np.empty_like(scores) if keep_scores else scores  # [N, C]
     n, c = scores.shape
     num_c, betas, max_abs = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
@@ -137,6 +145,20 @@ def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.
         betas[a:a + block] = used
         max_abs[a:a + block] = peak
     return (scores if keep_scores else None), delta_s, num_c, betas, max_abs
+
+
+def _one_direction(rel: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta: float, keep_scores: bool):
+    """global_directions for one prompt and a numeric beta (what a query asks): the same arithmetic in the same
+    order, without the batch machinery, whose allocations and broadcasts cost as much as the elementwise work."""
+    r = single_scores(rel, delta_t)  # [C] scores
+    a_r = np.abs(r)  # [C]
+    peak = a_r.max() if len(r) else np.float32(0)
+    delta_s = np.multiply(r, a_r >= beta)  # r[|r| < beta] = 0
+    delta_s *= np.asarray(style_std, np.float32)  # Δs_c = r_c sigma_c ...
+    delta_s *= np.float32(1 / peak) if peak >= beta and peak > 0 else np.float32(0)  # ... with max|r| -> 1
+    num_c = np.count_nonzero(delta_s)
+    return ((r[None] if keep_scores else None), delta_s[None], np.array([num_c]), np.array([beta]),
+            np.array([float(peak)]))
 
 
 @dataclass
