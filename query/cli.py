@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from models.errors import AtlasError, run_cli
+from query.report import channel_report, channels_report, direction_report
 
 DEFAULT_ATLAS = Path("atlas")
 
@@ -132,9 +133,7 @@ def direction(opts, prompt, neutral, beta, top_k, show, full, as_json):
     """The global direction of PROMPT: channels moved and the strongest of them."""
     atlas = open_atlas(opts)
     d = atlas.direction(prompt, neutral, beta_value(beta), top_k=top_k)
-    obj = d.to_dict(show)
-    if full:
-        obj.update(channels=atlas.channels, scores=d.scores, delta_s=d.delta_s)
+    obj = direction_report(atlas, d, show, full)
     emit(as_json, obj, lambda: _direction_lines(d, show))
 
 
@@ -157,12 +156,12 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
     """The channels PROMPT moves: layer, resolution, channel, score, consistency, labels."""
     atlas = open_atlas(opts)
     d = atlas.direction(prompt, neutral, beta_value(beta), top_k=top_k)
-    rows = [dict(atlas.channel_info(r, d.scores[r]), delta_s=float(d.delta_s[r])) for r in d.active[:show]]
+    obj = channels_report(atlas, d, show)
+    rows = obj["channels"]
     if plot is not None:
         from query.media import plot_layers
         plot_layers(plot, atlas, d)
-    obj = dict(prompt=d.prompt, neutral=d.neutral, beta=d.beta, num_c=d.num_c, channels=rows,
-               plot=str(plot) if plot else None)
+    obj["plot"] = str(plot) if plot else None
 
     def lines():
         yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}"
@@ -194,9 +193,8 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, ce
     from query.edit import channel_grid
 
     atlas = open_atlas(opts)
-    info = atlas.channel_info(atlas.row(layer, channel_index))
-    words = atlas.channel_words(layer, channel_index, k)
-    obj = dict(info, words=[dict(phrase=p, score=s) for p, s in words])
+    obj = info = channel_report(atlas, layer, channel_index, k)
+    words = [(w["phrase"], w["score"]) for w in obj["words"]]
     if out is not None:
         obj["grid"] = channel_grid(atlas, layer, channel_index, out, alpha=alpha, steps=steps,
                                    seeds=_ints(seeds), psi=psi, cell=cell, frames=save_frames)

@@ -125,18 +125,24 @@ def png_path(path) -> Path:
     return path
 
 
-def save_png(path, picture: np.ndarray, text: dict) -> Path:
-    """Write a PNG atomically with `text` in its tEXt chunks (every value JSON; 'styleatlas' holds them all)."""
-    from PIL import Image
+def png_info(text: dict):
+    """PNG tEXt chunks for `text`: every value as JSON (strings as they are), and 'styleatlas' holding them all."""
     from PIL.PngImagePlugin import PngInfo
 
-    path = png_path(path)
     info = PngInfo()
     info.add_text("styleatlas", json.dumps(text, sort_keys=True))
     for key, value in text.items():
         info.add_text(str(key), value if isinstance(value, str) else json.dumps(value))
+    return info
+
+
+def save_png(path, picture: np.ndarray, text: dict) -> Path:
+    """Write a PNG atomically with `text` in its tEXt chunks (every value JSON; 'styleatlas' holds them all)."""
+    from PIL import Image
+
+    path = png_path(path)
     with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(picture).save(tmp, format="PNG", pnginfo=info)
+        Image.fromarray(picture).save(tmp, format="PNG", pnginfo=png_info(text))
     return path
 
 

@@ -1,0 +1,4 @@
+"""`python -m serve --atlas DIR`: the same as styleatlas-serve."""
+from serve.cli import main
+
+main()
