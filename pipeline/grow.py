@@ -100,13 +100,20 @@ def _prepare_staging(out_dir: Path, plan: dict) -> Path:
 
 
 def _new_phrases(data: AtlasData, phrases) -> tuple[list[str], int, list]:
-    """(phrases new to the vocabulary in order, how many given were already there, the selectors as entries)."""
-    entries = vocabulary_entries(phrases)
+    """(phrases new to the vocabulary in order, how many given were already there, the selectors as entries).
+
+    The old vocabulary and the new selectors are resolved together, as a build with both would resolve them, so
+    the same spellings are merged (vocabulary.resolve's rule) and the order is the one that build gets.
+    """
+    entries = list(vocabulary_entries(phrases))
     english_size = int(data.config.get("vocabulary", {}).get("english_size", 10_000))
     given = vocab_stage.resolve(entries, english_size, data.neutral)
-    known = set(data.vocab)
-    new = [p for p in given if p not in known]
-    return new, len(given) - len(new), list(entries)
+    merged = vocab_stage.resolve([tuple(data.vocab)] + entries, english_size, data.neutral)
+    if merged[:len(data.vocab)] != list(data.vocab):
+        raise AtlasError(f"the vocabulary of {data.path} does not resolve to itself (made by another StyleAtlas "
+                         "version?); rebuild the atlas with the larger vocabulary instead.")
+    new = merged[len(data.vocab):]
+    return new, len(given) - len(new), entries
 
 
 def add_vocabulary(out_dir, embedder, phrases, *, progress: bool = False, check_fingerprints: bool = True,

@@ -25,6 +25,7 @@ from pipeline.config import VocabularyConfig
 STAGE = "vocabulary"
 DATA = Path(__file__).resolve().parent / "data"
 FACE_ATTRIBUTES = DATA / "face_attributes.txt"
+FUNCTION_WORDS = DATA / "function_words.txt"  # about, after, other ...: left out of the `english` selector
 # Function words, and frequent word-final BPE pieces that are suffixes rather than words.
 STOP_WORDS = set("""the and for you with this that from are was will can just have your our not but all out
 one now new what when who how why has had her his she him they them their there here then than been were
@@ -69,7 +70,8 @@ def english_words(size: int) -> list[str]:
     if not bpe.exists():
         raise AtlasError(f"open_clip's BPE vocabulary {bpe} is missing; reinstall open_clip_torch.")
     lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")[1:49152 - 256 - 2 + 1]
-    words, seen = [], set()
+    function_words = set(" ".join(read_phrase_file(FUNCTION_WORDS)).split())
+    words, seen = [], set(function_words)
     for line in lines:
         parts = line.split()
         if len(parts) != 2 or not parts[1].endswith("</w>"):

@@ -1,0 +1,48 @@
+"""Small things users hit (issue 16, item 5), one test each."""
+import io
+
+import pytest
+
+from pipeline.common import LogProgress, bar
+
+
+def test_english_selector_leaves_out_function_words():
+    pytest.importorskip("open_clip")
+    from pipeline.vocabulary import english_words
+
+    words = english_words(10_000)
+    assert len(words) == 10_000
+    for word in ("about", "after", "other", "these", "only", "where", "much", "being", "would", "through"):
+        assert word not in words
+    for word in ("red", "happy", "smile", "hair", "beautiful", "old"):  # content words stay
+        assert word in words
+
+
+def test_progress_in_a_log_is_a_few_lines_not_a_flood():
+    log = io.StringIO()  # not a terminal, like a file or a pipe
+    with bar(10_000, "vocabulary", "phrase", True, stream=log) as pbar:
+        assert isinstance(pbar, LogProgress)
+        for _ in range(10_000):
+            pbar.update(1)
+    lines = log.getvalue().splitlines()
+    assert lines == [lines[-1]] and lines[-1].startswith("vocabulary: 10,000/10,000 phrase (100%)")
+    assert "\r" not in log.getvalue()
+
+    slow = io.StringIO()  # a long run: one line per interval with the time left
+    progress = LogProgress(100, "channel relevance", "render", slow, every=0.0)
+    progress.update(25)
+    progress.close()
+    first, last = slow.getvalue().splitlines()
+    assert "25/100 render (25%)" in first and "left" in first and "100/100" not in last and "25/100" in last
+
+
+def test_progress_on_a_terminal_is_a_bar_and_off_when_disabled():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert not isinstance(bar(10, "x", "y", True, stream=Terminal()), LogProgress)
+    quiet = io.StringIO()
+    with bar(10, "x", "y", False, stream=quiet) as pbar:
+        pbar.update(10)
+    assert quiet.getvalue() == ""
