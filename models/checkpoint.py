@@ -115,12 +115,16 @@ def load_generator(path, device="cpu") -> StyleGAN2Generator:
     """Load a rosinality-format StyleGAN2 checkpoint (dict with "g_ema" [+ "latent_avg"], or a bare state dict).
 
     "demo" loads the shipped shapes-world generator. Without latent_avg, mean_w is the mean of mapping(z)
-    over 10,000 seeded z.
+    over 10,000 seeded z. A `.pkl` that is not a zip is an NVIDIA network pickle (models/nvidia.py).
     """
     path = resolve_generator_path(path)
-    sd, latent_avg = _generator_state(read_checkpoint(path), path)
+    if path.suffix.lower() == ".pkl" and path.is_file() and not zipfile.is_zipfile(path):
+        from models.nvidia import load_nvidia_generator
+        return load_nvidia_generator(path, device=device)
+    ckpt = read_checkpoint(path)
+    sd, latent_avg = _generator_state(ckpt, path)
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    gen = StyleGAN2Generator(**infer_architecture(sd, path))
+    gen = StyleGAN2Generator(**infer_architecture(sd, path), conv_clamp=_conv_clamp(ckpt, path))
     expected = gen.state_dict()
     missing = [k for k in expected if k not in sd and not k.startswith("noises.")]
     unexpected = [k for k in sd if k not in expected]
@@ -145,12 +149,25 @@ def load_generator(path, device="cpu") -> StyleGAN2Generator:
     return gen.to(device).eval()
 
 
+def _conv_clamp(ckpt, path: Path) -> float | None:
+    """The optional "conv_clamp" entry (written for NVIDIA-converted generators; rosinality tools ignore it)."""
+    clamp = ckpt.get("conv_clamp") if isinstance(ckpt, dict) else None
+    if clamp is not None and (isinstance(clamp, bool) or not isinstance(clamp, (int, float)) or not clamp > 0):
+        raise CheckpointError(f"{path} has conv_clamp {clamp!r}; it must be a positive number or absent.")
+    return clamp
+
+
 def save_generator(generator: StyleGAN2Generator, path) -> None:
-    """Write {"g_ema": state_dict, "latent_avg": mean_w} via a temp file and rename (never half a file)."""
+    """Write {"g_ema": state_dict, "latent_avg": mean_w} via a temp file and rename (never half a file).
+
+    A generator with a conv_clamp (NVIDIA StyleGAN2-ADA) also gets a "conv_clamp" number beside them.
+    """
     from index.io import atomic_path  # here, not at the top: index imports models
 
     state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
     payload = {"g_ema": state, "latent_avg": generator.mean_w.detach().cpu().clone()}
+    if getattr(generator, "conv_clamp", None) is not None:
+        payload["conv_clamp"] = float(generator.conv_clamp)
     try:
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)

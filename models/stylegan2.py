@@ -169,27 +169,34 @@ class ConstantInput(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_channel, out_channel, kernel_size, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1)):
+    def __init__(self, in_channel, out_channel, kernel_size, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1),
+                 conv_clamp: float | None = None):
         super().__init__()
         self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim, upsample=upsample,
                                     blur_kernel=blur_kernel)
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
+        self.conv_clamp = conv_clamp
 
     def forward(self, x, s, noise=None):
-        return self.activate(self.noise(self.conv(x, s), noise))
+        out = self.activate(self.noise(self.conv(x, s), noise))
+        # StyleGAN2-ADA's conv_clamp: clip after the activation and its sqrt(2) gain
+        return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=(1, 3, 3, 1)):
+    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=(1, 3, 3, 1), conv_clamp: float | None = None):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.conv_clamp = conv_clamp
 
     def forward(self, x, s, skip=None):
         out = self.conv(x, s) + self.bias.to(x.dtype)
+        if self.conv_clamp is not None:  # StyleGAN2-ADA clips this layer's output before the skip sum
+            out = out.clamp(-self.conv_clamp, self.conv_clamp)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -200,7 +207,7 @@ class StyleGAN2Generator(nn.Module):
 
     def __init__(self, resolution: int = 1024, style_dim: int = 512, n_mlp: int = 8,
                  channels: dict[int, int] | None = None, channel_multiplier: int = 2, lr_mlp: float = 0.01,
-                 blur_kernel=(1, 3, 3, 1), seed: int = 0):
+                 blur_kernel=(1, 3, 3, 1), seed: int = 0, conv_clamp: float | None = None):
         super().__init__()
         log_size = int(math.log2(resolution))
         if resolution < 4 or 2 ** log_size != resolution:
@@ -211,14 +218,16 @@ class StyleGAN2Generator(nn.Module):
         self.resolution, self.log_size = resolution, log_size
         self.z_dim = self.w_dim = style_dim
         self.n_mlp, self.lr_mlp = n_mlp, lr_mlp
+        self.conv_clamp = None if conv_clamp is None else float(conv_clamp)  # NVIDIA's +-256 (None: rosinality)
+        clamp = dict(conv_clamp=self.conv_clamp)
         self.num_ws = log_size * 2 - 2
         self.num_layers = (log_size - 2) * 2 + 1  # modulated 3x3 convs, one noise input each
 
         self.style = nn.Sequential(PixelNorm(), *[
             EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
         self.input = ConstantInput(self.channels[4])
-        self.conv1 = StyledConv(self.channels[4], self.channels[4], 3, style_dim, blur_kernel=blur_kernel)
-        self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False)
+        self.conv1 = StyledConv(self.channels[4], self.channels[4], 3, style_dim, blur_kernel=blur_kernel, **clamp)
+        self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False, **clamp)
         self.convs, self.to_rgbs = nn.ModuleList(), nn.ModuleList()
         self.noises = nn.Module()
         for j in range(self.num_layers):
@@ -227,9 +236,9 @@ class StyleGAN2Generator(nn.Module):
         in_ch = self.channels[4]
         for i in range(3, log_size + 1):
             out_ch = self.channels[2 ** i]
-            self.convs.append(StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel))
-            self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel))
-            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel))
+            self.convs.append(StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel, **clamp))
+            self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel, **clamp))
+            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel, **clamp))
             in_ch = out_ch
         # truncation centre; not part of the rosinality state dict (it is stored as "latent_avg")
         self.register_buffer("mean_w", torch.zeros(style_dim), persistent=False)
@@ -344,6 +353,8 @@ class StyleGAN2Generator(nn.Module):
             t = state[k].detach().cpu().contiguous()
             h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
             h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        if self.conv_clamp is not None:  # only then, so unclamped generators keep their fingerprints
+            h.update(f"conv_clamp:{self.conv_clamp}".encode())
         return h.hexdigest()
 
     def _check_styles(self, styles) -> None:
@@ -381,7 +392,7 @@ def small_generator(seed: int = 0, resolution: int = 32, style_dim: int = 32, n_
 
 
 def load_generator(path, device="cpu"):
-    """Load a rosinality-format checkpoint (or "demo"); see models/checkpoint.py."""
+    """Load a rosinality-format checkpoint, an NVIDIA `.pkl` (models/nvidia.py) or "demo"; see models/checkpoint.py."""
     from models.checkpoint import load_generator as _load
     return _load(path, device=device)
 
