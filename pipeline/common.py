@@ -81,8 +81,9 @@ def _is_terminal(stream) -> bool:
 class LogProgress:
     """tqdm's update/close for logs: 'vocabulary: 2,560/10,000 phrase (26%), 41 s, about 2 min left'."""
 
-    def __init__(self, total: int, desc: str, unit: str, stream, every: float = LOG_EVERY):
-        self.total, self.desc, self.unit, self.stream, self.every = int(total), desc, unit, stream, every
+    def __init__(self, total: int, desc: str, unit: str, stream, every: float | None = None):
+        self.total, self.desc, self.unit, self.stream = int(total), desc, unit, stream
+        self.every = LOG_EVERY if every is None else every
         self.n, self.start = 0, time.monotonic()
         self.last = self.start
 

@@ -46,3 +46,31 @@ def test_progress_on_a_terminal_is_a_bar_and_off_when_disabled():
     with bar(10, "x", "y", False, stream=quiet) as pbar:
         pbar.update(10)
     assert quiet.getvalue() == ""
+
+
+def test_vocabulary_progress_moves_every_thousand_encodes_or_so(tmp_path, monkeypatch, capsys):
+    import torch
+    import torch.nn.functional as F
+
+    import pipeline.common
+    from pipeline import vocabulary as vocab_stage
+    from pipeline.config import VocabularyConfig
+
+    class Embedder:  # counts the texts of every encode call
+        dim, calls = 4, []
+
+        def encode_text(self, texts, batch_size=256):
+            self.calls.append(len(texts))
+            return F.normalize(torch.randn(len(texts), 4, generator=torch.Generator().manual_seed(len(texts))), dim=-1)
+
+    monkeypatch.setattr(pipeline.common, "LOG_EVERY", 0.0)  # a progress line at every update
+    templates = [f"a {{}} number {i}." for i in range(79)]
+    phrases = [f"phrase {i}" for i in range(300)]
+    cfg = VocabularyConfig(chunk_phrases=256, text_batch_size=256)
+    encoded = vocab_stage.run(Embedder(), phrases, templates, "shape", cfg, tmp_path, [0, 1], show=True)
+    assert encoded == 301 * 79  # the phrases and the neutral
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("vocabulary:")]
+    assert len(lines) >= 300 * 79 // 1100  # was one line per 256-phrase chunk (20,224 encodes)
+    assert max(Embedder.calls) <= 4 * 256 and sum(Embedder.calls) == 301 * 79
+    emb, _ = vocab_stage.load(tmp_path, 300, cfg)
+    assert emb.shape == (300, 4)
