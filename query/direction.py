@@ -188,9 +188,11 @@ class Direction:
         return rows[np.argsort(-np.abs(self.scores[rows]), kind="stable")]
 
     def top(self, k: int = 10) -> list[tuple[int, int, float]]:
-        """(layer, channel, score) of the k channels with the largest |score|, descending."""
-        k = max(0, min(int(k), len(self.scores)))
-        rows = np.argsort(-np.abs(self.scores), kind="stable")[:k]
+        """(layer, channel, score) of the k channels with the largest |score| that the edit moves, descending.
+
+        Channels below beta are not listed even when fewer than k move: the edit leaves them alone.
+        """
+        rows = self.active[:max(0, int(k))]
         return [(int(self.channels[r, 0]), int(self.channels[r, 1]), float(self.scores[r])) for r in rows]
 
     def to_styles(self) -> list[np.ndarray]:

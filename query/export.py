@@ -84,8 +84,10 @@ def styleclip_arrays(atlas, delta_s: np.ndarray) -> list[np.ndarray]:
 
 
 def manifest_path(path) -> Path:
+    """The manifest beside a library, named after the whole file name (lib.h5 -> lib.h5.manifest.json), so the
+    .h5, .npz and .pt of one stem each keep their own."""
     path = Path(path)
-    return path.with_name(path.stem + ".manifest.json")
+    return path.with_name(path.name + ".manifest.json")
 
 
 def export_library(atlas, prompts, path, neutral: str = "", beta=DEFAULT_BETA, top_k: int | None = None,

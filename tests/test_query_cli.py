@@ -160,7 +160,7 @@ def test_export_with_new_prompts_and_styleclip_layout(world, tmp_path):
     out = run(world, "export", str(prompts), "-o", str(out_file), "--beta", "0.05", "--styleclip-layout")
     assert out["num_prompts"] == 4 and out["styleclip_layout"]
     assert [p["prompt"] for p in out["problems"]] == ["shape"]  # the neutral itself has no direction
-    manifest = json.loads((tmp_path / "lib.manifest.json").read_text())
+    manifest = json.loads((tmp_path / "lib.h5.manifest.json").read_text())
     assert [p["source"] for p in manifest["prompts"]] == ["vocabulary", "vocabulary", "embedded", "neutral"]
     atlas = Atlas.open(world["atlas"], embedder=world["embedder"])
     with h5py.File(out_file, "r") as h5:

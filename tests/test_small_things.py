@@ -74,3 +74,37 @@ def test_vocabulary_progress_moves_every_thousand_encodes_or_so(tmp_path, monkey
     assert max(Embedder.calls) <= 4 * 256 and sum(Embedder.calls) == 301 * 79
     emb, _ = vocab_stage.load(tmp_path, 300, cfg)
     assert emb.shape == (300, 4)
+
+
+def _atlas():
+    from query import Atlas
+    from query.synthetic import synthetic_atlas_data
+
+    return Atlas.from_data(synthetic_atlas_data(vocab=["red", "green", "blue", "dark"], dim=8, seed=4))
+
+
+def test_top_lists_only_the_channels_the_direction_moves():
+    atlas = _atlas()
+    d = atlas.direction("red", top_k=3)
+    assert d.num_c == 3 and len(d.top(10)) == 3 and len(d.to_dict(10)["top"]) == 3
+    strongest = max(abs(d.scores))
+    d = atlas.direction("red", beta=float(strongest) * 0.9)  # only a few pass beta
+    listed = d.top(10)
+    assert len(listed) == d.num_c < 10
+    assert all(abs(s) >= d.beta for _, _, s in listed)
+    assert {(l, c) for l, c, _ in listed} == {tuple(atlas.data.channels[r]) for r in d.active}
+
+
+def test_export_formats_of_one_stem_keep_their_own_manifests(tmp_path):
+    import json
+
+    from query.export import export_library, manifest_path
+
+    atlas = _atlas()
+    for suffix in (".h5", ".npz", ".pt"):
+        export_library(atlas, ["red", "green"], tmp_path / f"lib{suffix}", beta=0.01)
+    names = sorted(p.name for p in tmp_path.glob("*.manifest.json"))
+    assert names == ["lib.h5.manifest.json", "lib.npz.manifest.json", "lib.pt.manifest.json"]
+    for suffix in (".h5", ".npz", ".pt"):
+        manifest = json.loads(manifest_path(tmp_path / f"lib{suffix}").read_text())
+        assert manifest["file"] == f"lib{suffix}" and manifest["format"] == suffix[1:]
