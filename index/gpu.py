@@ -10,8 +10,8 @@ from __future__ import annotations
 
 
 def gpus_for(device) -> int:
-    """How many GPUs FAISS should use for `device`: all it sees for "cuda"/"cuda:N", 0 for anything else."""
-    if device is None or not str(device).startswith("cuda"):
+    """How many GPUs FAISS should use for `device`: all it sees for "cuda"/"cuda:N" and "auto", 0 otherwise."""
+    if device is None or not (str(device).startswith("cuda") or str(device) == "auto"):
         return 0
     try:
         import faiss

@@ -56,7 +56,7 @@ def test_this_install_and_cpu_devices_stay_on_the_cpu():
 
 def test_cuda_builds_and_searches_exact_indexes_on_the_gpus(fake_gpus, tmp_path):
     x = vectors()
-    assert gpus_for("cuda") == 2 and gpus_for("cuda:1") == 2 and gpus_for("cpu") == 0
+    assert gpus_for("cuda") == 2 and gpus_for("cuda:1") == 2 and gpus_for("auto") == 2 and gpus_for("cpu") == 0
     gpu, cpu = build_ip_index(x, device="cuda"), build_ip_index(x, device="cpu")
     assert is_gpu(gpu) and not is_gpu(cpu) and fake_gpus == ["IndexFlatIP"]
     q = x[:20] + 0.01
