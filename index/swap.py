@@ -12,21 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from index.io import _fsync_dir  # the same fsync of a folder after a rename
+
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _renameat2():
