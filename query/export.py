@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from index.io import atomic_path, write_json_atomic
 from models.errors import AtlasError
@@ -144,6 +143,8 @@ def _write_npz(path, lib, arrays, layers, meta) -> None:
 
 
 def _write_pt(path, lib, arrays, layers, meta) -> None:
+    import torch  # only here: a .h5 / .npz export needs no torch (index/FORMAT.md: queries stay light)
+
     obj = dict(prompts=list(lib.prompts), meta=meta, **{k: torch.from_numpy(np.ascontiguousarray(v))
                                                        for k, v in arrays.items()})
     if layers is not None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from index.io import atomic_path
 from models.errors import AtlasError
+
+if TYPE_CHECKING:  # torch loads when an image or a latent file is handled, not when this module is imported
+    import torch
 
 LATENT_KEYS = ("ws", "w", "latent", "latents", "codes", "w_plus")
 
@@ -43,6 +46,8 @@ def parse_alphas(specs) -> list[float]:
 
 def load_latent(path, w_dim: int, num_ws: int) -> torch.Tensor:
     """W [B, w_dim] or W+ [B, num_ws, w_dim] from .npy or .pt (weights_only); a single code gets B = 1."""
+    import torch
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise AtlasError(f"latent file {path} does not exist; pass a .npy or .pt file of W or W+ codes.")
