@@ -57,6 +57,19 @@ def percentile(values, q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def timed_pair(fn_a, fn_b, args_list) -> tuple[list[float], list[float]]:
+    """Per-call seconds of two functions called alternately on the same arguments (after one warm-up each), so
+    that a machine whose speed drifts (other jobs, frequency, cache) weighs on both alike."""
+    fn_a(args_list[0]), fn_b(args_list[0])
+    a, b = [], []
+    for x in args_list:
+        for fn, out in ((fn_a, a), (fn_b, b)):
+            start = time.perf_counter()
+            fn(x)
+            out.append(time.perf_counter() - start)
+    return a, b
+
+
 def timed(fn, args_list) -> list[float]:
     fn(args_list[0])  # warm-up
     seconds = []
@@ -110,7 +123,7 @@ class ReferencePath:
 def row(name, ours, ref, unit="ms", scale=1e3):
     p50, p99 = percentile(ours, 0.5) * scale, percentile(ours, 0.99) * scale
     r50, r99 = percentile(ref, 0.5) * scale, percentile(ref, 0.99) * scale
-    print(f"| {name:<44} | {p50:9.3f} | {p99:9.3f} | {r50:9.3f} | {r99:9.3f} | {r50 / p50:6.1f}x | {unit} |")
+    print(f"| {name:<44} | {p50:9.3f} | {p99:9.3f} | {r50:9.3f} | {r99:9.3f} | {r50 / p50:6.2f}x | {unit} |")
 
 
 def bench_atlas(title, data, embedder, repeats, new_repeats, vocab_prompts, new_prompts):
@@ -122,8 +135,7 @@ def bench_atlas(title, data, embedder, repeats, new_repeats, vocab_prompts, new_
     print("| case                                         | ours p50  | ours p99  | ref p50   | ref p99   | speed  | unit |")
     print("|----------------------------------------------|-----------|-----------|-----------|-----------|--------|------|")
     prompts = [vocab_prompts[i % len(vocab_prompts)] for i in range(repeats)]
-    ours = timed(lambda p: atlas.direction(p, beta=0.1), prompts)
-    theirs = timed(lambda p: ref.boundary(p, beta=0.1), prompts)
+    ours, theirs = timed_pair(lambda p: atlas.direction(p, beta=0.1), lambda p: ref.boundary(p, beta=0.1), prompts)
     d = atlas.direction(prompts[0], beta=0.1)
     expected = np.concatenate([a for a, l in zip(ref.boundary(prompts[0], 0.1), data.layers) if l["in_atlas"]])
     assert np.allclose(d.delta_s, expected, rtol=1e-4, atol=1e-6), "ours and the reference disagree"

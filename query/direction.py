@@ -20,8 +20,8 @@ AUTO_MIN_CHANNELS = 20  # auto-beta keeps MORE than this many channels
 def normalise_delta_t(t_target: np.ndarray, t_neutral: np.ndarray) -> np.ndarray:
     """Δt = normalise(t(target) - t(neutral)) for [D] or [N, D] targets (SPEC §4); float32."""
     diff = np.asarray(t_target, np.float32) - np.asarray(t_neutral, np.float32)  # [D] or [N, D]
-    norm = np.linalg.norm(diff, axis=-1, keepdims=True)
-    if np.any(norm < 1e-6):
+    norm = np.sqrt(np.add.reduce(diff * diff, axis=-1, keepdims=True))  # np.linalg.norm's sum, without its wrapper
+    if norm.size and (norm.min() if norm.size > 1 else norm.item()) < 1e-6:
         raise AtlasError("the target and the neutral have the same embedding, so there is no direction; "
                          "use a neutral that names the class being edited (e.g. 'face') and a different target.")
     return diff / norm
@@ -147,18 +147,25 @@ def directions_from_scores(scores: np.ndarray, style_std: np.ndarray, beta=DEFAU
     return (scores if keep_scores else None), delta_s, num_c, betas, max_abs
 
 
-def _one_direction(rel: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta: float, keep_scores: bool):
-    """global_directions for one prompt and a numeric beta (what a query asks): the same arithmetic in the same
-    order, without the batch machinery, whose allocations and broadcasts cost as much as the elementwise work."""
+def one_direction(rel: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta: float):
+    """SPEC §5 for one prompt and a numeric beta (what a query asks): (scores [C], Δs [C], num_c, max|r|).
+
+    The same arithmetic in the same order as the batch path (directions_from_scores), without its allocations
+    and broadcasts, which cost as much as the elementwise work on one row.
+    """
     r = single_scores(rel, delta_t)  # [C] scores
     a_r = np.abs(r)  # [C]
     peak = a_r.max() if len(r) else np.float32(0)
     delta_s = np.multiply(r, a_r >= beta)  # r[|r| < beta] = 0
     delta_s *= np.asarray(style_std, np.float32)  # Δs_c = r_c sigma_c ...
     delta_s *= np.float32(1 / peak) if peak >= beta and peak > 0 else np.float32(0)  # ... with max|r| -> 1
-    num_c = np.count_nonzero(delta_s)
-    return ((r[None] if keep_scores else None), delta_s[None], np.array([num_c]), np.array([beta]),
-            np.array([float(peak)]))
+    return r, delta_s, int(np.count_nonzero(delta_s)), float(peak)
+
+
+def _one_direction(rel: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta: float, keep_scores: bool):
+    """one_direction in global_directions' shapes ([1, C] arrays and [1] counts)."""
+    r, delta_s, num_c, peak = one_direction(rel, style_std, delta_t, beta)
+    return (r[None] if keep_scores else None), delta_s[None], np.array([num_c]), np.array([beta]), np.array([peak])
 
 
 @dataclass
