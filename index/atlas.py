@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from index.fingerprint import fingerprint_embedder, fingerprint_generator
 from index.io import atomic_path
 from index.work import describe_unfinished
 from models.errors import AtlasFormatError
@@ -181,6 +180,8 @@ def _unfinished_output_stage(out_dir: Path) -> str:
 
 def check_atlas_fingerprints(data: AtlasData, generator=None, embedder=None) -> None:
     """Refuse a generator / embedder that is not the one the atlas was built with (both fingerprints named)."""
+    from index.fingerprint import fingerprint_embedder, fingerprint_generator  # torch: only when models are given
+
     if generator is not None:
         fp = fingerprint_generator(generator)
         if fp != data.generator_fingerprint:

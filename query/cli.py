@@ -190,12 +190,11 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
               help="Also write every image of the grid at full resolution into this folder.")
 def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, save_frames, as_json):
     """What one channel does: its best vocabulary words, and with -o a grid of its effect."""
-    from query.edit import channel_grid
-
     atlas = open_atlas(opts)
     obj = info = channel_report(atlas, layer, channel_index, k)
     words = [(w["phrase"], w["score"]) for w in obj["words"]]
     if out is not None:
+        from query.edit import channel_grid  # torch and the generator: only for the grid
         obj["grid"] = channel_grid(atlas, layer, channel_index, out, alpha=alpha, steps=steps,
                                    seeds=_ints(seeds), psi=psi, cell=cell, frames=save_frames)
 
