@@ -43,6 +43,8 @@ class AtlasData:
     generator_fingerprint: str
     embedder_fingerprint: str
     extra: dict = field(default_factory=dict)  # recall@10, timings, stage notes
+    models: dict = field(default_factory=dict)  # where the models came from: {generator, clip, pretrained}
+    embedder_architecture: str = ""  # CLIP model config + module classes hash ("" in atlases made before it)
 
     @property
     def dim(self) -> int:
@@ -68,6 +70,8 @@ def write_atlas(data: AtlasData) -> Path:
             h5.attrs["embedder_fingerprint"] = data.embedder_fingerprint
             h5.attrs["neutral"] = data.neutral
             h5.attrs["extra"] = json.dumps(data.extra, sort_keys=True)
+            h5.attrs["models"] = json.dumps(data.models, sort_keys=True)
+            h5.attrs["embedder_architecture"] = data.embedder_architecture
             h5.create_dataset("channels", data=np.asarray(data.channels, np.int64))
             h5.create_dataset("relevance", data=np.asarray(data.relevance, np.float32))
             h5.create_dataset("consistency", data=np.asarray(data.consistency, np.float32))
@@ -94,19 +98,32 @@ def write_atlas(data: AtlasData) -> Path:
 
 
 def read_manifest(out_dir) -> dict | None:
+    """MANIFEST.json as a dict, None when absent; AtlasFormatError when it is not a readable JSON object."""
     path = Path(out_dir) / MANIFEST
     if not path.exists():
         return None
-    return json.loads(path.read_text("utf-8"))
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AtlasFormatError(f"{path} is not readable JSON ({str(exc)[:80]}); run the build command again to "
+                               "rewrite it.") from None
+    if not isinstance(manifest, dict):
+        raise AtlasFormatError(f"{path} holds a {type(manifest).__name__}, not an object; run the build command "
+                               "again to rewrite it.")
+    return manifest
 
 
 def read_atlas(out_dir, *, require_complete: bool = True, generator=None, embedder=None,
-               check_fingerprints: bool = True) -> AtlasData:
+               check_fingerprints: bool = True, verify: bool = True) -> AtlasData:
     """Open an atlas folder. AtlasFormatError says which stage is missing when it is incomplete.
 
     require_complete=False also opens an atlas.h5 whose FAISS indexes or catalog were not written yet.
     With `generator` / `embedder`, their fingerprints must match the atlas (unless check_fingerprints=False).
+    verify: check every file against the manifest's sizes and sha256, and the arrays and FAISS indexes against
+    each other (index/verify.py); verify=False skips the hashes and the FAISS check (sizes and arrays stay).
     """
+    from index import verify as integrity
+
     import h5py
 
     out_dir = Path(out_dir)
@@ -119,24 +136,35 @@ def read_atlas(out_dir, *, require_complete: bool = True, generator=None, embedd
     if not path.exists():
         raise AtlasFormatError(f"atlas {out_dir} is incomplete: {describe_unfinished(out_dir)}; run the same "
                                "build command again to finish it.")
+    manifest = read_manifest(out_dir) if require_complete else None
     if require_complete:
-        manifest = read_manifest(out_dir)
         if manifest is None or not manifest.get("complete"):
             stage = _unfinished_output_stage(out_dir)
             raise AtlasFormatError(f"atlas {out_dir} is incomplete: the {stage} stage did not finish; run the same "
                                    "build command again to finish it (or open with require_complete=False).")
+    if manifest is not None:
+        integrity.verify_files(out_dir, manifest, hashes=verify)
     try:
         with h5py.File(path, "r") as h5:
             version = int(h5.attrs.get("format_version", -1))
             if version != FORMAT_VERSION:
                 raise AtlasFormatError(f"{path} has format version {version}, this StyleAtlas reads version "
                                        f"{FORMAT_VERSION}; rebuild the atlas with this version.")
+            integrity.check_declared_sizes(h5, path)
             data = _read_h5(h5, out_dir)
+    except AtlasFormatError:
+        raise
     except OSError as exc:
         raise AtlasFormatError(f"{path} is not a readable HDF5 file ({str(exc)[:120]}); delete it and run the "
                                "build command again.") from None
     except KeyError as exc:
         raise AtlasFormatError(f"{path} lacks {exc}; it was written by something else, rebuild the atlas.") from None
+    except (ValueError, TypeError, IndexError, MemoryError) as exc:  # garbled attrs, shapes, offsets
+        raise AtlasFormatError(f"{path} is damaged ({type(exc).__name__}: {str(exc)[:100]}); rebuild the atlas."
+                               ) from None
+    integrity.check_arrays(data, path)
+    if verify and require_complete:
+        _check_indexes(data)
     if check_fingerprints and (generator is not None or embedder is not None):
         check_atlas_fingerprints(data, generator, embedder)
     return data
@@ -153,6 +181,8 @@ def _read_h5(h5, out_dir: Path) -> AtlasData:
     layer_mean = [mean[o:o + l["width"]] for o, l in zip(offset, layers)]
     layer_std = [std[o:o + l["width"]] for o, l in zip(offset, layers)]
     channels = h5["channels"][()].astype(np.int64)
+    from index.verify import check_channels
+    check_channels(channels, [l["width"] for l in layers], h5.filename)
     flat = offset[channels[:, 0]] + channels[:, 1] if len(channels) else np.zeros(0, np.int64)
     return AtlasData(
         path=out_dir, channels=channels, relevance=h5["relevance"][()].astype(np.float32),
@@ -164,7 +194,29 @@ def _read_h5(h5, out_dir: Path) -> AtlasData:
         neutral_embedding=h5["neutral_embedding"][()].astype(np.float32),
         labels_index=h5["labels/index"][()].astype(np.int64), labels_score=h5["labels/score"][()].astype(np.float32),
         config=json.loads(h5.attrs["config"]), generator_fingerprint=str(h5.attrs["generator_fingerprint"]),
-        embedder_fingerprint=str(h5.attrs["embedder_fingerprint"]), extra=json.loads(h5.attrs.get("extra", "{}")))
+        embedder_fingerprint=str(h5.attrs["embedder_fingerprint"]), extra=json.loads(h5.attrs.get("extra", "{}")),
+        models=json.loads(h5.attrs.get("models", "{}")),
+        embedder_architecture=str(h5.attrs.get("embedder_architecture", "")))
+
+
+def _check_indexes(data: AtlasData) -> None:
+    """The FAISS files hold this atlas's vectors (a swapped vocab.faiss answers with another vocabulary)."""
+    from index.search import have_faiss
+    from index.verify import check_index
+
+    if not have_faiss():
+        return
+    import faiss
+
+    for file, vectors in ((VOCAB_INDEX, data.vocab_embeddings), (RELEVANCE_INDEX, data.relevance)):
+        path = data.path / file
+        if path.exists():
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise AtlasFormatError(f"{path} is not a readable FAISS index ({str(exc).strip().splitlines()[0][:80]}"
+                                       "); delete it and run the build command again.") from None
+            check_index(index, np.ascontiguousarray(vectors, np.float32), path)
 
 
 def _unfinished_output_stage(out_dir: Path) -> str:
@@ -180,7 +232,8 @@ def _unfinished_output_stage(out_dir: Path) -> str:
 
 def check_atlas_fingerprints(data: AtlasData, generator=None, embedder=None) -> None:
     """Refuse a generator / embedder that is not the one the atlas was built with (both fingerprints named)."""
-    from index.fingerprint import fingerprint_embedder, fingerprint_generator  # torch: only when models are given
+    # torch: only when models are given (reading an atlas does not need it)
+    from index.fingerprint import architecture_embedder, fingerprint_embedder, fingerprint_generator
 
     if generator is not None:
         fp = fingerprint_generator(generator)
@@ -190,6 +243,12 @@ def check_atlas_fingerprints(data: AtlasData, generator=None, embedder=None) -> 
                 f"generator is {fp[:16]}…; open it with the generator it was built with, or rebuild the atlas "
                 "(experts: check_fingerprints=False).")
     if embedder is not None:
+        arch = architecture_embedder(embedder)
+        if data.embedder_architecture and arch and arch != data.embedder_architecture:
+            raise AtlasFormatError(
+                f"atlas {data.path} was built with a CLIP of another architecture ({data.embedder_architecture[:21]}… "
+                f"vs {arch[:21]}…; e.g. ViT-B-32 and ViT-B-32-quickgelu share weights but not activations); open it "
+                "with the CLIP model it was built with (experts: check_fingerprints=False).")
         fp = fingerprint_embedder(embedder, data.templates)
         if fp != data.embedder_fingerprint:
             raise AtlasFormatError(

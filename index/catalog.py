@@ -21,7 +21,7 @@ CREATE TABLE labels ("row" INTEGER, layer INTEGER, channel INTEGER, rank INTEGER
                      phrase VARCHAR, score REAL);
 CREATE TABLE builds (build_id INTEGER, created VARCHAR, generator_fingerprint VARCHAR,
                      embedder_fingerprint VARCHAR, num_channels INTEGER, dim INTEGER, vocabulary_size INTEGER,
-                     neutral VARCHAR, config JSON, extra JSON);
+                     neutral VARCHAR, config JSON, extra JSON, models JSON);
 """
 
 
@@ -76,10 +76,11 @@ def _fill(con, data: AtlasData) -> None:
         row=rows.astype(np.int64), layer=data.channels[rows, 0], channel=data.channels[rows, 1],
         rank=ranks.astype(np.int64), vocab_id=vid, phrase=_strings([data.vocab[v] for v in vid]),
         score=ls[rows, ranks].astype(np.float32)))
-    con.execute("INSERT INTO builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    con.execute("INSERT INTO builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (1, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), data.generator_fingerprint,
                  data.embedder_fingerprint, C, data.dim, len(data.vocab), data.neutral,
-                 json.dumps(data.config, sort_keys=True), json.dumps(data.extra, sort_keys=True)))
+                 json.dumps(data.config, sort_keys=True), json.dumps(data.extra, sort_keys=True),
+                 json.dumps(data.models, sort_keys=True)))
 
 
 def _strings(values) -> np.ndarray:
@@ -95,11 +96,27 @@ def _insert(con, table: str, columns: dict) -> None:
         con.unregister("_src")
 
 
+# a read-only catalog connection reaches no other file, installs and loads no extension, and keeps these settings
+SAFE_CONFIG = dict(enable_external_access=False, autoinstall_known_extensions=False,
+                   autoload_known_extensions=False, lock_configuration=True)
+
+
 def open_catalog(out_dir, read_only: bool = True):
-    """A duckdb connection to the atlas catalog (read-only by default): `con.sql("SELECT ...")`."""
+    """A duckdb connection to the atlas catalog (read-only by default): `con.sql("SELECT ...")`.
+
+    Read-only connections are sandboxed (SAFE_CONFIG): queries see the atlas tables and nothing else.
+    """
     import duckdb
 
     path = catalog_path(out_dir)
     if not path.exists():
-        raise AtlasFormatError(f"atlas {out_dir} has no catalog.duckdb; run the build command again to finish it.")
-    return duckdb.connect(str(path), read_only=read_only)
+        raise AtlasFormatError(f"atlas {out_dir} has no catalog.duckdb; run the build command again to rebuild it.")
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG if read_only else {})
+    except duckdb.Error as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        if "lock" in detail.lower():
+            raise AtlasFormatError(f"{path} is locked by another process ({detail}); close that program and try "
+                                   "again.") from None
+        raise AtlasFormatError(f"{path} is not a readable DuckDB catalog ({detail}); delete it and run the build "
+                               "command again to rewrite it.") from None

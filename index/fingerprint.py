@@ -87,3 +87,18 @@ def fingerprint_embedder(embedder, templates) -> str:
     h.update(b"|templates|")
     h.update(json.dumps(list(templates)).encode("utf-8"))
     return h.hexdigest()
+
+
+def architecture_embedder(embedder) -> str:
+    """What an embedder computes with besides its weights (model config, module classes); "" when unknown.
+
+    Kept apart from the embedder fingerprint so that atlases written before it was recorded still open.
+    """
+    own = getattr(embedder, "architecture", None)
+    if callable(own):
+        return str(own())
+    model = embedder if isinstance(embedder, torch.nn.Module) else getattr(embedder, "model", None)
+    if isinstance(model, torch.nn.Module):
+        text = json.dumps([type(m).__name__ for _, m in model.named_modules()])
+        return "modules:" + hashlib.sha256(text.encode()).hexdigest()
+    return ""  # a probe fingerprint already covers what the embedder does

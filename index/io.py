@@ -71,18 +71,66 @@ def _link_or_keep(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def refuse_inside(folder, path, what: str = "output") -> Path:
+    """`path`, unless it lies inside `folder` (an atlas): files derived from an atlas never go into it, where they
+    could overwrite its own data (atlas.h5, MANIFEST.json ...) or be taken for part of it."""
+    from models.errors import AtlasError
+
+    path = Path(path).expanduser()
+    if folder is None:
+        return path
+    inside = Path(folder).expanduser().resolve()
+    target = path.resolve()
+    if target == inside or inside in target.parents:
+        raise AtlasError(f"the {what} {path} would be written inside the atlas folder {folder}; write it elsewhere "
+                         "(e.g. -o results/{0}).".format(path.name))
+    return path
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
+def json_safe(obj, default=None):
+    """`obj` with every NaN / inf float as None (strict JSON: parsers reject NaN and Infinity), numpy made plain."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if isinstance(obj, dict):
+        return {k: json_safe(v, default) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v, default) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item(), default)
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist(), default)
+    if default is not None:
+        return json_safe(default(obj))
+    return str(obj)
+
+
 def write_json_atomic(path, obj, exclusive: bool = False) -> None:
     with atomic_path(path, exclusive=exclusive) as tmp:
-        tmp.write_bytes((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        text = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+        tmp.write_bytes((text + "\n").encode("utf-8"))
 
 
 def write_npz_atomic(path, exclusive: bool = True, **arrays) -> None:
-    """np.savez (uncompressed, exact bytes) to `path` atomically; by default the first writer wins."""
+    """np.savez (uncompressed, exact bytes) to `path` atomically; by default the first writer wins.
+
+    Float arrays must be finite: a NaN chunk would spread into every direction of the atlas (SPEC §5 divides by
+    the largest |score|), so it is refused here, before anything reads it.
+    """
+    from models.errors import AtlasError
+
+    bad = [k for k, v in arrays.items() if np.asarray(v).dtype.kind in "fc" and not np.isfinite(v).all()]
+    if bad:
+        path = Path(path)
+        raise AtlasError(f"{path.parent.name}/{path.name} would hold NaN or infinite values ({', '.join(bad)}); the "
+                         "models overflowed (e.g. in fp16: build with --precision fp32) or an input is not finite "
+                         "(check --alpha and the model files). Nothing was written.")
     with atomic_path(path, suffix=".npz", exclusive=exclusive) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -93,10 +141,13 @@ def read_npz(path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def remove_stray_temps(folder) -> None:
-    """Delete `.tmp-*` files a killed writer left behind (never the files readers use)."""
+def remove_stray_temps(folder, names=None) -> None:
+    """Delete the `.tmp-<name>.*` files a killed atomic_path writer of one of `names` left behind (all `.tmp-*`
+    when names is None); never the files readers use, nor temp files of names we did not write."""
     folder = Path(folder)
     if folder.is_dir():
         for p in folder.glob(".tmp-*"):
+            if names is not None and not any(p.name.startswith(f".tmp-{n}.") for n in names):
+                continue
             with contextlib.suppress(OSError):
                 p.unlink()

@@ -13,12 +13,21 @@ which stage is unfinished. Layout (all under `<atlas>/work/`):
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import socket
+import time
 from pathlib import Path
+
+from models.errors import AtlasError
 
 WORK = "work"
 PLAN = "plan.json"
+LOCK = ".lock"
 STAGES = ("stats", "relevance", "vocabulary")
+_CHUNK = re.compile(r"^chunk_\d{5}\.npz$")
 
 
 def work_dir(out_dir) -> Path:
@@ -42,10 +51,131 @@ def neutral_path(out_dir) -> Path:
 
 
 def read_plan(out_dir) -> dict | None:
+    """work/plan.json, None when absent; AtlasError naming the file when it cannot be read."""
     path = plan_path(out_dir)
     if not path.exists():
         return None
-    return json.loads(path.read_text("utf-8"))
+    try:
+        plan = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AtlasError(f"{path} is not readable JSON ({str(exc)[:80]}); delete it (or the whole {work_dir(out_dir)} "
+                         "folder) and run the build command again.") from None
+    if not isinstance(plan, dict) or not isinstance(plan.get("chunks"), dict):
+        raise AtlasError(f"{path} is not a build plan; delete it (or the whole {work_dir(out_dir)} folder) and run "
+                         "the build command again.")
+    return plan
+
+
+def drop_damaged_chunks(out_dir, plan: dict) -> list[Path]:
+    """Delete chunk files that cannot be read (truncated or overwritten) so the stage computes them again."""
+    import numpy as np
+
+    paths = [chunk_path(out_dir, stage, i) for stage in STAGES for i in range(int(plan["chunks"][stage]))]
+    paths += [stats_path(out_dir), neutral_path(out_dir)]
+    dropped = []
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                for key in z.files:
+                    z[key]
+        except Exception:  # zipfile, numpy and OS errors of many kinds: the file is not what we wrote
+            path.unlink()
+            dropped.append(path)
+    if dropped and stats_path(out_dir).exists() and any(p.parent.name == "stats" for p in dropped):
+        stats_path(out_dir).unlink()  # merged from a chunk that is gone
+    return dropped
+
+
+def is_ours(name: str, stage: str | None = None) -> bool:
+    """Whether a file name inside work/ (or work/<stage>/) is one a build writes (index/work.py layout)."""
+    if name.startswith(".tmp-"):
+        return True
+    if stage is None:
+        return name in (PLAN, "stats.npz", LOCK)
+    return bool(_CHUNK.match(name)) or (stage == "vocabulary" and name == "neutral.npz")
+
+
+def remove_work(out_dir) -> list[Path]:
+    """Delete the files a build wrote under work/ (and the folders, once empty); return what was left there.
+
+    Anything else (a file someone put there) is kept, and so is the folder that holds it.
+    """
+    root = work_dir(out_dir)
+    if not root.is_dir():
+        return []
+    left = []
+    for stage in STAGES:
+        folder = root / stage
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.is_file() and is_ours(p.name, stage):
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+                else:
+                    left.append(p)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    for p in root.iterdir():
+        if p.name == LOCK or p in left or (p.is_dir() and any(q.parent == p for q in left)):
+            continue
+        if p.is_file() and is_ours(p.name):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        else:
+            left.append(p)
+    left = [p for p in left if p.exists()]
+    if not left:
+        with contextlib.suppress(OSError):
+            (root / LOCK).unlink()
+        with contextlib.suppress(OSError):
+            root.rmdir()
+    return left
+
+
+class BuildLock:
+    """An advisory lock on work/.lock (fcntl.flock): one build (or merge) per atlas folder at a time.
+
+    Released when the process ends, however it ends. The file says who holds it (pid, host, start time).
+    """
+
+    def __init__(self, out_dir):
+        self.path = work_dir(out_dir) / LOCK
+        self._fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; builds are still crash-safe, only not exclusive
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise AtlasError(f"another build is running in {self.path.parent.parent} ({holder}); wait for it to "
+                             f"finish, or stop it (if that process is gone, delete {self.path}).") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self._fd is not None:
+            import fcntl
+            folder = self.path.parent
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # the build is over: leave no lock file (and no work/ if nothing else is there)
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        return False
 
 
 def missing_chunks(out_dir, stage: str, num_chunks: int) -> list[int]:

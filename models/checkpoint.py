@@ -53,7 +53,7 @@ def read_checkpoint(path: Path) -> object:
                                   f"safety ({detail[:160]}); re-save it with tensors only.") from None
         raise CheckpointError(f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): "
                               f"{detail[:160]}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # a text file or garbage trips the unpickler in many ways (IndexError, KeyError ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): "
                               f"{first[:160]}") from None
@@ -146,6 +146,8 @@ def load_generator(path, device="cpu") -> StyleGAN2Generator:
     else:
         gen.update_mean_w(n=10_000, seed=0)
     gen.source = str(path)
+    if path.resolve() == DEMO_GENERATOR.resolve():
+        gen.source, gen.neutral = "demo", "shape"  # the shapes world's class word
     return gen.to(device).eval()
 
 

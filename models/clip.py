@@ -7,8 +7,10 @@ end-of-text token of each length bucket.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -78,6 +80,14 @@ class ClipEmbedder:
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
         h.update(json.dumps([self.image_size, self.mean, self.std, self.context_length]).encode())
         return h.hexdigest()
+
+    def architecture(self) -> str:
+        """sha256 of what computes besides the weights: the model config and every module's class, in order
+        (ViT-B-32 and ViT-B-32-quickgelu share their weights and differ here)."""
+        modules = [type(m).__name__ for _, m in self.model.named_modules()]
+        config = getattr(self, "model_config", None)
+        text = json.dumps(dict(config=config, modules=modules), sort_keys=True, default=str)
+        return "arch:" + hashlib.sha256(text.encode()).hexdigest()
 
     def _needs_grad(self, x=None) -> bool:
         if not torch.is_grad_enabled():
@@ -261,11 +271,15 @@ def _run_text_tower(tower, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor
 
 
 # ---- loading --------------------------------------------------------------------------------------------
-def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0) -> ClipEmbedder:
+def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0, random_weights: bool = True,
+              allow_download: bool = True) -> ClipEmbedder:
     """A ClipEmbedder for an open_clip model name, a JSON/dict model config, or "demo" (the shipped tiny CLIP).
 
-    `pretrained` is an open_clip tag (e.g. "openai"; only from the local cache when offline) or a local
-    weights file; None means random weights drawn from `seed`.
+    `pretrained` is an open_clip tag (e.g. "openai"; downloaded where a network exists, else only from the
+    local cache) or a local weights file; None means random weights drawn from `seed`, which a named model or
+    a config file accepts only with random_weights=True (the CLIs: --random-weights).
+    The embedder remembers where it came from in `.source` ({clip, pretrained}, files as absolute paths).
+    allow_download=False: a tag is read from the local caches only (for names an atlas, not the user, gave).
     """
     if isinstance(name, str) and name == "demo":
         config, weights = DEMO_DIR / "clip_config.json", DEMO_DIR / "clip.safetensors"
@@ -274,15 +288,30 @@ def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0) -> ClipEmbe
                                   "reinstall StyleAtlas or train it with the demo training script.")
         embedder = _load_from_config(config, pretrained if pretrained is not None else weights, seed)
         embedder.name, embedder.pretrained = "demo", "demo" if pretrained is None else str(pretrained)
-    elif isinstance(name, dict) or (isinstance(name, (str, os.PathLike)) and str(name).endswith(".json")):
+        embedder.source = dict(clip="demo", pretrained=None if pretrained is None else _source(pretrained))
+        embedder.model.requires_grad_(False).eval()
+        return embedder.to(device)
+    if pretrained is None and not random_weights and not isinstance(name, dict):
+        raise CheckpointError(f"CLIP {name} has no weights: pass --pretrained TAG (e.g. openai) or a local weights "
+                              "file, or --random-weights if random weights are really what you want.")
+    if isinstance(name, dict) or (isinstance(name, (str, os.PathLike)) and str(name).endswith(".json")):
         embedder = _load_from_config(name, pretrained, seed)
+        clip = None if isinstance(name, dict) else _source(name)
     elif isinstance(name, str):
-        embedder = _load_named(name, pretrained, seed)
+        embedder = _load_named(name, pretrained, seed, allow_download)
+        clip = name
     else:
         raise CheckpointError(f"load_clip takes an open_clip model name, a config dict or a .json path, "
                               f"got {type(name).__name__}.")
+    embedder.source = dict(clip=clip, pretrained=None if pretrained is None else _source(pretrained))
     embedder.model.requires_grad_(False).eval()
     return embedder.to(device)
+
+
+def _source(value) -> str:
+    """A model file as an absolute path (so the atlas can find it from any folder); a name or tag as given."""
+    path = Path(str(value)).expanduser()
+    return str(path.resolve()) if path.exists() else str(value)
 
 
 def _seeded(seed: int, build):
@@ -334,11 +363,13 @@ def _load_from_config(source, pretrained, seed: int) -> ClipEmbedder:
         sd, torchscript = read_clip_state_dict(pretrained)
         apply_clip_state_dict(model, sd, pretrained, torchscript)
     warn_quickgelu(label, torchscript, bool(cfg.get("quick_gelu")))
-    return ClipEmbedder(model, SimpleTokenizer(context_length=model.context_length), name=label,
-                        pretrained=pretrained)
+    embedder = ClipEmbedder(model, SimpleTokenizer(context_length=model.context_length), name=label,
+                            pretrained=pretrained)
+    embedder.model_config = cfg
+    return embedder
 
 
-def _load_named(name: str, pretrained, seed: int) -> ClipEmbedder:
+def _load_named(name: str, pretrained, seed: int, allow_download: bool = True) -> ClipEmbedder:
     try:
         known = open_clip.get_model_config(name) is not None
     except Exception:  # "hf-hub:" names fetch their config from the hub
@@ -348,9 +379,10 @@ def _load_named(name: str, pretrained, seed: int) -> ClipEmbedder:
                               "see open_clip.list_models(), or pass a model config .json.")
     weights, mean_std = None, {}
     if pretrained is not None:
-        weights, mean_std = _resolve_pretrained(name, str(pretrained))
+        weights, mean_std = _resolve_pretrained(name, str(pretrained), allow_download)
     try:
-        model = _seeded(seed, lambda: open_clip.create_model(name, pretrained=None, **_no_tower_weights()))
+        with _quiet_open_clip():  # its "initialized randomly" warning is false: our weights are loaded below
+            model = _seeded(seed, lambda: open_clip.create_model(name, pretrained=None, **_no_tower_weights()))
         tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError for hub-only parts offline
         raise CheckpointError(f"could not build open_clip model {name} ({str(exc).splitlines()[0][:120]}); "
@@ -361,7 +393,62 @@ def _load_named(name: str, pretrained, seed: int) -> ClipEmbedder:
         sd, torchscript = read_clip_state_dict(weights)
         apply_clip_state_dict(model, sd, weights, torchscript)
         warn_quickgelu(name, torchscript, bool(open_clip.get_model_config(name).get("quick_gelu")))
-    return ClipEmbedder(model, tokenizer, name=name, pretrained=pretrained)
+    embedder = ClipEmbedder(model, tokenizer, name=name, pretrained=pretrained)
+    embedder.model_config = open_clip.get_model_config(name)
+    return embedder
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """Silence open_clip's root-logger warnings while it builds an architecture we fill with weights ourselves."""
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(old)
+
+
+def _hub_cache_file(tag: dict) -> Path | None:
+    """The Hugging Face cache copy of an open_clip tag's weights, without any network access; None if absent."""
+    hub = tag.get("hf_hub", "")
+    if not hub:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from open_clip.pretrained import HF_WEIGHTS_NAME
+    except ImportError:
+        return None
+    model_id, filename = os.path.split(hub)
+    filename = filename or HF_WEIGHTS_NAME
+    for candidate in (filename.replace(".bin", ".safetensors"), filename):
+        found = try_to_load_from_cache(model_id, candidate)
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
+
+
+def network_reachable(host: str = "huggingface.co", port: int = 443, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the model hub opens within timeout_s (no data is sent).
+
+    The name look-up runs in a daemon thread: a resolver that hangs must not hang the command.
+    """
+    import socket
+    import threading
+
+    result = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                result.append(True)
+        except OSError:
+            result.append(False)
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
 
 
 def _no_tower_weights() -> dict:
@@ -369,7 +456,7 @@ def _no_tower_weights() -> dict:
     return dict(pretrained_image=False, pretrained_text=False)
 
 
-def _resolve_pretrained(name: str, pretrained: str) -> tuple[Path, dict]:
+def _resolve_pretrained(name: str, pretrained: str, allow_download: bool = True) -> tuple[Path, dict]:
     """(local weights file, preprocessing of the tag) for an open_clip tag or a file path."""
     tag = open_clip.get_pretrained_cfg(name, pretrained)
     if not tag:
@@ -384,8 +471,19 @@ def _resolve_pretrained(name: str, pretrained: str) -> tuple[Path, dict]:
     clip_cache = Path("~/.cache/clip").expanduser() / os.path.basename(url) if url else None
     if clip_cache is not None and clip_cache.is_file():  # OpenAI's own download location
         return clip_cache, mean_std
+    if not allow_download:
+        cached = _hub_cache_file(tag)
+        if cached is None:
+            raise CheckpointError(f"the {name} '{pretrained}' weights the atlas names are not in the local cache, and "
+                                  f"StyleAtlas does not download what only an atlas names; pass --pretrained "
+                                  f"{pretrained} yourself to allow the download, or a local weights file.")
+        return cached, mean_std
     offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
                   for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if not offline and not network_reachable():  # no network: fail now, not after a minute of hub retries
+        raise CheckpointError(f"the {name} '{pretrained}' weights are not in the local cache and the model hub "
+                              "cannot be reached (offline); download them where a network exists, or pass a "
+                              "local checkpoint path as --pretrained.")
     if offline and not tag.get("hf_hub"):
         raise CheckpointError(f"the {name} '{pretrained}' weights are not available offline (not in ~/.cache/clip); "
                               "pass a local checkpoint path as pretrained.")
@@ -396,5 +494,12 @@ def _resolve_pretrained(name: str, pretrained: str) -> tuple[Path, dict]:
             raise CheckpointError(f"the {name} '{pretrained}' weights are not available offline (not in the "
                                   "Hugging Face cache); pass a local checkpoint path as pretrained.") from None
         raise CheckpointError(f"could not download the {name} '{pretrained}' weights "
-                              f"({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}); "
-                              "pass a local checkpoint path as pretrained.") from None
+                              f"({_short(exc)}); pass a local checkpoint path as pretrained.") from None
+
+
+def _short(exc, limit: int = 160) -> str:
+    """The first line of an exception, cut at a word boundary (with an ellipsis) when longer than `limit`."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " …"

@@ -19,7 +19,7 @@ def load_templates(path=None) -> list[str]:
     """Prompt templates, one a line, `{}` standing for the phrase; the 79 ImageNet templates by default."""
     path = Path(path).expanduser() if path is not None else DEFAULT_TEMPLATES
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise AtlasError(f"template file {path} does not exist; check the path.") from None
     except IsADirectoryError:

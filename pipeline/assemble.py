@@ -7,7 +7,6 @@ last, so an atlas without it is known to be unfinished.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from index.atlas import read_atlas
 from index.io import read_npz, remove_stray_temps, write_json_atomic
 from index.gpu import to_cpu
 from index.search import write_index
-from index.work import chunk_path, missing_chunks, read_plan, work_dir
+from index.verify import describe_files
+from index.work import chunk_path, missing_chunks, read_plan, remove_work, work_dir
 from models.errors import AtlasError
 from pipeline import stats as stats_stage
 from pipeline import vocabulary as vocab_stage
@@ -69,7 +69,8 @@ def gather(out_dir, plan: dict) -> AtlasData:
         layers=layers, vocab=list(plan["phrases"]), vocab_embeddings=vocab_emb, templates=list(plan["templates"]),
         neutral=plan["neutral"], neutral_embedding=neutral_emb, labels_index=labels_index, labels_score=labels_score,
         config=plan["config"], generator_fingerprint=plan["generator_fingerprint"],
-        embedder_fingerprint=plan["embedder_fingerprint"],
+        embedder_fingerprint=plan["embedder_fingerprint"], models=dict(plan.get("models") or {}),
+        embedder_architecture=str(plan.get("embedder_architecture", "")),
         extra=dict(stats_samples=int(stats["count"]), num_channels=int(len(channels)), dim=int(relevance.shape[1])))
 
 
@@ -126,20 +127,39 @@ def assemble(out_dir, keep_work: bool = False, show: bool = True, device=None) -
         write_catalog(data)
         times["catalog"] = time.perf_counter() - t0
         pbar.update(1)
-    files = {f: (out_dir / f).stat().st_size for f in (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG)
-             if (out_dir / f).exists()}
-    stages = dict(stats="done", relevance="done", vocabulary="done", labels="done",
-                  indexes="done" if have_faiss() else "skipped (faiss not installed)", catalog="done")
-    write_json_atomic(out_dir / MANIFEST, dict(format_version=1, complete=True, stages=stages, files=files))
+    write_manifest(out_dir, data)
     finish(out_dir, keep_work)
     return times
 
 
-def finish(out_dir: Path, keep_work: bool) -> None:
-    """After MANIFEST.json: drop the work folder (unless kept) and any temp file a killed writer left."""
-    if not keep_work:
-        shutil.rmtree(work_dir(out_dir), ignore_errors=True)
-    remove_stray_temps(out_dir)
+OUTPUTS = (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG)
+
+
+def write_manifest(out_dir: Path, data: AtlasData) -> None:
+    """MANIFEST.json, last: every output's size and sha256 (checked on open) and where the models came from."""
+    files, digests = describe_files(out_dir, OUTPUTS)
+    stages = dict(stats="done", relevance="done", vocabulary="done", labels="done",
+                  indexes="done" if have_faiss() else "skipped (faiss not installed)", catalog="done")
+    write_json_atomic(out_dir / MANIFEST, dict(format_version=1, complete=True, stages=stages, files=files,
+                                               sha256=digests, models=data.models))
+
+
+def finish(out_dir: Path, keep_work: bool) -> list[Path]:
+    """After MANIFEST.json: delete what the build wrote in work/ (unless kept) and its own stray temp files.
+
+    Returns what was left in work/ because the build did not write it (never deleted).
+    """
+    left = [] if keep_work else remove_work(out_dir)
+    remove_stray_temps(out_dir, names=OUTPUTS + (MANIFEST,))
+    return left
+
+
+def repair(out_dir: Path, data: AtlasData, index_cfg: IndexConfig) -> None:
+    """Rewrite the outputs that derive from a sound atlas.h5 (FAISS indexes, catalog, manifest)."""
+    if have_faiss():
+        data.extra.setdefault("indexes", _indexes(data, index_cfg, out_dir))
+    write_catalog(data)
+    write_manifest(out_dir, data)
 
 
 def _matching_atlas(out_dir: Path, plan: dict) -> AtlasData | None:

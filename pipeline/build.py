@@ -1,9 +1,11 @@
 """build_atlas: every offline stage (SPEC §2-§4) into one atlas folder, resumable, shardable, distributed."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from pathlib import Path
 from index import ATLAS_FILE, fingerprint_embedder, fingerprint_generator
 from index.atlas import read_atlas, read_manifest
 from index.io import write_json_atomic
-from index.work import plan_path, read_plan
+from index.work import BuildLock, drop_damaged_chunks, plan_path, read_plan
 from models.errors import AtlasError
 from pipeline import relevance as relevance_stage
 from pipeline import stats as stats_stage
@@ -38,7 +40,7 @@ class BuildReport:
     vocabulary: int = 0
     seconds: dict = field(default_factory=dict)
     atlas_bytes: int = 0
-    workers: int = 1
+    workers: int = 1               # 0: unknown (merge assembles what any number of shards computed)
     plan: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -49,11 +51,29 @@ class BuildReport:
 
 
 def default_neutral(generator) -> str:
-    """The atlas's class word: generator.neutral, else "face" for >= 256 px (FFHQ-like), else "shape" (demo)."""
+    """The atlas's class word when none is given: generator.neutral (the demo generator's is "shape").
+
+    Any other generator must be told (its resolution says nothing about what it draws).
+    """
     neutral = getattr(generator, "neutral", None)
     if isinstance(neutral, str) and neutral.strip():
         return neutral.strip()
-    return "face" if int(getattr(generator, "resolution", 0) or 0) >= 256 else "shape"
+    raise AtlasError("say what the generator draws with --neutral (neutral=), the class word of its images, e.g. "
+                     "--neutral face (FFHQ), --neutral car, --neutral church, --neutral cat.")
+
+
+def model_sources(generator, embedder) -> dict:
+    """Where the two models came from ({generator, clip, pretrained}; None where unknown), for the atlas."""
+    from models.checkpoint import DEMO_GENERATOR
+
+    gen = getattr(generator, "source", None)
+    if isinstance(gen, str) and gen != "demo":
+        path = Path(gen).expanduser()
+        gen = "demo" if path.exists() and path.resolve() == DEMO_GENERATOR.resolve() else str(path.resolve())
+    clip = getattr(embedder, "source", None)
+    clip = clip if isinstance(clip, dict) else {}
+    return dict(generator=gen if isinstance(gen, str) else None, clip=clip.get("clip"),
+                pretrained=clip.get("pretrained"))
 
 
 def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
@@ -63,6 +83,12 @@ def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
     neutral = cfg.labels.neutral or default_neutral(generator)
     t = cfg.vocabulary.templates
     templates = list(t) if isinstance(t, tuple) else load_templates(t)
+    from models.prompts import check_text
+
+    check_text(neutral, "the neutral")
+    for x in templates:
+        if isinstance(x, str):
+            check_text(x, "template")
     bad = [x for x in templates if not isinstance(x, str) or "{}" not in x]
     if bad or not templates:
         raise AtlasError(f"template {bad[0]!r} has no '{{}}' where the phrase goes; write e.g. 'a photo of a {{}}.'."
@@ -74,12 +100,15 @@ def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
     config["vocabulary"]["vocabulary"] = vocab_stage.describe(cfg.vocabulary.vocabulary)
     config["labels"]["neutral"] = neutral
     config = json.loads(json.dumps(config))  # tuples -> lists, as they come back from JSON
+    from index.fingerprint import architecture_embedder
+
     return dict(
         format=PLAN_FORMAT, config=config, neutral=neutral, templates=templates, phrases=phrases,
         phrases_sha256=hashlib.sha256(json.dumps(phrases).encode()).hexdigest(), layers=layers,
         num_channels=int(len(channels)), dim=int(embedder.dim),
         generator_fingerprint=fingerprint_generator(generator),
         embedder_fingerprint=fingerprint_embedder(embedder, templates),
+        embedder_architecture=architecture_embedder(embedder), models=model_sources(generator, embedder),
         chunks=dict(stats=len(chunk_ranges(cfg.stats.num_samples, cfg.stats.chunk_size)),
                     relevance=relevance_stage.num_chunks(len(channels), cfg.relevance),
                     vocabulary=len(chunk_ranges(len(phrases), cfg.vocabulary.chunk_phrases))))
@@ -103,6 +132,9 @@ def _check_same(out_dir: Path, old: dict, new: dict, what: str) -> None:
         plan = json.loads(json.dumps(plan))
         for key in ("vocabulary", "templates"):
             plan.get("config", {}).get("vocabulary", {}).pop(key, None)
+        plan.pop("models", None)  # where the files were, not what they hold (the fingerprints say that)
+        if "embedder_architecture" not in old:  # a partial build from before architectures were recorded
+            plan.pop("embedder_architecture", None)
         return plan
     diff = _differences(content(old), content(new))
     if diff:
@@ -111,14 +143,91 @@ def _check_same(out_dir: Path, old: dict, new: dict, what: str) -> None:
 
 
 def _complete_matches(out_dir: Path, plan: dict) -> bool:
-    manifest = read_manifest(out_dir)
-    if not (manifest and manifest.get("complete") and (out_dir / ATLAS_FILE).exists()):
+    """Whether out_dir holds this plan's finished atlas; outputs that derive from a sound atlas.h5 (indexes,
+    catalog, manifest) are rewritten when missing or damaged. AtlasError names a file that cannot be repaired."""
+    from index.atlas import MANIFEST
+    from index.verify import verify_files
+    from pipeline.assemble import plan_configs, repair
+
+    if not (out_dir / ATLAS_FILE).exists():
         return False
-    data = read_atlas(out_dir)
-    old = dict(config=data.config, generator_fingerprint=data.generator_fingerprint,
-               embedder_fingerprint=data.embedder_fingerprint, phrases=data.vocab)
-    _check_same(out_dir, old, {k: plan[k] for k in old}, "a finished atlas")
+    try:
+        manifest = read_manifest(out_dir)
+    except AtlasError:
+        manifest = None  # unreadable: rewritten below from atlas.h5
+    if manifest and manifest.get("complete"):
+        try:
+            data = read_atlas(out_dir)
+        except AtlasError:
+            data = None
+        if data is not None:
+            _check_same(out_dir, _identity(data), {k: plan[k] for k in _identity(data)}, "a finished atlas")
+            return True
+    elif read_plan(out_dir) is not None:
+        return False  # a build that did not finish: it resumes from its work folder
+    try:
+        if manifest and ATLAS_FILE in (manifest.get("files") or {}):
+            verify_files(out_dir, dict(files={ATLAS_FILE: manifest["files"][ATLAS_FILE]},
+                                       sha256={k: v for k, v in (manifest.get("sha256") or {}).items()
+                                               if k == ATLAS_FILE}))
+        data = read_atlas(out_dir, require_complete=False)
+    except AtlasError as exc:
+        if read_plan(out_dir) is not None:
+            return False  # assembly rewrites atlas.h5 from the work folder
+        raise AtlasError(f"{str(exc).rstrip('.')}. It cannot be repaired without its work folder: delete "
+                         f"{out_dir / ATLAS_FILE} and {out_dir / MANIFEST}, then run the build again (everything is "
+                         "recomputed).") from None
+    _check_same(out_dir, _identity(data), {k: plan[k] for k in _identity(data)}, "a finished atlas")
+    data.models = data.models or plan.get("models", {})
+    repair(out_dir, data, plan_configs(plan)[2])
     return True
+
+
+def _identity(data) -> dict:
+    return dict(config=data.config, generator_fingerprint=data.generator_fingerprint,
+                embedder_fingerprint=data.embedder_fingerprint, phrases=data.vocab)
+
+
+def _only_ours(work: Path) -> bool:
+    """A work/ folder holding nothing but files a build writes (another shard job that has just started)."""
+    from index.work import STAGES, is_ours
+
+    if not work.is_dir() or not any(work.iterdir()):
+        return False
+    for p in work.iterdir():
+        if p.is_dir() and p.name in STAGES:
+            if not all(q.is_file() and is_ours(q.name, p.name) for q in p.iterdir()):
+                return False
+        elif not (p.is_file() and is_ours(p.name)):
+            return False
+    return True
+
+
+def refuse_foreign(out_dir: Path) -> None:
+    """A build writes only into a new or empty folder, or one of ours (MANIFEST.json, atlas.h5, work/plan.json)."""
+    from index.atlas import MANIFEST
+    from index.work import LOCK, work_dir
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AtlasError(f"--out {out_dir} is a file; pass a folder for the atlas.")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if any((out_dir / f).exists() for f in (MANIFEST, ATLAS_FILE)) or plan_path(out_dir).exists() or \
+            (work_dir(out_dir) / LOCK).exists() or _only_ours(work_dir(out_dir)):
+        return
+    shown = ", ".join(sorted(p.name for p in out_dir.iterdir())[:4])
+    raise AtlasError(f"--out {out_dir} is a folder with other files in it ({shown}, ...) and no atlas or build "
+                     "plan; pass a new or empty folder (a build never writes into, or deletes from, other folders).")
+
+
+def _remember_source(model, source: dict) -> None:
+    try:
+        if "generator" in source:
+            model.source = source["generator"]
+        else:
+            model.source = source
+    except AttributeError:  # a model object that refuses new attributes: its source stays unknown
+        pass
 
 
 def _prepare_models(generator, embedder, device):
@@ -135,6 +244,9 @@ def run_build(generator, embedder, out_dir, **config) -> BuildReport:
     """build_atlas with the report: the summary of what ran (see build_atlas)."""
     cfg, run = make_config(**config)
     out_dir = Path(out_dir).expanduser()
+    if run.get("models"):  # the CLI knows the sources better than the objects do (e.g. "demo")
+        for model, keys in ((generator, ("generator",)), (embedder, ("clip", "pretrained"))):
+            _remember_source(model, {k: run["models"].get(k) for k in keys})
     workers, device = setup(run.get("shard"), run.get("device"))
     try:
         return _build(generator, embedder, out_dir, cfg, run, workers, device)
@@ -153,6 +265,13 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
     report.seconds["plan"] = time.perf_counter() - t_start
     if run.get("dry_run"):
         return report
+    refuse_foreign(out_dir)
+    workers.barrier()  # every rank has looked before any rank writes
+    with (BuildLock(out_dir) if workers.world == 1 and not workers.shard else contextlib.nullcontext()):
+        return _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report, show, t_start)
+
+
+def _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report, show, t_start) -> BuildReport:
     if _complete_matches(out_dir, plan):
         if workers.rank == 0 and not workers.shard:
             finish(out_dir, bool(run.get("keep_work", False)))  # a build killed while cleaning up
@@ -164,6 +283,10 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
         write_json_atomic(plan_path(out_dir), plan, exclusive=True)
     workers.barrier()
     _check_same(out_dir, read_plan(out_dir), plan, "a partial build")
+    if workers.rank == 0 or workers.shard:
+        for path in drop_damaged_chunks(out_dir, plan):
+            warnings.warn(f"{path} was damaged (unreadable); it is computed again.")
+    workers.barrier()
 
     t0 = time.perf_counter()
     stats_chunks = workers.mine(plan["chunks"]["stats"]) if workers.torchrun else list(range(plan["chunks"]["stats"]))
@@ -188,6 +311,9 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
                                            cfg.vocabulary, out_dir, workers.mine(plan["chunks"]["vocabulary"]), show)
     report.seconds["vocabulary"] = time.perf_counter() - t0
     workers.barrier()
+    if workers.torchrun:  # the report speaks for the whole run, not for rank 0's share
+        report.samples_mapped, report.images_rendered, report.texts_encoded = workers.sum(
+            [report.samples_mapped, report.images_rendered, report.texts_encoded])
     if workers.shard:
         report.status = "shard done"
         report.seconds["total"] = time.perf_counter() - t_start
@@ -216,9 +342,10 @@ def merge(out_dir, keep_work: bool = False, progress: bool = True) -> BuildRepor
     if plan is None:
         raise AtlasError(f"{out_dir} has no work/plan.json, so there is nothing to merge; start the build with "
                          f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first.")
-    seconds = assemble(out_dir, keep_work=keep_work, show=progress)
+    with BuildLock(out_dir):
+        seconds = assemble(out_dir, keep_work=keep_work, show=progress)
     seconds["total"] = time.perf_counter() - t0
-    return BuildReport(path=out_dir, status="complete", channels=plan["num_channels"],
+    return BuildReport(path=out_dir, status="complete", channels=plan["num_channels"], workers=0,
                        layers=sum(l["in_atlas"] for l in plan["layers"]), vocabulary=len(plan["phrases"]),
                        renders_planned=2 * plan["config"]["relevance"]["num_images"] * plan["num_channels"],
                        seconds=seconds, atlas_bytes=atlas_bytes(out_dir), plan=plan)

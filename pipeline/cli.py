@@ -10,16 +10,24 @@ import click
 from models.errors import run_cli
 
 
-def _load_models(generator: str, clip: str, pretrained: str | None, device: str):
+def _load_models(generator: str, clip: str, pretrained: str | None, device: str, random_weights: bool = False):
     from models.clip import load_clip
     from models.stylegan2 import load_generator
 
-    return load_generator(generator, device=device), load_clip(clip, pretrained, device=device)
+    gen = load_generator(generator, device=device)
+    embedder = load_clip(clip, pretrained, device=device, random_weights=random_weights)
+    if _is_rank0():
+        click.echo(f"generator: {gen.source}; CLIP {clip}: {describe_weights(embedder)}", err=True)
+    return gen, embedder
 
 
-def _default_device() -> str:
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def describe_weights(embedder) -> str:
+    """Which weights a loaded CLIP holds, in words (printed so that nobody builds on the wrong ones unknowingly)."""
+    source = getattr(embedder, "source", None) or {}
+    if source.get("clip") == "demo" and source.get("pretrained") is None:
+        return "the demo weights"
+    pretrained = source.get("pretrained")
+    return f"weights {pretrained}" if pretrained else "RANDOM weights (--random-weights)"
 
 
 def _mib(n: int) -> str:
@@ -49,8 +57,9 @@ def print_plan(report) -> None:
 
 def print_summary(report) -> None:
     click.echo(f"{report.status}: {report.path}")
+    workers = f"workers {report.workers}" if report.workers else "merged from the work folder (shards' own counts)"
     click.echo(f"  channels {report.channels:,} in {report.layers} layers; vocabulary {report.vocabulary:,}; "
-               f"workers {report.workers}")
+               f"{workers}")
     click.echo(f"  images rendered this run {report.images_rendered:,} of {report.renders_planned:,} planned; "
                f"texts encoded {report.texts_encoded:,}; samples mapped {report.samples_mapped:,}")
     if report.seconds:
@@ -63,7 +72,8 @@ def print_summary(report) -> None:
 
 def _emit(report, as_json: bool, dry_run: bool = False) -> None:
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        from index.io import json_safe
+        click.echo(json.dumps(json_safe(report.to_dict(), default=str), indent=2, allow_nan=False))
     elif dry_run:
         print_plan(report)
     else:
@@ -82,14 +92,16 @@ def _emit(report, as_json: bool, dry_run: bool = False) -> None:
 @click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of sampled latents.")
 @click.option("--seed", type=int, default=5, show_default=True, help="Seed of the samples and images.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Renders per generator call.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...")
 @click.option("--layers", default=None, help="Comma-separated style-layer indices (default: every conv layer).")
 @click.option("--num-samples", type=int, default=100_000, show_default=True, help="Samples for style statistics.")
 @click.option("--vocabulary", multiple=True,
               help="demo, english, faces, default, or a phrase file (one a line); repeatable. Default: default.")
 @click.option("--templates", type=click.Path(dir_okay=False), default=None,
               help="Template file ('{}' = phrase); default the 79 ImageNet templates.")
-@click.option("--neutral", default=None, help="The class word (default: face at >= 256 px, else shape).")
+@click.option("--neutral", default=None,
+              help="The class word of the images, e.g. face, car, church (required except for the demo: shape).")
 @click.option("--include-torgb", is_flag=True, help="Also measure the toRGB layers.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Arithmetic of render + CLIP encode (bf16/fp16 autocast: faster on GPUs, not the reference's).")
@@ -98,9 +110,11 @@ def _emit(report, as_json: bool, dry_run: bool = False) -> None:
 @click.option("--keep-work", is_flag=True, help="Keep the work/ folder after assembling.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the renders it needs; compute nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--random-weights", is_flag=True, help="Allow a CLIP without --pretrained weights (random; tests only).")
 @click.pass_context
 def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, batch_size, device, layers, num_samples,
-        vocabulary, templates, neutral, include_torgb, precision, english_size, shard, keep_work, dry_run, as_json):
+        vocabulary, templates, neutral, include_torgb, precision, english_size, shard, keep_work, dry_run, as_json,
+        random_weights):
     """Build a StyleAtlas: style statistics, channel relevance, vocabulary, labels, indexes, catalog.
 
     Resumable (run the same command again), distributed under torchrun, shardable with --shard i/n
@@ -109,12 +123,15 @@ def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, bat
     if ctx.invoked_subcommand is not None:
         ctx.obj = dict(out=out, as_json=as_json, keep_work=keep_work, clip=clip, pretrained=pretrained)
         return
+    from models.device import resolve_device
     from pipeline.build import run_build
+    from pipeline.config import check_inputs
 
-    device = device or _default_device()
+    check_inputs(alpha=alpha, psi=psi, seed=seed, neutral=neutral)  # before minutes of model loading
+    device = resolve_device(device)
     if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: each rank loads onto its own GPU
         device = f"cuda:{os.environ['LOCAL_RANK']}"
-    gen, embedder = _load_models(generator, clip, pretrained, device)
+    gen, embedder = _load_models(generator, clip, pretrained, device, random_weights)
     report = run_build(gen, embedder, out, num_images=num_images, alpha=alpha, psi=psi, seed=seed,
                        batch_size=batch_size, device=device, layers=layers, num_samples=num_samples,
                        vocabulary=[Path(v) for v in vocabulary] or None, templates=templates, neutral=neutral,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from models.errors import AtlasError
@@ -46,7 +47,7 @@ class VocabularyConfig:
 class LabelConfig:
     """Channel labels: the k phrases with the largest relevance @ Δt(phrase, neutral)."""
     k: int = 10
-    neutral: str | None = None  # None: generator.neutral, else "face" at >= 256 px, else "shape"
+    neutral: str | None = None  # None: generator.neutral (demo: "shape"); other generators must name it
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ _FLAT = {
     "exact_limit": [("index", "exact_limit")], "hnsw_m": [("index", "hnsw_m")],
     "ef_search": [("index", "ef_search")], "recall_queries": [("index", "recall_queries")],
 }
-RUN_KEYS = ("device", "shard", "progress", "keep_work", "dry_run")  # how to run, not what to compute
+RUN_KEYS = ("device", "shard", "progress", "keep_work", "dry_run", "models")  # how to run, not what to compute
 
 
 def make_config(**flat) -> tuple[BuildConfig, dict]:
@@ -113,7 +114,11 @@ def _normalise(key, value):
     if key == "layers" and value is not None:
         if isinstance(value, str):
             value = [v for v in value.replace(" ", "").split(",") if v]
-        return tuple(sorted({int(v) for v in value}))
+        try:
+            return tuple(sorted({int(v) for v in value}))
+        except (TypeError, ValueError):
+            raise AtlasError(f"layers must be comma-separated style-layer indices such as 0,2,3, got {value!r}."
+                             ) from None
     if key == "vocabulary":
         return vocabulary_entries(value)
     if key == "templates" and value is not None and not isinstance(value, str):
@@ -153,8 +158,36 @@ def vocabulary_entries(value) -> tuple:
     return tuple(out)
 
 
+MAX_ALPHA = 1000.0  # perturbations beyond this many stds only overflow (the reference uses 5)
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def check_inputs(alpha=None, psi=None, seed=None, neutral=None) -> None:
+    """The numbers and words a person types, checked before any model is loaded (one-line AtlasError)."""
+    from models.device import check_seed
+    from models.prompts import validate_prompt
+
+    if alpha is not None and not (_finite(alpha) and 0 < float(alpha) <= MAX_ALPHA):
+        raise AtlasError(f"alpha must be a finite number in (0, {MAX_ALPHA:g}] standard deviations (the reference "
+                         f"uses 5), got {alpha!r}.")
+    if psi is not None and not (_finite(psi) and 0 < float(psi) <= 1):
+        raise AtlasError(f"psi must be in (0, 1] (the reference uses 0.7), got {psi!r}.")
+    if seed is not None:
+        check_seed(seed)
+    if neutral is not None:
+        validate_prompt(neutral)
+
+
 def validate(cfg: BuildConfig) -> None:
     s, r, v, lab = cfg.stats, cfg.relevance, cfg.vocabulary, cfg.labels
+    check_inputs(alpha=r.alpha, psi=s.psi, seed=s.seed, neutral=lab.neutral)
+    check_inputs(psi=r.psi, seed=r.seed)
     checks = [
         (s.num_samples >= 2, f"num_samples must be at least 2 (got {s.num_samples}); the std needs two samples"),
         (r.num_images >= 2, f"num_images must be at least 2 (got {r.num_images}); consistency compares image pairs"),

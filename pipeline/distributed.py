@@ -31,6 +31,16 @@ class Workers:
             import torch.distributed as dist
             dist.barrier()
 
+    def sum(self, values: list[int]) -> list[int]:
+        """Element-wise sum of every rank's `values` (all ranks get it); the values themselves without torchrun."""
+        if not self.torchrun:
+            return list(values)
+        import torch.distributed as dist
+        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+        t = torch.tensor(values, dtype=torch.int64, device=device)
+        dist.all_reduce(t)
+        return [int(v) for v in t.tolist()]
+
     def close(self) -> None:
         if self.created_group:
             import torch.distributed as dist
@@ -61,7 +71,8 @@ def setup(shard=None, device: str | None = None, timeout_s: float = 4 * 3600) ->
         import torch.distributed as dist
 
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        cuda = (device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+                ).startswith("cuda")
         if cuda:
             torch.cuda.set_device(local)
             device = f"cuda:{local}"

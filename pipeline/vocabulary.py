@@ -48,7 +48,7 @@ def read_phrase_file(path) -> list[str]:
     """Phrases from a UTF-8 text file, one a line; blank lines and lines starting with '#' are skipped."""
     path = Path(path).expanduser()
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the first phrase
     except FileNotFoundError:
         raise AtlasError(f"vocabulary file {path} does not exist; pass a UTF-8 file with one phrase a line, "
                          "or one of demo, english, faces.") from None
@@ -88,7 +88,12 @@ def english_words(size: int) -> list[str]:
 
 
 def resolve(selectors, english_size: int, neutral: str) -> list[str]:
-    """Selectors -> ordered, de-duplicated phrases (whitespace collapsed)."""
+    """Selectors -> ordered phrases (whitespace collapsed), de-duplicated by how CLIP reads them (case, spaces).
+
+    A phrase with control characters is refused here, when the plan is made, not at assembly.
+    """
+    from models.prompts import check_text
+
     phrases = []
     for sel in selectors:
         if isinstance(sel, (list, tuple)):
@@ -115,8 +120,10 @@ def resolve(selectors, english_size: int, neutral: str) -> list[str]:
     out, seen = [], set()
     for p in phrases:
         p = " ".join(str(p).split())
-        if p and p not in seen:
-            seen.add(p)
+        key = p.lower()  # query/prompts.lookup_key: the tokenizer lowercases, so "Red" and "red" are one phrase
+        if p and key not in seen:
+            check_text(p, "vocabulary phrase")
+            seen.add(key)
             out.append(p)
     if not out:
         raise AtlasError("the vocabulary is empty; pass --vocabulary with at least one phrase.")

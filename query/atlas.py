@@ -226,6 +226,9 @@ class Atlas:
         for i in range(len(parts)):
             for j in range(i + 1, len(parts)):
                 overlaps.append(channel_overlap(parts[i], parts[j], self.data.channels))
+        if not np.any(delta_s):
+            raise AtlasError(f"the composition {format_composition(terms)!r} cancels out: no channel moves (a zero "
+                             "weight, or terms that undo each other); change the weights.")
         betas = {d.beta for _, _, d in parts}
         return Direction(prompt=format_composition(terms), neutral=parts[0][2].neutral,
                          beta=betas.pop() if len(betas) == 1 else None, scores=scores, delta_s=delta_s,
@@ -308,6 +311,8 @@ class Atlas:
                                    "with the generator it was built with.")
         import torch
 
+        if not np.isfinite(alpha * delta_s).all():
+            raise AtlasError(f"alpha {alpha:g} times this direction is not finite in float32; use a smaller alpha.")
         out = list(styles)
         for layer, rows, cols in self.rows_by_layer():
             s = styles[layer]
@@ -321,13 +326,13 @@ class Atlas:
         """ws [B, num_ws, w_dim] or [B, w_dim] -> edited images [B, 3, H, W]: synthesize(styles(ws) + alpha Δs)."""
         gen = self.generator
         ws = check_latent(ws, gen)
-        return gen.synthesize(self.apply(gen.styles(ws), d, alpha), noise_mode=noise_mode)
+        return check_images(gen.synthesize(self.apply(gen.styles(ws), d, alpha), noise_mode=noise_mode))
 
     @no_grad
     def render(self, ws, noise_mode: str = "const") -> torch.Tensor:
         """The unedited images of ws (the first frame of an edit strip)."""
         gen = self.generator
-        return gen.synthesize(gen.styles(check_latent(ws, gen)), noise_mode=noise_mode)
+        return check_images(gen.synthesize(gen.styles(check_latent(ws, gen)), noise_mode=noise_mode))
 
     @no_grad
     def sample_ws(self, seeds, psi: float = 0.7) -> torch.Tensor:
@@ -335,8 +340,10 @@ class Atlas:
         import torch
 
         gen = self.generator
-        if not (isinstance(psi, (int, float)) and math.isfinite(psi)):
-            raise AtlasError(f"psi must be a finite number (0.7 in the paper), got {psi!r}.")
+        if not (isinstance(psi, (int, float)) and math.isfinite(psi) and abs(psi) <= 10):
+            raise AtlasError(f"psi must be a finite number within ±10 (0.7 in the paper), got {psi!r}.")
+        from models.device import check_seed
+        seeds = [check_seed(s) for s in seeds]
         mean_w = torch.as_tensor(gen.mean_w)
         z = torch.cat([torch.randn(1, int(gen.z_dim), generator=torch.Generator().manual_seed(int(s)))
                        for s in seeds]).to(mean_w.device)  # [B, z_dim]
@@ -344,14 +351,27 @@ class Atlas:
         return mean_w.to(w.dtype) + psi * (w - mean_w.to(w.dtype))
 
 
+MAX_ALPHA = 1000.0  # |alpha| beyond this only saturates or overflows (float32 styles)
+
+
 def check_alpha(alpha) -> float:
     try:
         alpha = float(alpha)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise AtlasError(f"alpha must be a number (typically -10..10), got {alpha!r}.") from None
-    if not math.isfinite(alpha):
-        raise AtlasError(f"alpha must be finite (typically -10..10), got {alpha}.")
+    if not math.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
+        raise AtlasError(f"alpha must be finite and within ±{MAX_ALPHA:g} (typically -10..10), got {alpha}.")
     return alpha
+
+
+def check_images(images) -> torch.Tensor:
+    """Rendered images, unless they hold NaN or inf (they would be saved as black pictures)."""
+    import torch
+
+    if isinstance(images, torch.Tensor) and not torch.isfinite(images).all():
+        raise AtlasError("the generator produced NaN or infinite pixels (an overflow: a smaller --alpha, or fp32); "
+                         "no image was written.")
+    return images
 
 
 def check_latent(ws, gen) -> torch.Tensor:

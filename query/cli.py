@@ -14,31 +14,86 @@ from query.report import channel_report, channels_report, direction_report
 DEFAULT_ATLAS = Path("atlas")
 
 
-def _recorded(atlas, kind: str) -> str:
-    """The model name the atlas records for `kind` (generator / clip), else "demo"."""
-    for source in (atlas.data.extra, atlas.data.config):
-        models = source.get("models") if isinstance(source, dict) else None
-        if isinstance(models, dict) and isinstance(models.get(kind), str):
-            return models[kind]
-    return "demo"
+def _recorded(atlas, kind: str):
+    """The model source the atlas records for `kind` (generator / clip / pretrained), else None."""
+    models = getattr(atlas.data, "models", None) or {}
+    value = models.get(kind) if isinstance(models, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _from_atlas(atlas, kind: str, flag: str, default="demo"):
+    """A recorded model file that must exist here (an atlas may come from another machine), else `default`."""
+    from pathlib import Path as _Path
+
+    from models.errors import CheckpointError
+
+    value = _recorded(atlas, kind)
+    if value is None:
+        return default
+    if value != "demo" and (_Path(value).is_absolute() or value.endswith(".json")) and not _Path(value).is_file():
+        raise CheckpointError(f"atlas {atlas.data.path} was built with {kind} {value}, which is not on this machine; "
+                              f"pass {flag} PATH (the file it was built with).")
+    return value
+
+
+def _checked(atlas, opts: dict, kind: str, model, what: str):
+    """Fingerprint-check a lazily loaded model, naming what was loaded and the flag that changes it."""
+    if opts.get("no_check_fingerprints"):
+        return model
+    import index
+    from models.errors import AtlasFormatError
+
+    try:
+        index.check_fingerprints(atlas.data, **{kind: model})
+    except AtlasFormatError as exc:
+        flag = "--generator" if kind == "generator" else "--clip/--pretrained"
+        raise AtlasFormatError(f"{str(exc).rstrip('.')}. Loaded {what}; pass {flag} with the model the atlas was "
+                               "built with (or --no-check-fingerprints).") from None
+    return model
 
 
 def open_atlas(opts: dict):
-    """Atlas.open with lazily loaded models: the generator for edits, CLIP for prompts outside the vocabulary."""
+    """Atlas.open with lazily loaded models: the generator for edits, CLIP for prompts outside the vocabulary.
+
+    A model not given on the command line is the one the atlas records (loaded through the same safe loaders;
+    a CLIP tag it names is only read from the local cache, never downloaded), else the demo; the file used is
+    printed on stderr.
+    """
+    from models.device import resolve_device
     from query.atlas import Atlas
 
     holder = {}
 
     def load_generator():
         from models.stylegan2 import load_generator as load
-        return load(opts["generator"] or _recorded(holder["atlas"], "generator"), device=opts["device"])
+        atlas = holder["atlas"]
+        given = opts["generator"]
+        path = given or _from_atlas(atlas, "generator", "--generator")
+        why = "--generator" if given else ("recorded in the atlas" if _recorded(atlas, "generator") else
+                                           "the demo: the atlas records no generator")
+        gen = load(path, device=resolve_device(opts["device"]))
+        if not given:  # say which file the atlas led us to
+            click.echo(f"generator: {getattr(gen, 'source', path)} ({why})", err=True)
+        return _checked(atlas, opts, "generator", gen, f"generator {path} ({why})")
 
     def load_embedder():
         from models.clip import load_clip
-        return load_clip(opts["clip"] or _recorded(holder["atlas"], "clip"), opts["pretrained"],
-                         device=opts["device"])
+        atlas = holder["atlas"]
+        given = opts["clip"] or opts["pretrained"]
+        if given:
+            name, pretrained, why = opts["clip"] or _from_atlas(atlas, "clip", "--clip"), opts["pretrained"], "given"
+        else:
+            name = _from_atlas(atlas, "clip", "--clip")
+            pretrained = _from_atlas(atlas, "pretrained", "--pretrained", default=None)
+            why = "recorded in the atlas" if _recorded(atlas, "clip") else "the demo: the atlas records no CLIP"
+        embedder = load_clip(name, pretrained, device=resolve_device(opts["device"]), allow_download=bool(given))
+        if not given:
+            click.echo(f"CLIP: {name}, weights {pretrained or ('demo' if name == 'demo' else 'random')} ({why})",
+                       err=True)
+        return _checked(atlas, opts, "embedder", embedder, f"CLIP {name} ({why})")
 
-    holder["atlas"] = Atlas.open(opts["atlas"], load_generator=load_generator, load_embedder=load_embedder)
+    holder["atlas"] = Atlas.open(opts["atlas"], load_generator=load_generator, load_embedder=load_embedder,
+                                 check_fingerprints=False)  # the loaders check, naming what they loaded
     holder["atlas"].faiss_device = opts["device"]
     return holder["atlas"]
 
@@ -48,7 +103,10 @@ def atlas_command(group, name=None):
     def wrap(fn):
         @functools.wraps(fn)
         def run(**kwargs):
-            opts = {k: kwargs.pop(k) for k in ("atlas", "generator", "clip", "pretrained", "device")}
+            opts = {k: kwargs.pop(k) for k in ("atlas", "generator", "clip", "pretrained", "device",
+                                               "no_check_fingerprints")}
+            from models.device import check_device
+            check_device(opts["device"])  # the name now; whether this machine has it when a model loads
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
@@ -66,7 +124,10 @@ def atlas_command(group, name=None):
                 click.option("--clip", default=None, help='CLIP model name, JSON config or "demo" (default: the '
                              "atlas's, else demo); loaded only for prompts outside the vocabulary."),
                 click.option("--pretrained", default=None, help="open_clip pretrained tag or local weights."),
-                click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ..."),
+                click.option("--device", default="auto", show_default=True,
+                             help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ..."),
+                click.option("--no-check-fingerprints", is_flag=True,
+                             help="Experts: use the given models even if the atlas was built with others."),
                 click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")]):
             run = decorator(run)
         return run
@@ -88,7 +149,8 @@ def beta_value(text: str):
 
 def emit(as_json: bool, obj, lines) -> None:
     if as_json:
-        click.echo(json.dumps(obj, indent=2, default=_json_default))
+        from index.io import json_safe
+        click.echo(json.dumps(json_safe(obj, default=_json_default), indent=2, allow_nan=False))
     else:
         for line in (lines() if callable(lines) else lines):
             click.echo(line)
@@ -132,13 +194,24 @@ def cli():
 def direction(opts, prompt, neutral, beta, top_k, show, full, as_json):
     """The global direction of PROMPT: channels moved and the strongest of them."""
     atlas = open_atlas(opts)
-    d = atlas.direction(prompt, neutral, beta_value(beta), top_k=top_k)
+    requested = beta_value(beta)
+    d = atlas.direction(prompt, neutral, requested, top_k=top_k)
     obj = direction_report(atlas, d, show, full)
-    emit(as_json, obj, lambda: _direction_lines(d, show))
+    emit(as_json, obj, lambda: _direction_lines(d, show, requested))
 
 
-def _direction_lines(d, show):
-    yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}"
+def beta_text(d, requested) -> str:
+    """'beta 0.15', or for auto what it chose: 'beta auto -> 0.10 (18 channels, fewer than the 20 auto aims for)'."""
+    from query.direction import AUTO_MIN_CHANNELS
+
+    if not (isinstance(requested, str) and requested == "auto") or d.beta is None:
+        return f"beta {d.beta}"
+    short = f", fewer than the {AUTO_MIN_CHANNELS} auto aims for" if d.num_c <= AUTO_MIN_CHANNELS else ""
+    return f"beta auto -> {d.beta:.2f} ({d.num_c} channels{short})"
+
+
+def _direction_lines(d, show, requested=None):
+    yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, requested)}"
     for o in d.overlaps:
         yield (f"  overlap {o['a']!r} / {o['b']!r}: {o['shared']} shared channels ({o['same_sign']} same sign, "
                f"{o['opposite_sign']} opposite), Jaccard {o['jaccard']:.2f}")
@@ -155,7 +228,8 @@ def _direction_lines(d, show):
 def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
     """The channels PROMPT moves: layer, resolution, channel, score, consistency, labels."""
     atlas = open_atlas(opts)
-    d = atlas.direction(prompt, neutral, beta_value(beta), top_k=top_k)
+    requested = beta_value(beta)
+    d = atlas.direction(prompt, neutral, requested, top_k=top_k)
     obj = channels_report(atlas, d, show)
     rows = obj["channels"]
     if plot is not None:
@@ -164,7 +238,7 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
     obj["plot"] = str(plot) if plot else None
 
     def lines():
-        yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}"
+        yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, requested)}"
         yield f"{'layer':>5} {'res':>5} {'channel':>7} {'score':>8} {'consist':>7}  labels"
         for r in rows:
             labels = ", ".join(f"{p} ({s:+.2f})" for p, s in r["labels"])
@@ -190,6 +264,14 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
               help="Also write every image of the grid at full resolution into this folder.")
 def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, save_frames, as_json):
     """What one channel does: its best vocabulary words, and with -o a grid of its effect."""
+    from query.media import MAX_CELL, MAX_SEEDS, MAX_STEPS, check_count
+
+    check_count(k, "-k", 1, 100_000)
+    if out is not None:
+        check_count(steps, "--steps", 2, MAX_STEPS)
+        check_count(cell, "--cell", 8, MAX_CELL)
+        if len(_ints(seeds)) > MAX_SEEDS:
+            raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
     atlas = open_atlas(opts)
     obj = info = channel_report(atlas, layer, channel_index, k)
     words = [(w["phrase"], w["score"]) for w in obj["words"]]
@@ -209,13 +291,15 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, ce
 
 
 def _ints(text: str) -> list[int]:
+    from models.device import check_seed
+
     try:
         values = [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
         raise AtlasError(f"seeds must be comma-separated integers, got {text!r}.") from None
     if not values:
         raise AtlasError("give at least one seed.")
-    return values
+    return [check_seed(v) for v in values]
 
 
 @atlas_command(cli)
@@ -223,6 +307,9 @@ def _ints(text: str) -> list[int]:
 @click.option("-k", type=int, default=10, show_default=True, help="Phrases to list.")
 def similar(opts, prompt, k, as_json):
     """The vocabulary phrases nearest to PROMPT in CLIP text space (FAISS vocab index)."""
+    from query.media import check_count
+
+    check_count(k, "-k", 1, 100_000)
     atlas = open_atlas(opts)
     found = atlas.similar(prompt, k)
     emit(as_json, dict(prompt=prompt, similar=[dict(phrase=p, cosine=s) for p, s in found]),
@@ -231,12 +318,15 @@ def similar(opts, prompt, k, as_json):
 
 @atlas_command(cli)
 @click.argument("query")
-@click.option("--limit", type=int, default=1000, show_default=True, help="Rows to print at most.")
-def sql(opts, query, limit, as_json):
-    """Run a read-only SQL query over the atlas catalog (tables layers, channels, vocabulary, labels, builds)."""
+@click.option("--limit", type=int, default=1000, show_default=True,
+              help="Rows to print at most (up to 100,000).")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
+              help="Seconds before a running query is stopped.")
+def sql(opts, query, limit, timeout_s, as_json):
+    """Run one read-only SQL query over the atlas catalog (tables layers, channels, vocabulary, labels, builds)."""
     from query.catalog import run_sql
 
-    columns, rows = run_sql(opts["atlas"], query, limit)
+    columns, rows = run_sql(opts["atlas"], query, limit, timeout_s)
     emit(as_json, dict(columns=columns, rows=[dict(zip(columns, r)) for r in rows]),
          lambda: ["\t".join(columns)] + ["\t".join("" if v is None else str(v) for v in r) for r in rows])
 
@@ -261,18 +351,23 @@ def sql(opts, query, limit, as_json):
 def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, save_frames,
          save_latents, as_json):
     """Edit sampled (--seed) or given (--latent) images along PROMPT's direction; write a PNG strip."""
+    from models.device import check_seed
     from query.edit import edit_strip
-    from query.media import parse_alphas
+    from query.media import MAX_CELL, MAX_SEEDS, check_count, parse_alphas
 
     alphas = parse_alphas(alpha)
     beta = beta_value(beta)
     if latent is not None and seed:
         raise AtlasError("pass --seed or --latent, not both.")
+    seed = [check_seed(s, "--seed") for s in seed]
+    if len(seed) > MAX_SEEDS:
+        raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
+    check_count(cell, "--cell", 8, MAX_CELL)
     atlas = open_atlas(opts)
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
     obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
                      psi=psi, noise_mode=noise_mode, cell=cell, frames=save_frames, latents=save_latents)
-    emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, beta {d.beta}; "
+    emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, beta)}; "
                         f"alphas {alphas}", f"wrote {out}"])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from index.io import refuse_inside
 from query.atlas import check_latent
 from query.media import cell_size, image_grid, load_latent, png_path, save_png
 from query.picture import Layout, alpha_label, check_outputs, labelled_grid, save_frames, save_styles
@@ -28,7 +29,8 @@ def edit_strip(atlas, d, out, alphas, seeds=None, latent=None, psi: float = 0.7,
     frames: a folder for every image at full resolution; latents: a .pt / .npz file for the edited S codes.
     """
     png_path(out)  # before any rendering
-    check_outputs(frames, latents)
+    refuse_inside(atlas.data.path, out, "image")
+    check_outputs(frames, latents, atlas.data.path)
     gen = atlas.generator
     if latent is not None:
         ws = load_latent(latent, int(gen.w_dim), int(gen.num_ws))  # [B, w_dim] or [B, num_ws, w_dim]
@@ -67,7 +69,8 @@ def channel_grid(atlas, layer: int, channel: int, out, alpha: float = 10.0, step
     from query.atlas import check_alpha
 
     png_path(out)
-    check_outputs(frames)
+    refuse_inside(atlas.data.path, out, "image")
+    check_outputs(frames, atlas_dir=atlas.data.path)
     alpha = abs(check_alpha(alpha))
     alphas = np.linspace(-alpha, alpha, max(int(steps), 2)).tolist()
     d = atlas.channel_direction(layer, channel)

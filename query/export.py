@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index.io import atomic_path, write_json_atomic
-from models.errors import AtlasError
+from index.io import atomic_path, refuse_inside, write_json_atomic
+from models.errors import AtlasError, PromptError
 from query.direction import DEFAULT_BETA, check_beta, floor_beta, global_directions
-from query.prompts import clean_prompt, lookup_key
+from query.prompts import clean_prompt, is_composition, lookup_key, parse_composition
 
 FORMATS = (".h5", ".npz", ".pt")
 
@@ -48,10 +48,21 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
     neutral_name, t_neutral = atlas.neutral_embedding(neutral)
     neutral_key = lookup_key(atlas.neutral)
     rows, source = np.full(len(prompts), -1, np.int64), []
+    composed = {}  # row -> the composition's Direction (or its error), computed like `direction` does
     for n, p in enumerate(prompts):
         i = -2 if lookup_key(p) == neutral_key else atlas.vocab_index(p)
+        if i is None and is_composition(p):
+            parse_composition(p)  # a malformed weight (red:nan) is the user's error, not a phrase to embed
+            try:
+                composed[n] = atlas.direction(p, neutral, beta, top_k=top_k)
+            except PromptError:
+                raise
+            except AtlasError as exc:
+                composed[n] = exc
+            i = -2  # its row of the batch below stays empty; filled from composed[n]
         rows[n] = -1 if i is None else i
-        source.append("neutral" if i == -2 else "embedded" if i is None else "vocabulary")
+        source.append("composition" if n in composed else "neutral" if i == -2 else
+                      "embedded" if i is None else "vocabulary")
     T = np.empty((len(prompts), atlas.data.dim), np.float32)  # [N, D] t(p)
     known = rows >= 0
     T[known] = atlas.data.vocab_embeddings[rows[known]]
@@ -65,8 +76,18 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
     delta_t = np.where(defined[:, None], diff / np.where(defined, norm, 1)[:, None], 0).astype(np.float32)
     _, delta_s, num_c, betas, max_abs = global_directions(atlas.data.relevance, atlas.data.style_std, delta_t,
                                                           beta, top_k, keep_scores=False)
+    for n, d in composed.items():
+        if not isinstance(d, AtlasError):
+            delta_s[n], num_c[n] = d.delta_s, d.num_c
+            betas[n] = d.beta if d.beta is not None else np.nan
+            max_abs[n] = float(np.abs(d.scores).max())
     problems = []
+    for n, d in composed.items():
+        if isinstance(d, AtlasError):
+            problems.append(dict(prompt=prompts[n], reason=str(d).rstrip(".")))
     for n in np.flatnonzero(num_c == 0):
+        if n in composed:
+            continue
         reason = ("its embedding equals the neutral's" if not defined[n] else
                   f"no channel passes beta {betas[n]:g}; use beta <= {floor_beta(float(max_abs[n])):g}")
         problems.append(dict(prompt=prompts[n], reason=reason))
@@ -92,7 +113,8 @@ def manifest_path(path) -> Path:
 def export_library(atlas, prompts, path, neutral: str = "", beta=DEFAULT_BETA, top_k: int | None = None,
                    styleclip_layout: bool = False) -> dict:
     """Compute and write a library to `path` (.h5, .npz or .pt) plus its manifest; return the manifest."""
-    path = Path(path).expanduser()
+    path = refuse_inside(atlas.data.path, path, "export")
+    refuse_inside(atlas.data.path, manifest_path(path), "export manifest")
     if path.suffix not in FORMATS:
         raise AtlasError(f"export writes {', '.join(FORMATS)} files; {path.name} has none of these suffixes.")
     t0 = time.perf_counter()

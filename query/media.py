@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +16,27 @@ if TYPE_CHECKING:  # torch loads when an image or a latent file is handled, not 
 LATENT_KEYS = ("ws", "w", "latent", "latents", "codes", "w_plus")
 
 
+MAX_ALPHAS = 64   # columns of one strip
+MAX_CELL = 1024   # pixels of one grid cell
+MAX_STEPS = 64    # columns of one channel grid
+MAX_SEEDS = 64    # rows of one strip or grid
+
+
+def check_count(value, name: str, low: int, high: int) -> int:
+    """An integer option within [low, high] (caps keep a typo from asking for gigabytes), else AtlasError."""
+    try:
+        value = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise AtlasError(f"{name} must be a whole number, got {value!r}.") from None
+    if not low <= value <= high:
+        raise AtlasError(f"{name} must be between {low} and {high:,}, got {value}.")
+    return value
+
+
 def parse_alphas(specs) -> list[float]:
     """'4', '-4,0,4' or 'start:stop:count' (evenly spaced, both ends included), repeatable -> finite floats."""
+    from query.atlas import check_alpha
+
     out = []
     for spec in specs:
         for part in str(spec).split(","):
@@ -28,8 +46,8 @@ def parse_alphas(specs) -> list[float]:
             try:
                 if ":" in part:
                     start, stop, count = part.split(":")
-                    if int(count) < 1:
-                        raise ValueError
+                    if not 1 <= int(count) <= MAX_ALPHAS:
+                        raise AtlasError(f"alpha {part!r} asks for {count} values; at most {MAX_ALPHAS} columns.")
                     out += np.linspace(float(start), float(stop), int(count)).tolist()
                 else:
                     out.append(float(part))
@@ -38,10 +56,9 @@ def parse_alphas(specs) -> list[float]:
                                  "(e.g. -6:6:5).") from None
     if not out:
         raise AtlasError("give at least one alpha, e.g. --alpha 4 or --alpha -6:6:5.")
-    bad = [a for a in out if not math.isfinite(a)]
-    if bad:
-        raise AtlasError(f"alpha must be finite (typically -10..10), got {bad[0]}.")
-    return out
+    if len(out) > MAX_ALPHAS:
+        raise AtlasError(f"{len(out)} alphas is too many for one strip; give at most {MAX_ALPHAS}.")
+    return [check_alpha(a) for a in out]
 
 
 def load_latent(path, w_dim: int, num_ws: int) -> torch.Tensor:
@@ -78,6 +95,10 @@ def load_latent(path, w_dim: int, num_ws: int) -> torch.Tensor:
     if not ok:
         raise AtlasError(f"latent in {path.name} has shape {tuple(x.shape)}; this generator takes W [B, {w_dim}] or "
                          f"W+ [B, {num_ws}, {w_dim}].")
+    if x.shape[0] == 0:
+        raise AtlasError(f"latent file {path.name} holds no codes (shape {tuple(x.shape)}); save at least one.")
+    if x.shape[0] > 4096:
+        raise AtlasError(f"latent file {path.name} holds {x.shape[0]:,} codes; edit at most 4,096 at a time.")
     if not torch.isfinite(x).all():
         raise AtlasError(f"latent in {path.name} holds NaN or infinite values.")
     return x
@@ -153,6 +174,9 @@ def save_png(path, picture: np.ndarray, text: dict) -> Path:
 
 def plot_layers(path, atlas, d, title: str = "") -> Path:
     """Bar chart of the channels a direction moves per style layer (up and down), saved as PNG."""
+    from index.io import refuse_inside
+
+    refuse_inside(atlas.data.path, png_path(path), "plot")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -129,8 +129,14 @@ def save_frames(folder, images: list, row_labels: list[str], column_labels: list
 LATENT_FORMATS = (".pt", ".npz")
 
 
-def check_outputs(frames=None, latents=None) -> None:
-    """Refuse a frames path that is a file and a latents path of another format before anything is rendered."""
+def check_outputs(frames=None, latents=None, atlas_dir=None) -> None:
+    """Refuse a frames path that is a file, a latents path of another format, and either inside the atlas folder
+    (index.io.refuse_inside), before anything is rendered."""
+    from index.io import refuse_inside
+
+    for path, what in ((frames, "frames folder"), (latents, "latents file")):
+        if path is not None:
+            refuse_inside(atlas_dir, path, what)
     if frames is not None and Path(frames).expanduser().is_file():
         raise AtlasError(f"--save-frames {frames} is a file; pass a folder (it is created when missing).")
     if latents is not None and Path(latents).suffix not in LATENT_FORMATS:

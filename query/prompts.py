@@ -8,7 +8,9 @@ from pathlib import Path
 from models.errors import AtlasError, PromptError
 from models.prompts import validate_prompt
 
-_WEIGHT = re.compile(r"^(?P<prompt>.*?)\s*:\s*(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+# nan / inf are matched as weights so that they are refused as weights, not embedded as phrases ("red:nan")
+_WEIGHT = re.compile(r"^(?P<prompt>.*?)\s*:\s*"
+                     r"(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*$", re.I)
 _PLUS = re.compile(r"(?<!:)\s*\+\s*(?![\d.])")  # a '+' joining terms, not the sign of a weight (":+1")
 
 
@@ -78,7 +80,7 @@ def nearest_phrases(prompt: str, vocab: list[str], k: int = 5) -> list[str]:
 def read_text_file(path, what: str = "prompt file") -> str:
     path = Path(path).expanduser()
     try:
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the first prompt
     except FileNotFoundError:
         raise AtlasError(f"{what} {path} does not exist; check the path.") from None
     except IsADirectoryError:

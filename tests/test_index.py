@@ -15,12 +15,13 @@ def _data(path, vocab=("red", "grün", "café au lait")):
               dict(index=1, kind="torgb", resolution=4, width=2, w_index=1, in_atlas=False)]
     rng = np.random.default_rng(0)
     rel = rng.standard_normal((3, 4)).astype(np.float32)
+    emb = rng.standard_normal((len(vocab), 4)).astype(np.float32)  # FORMAT.md: unit rows (checked on open)
     return index.AtlasData(
         path=path, channels=np.array([[0, 0], [0, 1], [0, 2]]), relevance=rel / np.linalg.norm(rel, axis=1)[:, None],
         consistency=np.array([0.5, 0.1, 0.9], np.float32), style_mean=np.arange(3.0), style_std=np.ones(3),
         layer_mean=[np.arange(3.0), np.array([7.0, 8.0])], layer_std=[np.ones(3), np.array([0.5, 0.25])],
-        layers=layers, vocab=list(vocab), vocab_embeddings=rng.standard_normal((len(vocab), 4)).astype(np.float32),
-        templates=["a {}."], neutral="shape", neutral_embedding=np.ones(4, np.float32),
+        layers=layers, vocab=list(vocab), vocab_embeddings=emb / np.linalg.norm(emb, axis=1)[:, None],
+        templates=["a {}."], neutral="shape", neutral_embedding=np.full(4, 0.5, np.float32),
         labels_index=np.array([[0, 1]] * 3), labels_score=np.ones((3, 2), np.float32), config={"seed": 5},
         generator_fingerprint="g" * 64, embedder_fingerprint="e" * 64)
 

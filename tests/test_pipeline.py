@@ -16,7 +16,7 @@ from pipeline.config import StatsConfig
 VOCAB = ["red", "green", "smiling", "big shape", "shape", "red"]  # duplicate on purpose
 TEMPLATES = ["a photo of a {}.", "a {}."]
 SMALL = dict(num_images=4, num_samples=600, stats_chunk_size=250, stats_batch_size=100, batch_size=12,
-             chunk_channels=7, vocabulary=VOCAB, templates=TEMPLATES, progress=False)
+             chunk_channels=7, vocabulary=VOCAB, templates=TEMPLATES, neutral="shape", progress=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,7 +51,7 @@ def test_atlas_contents(atlas, gen, tiny_clip):
     assert [l["kind"] for l in data.layers] == [s["kind"] for s in gen.style_layers]
     assert len(data.layer_mean) == len(gen.style_dims)  # toRGB statistics too (the edit needs every std)
     assert data.vocab == ["red", "green", "smiling", "big shape", "shape"] and data.templates == TEMPLATES
-    assert data.neutral == "shape"  # 16 px, no generator.neutral: the demo's class word
+    assert data.neutral == "shape"  # as given (a generator other than the demo must be told its class word)
     assert data.config["relevance"]["num_images"] == 4 and data.config["stats"]["num_samples"] == 600
     assert not (atlas / "work").exists()  # removed once the atlas is assembled
 

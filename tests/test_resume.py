@@ -38,7 +38,7 @@ class Slow:
 gen = Slow(small_generator(seed=0, resolution=16, style_dim=16, width=8), float(sys.argv[2]))
 build_atlas(gen, load_clip(tiny_clip_config(), seed=0), sys.argv[1], num_images=4, num_samples=600,
             stats_chunk_size=200, batch_size=4, chunk_channels=2, vocabulary=["red", "green", "smiling"],
-            templates=["a photo of a {}.", "a {}."], progress=False)
+            templates=["a photo of a {}.", "a {}."], neutral="shape", progress=False)
 '''
 ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "vocab_embeddings", "neutral_embedding",
           "labels_index", "labels_score")
@@ -72,7 +72,8 @@ def _reference(out):
 
     build_atlas(small_generator(seed=0, resolution=16, style_dim=16, width=8), load_clip(tiny_clip_config(), seed=0),
                 out, num_images=4, num_samples=600, stats_chunk_size=200, batch_size=4, chunk_channels=2,
-                vocabulary=["red", "green", "smiling"], templates=["a photo of a {}.", "a {}."], progress=False)
+                vocabulary=["red", "green", "smiling"], templates=["a photo of a {}.", "a {}."], neutral="shape",
+                progress=False)
 
 
 @pytest.mark.slow
