@@ -320,7 +320,7 @@ def _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report,
         return report
     if workers.rank == 0:
         report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show,
-                                       device=device))
+                                       device=run.get("device")))  # cuda: FAISS indexes on the GPUs
         report.atlas_bytes = atlas_bytes(out_dir)
     workers.barrier()
     report.status = "complete"

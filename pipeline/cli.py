@@ -121,7 +121,7 @@ def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, bat
     followed by `styleatlas-build merge --out DIR`.
     """
     if ctx.invoked_subcommand is not None:
-        ctx.obj = dict(out=out, as_json=as_json, keep_work=keep_work, clip=clip, pretrained=pretrained)
+        ctx.obj = dict(out=out, as_json=as_json, keep_work=keep_work)
         return
     from models.device import resolve_device
     from pipeline.build import run_build
@@ -165,26 +165,37 @@ def merge_cmd(obj, out, keep_work, as_json):
 @click.argument("phrases_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The finished atlas to grow (default: the group's --out).")
-@click.option("--clip", default=None, help='The atlas\'s CLIP: open_clip model name, JSON config or "demo" '
-              "(default: the group's --clip).")
+@click.option("--clip", default=None, help="The atlas's CLIP: open_clip model name, JSON config or demo (default: "
+              "the one the atlas records, loaded from local files only).")
 @click.option("--pretrained", default=None, help="open_clip pretrained tag or local checkpoint path.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--random-weights", is_flag=True, help="Allow a CLIP without --pretrained weights (tests only).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, device, as_json):
+def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, random_weights, device, as_json):
     """Embed the phrases of FILE (one a line) into a finished atlas: vocabulary, labels, index, catalog.
 
     Uses the atlas's own templates and neutral and refuses another CLIP; relevance is untouched. The atlas is
     replaced in one step at the end, so a crash leaves the old one as it was (run again to resume).
     """
+    from index import read_atlas
     from models.clip import load_clip
+    from models.device import resolve_device
     from pipeline.grow import add_vocabulary
 
     obj = obj or {}
     as_json = as_json or obj.get("as_json", False)
-    device = device or _default_device()
-    embedder = load_clip(clip or obj.get("clip") or "demo", pretrained or obj.get("pretrained"), device=device)
-    report = add_vocabulary(out or obj.get("out"), embedder, Path(phrases_file), progress=not as_json, device=device)
+    out = out or obj.get("out")
+    device = resolve_device(device)
+    given = clip is not None or pretrained is not None
+    if not given:  # the CLIP the atlas was built with, as it recorded it
+        models = read_atlas(out).models or {}
+        clip, pretrained = models.get("clip") or "demo", models.get("pretrained")
+    embedder = load_clip(clip or "demo", pretrained, device=device, random_weights=random_weights,
+                         allow_download=given)
+    if not as_json:
+        click.echo(f"CLIP {clip or 'demo'}: {describe_weights(embedder)}", err=True)
+    report = add_vocabulary(out, embedder, Path(phrases_file), progress=not as_json, device=device)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return

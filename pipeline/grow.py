@@ -12,6 +12,7 @@ chunks already embedded.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 import index
-from index import (ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX, AtlasData, have_faiss, read_atlas,
+from index import (ATLAS_FILE, CATALOG, MANIFEST, VOCAB_INDEX, AtlasData, have_faiss, read_atlas,
                    write_atlas, write_catalog)
-from index.io import write_json_atomic, write_npz_atomic
+from index.io import remove_stray_temps, write_json_atomic, write_npz_atomic
 from index.swap import finish_swap, swap_folder
-from index.work import neutral_path
+from index.work import BuildLock, neutral_path
 from models.errors import AtlasError
 from pipeline import vocabulary as vocab_stage
-from pipeline.assemble import write_ip_index
+from pipeline.assemble import write_ip_index, write_manifest
 from pipeline.common import chunk_ranges
 from pipeline.config import IndexConfig, VocabularyConfig, vocabulary_entries
 from pipeline.labels import compute_labels
@@ -70,33 +71,39 @@ def _base_id(out_dir: Path) -> str:
     return h.hexdigest()
 
 
-def _recover(out_dir: Path) -> None:
-    """Finish a two-rename swap a crash cut in half, and drop staging left by a finished or outdated run."""
-    root = staging_root(out_dir)
-    if not root.exists():
-        return
-    if not (root / STAGING_PLAN).exists():
-        if all(p.name.startswith(f".tmp-{STAGING_PLAN}.") for p in root.iterdir()):  # killed while starting
-            shutil.rmtree(root)
-            return
-        raise AtlasError(f"{root} exists but was not made by add-vocabulary; move it away and run again.")
-    finish_swap(out_dir, root / "atlas", root / "old")
+STAGED = (STAGING_PLAN, "work", "atlas", "old")  # what a staging folder may hold (work/: chunks and .lock)
 
 
-def _prepare_staging(out_dir: Path, plan: dict) -> Path:
-    """The staging folder for `plan`: reused when a killed run left it for the same atlas and phrases."""
-    root = staging_root(out_dir)
+def _check_staging(root: Path) -> None:
+    """AtlasError when the staging folder holds anything add_vocabulary does not write (never delete that)."""
     if root.exists():
-        try:
-            old = json.loads((root / STAGING_PLAN).read_text("utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = None
-        if old != plan:
-            shutil.rmtree(root)
-    root.mkdir(exist_ok=True)
-    if not (root / STAGING_PLAN).exists():
+        foreign = [p.name for p in root.iterdir()
+                   if p.name not in STAGED and not p.name.startswith(f".tmp-{STAGING_PLAN}.")]
+        if foreign:
+            raise AtlasError(f"{root} holds {foreign[0]!r}, which add-vocabulary did not write; move it away and run "
+                             "again.")
+
+
+def _clear_staging(root: Path) -> None:
+    """Drop a finished or outdated run's staging (the lock in work/ stays: we hold it)."""
+    for name in ("atlas", "old", "work/vocabulary", STAGING_PLAN):
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    remove_stray_temps(root, names=(STAGING_PLAN,))
+
+
+def _prepare_staging(root: Path, plan: dict) -> None:
+    """The staging folder for `plan`: reused when a killed run left it for the same atlas and phrases."""
+    try:
+        old = json.loads((root / STAGING_PLAN).read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        old = None
+    if old != plan:
+        _clear_staging(root)
         write_json_atomic(root / STAGING_PLAN, plan)
-    return root
 
 
 def _new_phrases(data: AtlasData, phrases) -> tuple[list[str], int, list]:
@@ -127,20 +134,41 @@ def add_vocabulary(out_dir, embedder, phrases, *, progress: bool = False, check_
     """
     t_start = time.perf_counter()
     out_dir = Path(out_dir).expanduser().resolve()
-    _recover(out_dir)
+    root = staging_root(out_dir)
+    _check_staging(root)
+    root.mkdir(exist_ok=True)
+    with BuildLock(root):  # one add-vocabulary per atlas at a time (work/.lock in the staging folder)
+        try:
+            report = _grow(out_dir, root, embedder, phrases, progress, check_fingerprints, device)
+        except BaseException:
+            _remove_if_empty(root)
+            raise
+    _remove_if_empty(root)
+    report.seconds["total"] = time.perf_counter() - t_start
+    return report
+
+
+def _remove_if_empty(root: Path) -> None:
+    with contextlib.suppress(OSError):
+        root.rmdir()
+
+
+def _grow(out_dir: Path, root: Path, embedder, phrases, progress: bool, check_fingerprints: bool, device
+          ) -> GrowReport:
+    finish_swap(out_dir, root / "atlas", root / "old")  # a two-rename swap a crash cut in half
     data = read_atlas(out_dir)
     if check_fingerprints:
         index.check_fingerprints(data, embedder=embedder)
     new, already, entries = _new_phrases(data, phrases)
     report = GrowReport(path=out_dir, status="nothing to add", already=already, vocabulary=len(data.vocab))
     if not new:
-        shutil.rmtree(staging_root(out_dir), ignore_errors=True)
+        _clear_staging(root)
         return report
     cfg_dict = {k: v for k, v in data.config.get("vocabulary", {}).items() if k in VocabularyConfig.__annotations__}
     vocab_cfg = VocabularyConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg_dict.items()})
     plan = dict(base=_base_id(out_dir), phrases=new, embedder_fingerprint=data.embedder_fingerprint,
                 chunk_phrases=vocab_cfg.chunk_phrases)
-    root = _prepare_staging(out_dir, plan)
+    _prepare_staging(root, plan)
 
     t0 = time.perf_counter()
     if not neutral_path(root).exists():  # the atlas's own t(neutral): nothing to encode
@@ -158,10 +186,9 @@ def add_vocabulary(out_dir, embedder, phrases, *, progress: bool = False, check_
 
     t0 = time.perf_counter()
     swap_folder(out_dir, root / "atlas", root / "old")
-    shutil.rmtree(root, ignore_errors=True)
+    _clear_staging(root)
     report.seconds["swap"] = time.perf_counter() - t0
     report.status, report.added, report.vocabulary = "grown", new, len(grown.vocab)
-    report.seconds["total"] = time.perf_counter() - t_start
     return report
 
 
@@ -194,15 +221,7 @@ def _stage_atlas(out_dir: Path, grown: AtlasData, index_cfg: IndexConfig, device
                                                               device)
     write_atlas(grown)
     write_catalog(grown)
-    _write_manifest(stage)
-
-
-def _write_manifest(stage: Path) -> None:
-    files = {f: (stage / f).stat().st_size for f in (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG)
-             if (stage / f).exists()}
-    stages = dict(stats="done", relevance="done", vocabulary="done", labels="done",
-                  indexes="done" if have_faiss() else "skipped (faiss not installed)", catalog="done")
-    write_json_atomic(stage / MANIFEST, dict(format_version=1, complete=True, stages=stages, files=files))
+    write_manifest(stage, grown)
 
 
 def _link_tree(src: Path, dst: Path) -> None:

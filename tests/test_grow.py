@@ -17,7 +17,7 @@ from models.errors import AtlasFormatError
 OLD = ["red", "green", "smiling", "shape"]
 NEW = ["blue", "red", "big square", "dark", "light"]  # "red" is there already
 SMALL = dict(num_images=2, num_samples=300, stats_chunk_size=150, batch_size=12, chunk_channels=7,
-             templates=["a photo of a {}.", "a {}."], chunk_phrases=3, progress=False)
+             templates=["a photo of a {}.", "a {}."], chunk_phrases=3, neutral="shape", progress=False)
 ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "neutral_embedding", "labels_index")
 
 
@@ -126,7 +126,7 @@ def test_cli_add_vocabulary(built, tmp_path):
     same, other = tmp_path / "clip.json", tmp_path / "other.json"
     same.write_text(json.dumps(tiny_clip_config()))  # seed 0: the atlas's CLIP
     other.write_text(json.dumps(tiny_clip_config(layers=1)))
-    args = ["add-vocabulary", "--out", str(grown), "--device", "cpu", str(phrases), "--json"]
+    args = ["add-vocabulary", "--out", str(grown), "--device", "cpu", str(phrases), "--json", "--random-weights"]
     with pytest.raises(SystemExit) as exit_info:  # another CLIP: one line, exit 2, the atlas as it was
         main(args + ["--clip", str(other)])
     assert exit_info.value.code == 2 and index.read_atlas(grown).vocab == OLD
