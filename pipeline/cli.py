@@ -53,6 +53,16 @@ def print_plan(report) -> None:
     click.echo(f"  vocabulary: {len(plan['phrases']):,} phrases x {len(plan['templates'])} templates = "
                f"{len(plan['phrases']) * len(plan['templates']):,} text encodes in {plan['chunks']['vocabulary']} "
                f"chunks; labels top-{cfg['labels']['k']}")
+    est = getattr(report, "estimate", None)
+    if est:
+        from pipeline.common import duration
+
+        click.echo(f"  {report.path}: {est['state_text']}")
+        unit = dict(stats="samples", relevance="renders", vocabulary="texts")
+        for stage, (done, planned) in est["done"].items():
+            click.echo(f"    {stage}: {done:,} of {planned:,} {unit[stage]} done, about "
+                       f"{duration(est['seconds'][stage])} left")
+        click.echo(f"  estimated time: about {duration(est['seconds']['total'])} ({est['basis']})")
 
 
 def print_summary(report) -> None:

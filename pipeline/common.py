@@ -99,8 +99,8 @@ class LogProgress:
         pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         left = ""
         if 0 < self.n < self.total:
-            left = f", about {_duration(elapsed * (self.total - self.n) / self.n)} left"
-        print(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{pct}, {_duration(elapsed)}{left}",
+            left = f", about {duration(elapsed * (self.total - self.n) / self.n)} left"
+        print(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{pct}, {duration(elapsed)}{left}",
               file=self.stream, flush=True)
 
     def close(self) -> None:
@@ -115,9 +115,12 @@ class LogProgress:
         self.close()
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.4 h', '2.1 days'."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

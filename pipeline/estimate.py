@@ -1,9 +1,9 @@
 """--dry-run: what a build still has to do and about how long it takes, from a few timed calls.
 
-A few samples are mapped, a few renders are rendered and CLIP-encoded (the relevance stage's work), a batch of
-texts is encoded, each timed after a warm-up call; the per-unit times are multiplied by the units the build
-still needs (chunks already in work/ are done). It is an extrapolation from small batches: on a GPU, whose
-throughput grows with the batch, the real build is usually faster.
+Samples are mapped, renders are rendered and CLIP-encoded (the relevance stage's work) and texts are encoded,
+each timed after a warm-up call in batches that grow toward the build's own batch sizes for about a second;
+the per-unit times are multiplied by the units the build still needs (chunks already in work/ are done).
+An extrapolation: a batch smaller than the build's (a slow model on a CPU) makes it pessimistic.
 """
 from __future__ import annotations
 
@@ -15,22 +15,45 @@ from index.work import chunk_path
 from pipeline import relevance as relevance_stage
 from pipeline.common import chunk_ranges, generator_device, truncate
 
-PROBE_RENDERS = 4   # renders (and image encodes) per timed call
-PROBE_SAMPLES = 64  # samples mapped per timed call
-PROBE_TEXTS = 64    # texts per timed call
+PROBE_SECONDS = 4.0  # about how long the larger timed call of each probe may take
 
 
-def _timed(fn, repeats: int = 2) -> float:
-    """Seconds of the fastest of `repeats` calls after one warm-up call."""
-    fn()
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _seconds(call, n: int) -> float:
+    """The faster of two timed calls of call(n), after a warm-up call."""
+    call(n)
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(2):
+        _sync()
         start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        call(n)
+        _sync()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def per_unit(call, batch: int, budget: float | None = None) -> tuple[float, int]:
+    """(seconds per unit in calls of `batch` units, the largest batch timed).
+
+    A call costs about a + b n (a fixed part, then per unit). call(1) and call(k) are timed, k as large as the
+    budget allows (k = batch when it fits: then the per-unit time is measured, not modelled), and the line through
+    them gives (a + b batch) / batch.
+    """
+    budget = PROBE_SECONDS if budget is None else budget
+    t1 = _seconds(call, 1)
+    k = max(1, min(int(batch), int(budget / max(t1, 1e-6))))
+    if k <= 1:
+        return t1, 1
+    tk = _seconds(call, k)
+    if k == batch:
+        return tk / k, k
+    b = max((tk - t1) / (k - 1), 0.0)
+    a = max(t1 - b, 0.0)
+    return (a + b * batch) / batch, k
 
 
 def done_units(out_dir, plan: dict, cfg) -> dict:
@@ -47,36 +70,51 @@ def done_units(out_dir, plan: dict, cfg) -> dict:
 
 @torch.no_grad()
 def unit_seconds(generator, embedder, plan: dict, cfg) -> dict:
-    """Seconds per sample mapped, per render (synthesize + encode_image) and per text encoded."""
+    """Seconds per sample mapped, per render (synthesize + encode_image) and per text encoded, and the batches."""
     device = generator_device(generator)
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(PROBE_SAMPLES, int(generator.z_dim), generator=g).to(device)  # [n, z_dim]
+    z = torch.randn(max(cfg.stats.batch_size, cfg.relevance.batch_size), int(generator.z_dim),
+                    generator=torch.Generator().manual_seed(0)).to(device)  # [n, z_dim]
 
-    def map_samples():
-        w = truncate(generator, generator.mapping(z), cfg.stats.psi)
+    def map_samples(n):
+        w = truncate(generator, generator.mapping(z[:n]), cfg.stats.psi)
         return [torch.as_tensor(s) for s in generator.styles(w)]
 
-    styles = [s[:PROBE_RENDERS] for s in map_samples()]  # per layer [r, width]
+    styles = map_samples(cfg.relevance.batch_size)  # per layer [batch, width]
 
-    def render():
+    def render(n):
         with relevance_stage._autocast(styles[0].device, cfg.relevance.precision):
-            images = generator.synthesize(styles, noise_mode=cfg.relevance.noise_mode)  # [r, 3, H, W]
+            images = generator.synthesize([s[:n] for s in styles], noise_mode=cfg.relevance.noise_mode)
             return embedder.encode_image(images)
 
-    phrases = (plan["phrases"] * PROBE_TEXTS)[:PROBE_TEXTS]
-    templates = plan["templates"]
-    texts = [templates[i % len(templates)].replace("{}", p) for i, p in enumerate(phrases)]
-    return dict(sample=_timed(map_samples) / PROBE_SAMPLES, render=_timed(render) / PROBE_RENDERS,
-                text=_timed(lambda: embedder.encode_text(texts)) / len(texts))
+    templates, phrases = plan["templates"], plan["phrases"]
+    texts = [templates[i % len(templates)].replace("{}", phrases[i % len(phrases)])
+             for i in range(cfg.vocabulary.text_batch_size)]
+    sample, n_sample = per_unit(map_samples, cfg.stats.batch_size)
+    rendered, n_render = per_unit(render, cfg.relevance.batch_size)
+    text, n_text = per_unit(lambda n: embedder.encode_text(texts[:n]), len(texts))
+    return dict(sample=sample, render=rendered, text=text, batches=dict(sample=n_sample, render=n_render, text=n_text))
 
 
-def estimate(generator, embedder, plan: dict, cfg, out_dir) -> dict:
-    """{done: {stage: [units done, planned]}, seconds: {stage: s, total: s}, per_unit: {...}, basis: str}."""
+STATES = {
+    "new": "nothing built yet",
+    "partial": "a partial build of this plan: its finished chunks are reused",
+    "complete": "already complete: the build would do nothing",
+    "other": "the folder holds a build with other settings or models: the build would refuse it",
+}
+
+
+def estimate(generator, embedder, plan: dict, cfg, out_dir, state: str = "partial") -> dict:
+    """{state, done: {stage: [units done, planned]}, seconds: {stage: s, total: s}, per_unit, basis}.
+
+    state: what out_dir holds for this plan (STATES); only a partial build's chunks count as done.
+    """
     done = done_units(out_dir, plan, cfg)
+    for stage, (finished, planned) in done.items():
+        done[stage] = [planned if state == "complete" else finished if state == "partial" else 0, planned]
     per = unit_seconds(generator, embedder, plan, cfg)
     unit = dict(stats="sample", relevance="render", vocabulary="text")
     seconds = {stage: (planned - finished) * per[unit[stage]] for stage, (finished, planned) in done.items()}
     seconds["total"] = sum(seconds.values())
-    return dict(done=done, seconds=seconds, per_unit=per,
-                basis=f"timed {PROBE_SAMPLES} samples, {PROBE_RENDERS} renders + image encodes, {PROBE_TEXTS} "
-                      "text encodes on this machine (small batches: a GPU build is usually faster)")
+    return dict(state=state, state_text=STATES[state], done=done, seconds=seconds, per_unit=per,
+                basis=f"timed on this machine: {per['batches']['sample']} samples, {per['batches']['render']} renders "
+                      f"+ image encodes, {per['batches']['text']} texts per call")

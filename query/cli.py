@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -98,6 +99,17 @@ def open_atlas(opts: dict):
     return holder["atlas"]
 
 
+# the library's keyword names in its messages -> this CLI's flags (longest first)
+FLAG_WORDS = (("top_k=N", "--top-k N"), ("top_k", "--top-k"), ("check_fingerprints=False", "--no-check-fingerprints"))
+
+
+def flag_words(message: str) -> str:
+    """A library message as a CLI user reads it: 'or top_k=N' -> 'or --top-k N'."""
+    for word, flag in FLAG_WORDS:
+        message = re.sub(rf"(?<![\w-]){re.escape(word)}(?![\w=])", flag, message)
+    return message
+
+
 def atlas_command(group, name=None):
     """A subcommand with the shared options (--atlas, models, --json) whose warnings print as one line each."""
     def wrap(fn):
@@ -111,6 +123,8 @@ def atlas_command(group, name=None):
                 warnings.simplefilter("always")
                 try:
                     return fn(opts, **kwargs)
+                except AtlasError as exc:  # the library names its keywords (top_k=N); here they are flags
+                    raise type(exc)(flag_words(str(exc))) from None
                 finally:
                     for w in caught:
                         if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning):

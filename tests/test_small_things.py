@@ -108,3 +108,60 @@ def test_export_formats_of_one_stem_keep_their_own_manifests(tmp_path):
     for suffix in (".h5", ".npz", ".pt"):
         manifest = json.loads(manifest_path(tmp_path / f"lib{suffix}").read_text())
         assert manifest["file"] == f"lib{suffix}" and manifest["format"] == suffix[1:]
+
+
+SMALL = dict(num_images=2, num_samples=300, stats_chunk_size=100, batch_size=8, chunk_channels=8,
+             vocabulary=["red", "green", "blue", "shape"], templates=["a photo of a {}.", "a {}."], neutral="shape",
+             progress=False)
+
+
+@pytest.fixture(scope="module")
+def models():
+    from conftest import tiny_clip_config
+    from models.clip import load_clip
+    from models.stylegan2 import small_generator
+
+    return small_generator(seed=0, resolution=16, style_dim=16, width=8), load_clip(tiny_clip_config(), seed=0)
+
+
+@pytest.mark.slow
+def test_dry_run_estimates_time_and_says_what_a_partial_build_has(models, tmp_path, capsys, monkeypatch):
+    import pipeline.estimate
+    from pipeline import run_build
+    from pipeline.cli import print_plan
+
+    monkeypatch.setattr(pipeline.estimate, "PROBE_SECONDS", 0.3)  # a quick probe: the arithmetic is what is tested
+
+    gen, clip = models
+    out = tmp_path / "atlas"
+    fresh = run_build(gen, clip, out, dry_run=True, **SMALL)
+    assert fresh.estimate["state"] == "new" and fresh.estimate["seconds"]["total"] > 0
+    assert all(done == 0 for done, _ in fresh.estimate["done"].values())
+    assert fresh.estimate["done"]["relevance"][1] == fresh.renders_planned
+    assert run_build(gen, clip, out, shard="0/2", **SMALL).status == "shard done"  # half of the chunks
+    half = run_build(gen, clip, out, dry_run=True, **SMALL).estimate
+    assert half["state"] == "partial"
+    assert 0 < half["done"]["relevance"][0] < half["done"]["relevance"][1]
+    assert half["done"]["stats"][0] == half["done"]["stats"][1] == 300  # every shard maps all the samples
+    left = half["seconds"]["relevance"] / fresh.estimate["seconds"]["relevance"]
+    assert left == pytest.approx(1 - half["done"]["relevance"][0] / half["done"]["relevance"][1], rel=1.0)
+    report = run_build(gen, clip, out, dry_run=True, **SMALL)
+    print_plan(report)
+    text = capsys.readouterr().out
+    assert "a partial build of this plan" in text and "estimated time: about" in text and "renders done" in text
+    other = run_build(gen, clip, out, dry_run=True, **{**SMALL, "num_images": 3}).estimate
+    assert other["state"] == "other" and other["done"]["relevance"][0] == 0
+
+
+@pytest.mark.slow
+def test_query_messages_name_the_flag_not_the_keyword(models, tmp_path, capsys):
+    from pipeline import build_atlas
+    from query.cli import main
+
+    gen, clip = models
+    build_atlas(gen, clip, tmp_path / "atlas", **SMALL)
+    for args, flag in ((["--top-k", "0"], "--top-k must be at least 1"), (["--beta", "0.99"], "or --top-k N")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["direction", "red", "--atlas", str(tmp_path / "atlas"), *args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and flag in err and "top_k" not in err, err
