@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from index.fingerprint import architecture_embedder, fingerprint_embedder, fingerprint_generator
 from index.io import atomic_path
 from index.work import describe_unfinished
 from models.errors import AtlasFormatError
@@ -233,6 +232,9 @@ def _unfinished_output_stage(out_dir: Path) -> str:
 
 def check_atlas_fingerprints(data: AtlasData, generator=None, embedder=None) -> None:
     """Refuse a generator / embedder that is not the one the atlas was built with (both fingerprints named)."""
+    # torch: only when models are given (reading an atlas does not need it)
+    from index.fingerprint import architecture_embedder, fingerprint_embedder, fingerprint_generator
+
     if generator is not None:
         fp = fingerprint_generator(generator)
         if fp != data.generator_fingerprint:

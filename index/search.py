@@ -23,14 +23,19 @@ def have_faiss() -> bool:
 
 
 def build_ip_index(vectors: np.ndarray, *, exact_limit: int = 100_000, hnsw_m: int = 32,
-                   ef_construction: int = 200, ef_search: int = 128):
-    """An inner-product index over `vectors` [N, D] float32: exact below exact_limit, HNSW above."""
+                   ef_construction: int = 200, ef_search: int = 128, device=None):
+    """An inner-product index over `vectors` [N, D] float32: exact below exact_limit, HNSW above.
+
+    device "cuda": the exact index is built on the GPUs FAISS sees (index/gpu.py); write_index stores a CPU copy.
+    """
     import faiss
+
+    from index.gpu import to_device
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)  # [N, D]
     dim = x.shape[1]
     if len(x) <= exact_limit:
-        index = faiss.IndexFlatIP(dim)
+        index = to_device(faiss.IndexFlatIP(dim), device)
         index.add(x)
         return index
     index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -63,22 +68,28 @@ def recall_at_k(index, vectors: np.ndarray, k: int = 10, num_queries: int = 256,
 
 def write_index(index, path) -> None:
     import faiss
+
+    from index.gpu import to_cpu
     with atomic_path(path, suffix=".faiss") as tmp:
-        faiss.write_index(index, str(tmp))
+        faiss.write_index(to_cpu(index), str(tmp))
 
 
-def _load(path: Path):
+def _load(path: Path, device=None):
     if not path.exists() or not have_faiss():
         return None
     import faiss
-    return faiss.read_index(str(path))
+
+    from index.gpu import to_device
+    return to_device(faiss.read_index(str(path)), device)
 
 
-def load_vocab_index(out_dir):
-    """The FAISS index over vocabulary embeddings (row i = vocab[i]); None without faiss or without the file."""
-    return _load(Path(out_dir) / VOCAB_INDEX)
+def load_vocab_index(out_dir, device=None):
+    """The FAISS index over vocabulary embeddings (row i = vocab[i]); None without faiss or without the file.
+
+    device "cuda": searched on the GPUs FAISS sees (exact indexes; index/gpu.py)."""
+    return _load(Path(out_dir) / VOCAB_INDEX, device)
 
 
-def load_relevance_index(out_dir):
+def load_relevance_index(out_dir, device=None):
     """The FAISS index over relevance rows (row r = channels[r]); None without faiss or without the file."""
-    return _load(Path(out_dir) / RELEVANCE_INDEX)
+    return _load(Path(out_dir) / RELEVANCE_INDEX, device)

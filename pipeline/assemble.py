@@ -16,6 +16,7 @@ from index import (ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX, 
                    have_faiss, recall_at_k, write_atlas, write_catalog)
 from index.atlas import read_atlas
 from index.io import read_npz, remove_stray_temps, write_json_atomic
+from index.gpu import to_cpu
 from index.search import write_index
 from index.verify import describe_files
 from index.work import chunk_path, missing_chunks, read_plan, remove_work, work_dir
@@ -75,20 +76,25 @@ def gather(out_dir, plan: dict) -> AtlasData:
                    relevance=jacobian_stage.extra(out_dir, plan)))
 
 
-def _indexes(data: AtlasData, cfg: IndexConfig, out_dir: Path) -> dict:
+def _indexes(data: AtlasData, cfg: IndexConfig, out_dir: Path, device=None) -> dict:
     """Build and write both FAISS indexes; return {name: {type, size, recall_at_10}}."""
-    info = {}
-    for name, vectors, file in (("vocabulary", data.vocab_embeddings, VOCAB_INDEX),
-                                ("relevance", data.relevance, RELEVANCE_INDEX)):
-        index = build_ip_index(vectors, exact_limit=cfg.exact_limit, hnsw_m=cfg.hnsw_m,
-                               ef_construction=cfg.ef_construction, ef_search=cfg.ef_search)
-        recall = recall_at_k(index, vectors, k=10, num_queries=cfg.recall_queries)
-        write_index(index, out_dir / file)
-        info[name] = dict(type=type(index).__name__, size=int(len(vectors)), recall_at_10=float(recall))
-    return info
+    return {name: write_ip_index(vectors, cfg, out_dir / file, device)
+            for name, vectors, file in (("vocabulary", data.vocab_embeddings, VOCAB_INDEX),
+                                        ("relevance", data.relevance, RELEVANCE_INDEX))}
 
 
-def assemble(out_dir, keep_work: bool = False, show: bool = True) -> dict:
+def write_ip_index(vectors: np.ndarray, cfg: IndexConfig, path: Path, device=None) -> dict:
+    """One FAISS index over `vectors` (on GPUs for a CUDA device, index/gpu.py), its recall@10 measured, written
+    to `path`; returns {type, size, recall_at_10}."""
+    index = build_ip_index(vectors, exact_limit=cfg.exact_limit, hnsw_m=cfg.hnsw_m,
+                           ef_construction=cfg.ef_construction, ef_search=cfg.ef_search, device=device)
+    recall = recall_at_k(index, vectors, k=10, num_queries=cfg.recall_queries)
+    index = to_cpu(index)  # what is written (and named in extra) is the CPU index, wherever it was built
+    write_index(index, path)
+    return dict(type=type(index).__name__, size=int(len(vectors)), recall_at_10=float(recall))
+
+
+def assemble(out_dir, keep_work: bool = False, show: bool = True, device=None) -> dict:
     """Write the atlas from a complete work folder; return {stage: seconds} of this step."""
     out_dir = Path(out_dir)
     plan = read_plan(out_dir)
@@ -109,7 +115,7 @@ def assemble(out_dir, keep_work: bool = False, show: bool = True) -> dict:
         pbar.update(1)
         t0 = time.perf_counter()
         if have_faiss() and not (resumed and all((out_dir / f).exists() for f in (VOCAB_INDEX, RELEVANCE_INDEX))):
-            info = _indexes(data, index_cfg, out_dir)
+            info = _indexes(data, index_cfg, out_dir, device)
             data.extra.setdefault("indexes", info)
         elif not have_faiss():
             data.extra["indexes"] = "skipped: faiss is not installed (pip install faiss-cpu)"

@@ -44,6 +44,7 @@ class BuildReport:
     workers: int = 1               # 0: unknown (merge assembles what any number of shards computed)
     plan: dict = field(default_factory=dict)
     relevance_plan: dict = field(default_factory=dict)  # both methods' work; jacobian: memory / time estimate
+    estimate: dict = field(default_factory=dict)  # --dry-run: what is done, seconds left (pipeline/estimate.py)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -269,12 +270,28 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
     report.relevance_plan = jacobian_stage.cost_plan(generator, embedder, cfg.relevance, plan["num_channels"],
                                                      probe=bool(run.get("dry_run")))
     report.seconds["plan"] = time.perf_counter() - t_start
-    if run.get("dry_run"):
+    if run.get("dry_run"):  # the plan, what the folder already has, and a timed estimate of the rest
+        from pipeline.estimate import estimate
+        report.estimate = estimate(generator, embedder, plan, cfg, out_dir, _dry_run_state(out_dir, plan))
         return report
     refuse_foreign(out_dir)
     workers.barrier()  # every rank has looked before any rank writes
     with (BuildLock(out_dir) if workers.world == 1 and not workers.shard else contextlib.nullcontext()):
         return _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report, show, t_start)
+
+
+def _dry_run_state(out_dir: Path, plan: dict) -> str:
+    """What out_dir holds for `plan`: "new", "partial", "complete" or "other" (pipeline/estimate.STATES)."""
+    try:
+        if _complete_matches(out_dir, plan):
+            return "complete"
+        existing = read_plan(out_dir)
+        if existing is None:
+            return "new"
+        _check_same(out_dir, existing, plan, "a partial build")
+        return "partial"
+    except AtlasError:
+        return "other"
 
 
 def _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report, show, t_start) -> BuildReport:
@@ -326,7 +343,8 @@ def _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report,
         report.seconds["total"] = time.perf_counter() - t_start
         return report
     if workers.rank == 0:
-        report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show))
+        report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show,
+                                       device=run.get("device")))  # cuda: FAISS indexes on the GPUs
         report.atlas_bytes = atlas_bytes(out_dir)
     workers.barrier()
     report.status = "complete"

@@ -54,6 +54,16 @@ def print_plan(report) -> None:
     click.echo(f"  vocabulary: {len(plan['phrases']):,} phrases x {len(plan['templates'])} templates = "
                f"{len(plan['phrases']) * len(plan['templates']):,} text encodes in {plan['chunks']['vocabulary']} "
                f"chunks; labels top-{cfg['labels']['k']}")
+    est = getattr(report, "estimate", None)
+    if est:
+        from pipeline.common import duration
+
+        click.echo(f"  {report.path}: {est['state_text']}")
+        unit = dict(stats="samples", relevance="renders", vocabulary="texts")
+        for stage, (done, planned) in est["done"].items():
+            click.echo(f"    {stage}: {done:,} of {planned:,} {unit[stage]} done, about "
+                       f"{duration(est['seconds'][stage])} left")
+        click.echo(f"  estimated time: about {duration(est['seconds']['total'])} ({est['basis']})")
 
 
 def print_relevance_plan(cost: dict) -> None:
@@ -183,6 +193,51 @@ def merge_cmd(obj, out, keep_work, as_json):
     as_json = as_json or obj.get("as_json", False)
     report = merge(out or obj.get("out"), keep_work=keep_work or obj.get("keep_work", False), progress=not as_json)
     _emit(report, as_json)
+
+
+@cli.command("add-vocabulary")
+@click.argument("phrases_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The finished atlas to grow (default: the group's --out).")
+@click.option("--clip", default=None, help="The atlas's CLIP: open_clip model name, JSON config or demo (default: "
+              "the one the atlas records, loaded from local files only).")
+@click.option("--pretrained", default=None, help="open_clip pretrained tag or local checkpoint path.")
+@click.option("--random-weights", is_flag=True, help="Allow a CLIP without --pretrained weights (tests only).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, random_weights, device, as_json):
+    """Embed the phrases of FILE (one a line) into a finished atlas: vocabulary, labels, index, catalog.
+
+    Uses the atlas's own templates and neutral and refuses another CLIP; relevance is untouched. The atlas is
+    replaced in one step at the end, so a crash leaves the old one as it was (run again to resume).
+    """
+    from index import read_atlas
+    from models.clip import load_clip
+    from models.device import resolve_device
+    from pipeline.grow import add_vocabulary
+
+    obj = obj or {}
+    as_json = as_json or obj.get("as_json", False)
+    out = out or obj.get("out")
+    device = resolve_device(device)
+    given = clip is not None or pretrained is not None
+    if not given:  # the CLIP the atlas was built with, as it recorded it
+        models = read_atlas(out).models or {}
+        clip, pretrained = models.get("clip") or "demo", models.get("pretrained")
+    embedder = load_clip(clip or "demo", pretrained, device=device, random_weights=random_weights,
+                         allow_download=given)
+    if not as_json:
+        click.echo(f"CLIP {clip or 'demo'}: {describe_weights(embedder)}", err=True)
+    report = add_vocabulary(out, embedder, Path(phrases_file), progress=not as_json, device=device)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    click.echo(f"{report.status}: {report.path}")
+    click.echo(f"  added {len(report.added):,} phrases ({report.already:,} already in the vocabulary); vocabulary "
+               f"{report.vocabulary:,}; texts encoded {report.texts_encoded:,}")
+    if report.seconds:
+        click.echo("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
 
 
 def main(args=None):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+import time
 
 import torch
 from tqdm.auto import tqdm
@@ -56,7 +58,69 @@ def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, total)) for a in range(0, total, size)]
 
 
-def bar(total: int, desc: str, unit: str, enabled: bool):
-    """A tqdm bar (rate and ETA) on stderr, or a silent one on non-zero ranks / progress=False."""
+LOG_EVERY = 30.0  # seconds between progress lines when stderr is a file or a pipe
+
+
+def bar(total: int, desc: str, unit: str, enabled: bool, stream=None):
+    """Progress on stderr: a tqdm bar (rate and ETA) on a terminal; in a log file or a pipe, where every redraw
+    would stay, one line every LOG_EVERY seconds and one at the end; silent on non-zero ranks / progress=False."""
+    stream = stream if stream is not None else sys.stderr
+    if enabled and not _is_terminal(stream):
+        return LogProgress(total, desc, unit, stream)
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=True,
-                smoothing=0.1)
+                smoothing=0.1, file=stream)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or not a real file
+        return False
+
+
+class LogProgress:
+    """tqdm's update/close for logs: 'vocabulary: 2,560/10,000 phrase (26%), 41 s, about 2 min left'."""
+
+    def __init__(self, total: int, desc: str, unit: str, stream, every: float | None = None):
+        self.total, self.desc, self.unit, self.stream = int(total), desc, unit, stream
+        self.every = LOG_EVERY if every is None else every
+        self.n, self.start = 0, time.monotonic()
+        self.last = self.start
+
+    def update(self, n: int = 1) -> None:
+        self.n += int(n)
+        now = time.monotonic()
+        if now - self.last >= self.every and self.n < self.total:
+            self.last = now
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        elapsed = now - self.start
+        pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        left = ""
+        if 0 < self.n < self.total:
+            left = f", about {duration(elapsed * (self.total - self.n) / self.n)} left"
+        print(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{pct}, {duration(elapsed)}{left}",
+              file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.total and self.n:
+            self._line(time.monotonic())
+            self.total = 0  # once
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '3.4 h', '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

@@ -25,6 +25,8 @@ from pipeline.config import VocabularyConfig
 STAGE = "vocabulary"
 DATA = Path(__file__).resolve().parent / "data"
 FACE_ATTRIBUTES = DATA / "face_attributes.txt"
+PROGRESS_TEXTS = 4  # text batches per encode call (per progress step)
+FUNCTION_WORDS = DATA / "function_words.txt"  # about, after, other ...: left out of the `english` selector
 # Function words, and frequent word-final BPE pieces that are suffixes rather than words.
 STOP_WORDS = set("""the and for you with this that from are was will can just have your our not but all out
 one now new what when who how why has had her his she him they them their there here then than been were
@@ -69,7 +71,8 @@ def english_words(size: int) -> list[str]:
     if not bpe.exists():
         raise AtlasError(f"open_clip's BPE vocabulary {bpe} is missing; reinstall open_clip_torch.")
     lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")[1:49152 - 256 - 2 + 1]
-    words, seen = [], set()
+    function_words = set(" ".join(read_phrase_file(FUNCTION_WORDS)).split())
+    words, seen = [], set(function_words)
     for line in lines:
         parts = line.split()
         if len(parts) != 2 or not parts[1].endswith("</w>"):
@@ -153,14 +156,20 @@ def run(embedder, phrases: list[str], templates: list[str], neutral: str, cfg: V
         t_neutral = embed_phrases(embedder, [neutral], templates, batch_size=cfg.text_batch_size)[0]  # [D]
         write_npz_atomic(neutral_path(out_dir), embedding=t_neutral.float().cpu().numpy())
         texts += len(templates)
+    # a few text batches per encode call: the bar moves every ~1,000 encodes (a chunk is 20,000 at 79 templates),
+    # and each call still holds enough texts for the encoder to bucket them by length
+    group = max(1, PROGRESS_TEXTS * cfg.text_batch_size // max(len(templates), 1))
     with bar(sum(b - a for a, b in (ranges[i] for i in todo)), "vocabulary", "phrase", show) as pbar:
         for i in todo:
             a, b = ranges[i]
-            with torch.no_grad():
-                t = embed_phrases(embedder, phrases[a:b], templates, batch_size=cfg.text_batch_size)  # [n, D]
-            write_npz_atomic(chunk_path(out_dir, STAGE, i), embeddings=t.float().cpu().numpy())
+            parts = []
+            for g in range(a, b, group):
+                with torch.no_grad():
+                    parts.append(embed_phrases(embedder, phrases[g:min(g + group, b)], templates,
+                                               batch_size=cfg.text_batch_size).float().cpu())  # [n, D]
+                pbar.update(min(g + group, b) - g)
+            write_npz_atomic(chunk_path(out_dir, STAGE, i), embeddings=torch.cat(parts).numpy())
             texts += (b - a) * len(templates)
-            pbar.update(b - a)
     return texts
 
 

@@ -1,17 +1,31 @@
 """query.Atlas: global directions (SPEC §5), compositions, channel look-ups and edits over one atlas."""
 from __future__ import annotations
 
+import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 import index
 from models.errors import AtlasError, AtlasFormatError, CheckpointError, PromptError
 from query.direction import DEFAULT_BETA, Direction, check_beta, global_directions, no_channel_message
-from query.direction import normalise_delta_t
+from query.direction import normalise_delta_t, one_direction
 from query.prompts import (clean_prompt, format_composition, is_composition, lookup_key, nearest_phrases,
                            parse_composition)
+
+if TYPE_CHECKING:  # torch loads for edits and new prompts only: a vocabulary query never imports it
+    import torch
+
+
+def no_grad(fn):
+    """torch.no_grad() around fn, with torch imported at the first call rather than with this module."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        import torch
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return wrapped
 
 
 class Atlas:
@@ -40,6 +54,7 @@ class Atlas:
         self._channels = None
         self._layer_widths = None
         self._std32 = np.asarray(data.style_std, np.float32)  # [C]
+        self.faiss_device = None  # "cuda": similar() searches the vocabulary index on GPUs (index/gpu.py)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -154,6 +169,8 @@ class Atlas:
             if embedder is None:
                 raise PromptError(f"{todo[0]!r}{more} is not in the atlas vocabulary and no CLIP is loaded to embed "
                                   f"it; pass embedder= (CLI: --clip) or use a vocabulary phrase such as {near}.")
+            import torch
+
             from models.text import embed_phrases
             with torch.no_grad():
                 emb = embed_phrases(embedder, todo, self.data.templates)  # [N, D]
@@ -187,13 +204,17 @@ class Atlas:
         check_beta(beta)
         neutral_name, t_neutral = self.neutral_embedding(neutral)
         delta_t = normalise_delta_t(self.text_embedding(prompt), t_neutral)  # [D]
-        scores, delta_s, num_c, betas, max_abs = global_directions(self.data.relevance, self._std32, delta_t,
-                                                                   beta, top_k)
-        if num_c[0] == 0:
-            raise AtlasError(no_channel_message(float(max_abs[0]), beta, prompt))
-        return Direction(prompt=prompt, neutral=neutral_name, beta=float(betas[0]), scores=scores[0],
-                         delta_s=delta_s[0], channels=self.data.channels, delta_t=delta_t, top_k=top_k,
-                         layer_widths=self.layer_widths)
+        if top_k is None and not isinstance(beta, str):  # a plain query: no batch machinery (query/direction.py)
+            scores, delta_s, num_c, max_abs = one_direction(self.data.relevance, self._std32, delta_t, beta)
+            used = float(beta)
+        else:
+            scores, delta_s, num_c, betas, max_abs = global_directions(self.data.relevance, self._std32, delta_t,
+                                                                       beta, top_k)
+            scores, delta_s, num_c, used, max_abs = scores[0], delta_s[0], num_c[0], float(betas[0]), max_abs[0]
+        if num_c == 0:
+            raise AtlasError(no_channel_message(float(max_abs), beta, prompt))
+        return Direction(prompt=prompt, neutral=neutral_name, beta=used, scores=scores, delta_s=delta_s,
+                         channels=self.data.channels, delta_t=delta_t, top_k=top_k, layer_widths=self.layer_widths)
 
     def compose(self, terms, neutral: str = "", beta=DEFAULT_BETA, *, top_k: int | None = None) -> Direction:
         """Σ weight_i Δs_i over the terms' own directions; reports the channels the terms share."""
@@ -248,7 +269,7 @@ class Atlas:
         q = np.ascontiguousarray(self.text_embedding(prompt)[None], np.float32)  # [1, D]
         self_row = self.vocab_index(prompt)
         want = min(int(k) + (self_row is not None), len(self.data.vocab))
-        faiss_index = index.load_vocab_index(self.data.path) if self.data.path else None
+        faiss_index = index.load_vocab_index(self.data.path, self.faiss_device) if self.data.path else None
         if faiss_index is not None and faiss_index.ntotal == len(self.data.vocab):
             sims, ids = faiss_index.search(q, want)
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0]
@@ -288,6 +309,8 @@ class Atlas:
                 s.shape[-1] != int(l["width"]) for s, l in zip(styles, self.data.layers)):
             raise AtlasFormatError(f"the generator's style layers do not match atlas {self.data.path}; open it "
                                    "with the generator it was built with.")
+        import torch
+
         if not np.isfinite(alpha * delta_s).all():
             raise AtlasError(f"alpha {alpha:g} times this direction is not finite in float32; use a smaller alpha.")
         out = list(styles)
@@ -298,14 +321,14 @@ class Atlas:
             out[layer][:, torch.as_tensor(cols, device=s.device)] += step
         return out
 
-    @torch.no_grad()
+    @no_grad
     def edit(self, ws, d, alpha: float, noise_mode: str = "const") -> torch.Tensor:
         """ws [B, num_ws, w_dim] or [B, w_dim] -> edited images [B, 3, H, W]: synthesize(styles(ws) + alpha Δs)."""
         gen = self.generator
         ws = check_latent(ws, gen)
         return check_images(gen.synthesize(self.apply(gen.styles(ws), d, alpha), noise_mode=noise_mode))
 
-    @torch.no_grad()
+    @no_grad
     def render(self, ws, noise_mode: str = "const") -> torch.Tensor:
         """The unedited images of ws (the first frame of an edit strip)."""
         gen = self.generator
@@ -317,9 +340,11 @@ class Atlas:
         from query.edit_text import edit_text
         return edit_text(self, ws, prompt, method=method, neutral=neutral, alpha=alpha, beta=beta, **options)
 
-    @torch.no_grad()
+    @no_grad
     def sample_ws(self, seeds, psi: float = 0.7) -> torch.Tensor:
         """w [len(seeds), w_dim], one z per seed (torch.Generator seeded with it), truncated toward mean_w."""
+        import torch
+
         gen = self.generator
         if not (isinstance(psi, (int, float)) and math.isfinite(psi) and abs(psi) <= 10):
             raise AtlasError(f"psi must be a finite number within ±10 (0.7 in the paper), got {psi!r}.")
@@ -347,6 +372,8 @@ def check_alpha(alpha) -> float:
 
 def check_images(images) -> torch.Tensor:
     """Rendered images, unless they hold NaN or inf (they would be saved as black pictures)."""
+    import torch
+
     if isinstance(images, torch.Tensor) and not torch.isfinite(images).all():
         raise AtlasError("the generator produced NaN or infinite pixels (an overflow: a smaller --alpha, or fp32); "
                          "no image was written.")
@@ -355,6 +382,8 @@ def check_images(images) -> torch.Tensor:
 
 def check_latent(ws, gen) -> torch.Tensor:
     """ws as a float tensor on the generator's device: [B, w_dim] or [B, num_ws, w_dim], else one-line error."""
+    import torch
+
     ws = torch.as_tensor(np.asarray(ws) if not isinstance(ws, torch.Tensor) else ws)
     w_dim, num_ws = int(gen.w_dim), int(gen.num_ws)
     ok = (ws.ndim == 2 and ws.shape[1] == w_dim) or (ws.ndim == 3 and tuple(ws.shape[1:]) == (num_ws, w_dim))

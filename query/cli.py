@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -94,7 +95,19 @@ def open_atlas(opts: dict):
 
     holder["atlas"] = Atlas.open(opts["atlas"], load_generator=load_generator, load_embedder=load_embedder,
                                  check_fingerprints=False)  # the loaders check, naming what they loaded
+    holder["atlas"].faiss_device = opts["device"]
     return holder["atlas"]
+
+
+# the library's keyword names in its messages -> this CLI's flags (longest first)
+FLAG_WORDS = (("top_k=N", "--top-k N"), ("top_k", "--top-k"), ("check_fingerprints=False", "--no-check-fingerprints"))
+
+
+def flag_words(message: str) -> str:
+    """A library message as a CLI user reads it: 'or top_k=N' -> 'or --top-k N'."""
+    for word, flag in FLAG_WORDS:
+        message = re.sub(rf"(?<![\w-]){re.escape(word)}(?![\w=])", flag, message)
+    return message
 
 
 def atlas_command(group, name=None):
@@ -110,6 +123,8 @@ def atlas_command(group, name=None):
                 warnings.simplefilter("always")
                 try:
                     return fn(opts, **kwargs)
+                except AtlasError as exc:  # the library names its keywords (top_k=N); here they are flags
+                    raise type(exc)(flag_words(str(exc))) from None
                 finally:
                     for w in caught:
                         if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning):
@@ -259,9 +274,10 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
 @click.option("--seeds", default="0,1,2,3", show_default=True, help="Comma-separated seeds (grid rows).")
 @click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation.")
 @click.option("--cell", type=int, default=96, show_default=True, help="Grid cell size in pixels.")
-def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, as_json):
+@click.option("--save-frames", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write every image of the grid at full resolution into this folder.")
+def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, save_frames, as_json):
     """What one channel does: its best vocabulary words, and with -o a grid of its effect."""
-    from query.edit import channel_grid
     from query.media import MAX_CELL, MAX_SEEDS, MAX_STEPS, check_count
 
     check_count(k, "-k", 1, 100_000)
@@ -274,8 +290,9 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, ce
     obj = info = channel_report(atlas, layer, channel_index, k)
     words = [(w["phrase"], w["score"]) for w in obj["words"]]
     if out is not None:
+        from query.edit import channel_grid  # torch and the generator: only for the grid
         obj["grid"] = channel_grid(atlas, layer, channel_index, out, alpha=alpha, steps=steps,
-                                   seeds=_ints(seeds), psi=psi, cell=cell)
+                                   seeds=_ints(seeds), psi=psi, cell=cell, frames=save_frames)
 
     def lines():
         yield (f"layer {info['layer']} ({info['resolution']} px) channel {info['channel']}: consistency "
@@ -341,9 +358,14 @@ def sql(opts, query, limit, timeout_s, as_json):
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("edit.png"),
               show_default=True, help="PNG strip: original, then one column per alpha.")
 @click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
+@click.option("--save-frames", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write every image at full resolution into this folder (seed3_alpha+4.png ...).")
+@click.option("--save-latents", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the edited style codes S (one [B, alphas, width] array per layer) to .pt or .npz.")
 @click.option("--method", type=click.Choice(["auto", "global", "mapper", "optimize"]), default=None,
               help="Edit with edit_text: auto picks global, a stored mapper or optimization (prints which and why).")
-def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, as_json, method):
+def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, save_frames,
+         save_latents, as_json, method):
     """Edit sampled (--seed) or given (--latent) images along PROMPT's direction; write a PNG strip."""
     from models.device import check_seed
     from query.edit import edit_strip
@@ -362,7 +384,7 @@ def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mod
         return _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method)
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
     obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
-                     psi=psi, noise_mode=noise_mode, cell=cell)
+                     psi=psi, noise_mode=noise_mode, cell=cell, frames=save_frames, latents=save_latents)
     emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, beta)}; "
                         f"alphas {alphas}", f"wrote {out}"])
 

@@ -20,8 +20,8 @@ AUTO_MIN_CHANNELS = 20  # auto-beta keeps MORE than this many channels
 def normalise_delta_t(t_target: np.ndarray, t_neutral: np.ndarray) -> np.ndarray:
     """Δt = normalise(t(target) - t(neutral)) for [D] or [N, D] targets (SPEC §4); float32."""
     diff = np.asarray(t_target, np.float32) - np.asarray(t_neutral, np.float32)  # [D] or [N, D]
-    norm = np.linalg.norm(diff, axis=-1, keepdims=True)
-    if np.any(norm < 1e-6):
+    norm = np.sqrt(np.add.reduce(diff * diff, axis=-1, keepdims=True))  # np.linalg.norm's sum, without its wrapper
+    if norm.size and (norm.min() if norm.size > 1 else norm.item()) < 1e-6:
         raise AtlasError("the target and the neutral have the same embedding, so there is no direction; "
                          "use a neutral that names the class being edited (e.g. 'face') and a different target.")
     return diff / norm
@@ -116,7 +116,15 @@ def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.
     check_beta(beta)
     delta_t = np.atleast_2d(np.asarray(delta_t, np.float32))  # [N, D]
     rel = np.asarray(relevance, np.float32)  # [C, D]
+    if len(delta_t) == 1 and top_k is None and not isinstance(beta, str):
+        return _one_direction(rel, style_std, delta_t[0], float(beta), keep_scores)
     scores = delta_t @ rel.T if len(delta_t) > 1 else single_scores(rel, delta_t[0])[None]  # [N, C] r
+    return directions_from_scores(scores, style_std, beta, top_k, block, keep_scores)
+
+
+def directions_from_scores(scores: np.ndarray, style_std: np.ndarray, beta=DEFAULT_BETA, top_k: int | None = None,
+                           block: int = 256, keep_scores: bool = True):
+    """The SPEC §5 steps after the product, for scores r [N, C]; returns what global_directions returns."""
     delta_s = np.empty_like(scores) if keep_scores else scores  # [N, C]
     n, c = scores.shape
     num_c, betas, max_abs = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
@@ -137,6 +145,27 @@ def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.
         betas[a:a + block] = used
         max_abs[a:a + block] = peak
     return (scores if keep_scores else None), delta_s, num_c, betas, max_abs
+
+
+def one_direction(rel: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta: float):
+    """SPEC §5 for one prompt and a numeric beta (what a query asks): (scores [C], Δs [C], num_c, max|r|).
+
+    The same arithmetic in the same order as the batch path (directions_from_scores), without its allocations
+    and broadcasts, which cost as much as the elementwise work on one row.
+    """
+    r = single_scores(rel, delta_t)  # [C] scores
+    a_r = np.abs(r)  # [C]
+    peak = a_r.max() if len(r) else np.float32(0)
+    delta_s = np.multiply(r, a_r >= beta)  # r[|r| < beta] = 0
+    delta_s *= np.asarray(style_std, np.float32)  # Δs_c = r_c sigma_c ...
+    delta_s *= np.float32(1 / peak) if peak >= beta and peak > 0 else np.float32(0)  # ... with max|r| -> 1
+    return r, delta_s, int(np.count_nonzero(delta_s)), float(peak)
+
+
+def _one_direction(rel: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta: float, keep_scores: bool):
+    """one_direction in global_directions' shapes ([1, C] arrays and [1] counts)."""
+    r, delta_s, num_c, peak = one_direction(rel, style_std, delta_t, beta)
+    return (r[None] if keep_scores else None), delta_s[None], np.array([num_c]), np.array([beta]), np.array([peak])
 
 
 @dataclass
@@ -166,9 +195,11 @@ class Direction:
         return rows[np.argsort(-np.abs(self.scores[rows]), kind="stable")]
 
     def top(self, k: int = 10) -> list[tuple[int, int, float]]:
-        """(layer, channel, score) of the k channels with the largest |score|, descending."""
-        k = max(0, min(int(k), len(self.scores)))
-        rows = np.argsort(-np.abs(self.scores), kind="stable")[:k]
+        """(layer, channel, score) of the k channels with the largest |score| that the edit moves, descending.
+
+        Channels below beta are not listed even when fewer than k move: the edit leaves them alone.
+        """
+        rows = self.active[:max(0, int(k))]
         return [(int(self.channels[r, 0]), int(self.channels[r, 1]), float(self.scores[r])) for r in rows]
 
     def to_styles(self) -> list[np.ndarray]:

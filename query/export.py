@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from index.io import atomic_path, refuse_inside, write_json_atomic
 from models.errors import AtlasError, PromptError
@@ -105,8 +104,10 @@ def styleclip_arrays(atlas, delta_s: np.ndarray) -> list[np.ndarray]:
 
 
 def manifest_path(path) -> Path:
+    """The manifest beside a library, named after the whole file name (lib.h5 -> lib.h5.manifest.json), so the
+    .h5, .npz and .pt of one stem each keep their own."""
     path = Path(path)
-    return path.with_name(path.stem + ".manifest.json")
+    return path.with_name(path.name + ".manifest.json")
 
 
 def export_library(atlas, prompts, path, neutral: str = "", beta=DEFAULT_BETA, top_k: int | None = None,
@@ -164,6 +165,8 @@ def _write_npz(path, lib, arrays, layers, meta) -> None:
 
 
 def _write_pt(path, lib, arrays, layers, meta) -> None:
+    import torch  # only here: a .h5 / .npz export needs no torch (index/FORMAT.md: queries stay light)
+
     obj = dict(prompts=list(lib.prompts), meta=meta, **{k: torch.from_numpy(np.ascontiguousarray(v))
                                                        for k, v in arrays.items()})
     if layers is not None:

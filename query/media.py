@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from index.io import atomic_path
 from models.errors import AtlasError
+
+if TYPE_CHECKING:  # torch loads when an image or a latent file is handled, not when this module is imported
+    import torch
 
 LATENT_KEYS = ("ws", "w", "latent", "latents", "codes", "w_plus")
 
@@ -60,6 +63,8 @@ def parse_alphas(specs) -> list[float]:
 
 def load_latent(path, w_dim: int, num_ws: int) -> torch.Tensor:
     """W [B, w_dim] or W+ [B, num_ws, w_dim] from .npy or .pt (weights_only); a single code gets B = 1."""
+    import torch
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise AtlasError(f"latent file {path} does not exist; pass a .npy or .pt file of W or W+ codes.")
@@ -105,19 +110,36 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
 
+def fit_cell(img: np.ndarray, cell_h: int, cell_w: int) -> np.ndarray:
+    """[H, W, 3] uint8 -> [cell_h, cell_w, 3], filling the cell: whole-pixel repeats for integer upscales (pixels
+    stay sharp), nearest for other upscales, Lanczos (antialiased) when shrinking."""
+    h, w = img.shape[:2]
+    if (h, w) == (cell_h, cell_w):
+        return img
+    if cell_h % h == 0 and cell_w % w == 0 and cell_h // h == cell_w // w:
+        return img.repeat(cell_h // h, 0).repeat(cell_w // w, 1)
+    from PIL import Image
+
+    resample = Image.Resampling.NEAREST if cell_h >= h else Image.Resampling.LANCZOS
+    return np.asarray(Image.fromarray(img).resize((cell_w, cell_h), resample))
+
+
+def cell_size(images: torch.Tensor, cell: int = 0) -> tuple[int, int]:
+    """(height, width) of a grid cell for [.., 3, H, W] images: `cell` pixels high (0: H), width by aspect."""
+    h, w = images.shape[-2:]
+    cell_h = int(cell) if cell else int(h)
+    return cell_h, max(1, round(cell_h * int(w) / int(h)))
+
+
 def image_grid(rows: list[torch.Tensor], cell: int = 0, gap: int = 2) -> np.ndarray:
-    """rows[i]: [n_cols, 3, H, W] -> one uint8 [R*(cell+gap), ..., 3] picture, nearest-upscaled to `cell` px."""
-    first = rows[0]
-    h = first.shape[-1]
-    cell = max(int(cell), h) if cell else h
+    """rows[i]: [n_cols, 3, H, W] -> one uint8 picture, every cell `cell` px high and filled (see fit_cell)."""
+    cell_h, cell_w = cell_size(rows[0], cell)
     n_rows, n_cols = len(rows), rows[0].shape[0]
-    canvas = np.full((n_rows * cell + (n_rows - 1) * gap, n_cols * cell + (n_cols - 1) * gap, 3), 255, np.uint8)
-    rep = max(cell // h, 1)
+    canvas = np.full((n_rows * cell_h + (n_rows - 1) * gap, n_cols * cell_w + (n_cols - 1) * gap, 3), 255, np.uint8)
     for i, row in enumerate(rows):
         for j, img in enumerate(to_uint8(row)):
-            big = img.repeat(rep, 0).repeat(rep, 1)[:cell, :cell]
-            y, x = i * (cell + gap), j * (cell + gap)
-            canvas[y:y + big.shape[0], x:x + big.shape[1]] = big
+            y, x = i * (cell_h + gap), j * (cell_w + gap)
+            canvas[y:y + cell_h, x:x + cell_w] = fit_cell(img, cell_h, cell_w)
     return canvas
 
 

@@ -93,8 +93,8 @@ def test_channel_words_and_grid(world, tmp_path):
     out = run(world, "channel", "2", "5", "-k", "3", "-o", str(grid), "--cell", "16")
     atlas = Atlas.open(world["atlas"])
     assert [w["phrase"] for w in out["words"]] == [p for p, _ in atlas.channel_words(2, 5, 3)]
-    img = Image.open(grid)
-    assert img.size == (5 * 16 + 4 * 2, 4 * 16 + 3 * 2)  # 5 alphas x 4 seeds
+    img, lay = Image.open(grid), out["grid"]["layout"]
+    assert img.size == (lay["x0"] + 5 * 16 + 4 * 2, lay["y0"] + 4 * 16 + 3 * 2)  # labels, 5 alphas x 4 seeds
     assert json.loads(img.text["seeds"]) == [0, 1, 2, 3] and json.loads(img.text["alphas"])[0] == -10.0
 
 
@@ -120,9 +120,13 @@ def test_sql_reads_and_refuses_writes(world, capsys):
 def test_edit_strip_records_its_settings(world, tmp_path):
     strip = tmp_path / "strip.png"
     out = run(world, "edit", "red", "--beta", "0.05", "--seed", "3", "--seed", "4", "--alpha", "-2:2:3",
-              "--psi", "0.5", "-o", str(strip), "--cell", "16")
+              "--psi", "0.5", "-o", str(strip), "--cell", "16", "--save-frames", str(tmp_path / "frames"),
+              "--save-latents", str(tmp_path / "codes.pt"))
     img = Image.open(strip)
-    assert img.size == (4 * 16 + 3 * 2, 2 * 16 + 2)  # original + 3 alphas, two seeds
+    lay = out["layout"]  # header and row labels, then original + 3 alphas, two seeds
+    assert img.size == (lay["x0"] + 4 * 16 + 3 * 2, lay["y0"] + 2 * 16 + 2) and lay["y0"] > 0 and lay["x0"] > 0
+    assert len(out["frames"]) == 8 and Image.open(out["frames"][0]).size == (16, 16)  # full resolution
+    assert out["latents"]["space"] == "S" and (tmp_path / "codes.pt").exists()
     text = json.loads(img.text["styleatlas"])
     assert text["seeds"] == [3, 4] and text["psi"] == 0.5 and text["noise_mode"] == "const"
     assert text["alphas"] == [-2.0, 0.0, 2.0] and out["num_c"] == text["num_c"]
@@ -156,7 +160,7 @@ def test_export_with_new_prompts_and_styleclip_layout(world, tmp_path):
     out = run(world, "export", str(prompts), "-o", str(out_file), "--beta", "0.05", "--styleclip-layout")
     assert out["num_prompts"] == 4 and out["styleclip_layout"]
     assert [p["prompt"] for p in out["problems"]] == ["shape"]  # the neutral itself has no direction
-    manifest = json.loads((tmp_path / "lib.manifest.json").read_text())
+    manifest = json.loads((tmp_path / "lib.h5.manifest.json").read_text())
     assert [p["source"] for p in manifest["prompts"]] == ["vocabulary", "vocabulary", "embedded", "neutral"]
     atlas = Atlas.open(world["atlas"], embedder=world["embedder"])
     with h5py.File(out_file, "r") as h5:
