@@ -22,7 +22,8 @@ from models.irse import IRSEBackbone, irse_depth, load_state_strict
 ID_SIZE = 256
 ID_CROP = (slice(35, 223), slice(32, 220))
 ID_INPUT = 112
-# The demo identity's lambda_scale (see DemoIdentity); calibrated on tuning samples, not the acceptance ones.
+# The demo identity's lambda_scale (see DemoIdentity): 0.005 x 60 = 0.3, chosen on the shapes world's tuning
+# samples (seed 1) among 0.1 / 0.2 / 0.3 / 0.5 (MODEL_CARD.md, "Fallbacks").
 DEMO_LAMBDA_SCALE = 60.0
 
 
@@ -58,28 +59,55 @@ class ArcFaceIdentity:
 
 
 class DemoIdentity:
-    """The shapes world's identity: the demo CLIP's image embedding (CLIP's own input, average-pooled).
+    """The shapes world's identity, built on the demo CLIP's image embedding (the pixel classifier stays the judge).
 
-    "The same image" there means the same shape, colour, size, background and place, which is what that
-    embedding separates (100 % zero-shot on every attribute, MODEL_CARD.md); the pixel classifier stays the
-    judge. Its 1 - cos moves about as much for a change of shape as for a change of colour (0.24 each on
-    procedural images), far less than ArcFace's between two people, hence lambda_scale (DEMO_LAMBDA_SCALE).
+    mode "full" (default): the embedding itself; "the same image" means the same shape, colour, size,
+    background and place, all of which it separates (100 % zero-shot, MODEL_CARD.md). Its 1 - cos moves
+    about as much for a new shape as for a new colour (0.24 each on procedural images) and is 0.75 between
+    random pictures. mode "appearance": ArcFace's notion, with the appearance (shape colour, background) as
+    the person and the geometry (shape, size, place) as the pose: the embedding centred on the mean of 1,000
+    procedural images and projected on the span of the CLIP text embeddings of the six colours and two
+    backgrounds (7 dimensions); 1 - cos is 0.98 between random pictures, 0.76 for a new colour, 0.03 for a
+    new shape. "both": the mean of the two cosines. Figures of each in MODEL_CARD.md ("Fallbacks").
     """
 
     lambda_scale = DEMO_LAMBDA_SCALE
 
-    def __init__(self, clip):
+    def __init__(self, clip, num_images: int = 1000, seed: int = 0, mode: str = "full"):
+        import numpy as np
+
+        from models.demo import world
+
+        if mode not in ("full", "appearance", "both"):
+            from models.errors import AtlasError
+            raise AtlasError(f"demo identity mode must be full, appearance or both, got {mode!r}.")
         self.clip = clip
-        self.dim = int(clip.dim)
         self.source = "demo"
+        words = list(world.COLOURS) + [f"{b} background" for b in world.BACKGROUNDS]
+        images, _ = world.sample(num_images, np.random.default_rng(seed))
+        with torch.no_grad():
+            self.centre = clip.encode_image(images, preprocess="pool").mean(0)  # [D]
+            t = clip.encode_text(words)  # [8, D]
+        basis, _ = torch.linalg.qr((t - t.mean(0)).T)  # [D, 8]; the centred rows span 7 dimensions
+        self.basis = basis[:, :len(words) - 1]  # [D, 7]
+        self.mode = mode
+        k, d = int(self.basis.shape[1]), int(clip.dim)
+        self.dim = dict(full=d, appearance=k, both=d + k)[mode]
 
     def to(self, device) -> "DemoIdentity":
         self.clip.to(device)
+        self.centre, self.basis = self.centre.to(device), self.basis.to(device)
         return self
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         _check_images(images)
-        return self.clip.encode_image(images, preprocess="pool")
+        e = self.clip.encode_image(images, preprocess="pool")  # [B, D]
+        if self.mode == "full":
+            return e
+        a = F.normalize((e - self.centre) @ self.basis, dim=-1)  # [B, 7]
+        if self.mode == "appearance":
+            return a
+        return torch.cat([e, a], 1) / 2 ** 0.5  # [B, D + 7]: cos = mean of the two cosines
 
 
 def _check_images(images) -> None:

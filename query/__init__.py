@@ -14,4 +14,5 @@ from query.optimization import optimize
 from query.prompts import nearest_phrases, parse_composition
 
 __all__ = ["AUTO_BETAS", "Atlas", "DEFAULT_BETA", "Direction", "Library", "auto_betas", "check_alpha", "check_latent",
-           "compute_library", "export_library", "global_directions", "invert", "nearest_phrases", "optimize", "parse_composition"]
+           "compute_library", "export_library", "global_directions", "invert", "nearest_phrases", "optimize",
+           "parse_composition"]

@@ -56,7 +56,8 @@ def noise_regularization(noises: list[torch.Tensor]) -> torch.Tensor:
     total = 0
     for n in noises:
         while True:
-            total = total + (n * torch.roll(n, 1, 3)).mean((1, 2, 3)) ** 2 + (n * torch.roll(n, 1, 2)).mean((1, 2, 3)) ** 2
+            total = total + (n * torch.roll(n, 1, 3)).mean((1, 2, 3)) ** 2 \
+                + (n * torch.roll(n, 1, 2)).mean((1, 2, 3)) ** 2
             if n.shape[-1] <= 8:
                 break
             n = F.avg_pool2d(n, 2)

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from models.errors import AtlasError, CheckpointError, PromptError
+from models.errors import AtlasError, PromptError
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,8 @@ def files(tmp_path_factory, gen):
 def cli_json(files, *args):
     from query.cli import cli
 
-    extra = ["--atlas", str(files / "no_atlas"), "--generator", str(files / "gen.pt"), "--clip", str(files / "clip.json")]
+    extra = ["--atlas", str(files / "no_atlas"), "--generator", str(files / "gen.pt"),
+             "--clip", str(files / "clip.json")]
     result = CliRunner().invoke(cli, [*args, *extra, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)

@@ -42,7 +42,7 @@ def irse_body_state(g, prefix=""):
     sd[prefix + "input_layer.0.weight"] = _conv((64, 3, 3, 3), g)
     _bn(sd, prefix + "input_layer.1", 64, g)
     sd[prefix + "input_layer.2.weight"] = 0.25 + 0.05 * torch.randn(64, generator=g)
-    for i, (cin, depth, stride) in enumerate(irse_plan()):
+    for i, (cin, depth, _) in enumerate(irse_plan()):
         p = f"{prefix}body.{i}."
         if cin != depth:
             sd[p + "shortcut_layer.0.weight"] = _conv((depth, cin, 1, 1), g)
@@ -88,7 +88,8 @@ def f_body(x, sd, prefix=""):
         r = F.prelu(F.conv2d(r, sd[p + "res_layer.1.weight"], padding=1), sd[p + "res_layer.2.weight"])
         r = f_bn(F.conv2d(r, sd[p + "res_layer.3.weight"], stride=stride, padding=1), sd, p + "res_layer.4")
         s = F.adaptive_avg_pool2d(r, 1)
-        s = torch.sigmoid(F.conv2d(F.relu(F.conv2d(s, sd[p + "res_layer.5.fc1.weight"])), sd[p + "res_layer.5.fc2.weight"]))
+        s = F.relu(F.conv2d(s, sd[p + "res_layer.5.fc1.weight"]))
+        s = torch.sigmoid(F.conv2d(s, sd[p + "res_layer.5.fc2.weight"]))
         x = r * s + short
         outs.append(x)
     return x, outs
@@ -121,7 +122,7 @@ def test_arcface_matches_the_reference_forward(irse_file):
     path, sd = irse_file
     ident = load_identity(path)
     assert ident.dim == 512
-    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1  # pooled up to 256, as the reference
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1  # pooled up to 256 as the reference
     with torch.no_grad():
         got, want = ident.encode(x), f_arcface(x, sd)
     assert got.shape == (2, 512)
@@ -140,7 +141,8 @@ def test_identity_refuses_other_files(irse_file, tmp_path):
 
     _, sd = irse_file
     e4e = tmp_path / "e4e.pt"
-    torch.save({"state_dict": {"encoder." + k: v for k, v in list(sd.items())[:5]}, "latent_avg": torch.zeros(8, 32)}, e4e)
+    torch.save({"state_dict": {"encoder." + k: v for k, v in list(sd.items())[:5]}, "latent_avg": torch.zeros(8, 32)},
+               e4e)
     with pytest.raises(CheckpointError, match="e4e"):
         load_identity(e4e)
     gen = tmp_path / "g.pt"
@@ -202,8 +204,8 @@ def f_e4e(images, sd, latent_avg, num_ws, w_dim):
         p = f"encoder.styles.{i}."
         k = 0
         while p + f"convs.{2 * k}.weight" in sd:
-            feat = F.leaky_relu(F.conv2d(feat, sd[p + f"convs.{2 * k}.weight"], sd[p + f"convs.{2 * k}.bias"],
-                                         stride=2, padding=1), 0.01)
+            conv = F.conv2d(feat, sd[p + f"convs.{2 * k}.weight"], sd[p + f"convs.{2 * k}.bias"], stride=2, padding=1)
+            feat = F.leaky_relu(conv, 0.01)
             k += 1
         feat = feat.view(-1, w_dim)
         return F.linear(feat, sd[p + "linear.weight"] / math.sqrt(w_dim), sd[p + "linear.bias"])
@@ -270,8 +272,8 @@ def test_encoder_refuses_other_files(irse_file, tmp_path):
     path, _ = irse_file
     with pytest.raises(CheckpointError, match="identity"):
         load_encoder(path)
-    torch.save({"state_dict": {"encoder.input_layer.0.weight": torch.zeros(64, 3, 3, 3)}, "latent_avg": torch.zeros(8, 64),
-                "opts": {"encoder_type": "GradualStyleEncoder"}}, tmp_path / "psp.pt")
+    torch.save({"state_dict": {"encoder.input_layer.0.weight": torch.zeros(64, 3, 3, 3)},
+                "latent_avg": torch.zeros(8, 64), "opts": {"encoder_type": "GradualStyleEncoder"}}, tmp_path / "psp.pt")
     with pytest.raises(CheckpointError, match="pSp"):
         load_encoder(tmp_path / "psp.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
