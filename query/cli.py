@@ -352,14 +352,19 @@ def fallback_models(opts: dict, identity: str | None = None, encoder=None, need_
     return out
 
 
+def _latents_path(path) -> Path:
+    path = Path(path).expanduser()
+    if path.suffix not in (".npy", ".pt"):
+        raise AtlasError(f"{path.name}: latents are written as .npy or .pt, e.g. -o latents.npy.")
+    return path
+
+
 def _save_latents(path: Path, ws) -> Path:
     import numpy as np
 
     from index.io import atomic_path
 
-    path = Path(path).expanduser()
-    if path.suffix not in (".npy", ".pt"):
-        raise AtlasError(f"{path.name}: latents are written as .npy or .pt, e.g. -o latents.npy.")
+    path = _latents_path(path)
     with atomic_path(path, suffix=path.suffix) as tmp:
         if path.suffix == ".npy":
             with open(tmp, "wb") as f:
@@ -389,6 +394,7 @@ def invert_images(models: dict, images, steps: int, seed: int = 0, progress: boo
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent exploration noise.")
 def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json):
     """Project IMAGES (PNG/JPEG; centre-cropped, resized) into W+ latents; report reconstruction PSNR."""
+    _latents_path(out)  # before any work
     models = fallback_models(opts, identity, encoder)
     _, ws, details = invert_images(models, images, invert_steps, seed)
     _save_latents(out, ws)
@@ -428,6 +434,8 @@ def optimize_cmd(opts, prompt, seed, latent, image, psi, steps, lr, l2_lambda, i
     from query.optimization import optimize
 
     png_path(out)
+    if save_latent is not None:
+        _latents_path(save_latent)
     if sum(bool(x) for x in (seed, latent, image)) > 1:
         raise AtlasError("pass one of --seed, --latent or --image.")
     models = fallback_models(opts, identity, encoder)

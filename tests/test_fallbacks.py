@@ -81,6 +81,7 @@ class PixelIdentity:
         return torch.nn.functional.normalize(torch.nn.functional.adaptive_avg_pool2d(images, 4).flatten(1), dim=-1)
 
 
+@pytest.mark.slow
 def test_identity_term_keeps_the_image_closer(gen, tiny_clip):
     from query.optimization import optimize
 
@@ -123,6 +124,7 @@ def test_reference_preprocessing_feeds_the_raw_image(tiny_clip):
     assert ref.shape == pooled.shape == (2,) and not torch.allclose(ref, pooled)
 
 
+@pytest.mark.slow
 def test_invert_recovers_generator_samples(gen):
     from query.images import psnr
     from query.inversion import invert
@@ -249,7 +251,7 @@ def test_cli_bad_input_is_one_line(files, capsys, tmp_path):
             return (print, ("never",))
 
     with open(tmp_path / "evil.pt", "wb") as f:
-        pickle.dump({"x": Boom()}, f)
+        pickle.dump({"x": Boom()}, f, protocol=2)
     one_line_error(capsys, "invert", str(files / "photo.png"), "-o", str(tmp_path / "x.npy"), "--encoder",
                    str(tmp_path / "evil.pt"), *models)
     assert "not an e4e encoder" in one_line_error(capsys, "invert", str(files / "photo.png"), "-o",

@@ -156,7 +156,7 @@ def test_identity_refuses_other_files(irse_file, tmp_path):
             return (print, ("this must never run",))
 
     with open(bad, "wb") as f:
-        pickle.dump({"x": Boom()}, f)
+        pickle.dump({"x": Boom()}, f, protocol=2)
     with pytest.raises(CheckpointError) as err:
         load_identity(bad)
     assert "\n" not in str(err.value)
