@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from models.errors import AtlasError
 from query.images import psnr
-from query.losses import IdentityLoss, ramped_lr, w_plus, w_variance
+from query.losses import IdentityLoss, frozen, ramped_lr, w_plus, w_variance
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,6 @@ def invert(generator, images: torch.Tensor, *, steps: int = 500, embedder=None, 
     device = generator.mean_w.device
     target = images.detach().float().to(device)
     b = target.shape[0]
-    for p in generator.parameters():
-        p.requires_grad_(False)
     if encoder is not None:
         with torch.no_grad():
             start = encoder.encode(target).to(device)
@@ -120,6 +118,8 @@ def invert(generator, images: torch.Tensor, *, steps: int = 500, embedder=None, 
     from query.optimization import _bar
 
     bar = _bar(steps, progress, "invert")
+    weights = frozen(generator)
+    weights.__enter__()
     try:
         for i in range(steps):
             t = i / steps
@@ -150,6 +150,7 @@ def invert(generator, images: torch.Tensor, *, steps: int = 500, embedder=None, 
             bar.update(1)
             bar.set_postfix(psnr=f"{curves['psnr'][-1]:.2f}")
     finally:
+        weights.__exit__(None, None, None)
         bar.close()
     result = latent.detach()
     if not return_details:

@@ -5,6 +5,7 @@ Adam's per-element steps, its whole trajectory) is independent of the batch it i
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -21,6 +22,20 @@ def ramped_lr(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05)
     ramp = min(1.0, (1.0 - t) / rampdown)
     ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
     return lr * ramp * min(1.0, t / rampup)
+
+
+@contextlib.contextmanager
+def frozen(module):
+    """Weights of `module` without gradients for the duration (the latents are what is optimised), then as before."""
+    params = list(module.parameters()) if hasattr(module, "parameters") else []
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 def w_plus(generator, ws: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from models.errors import AtlasError
-from query.losses import ClipLoss, IdentityLoss, l2_scale, latent_l2, ramped_lr, w_plus
+from query.losses import ClipLoss, IdentityLoss, frozen, l2_scale, latent_l2, ramped_lr, w_plus
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,6 @@ def optimize(generator, embedder, ws, prompt: str, *, steps: int = 300, lr: floa
                          l2_norm=l2_norm, noise_mode=noise_mode, seed=seed).check()
     source = w_plus(generator, ws)  # [B, num_ws, w_dim]
     gen_noise = torch.Generator().manual_seed(int(seed))
-    for p in generator.parameters():
-        p.requires_grad_(False)
 
     def render(w):
         return generator.synthesize(generator.styles(w), noise_mode=noise_mode,
@@ -68,9 +66,22 @@ def optimize(generator, embedder, ws, prompt: str, *, steps: int = 300, lr: floa
     # id_lambda is ArcFace's weight; another identity states how its 1 - cos compares (models/identity.py)
     id_weight = id_lambda * float(getattr(identity, "lambda_scale", 1.0))
     latent = source.clone().requires_grad_(True)
+    with frozen(generator):
+        curves = _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, progress)
+    result = latent.detach()
+    if return_curves:
+        curves["config"] = asdict(cfg)
+        curves["identity_used"] = id_loss is not None
+        return result, curves
+    return result
+
+
+def _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, progress) -> dict:
+    """The Adam loop of `optimize`; returns the per-step curves."""
+    steps, lr, l2_lambda = cfg.steps, cfg.lr, cfg.l2_lambda
     opt = torch.optim.Adam([latent], lr=lr)
     curves = dict(loss=[], clip=[], l2=[], identity=[], lr=[])
-    bar = _bar(steps, progress, f"optimize {prompt[:24]!r}")
+    bar = _bar(steps, progress, f"optimize {clip_loss.prompt[:24]!r}")
     try:
         for i in range(steps):
             step_lr = ramped_lr(i / steps, lr)
@@ -91,12 +102,7 @@ def optimize(generator, embedder, ws, prompt: str, *, steps: int = 300, lr: floa
             bar.set_postfix(loss=f"{curves['loss'][-1]:.4f}", clip=f"{curves['clip'][-1]:.4f}")
     finally:
         bar.close()
-    result = latent.detach()
-    if return_curves:
-        curves["config"] = asdict(cfg)
-        curves["identity_used"] = id_loss is not None
-        return result, curves
-    return result
+    return curves
 
 
 def _bar(total: int, enabled: bool, desc: str):

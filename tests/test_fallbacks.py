@@ -60,6 +60,7 @@ def test_optimize_lowers_the_clip_loss_and_returns_w_plus(gen, tiny_clip):
     assert curves["l2"][0] == 0 and curves["l2"][-1] > 0  # the latent moved, the L2 term saw it
     assert curves["identity_used"] is False and curves["lr"][0] == 0.0  # warm-up starts at 0
     assert not torch.equal(out, gen.broadcast(ws))
+    assert all(p.requires_grad for p in gen.parameters())  # the generator is left as it was
 
 
 def test_each_image_is_optimised_as_if_alone(gen, tiny_clip):
