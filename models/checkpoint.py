@@ -78,6 +78,10 @@ def _generator_state(ckpt, path: Path) -> tuple[dict, torch.Tensor | None]:
         return ckpt["g"], latent_avg
     if "style.1.weight" in ckpt:
         return ckpt, latent_avg
+    if isinstance(ckpt.get("state_dict"), dict) and "decoder.style.1.weight" in ckpt["state_dict"]:
+        # an e4e / pSp checkpoint: its decoder.* keys are a rosinality generator (latent_avg may be [num_ws, w_dim])
+        return {k[len("decoder."):]: v for k, v in ckpt["state_dict"].items() if str(k).startswith("decoder.")}, \
+            latent_avg
     keys = list(ckpt)
     if "d" in ckpt or any(str(k).startswith(("convs.0.0", "final_linear", "final_conv")) for k in keys):
         kind = "a discriminator-only checkpoint"

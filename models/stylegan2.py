@@ -292,10 +292,14 @@ class StyleGAN2Generator(nn.Module):
         return [m.modulation(ws[:, wi]) for m, _, _, wi in self._style_layers]
 
     def synthesize(self, styles: list[torch.Tensor], noise_mode: str = "const",
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-        """StyleSpace -> images [B, 3, R, R] in about [-1, 1]. `generator` seeds noise_mode="random"."""
+                   generator: torch.Generator | None = None, noise: list | None = None) -> torch.Tensor:
+        """StyleSpace -> images [B, 3, R, R] in about [-1, 1]. `generator` seeds noise_mode="random".
+
+        `noise` (one [1 or B, 1, r, r] map per 3x3 conv, as the projector optimises them) overrides noise_mode.
+        """
         self._check_styles(styles)
-        noise = self._noise(noise_mode, styles[0].shape[0], styles[0].device, generator)
+        if noise is None:
+            noise = self._noise(noise_mode, styles[0].shape[0], styles[0].device, generator)
         s = iter(styles)
         x = self.input(styles[0].shape[0]).to(styles[0].dtype)
         x = self.conv1(x, next(s), noise[0])

@@ -140,11 +140,23 @@ def _check_same(out_dir: Path, old: dict, new: dict, what: str) -> None:
         plan.pop("models", None)  # where the files were, not what they hold (the fingerprints say that)
         if "embedder_architecture" not in old:  # a partial build from before architectures were recorded
             plan.pop("embedder_architecture", None)
+        _drop_new_defaults(plan.get("config", {}), old.get("config", {}))
         return plan
     diff = _differences(content(old), content(new))
     if diff:
         raise AtlasError(f"{out_dir} holds {what} made with other settings or models ({'; '.join(diff[:4])}); "
                          "rerun with the same settings, or pass a new --out.")
+
+
+def _drop_new_defaults(config: dict, old_config: dict) -> None:
+    """Forget settings that a build made by older code did not record and that still hold their default (e.g.
+    relevance.method = "exact"): such a build computed exactly what the defaults compute, so it may resume."""
+    defaults = BuildConfig().to_dict()
+    for stage, values in config.items():
+        if isinstance(values, dict) and isinstance(old_config.get(stage), dict):
+            for key in [k for k in values if k not in old_config[stage] and k in defaults.get(stage, {})]:
+                if values[key] == defaults[stage][key]:
+                    values.pop(key)
 
 
 def _complete_matches(out_dir: Path, plan: dict) -> bool:

@@ -192,6 +192,22 @@ def with_direction_options(fn):
     return fn
 
 
+image_options = [
+    click.option("--encoder", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="e4e checkpoint (e4e_ffhq_encode.pt) to start the inversion from."),
+    click.option("--invert-steps", type=int, default=500, show_default=True,
+                 help="Optimisation steps of the inversion (0 with --encoder: the encoder alone)."),
+    click.option("--identity", default=None, help='Identity model: model_ir_se50.pth, "demo" or "none" '
+                 "(default: demo with the demo generator, else none)."),
+]
+
+
+def with_image_options(fn):
+    for option in reversed(image_options):
+        fn = option(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """Query a StyleAtlas: global directions (SPEC §5), edits, channel exploration, SQL, bulk export.
@@ -362,14 +378,17 @@ def sql(opts, query, limit, timeout_s, as_json):
               help="Also write every image at full resolution into this folder (seed3_alpha+4.png ...).")
 @click.option("--save-latents", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the edited style codes S (one [B, alphas, width] array per layer) to .pt or .npz.")
+@click.option("--image", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Image file(s) to invert first (their W+ is written beside -o as .latents.npy).")
+@with_image_options
 @click.option("--method", type=click.Choice(["auto", "global", "mapper", "optimize"]), default=None,
               help="Edit with edit_text: auto picks global, a stored mapper or optimization (prints which and why).")
 def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, save_frames,
-         save_latents, as_json, method):
-    """Edit sampled (--seed) or given (--latent) images along PROMPT's direction; write a PNG strip."""
+         save_latents, image, encoder, invert_steps, identity, as_json, method):
+    """Edit sampled (--seed), given (--latent) or inverted (--image) images along PROMPT's direction; PNG strip."""
     from models.device import check_seed
     from query.edit import edit_strip
-    from query.media import MAX_CELL, MAX_SEEDS, check_count, parse_alphas
+    from query.media import MAX_CELL, MAX_SEEDS, check_count, parse_alphas, png_path
 
     alphas = parse_alphas(alpha)
     beta = beta_value(beta)
@@ -379,12 +398,20 @@ def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mod
     if len(seed) > MAX_SEEDS:
         raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
     check_count(cell, "--cell", 8, MAX_CELL)
+    inverted = {}
+    if image:
+        if latent is not None or seed:
+            raise AtlasError("pass one of --seed, --latent or --image.")
+        png_path(out)
+        latent, inverted = edit_image_latents(opts, image, encoder, invert_steps, identity, out)
     atlas = open_atlas(opts)
     if method is not None:
-        return _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method)
+        return _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method,
+                            identity, inverted)
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
     obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
                      psi=psi, noise_mode=noise_mode, cell=cell, frames=save_frames, latents=save_latents)
+    obj.update(inverted)
     emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, beta)}; "
                         f"alphas {alphas}", f"wrote {out}"])
 
@@ -412,6 +439,166 @@ def export(opts, prompts_file, neutral, beta, top_k, out, styleclip_layout, as_j
         f"  no direction for {p['prompt']!r}: {p['reason']}" for p in manifest["problems"][:10]])
 
 
+# ---- fallbacks and real images (SPEC §6, §9): invert, optimize, edit --image -------------------------------
+def fallback_models(opts: dict, identity: str | None = None, encoder=None, need_clip: bool = True) -> dict:
+    """Generator, CLIP, identity and encoder for the fallback commands; the atlas only names the default models.
+
+    Without --generator / --clip the atlas's recorded models are used when --atlas holds one, else "demo".
+    The identity defaults to the demo identity with the demo generator, to none otherwise ("none" turns it off).
+    """
+    from models.clip import load_clip
+    from models.stylegan2 import load_generator
+
+    names = dict(generator=opts["generator"], clip=opts["clip"])
+    if None in names.values() and (Path(opts["atlas"]) / "atlas.h5").exists():
+        atlas = open_atlas(opts)
+        names = {k: v or _recorded(atlas, k) for k, v in names.items()}
+    names = {k: v or "demo" for k, v in names.items()}
+    out = dict(names=names, generator=load_generator(names["generator"], device=opts["device"]))
+    out["embedder"] = load_clip(names["clip"], opts["pretrained"], device=opts["device"]) if need_clip else None
+    if identity is None:
+        identity = "demo" if names["generator"] == "demo" else "none"
+    out["identity_name"] = identity
+    out["identity"] = None
+    if identity != "none":
+        from models.identity import load_identity
+        out["identity"] = load_identity(identity, device=opts["device"])
+    out["encoder"] = None
+    if encoder is not None:
+        from models.encoder import load_encoder
+        out["encoder"] = load_encoder(encoder, device=opts["device"])
+    return out
+
+
+def _latents_path(path) -> Path:
+    path = Path(path).expanduser()
+    if path.suffix not in (".npy", ".pt"):
+        raise AtlasError(f"{path.name}: latents are written as .npy or .pt, e.g. -o latents.npy.")
+    return path
+
+
+def _save_latents(path: Path, ws) -> Path:
+    import numpy as np
+
+    from index.io import atomic_path
+
+    path = _latents_path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        if path.suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, ws.detach().cpu().numpy())
+        else:
+            import torch
+            torch.save(ws.detach().cpu(), tmp)
+    return path
+
+
+def invert_images(models: dict, images, steps: int, seed: int = 0, progress: bool = True):
+    """Read image files at the generator's resolution and invert them -> (W+, details)."""
+    from query.images import read_images
+    from query.inversion import invert
+
+    gen = models["generator"]
+    target = read_images(images, int(gen.resolution))
+    return target, *invert(gen, target, steps=steps, embedder=models["embedder"], identity=models["identity"],
+                           encoder=models["encoder"], seed=seed, progress=progress, return_details=True)
+
+
+@atlas_command(cli, "invert")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Latents file (.npy or .pt): W+ [B, num_ws, w_dim].")
+@with_image_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent exploration noise.")
+def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json):
+    """Project IMAGES (PNG/JPEG; centre-cropped, resized) into W+ latents; report reconstruction PSNR."""
+    _latents_path(out)  # before any work
+    models = fallback_models(opts, identity, encoder)
+    _, ws, details = invert_images(models, images, invert_steps, seed)
+    _save_latents(out, ws)
+    obj = dict(out=str(out), shape=list(ws.shape), images=[str(p) for p in images], psnr=details["psnr"],
+               steps=invert_steps, start=details["start"], models=models["names"], identity=models["identity_name"])
+    emit(as_json, obj, [f"{p}: PSNR {v:.2f} dB" for p, v in zip(images, details["psnr"])] + [f"wrote {out}"])
+
+
+@atlas_command(cli, "optimize")
+@click.argument("prompt")
+@click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
+@click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="W or W+ codes (.npy or .pt) instead of seeds.")
+@click.option("--image", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Image file(s) to invert first, then edit (repeatable).")
+@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of seeded latents.")
+@click.option("--steps", type=int, default=300, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True)
+@click.option("--l2-lambda", type=float, default=0.008, show_default=True)
+@click.option("--id-lambda", type=float, default=0.005, show_default=True)
+@click.option("--preprocess", type=click.Choice(["pool", "clip", "reference"]), default="pool", show_default=True,
+              help="CLIP input: average-pooled (SPEC §6), CLIP's resize+crop, or StyleCLIP's raw [-1,1] input.")
+@click.option("--l2-norm", type=click.Choice(["generator", "reference"]), default="generator", show_default=True,
+              help="L2 term scaled to the latent size (query/losses.py l2_scale) or StyleCLIP's raw sum.")
+@with_image_options
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("optimize.png"),
+              show_default=True, help="PNG strip: original, edited (with --image: the photo first).")
+@click.option("--save-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the edited W+ latents (.npy or .pt).")
+@click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
+def optimize_cmd(opts, prompt, seed, latent, image, psi, steps, lr, l2_lambda, id_lambda, preprocess, l2_norm,
+                 encoder, invert_steps, identity, out, save_latent, cell, as_json):
+    """Edit toward PROMPT by latent optimisation (StyleCLIP's optimizer, SPEC §6): slow, but any edit CLIP names."""
+    import torch
+
+    from query.media import image_grid, load_latent, png_path, save_png
+    from query.optimization import optimize
+
+    png_path(out)
+    if save_latent is not None:
+        _latents_path(save_latent)
+    if sum(bool(x) for x in (seed, latent, image)) > 1:
+        raise AtlasError("pass one of --seed, --latent or --image.")
+    models = fallback_models(opts, identity, encoder)
+    gen = models["generator"]
+    photos, source = None, {}
+    if image:
+        photos, ws, details = invert_images(models, image, invert_steps)
+        source = dict(images=[str(p) for p in image], inversion_psnr=details["psnr"])
+    elif latent is not None:
+        ws = load_latent(latent, int(gen.w_dim), int(gen.num_ws))
+        source = dict(latent=str(latent))
+    else:
+        seeds = list(seed) or [0]
+        z = torch.cat([torch.randn(1, int(gen.z_dim), generator=torch.Generator().manual_seed(s)) for s in seeds])
+        with torch.no_grad():
+            ws = gen.truncate(gen.mapping(z.to(gen.mean_w.device)), psi)
+        source = dict(seeds=seeds, psi=psi)
+    edited, curves = optimize(gen, models["embedder"], ws, prompt, steps=steps, lr=lr, l2_lambda=l2_lambda,
+                              id_lambda=id_lambda, identity=models["identity"], preprocess=preprocess,
+                              l2_norm=l2_norm, return_curves=True)
+    with torch.no_grad():
+        before = gen.synthesize(gen.styles(gen.broadcast(ws.to(gen.mean_w.device))))
+        after = gen.synthesize(gen.styles(edited))
+    rows = [torch.stack(([photos[b].to(before.device)] if photos is not None else []) + [before[b], after[b]])
+            for b in range(len(after))]
+    settings = dict(prompt=prompt, models=models["names"], identity=models["identity_name"],
+                    identity_used=curves["identity_used"], config=curves["config"], **source)
+    save_png(out, image_grid(rows, cell), settings)
+    if save_latent is not None:
+        _save_latents(save_latent, edited)
+    obj = dict(settings, out=str(out), save_latent=str(save_latent) if save_latent else None,
+               loss_first=curves["loss"][0], loss_last=curves["loss"][-1], clip_first=curves["clip"][0],
+               clip_last=curves["clip"][-1], curves={k: curves[k] for k in ("loss", "clip", "l2", "identity", "lr")})
+    emit(as_json, obj, [f"{prompt!r}: CLIP loss {curves['clip'][0]:.4f} -> {curves['clip'][-1]:.4f} in {steps} "
+                        f"steps (identity {'on' if curves['identity_used'] else 'off'})", f"wrote {out}"])
+
+
+def edit_image_latents(opts: dict, image, encoder, invert_steps: int, identity, out: Path) -> tuple[Path, dict]:
+    """`edit --image`: invert the photos and write their W+ beside the strip (<out>.latents.npy) for reuse."""
+    models = fallback_models(opts, identity, encoder, need_clip=True)
+    _, ws, details = invert_images(models, image, invert_steps)
+    path = _save_latents(Path(out).with_suffix(".latents.npy"), ws)
+    return path, dict(images=[str(p) for p in image], inversion_psnr=details["psnr"], latents=str(path))
+
+
 # ---------------------------------------------------------------- fallbacks: mappers, edit --method, compare
 def _latents(atlas, seed, latent, psi) -> tuple:
     """W codes from --seed (default 0) or --latent, and how they were chosen (for the PNG's settings)."""
@@ -430,33 +617,29 @@ def _latents(atlas, seed, latent, psi) -> tuple:
 
 
 def _identity(name, atlas=None, opts=None):
-    """--identity: a file, "demo" or "none"; unset: the demo identity with the demo generator (as `optimize`
-    does), else none. Without atlas/opts (mapper train) unset means none."""
-    defaulted = name is None
-    if defaulted and atlas is not None:
+    """--identity: a file, "demo" or "none"; unset: the demo identity with the demo generator (as fallback_models
+    does for optimize), else none. Without atlas/opts (mapper train) unset means none."""
+    if name is None and atlas is not None:
         generator = opts["generator"] or _from_atlas(atlas, "generator", "--generator")
         name = "demo" if generator == "demo" else "none"
     if name in (None, "", "none"):
         return None
-    try:
-        from models.identity import load_identity
-    except ImportError:
-        if defaulted:
-            return None
-        raise AtlasError("identity models (models.identity) are not available in this StyleAtlas; pass "
-                         "--identity none.") from None
+    from models.identity import load_identity
     return load_identity(name, device=opts["device"] if opts else "cpu")
 
 
-def _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method):
+def _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method,
+                 identity=None, inverted=None):
+    """`edit --method`: edit_text on the seeds / latents / inverted images; prints the method and why."""
     from query.compare import method_strip
 
     if len(alphas) != 1:
         raise AtlasError("--method edits at one strength; give one --alpha (the global direction's).")
     ws, source = _latents(atlas, seed, latent, psi)
-    identity = _identity(None, atlas, opts) if method in ("auto", "optimize") else None
+    identity = _identity(identity, atlas, opts) if method in ("auto", "optimize") else None
     obj = method_strip(atlas, ws, prompt, out, method=method, neutral=neutral, alpha=alphas[0], beta=beta,
                        cell=cell, source=source, identity=identity, progress=not as_json)
+    obj.update(inverted or {})
     emit(as_json, obj, [f"method: {obj['method']}", f"reason: {obj['reason']}", f"wrote {out}"])
 
 

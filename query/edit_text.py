@@ -153,11 +153,8 @@ def _mapper(atlas, ws, prompt, noise_mode, why) -> EditResult | None:
 
 
 def _optimize(atlas, ws, prompt, identity, noise_mode, options, why, progress) -> EditResult:
-    try:
-        from query.optimize import optimize
-    except ImportError:
-        raise AtlasError("optimization (query.optimize) is not available in this StyleAtlas; use method "
-                         "'global' or train a mapper (query.py mapper train PROMPT).") from None
+    from query.optimization import optimize
+
     gen, embedder = atlas.generator, atlas.embedder
     if embedder is None:
         raise AtlasError("optimization needs the atlas's CLIP; pass embedder= (CLI: --clip).")

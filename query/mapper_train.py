@@ -15,6 +15,7 @@ import torch
 
 from index.io import atomic_path
 from models.errors import AtlasError, CheckpointError, PromptError
+from query.losses import ClipLoss, w_variance
 from query.mapper import LEVELS, Mapper, MapperConfig, level_bounds
 
 TRAINING_FORMAT = "styleatlas-mapper-training"
@@ -57,30 +58,6 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor
     return perm[i * batch_size:(i + 1) * batch_size]
 
 
-def clip_text_loss(embedder, prompt: str):
-    """images -> 1 - cos(CLIP(images), CLIP(prompt)) per image [B] (SPEC §6; CLIP sees the pooled image)."""
-    with torch.no_grad():
-        text = embedder.encode_text([prompt]).float().detach()  # [1, D]
-
-    def loss(images: torch.Tensor) -> torch.Tensor:
-        try:
-            emb = embedder.encode_image(images, preprocess="pool")
-        except TypeError:  # a protocol embedder without the preprocess option
-            emb = embedder.encode_image(images)
-        return 1 - (emb.float() * text.to(images.device)).sum(-1)  # [B]
-    return loss
-
-
-@torch.no_grad()
-def w_variance(generator, n: int = 10_000, seed: int = 0, batch: int = 1000) -> float:
-    """Mean per-element variance of w = mapping(z) over n seeded z: the scale of this generator's W."""
-    g = torch.Generator().manual_seed(seed)
-    device = torch.as_tensor(generator.mean_w).device
-    w = torch.cat([generator.mapping(torch.randn(min(batch, n - i), int(generator.z_dim), generator=g).to(device))
-                   for i in range(0, n, batch)]).double()  # [n, w_dim]
-    return float(w.var(0, unbiased=False).mean())
-
-
 def render(generator, ws: torch.Tensor) -> torch.Tensor:
     """W+ [B, num_ws, w_dim] -> images [B, 3, H, W] with the generator's stored noise (noise_mode const)."""
     return generator.synthesize(generator.styles(ws), noise_mode="const")
@@ -90,15 +67,18 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
                  batch_size: int = DEFAULT_BATCH_SIZE, l2_lambda: float = 0.8, id_lambda: float = 0.1,
                  identity=None, seed: int = 0, ws=None, clip_lambda: float = 1.0, lr: float = DEFAULT_LR,
                  psi: float = 0.7, num_latents: int = NUM_LATENTS, levels=LEVELS, norm: str = "ws",
-                 l2_norm: str = "generator", checkpoint=None, save_every: int = 50, progress: bool = True) -> Mapper:
+                 l2_norm: str = "generator", preprocess: str = "pool", checkpoint=None, save_every: int = 50,
+                 progress: bool = True) -> Mapper:
     """A Mapper for `prompt` (SPEC §7): minimise l_CLIP (1 - cos) + l_L2 MSE(w_hat, w) + l_ID (1 - identity cos).
 
     The identity term is used only when `identity` (an object with encode(images) -> unit [B, dim]) is given;
     its weight is id_lambda times the identity's `lambda_scale` (1 for ArcFace). Adam with lr on the stored
     (lr_mul-scaled) weights replaces StyleCLIP's Ranger. l2_norm "generator" (default) measures the MSE in
     units of this generator's W variance (MSE / var_w, so l2_lambda means the same on any generator, taking
-    FFHQ's W as unit variance); "reference" is StyleCLIP's raw MSE. checkpoint: a file to save progress to every
-    `save_every` steps and to resume from when it exists (same prompt, models, seed and batch size).
+    FFHQ's W as unit variance); "reference" is StyleCLIP's raw MSE. (Optimization scales its L2 by
+    sqrt(9216 / N) instead, losses.l2_scale; for the mapper the variance rule is what kept the shapes-world
+    attributes, see benchmarks/mapper.py.) preprocess: CLIP's input, as in losses.ClipLoss. checkpoint: a file
+    to save progress to every `save_every` steps and to resume from when it exists (same settings and models).
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise PromptError("the mapper's prompt is empty; give the text to edit toward, e.g. 'red'.")
@@ -123,9 +103,8 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
     id_weight = float(id_lambda) * float(getattr(identity, "lambda_scale", 1.0)) if identity is not None else 0.0
     l2_scale = 1.0 / max(w_variance(generator), 1e-12) if l2_norm == "generator" else 1.0
     settings = dict(prompt=prompt, seed=int(seed), batch_size=batch_size, lr=float(lr), clip_lambda=float(clip_lambda),
-                    l2_lambda=float(l2_lambda), l2_norm=l2_norm, l2_scale=l2_scale, id_lambda=float(id_lambda),
-                    id_weight=id_weight, psi=float(psi),
-                    num_latents=int(len(latents)), latents="given" if ws is not None else "sampled",
+                    l2_lambda=float(l2_lambda), l2_norm=l2_norm, l2_scale=l2_scale, preprocess=preprocess,
+                    id_lambda=float(id_lambda), id_weight=id_weight, psi=float(psi), num_latents=int(len(latents)), latents="given" if ws is not None else "sampled",
                     generator_fingerprint=fingerprint_generator(generator),
                     clip_fingerprint=fingerprint_embedder(embedder, ()),
                     identity=getattr(identity, "source", type(identity).__name__) if identity is not None else None)
@@ -133,7 +112,7 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
     if checkpoint is not None and Path(checkpoint).exists():
         start, history, seconds = _resume(checkpoint, mapper, optimizer, config, settings)
 
-    clip_loss = clip_text_loss(embedder, prompt)
+    clip_loss = ClipLoss(embedder, prompt, preprocess)  # images -> [B] 1 - cos (query/losses.py, shared with optimize)
     frozen = [(p, p.requires_grad) for p in _frozen_parameters(generator, embedder, identity)]
     for p, _ in frozen:
         p.requires_grad_(False)

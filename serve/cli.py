@@ -20,7 +20,8 @@ LOCAL = "127.0.0.1"
 @click.option("--generator", default=None, help='Generator checkpoint or "demo" (default: the atlas\'s, else demo).')
 @click.option("--clip", default=None, help='CLIP model name, JSON config or "demo" (default: the atlas\'s, else demo).')
 @click.option("--pretrained", default=None, help="open_clip pretrained tag or local weights.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... (the query CLI's rule).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the address as JSON before serving.")
 def cli(atlas, port, host, generator, clip, pretrained, device, threads, as_json):

@@ -54,12 +54,6 @@ def test_global_and_mapper_on_request_and_the_fallback_order(planted):
 
 def test_without_a_mapper_auto_falls_back_to_optimization(planted):
     ws = planted.sample_ws(range(2), psi=0.7)
-    try:
-        from query.optimize import optimize  # noqa: F401
-    except ImportError:
-        with pytest.raises(AtlasError, match="optimization .* is not available"):
-            planted.edit_text(ws, "blue", beta=0.1, max_rank=-1.0)
-        return
     result = planted.edit_text(ws, "blue", beta=0.1, max_rank=-1.0, optimize_options=dict(steps=3))
     assert result.method == "optimize" and "no mapper is stored for it" in result.reason
     assert result.ws.shape == (2, 1, 8)

@@ -210,3 +210,17 @@ def test_consistency_closed_form_is_the_mean_pairwise_cosine():
         pairs = [float(d[c, i] @ d[c, j]) for i in range(5) for j in range(5) if i != j]
         assert consistency[c].item() == pytest.approx(np.mean(pairs), abs=1e-12)
         assert torch.allclose(relevance[c], F.normalize(d[c].mean(0), dim=0), atol=1e-12)
+
+
+def test_a_build_by_older_code_resumes_when_the_new_settings_hold_their_defaults(tmp_path):
+    """A plan written before relevance.method existed continues; a non-default new setting is refused."""
+    from pipeline.build import _check_same
+    from pipeline.config import BuildConfig
+
+    new = {"config": BuildConfig().to_dict()}
+    old = {"config": {**new["config"], "relevance": {k: v for k, v in new["config"]["relevance"].items()
+                                                     if k not in ("method", "prefix_reuse", "check_channels")}}}
+    _check_same(tmp_path, old, new, "a partial build")
+    new["config"]["relevance"]["method"] = "jacobian"
+    with pytest.raises(AtlasError, match="relevance.method"):
+        _check_same(tmp_path, old, new, "a partial build")

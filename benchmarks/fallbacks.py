@@ -1,0 +1,139 @@
+"""Seconds per edit: global directions vs latent optimisation (SPEC §6) and inversion, in the same run.
+
+Two model pairs: the shapes world (demo StyleGAN2 32 px + demo CLIP) and a 256 px StyleGAN2 (config-f widths)
+with ViT-B-32, both with random weights (the architecture, not the weights, sets the cost). A global edit
+is `Atlas.direction` + `Atlas.edit` on an atlas of the generator's layout (synthetic relevance at the
+generator's shapes); optimisation and inversion time a few steps after a warm-up step and scale to their
+default step counts (300, 500). The paper's figures (StyleCLIP, one GPU) are printed beside ours.
+With --acceptance it also measures the shapes-world figures of issue 11 with the pixel classifier.
+
+    .venv/bin/python benchmarks/fallbacks.py [--threads 2] [--steps 3] [--acceptance] [--pools 0,1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+PAPER = dict(global_s=0.072, optimize_s=98.0)  # StyleCLIP Table (per edit, one GPU)
+
+
+def synthetic_atlas(gen):
+    """An Atlas over random relevance rows laid out like the generator's conv layers, with the generator."""
+    from query import Atlas
+    from query.synthetic import synthetic_atlas_data
+
+    layers = [dict(layer, in_atlas=layer["kind"] == "conv") for layer in gen.style_layers]
+    data = synthetic_atlas_data(layers=layers, dim=32, vocab=["edit"] + [f"phrase {i}" for i in range(49)])
+    return Atlas.from_data(data, generator=gen)
+
+
+def per_call(fn, repeats: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def measure(name: str, gen, clip, steps: int) -> dict:
+    from query.inversion import invert
+    from query.optimization import optimize
+
+    atlas = synthetic_atlas(gen)
+    ws = gen.sample_ws(1, seed=0, psi=0.7)
+    global_s = per_call(lambda: atlas.edit(ws, atlas.direction("edit", beta=0.05), 4.0), 5)
+    opt_s = per_call(lambda: optimize(gen, clip, ws, "a red shape", steps=steps, progress=False), 1) / steps
+    with torch.no_grad():
+        target = gen.synthesize(gen.styles(ws))
+    inv_s = per_call(lambda: invert(gen, target, steps=steps, progress=False), 1) / steps
+    return dict(name=name, global_s=global_s, opt_step=opt_s, optimize_s=opt_s * 300, inv_step=inv_s,
+                invert_s=inv_s * 500)
+
+
+def acceptance(pools) -> list[str]:
+    """The issue-11 figures on the shapes world (default settings, demo identity), one row per sample pool."""
+    from models.clip import load_clip
+    from models.demo import world
+    from models.demo.classifier import classify
+    from models.identity import load_identity
+    from models.stylegan2 import load_generator
+    from query.inversion import invert
+    from query.optimization import optimize
+
+    gen, clip, ident = load_generator("demo"), load_clip("demo"), load_identity("demo")
+    rows = []
+    for seed in pools:
+        ws = gen.sample_ws(96, seed=seed, psi=0.7)
+        with torch.no_grad():
+            c = classify(gen.synthesize(gen.styles(ws)))
+        out = {}
+        for prompt, attr, keep in (("circle", "shape", "colour"), ("red", "colour", "shape")):
+            target = (world.SHAPES if attr == "shape" else world.COLOURS).index(prompt)
+            ok = np.flatnonzero(c["valid"] & (c[attr] != target))[:12]
+            start = time.perf_counter()
+            edited = optimize(gen, clip, ws[torch.as_tensor(ok)], prompt, identity=ident, progress=False)
+            seconds = time.perf_counter() - start
+            with torch.no_grad():
+                a = classify(gen.synthesize(gen.styles(edited)))
+            out[prompt] = ((a[attr] == target).mean(), (a[keep] == c[keep][ok]).mean(), a["valid"].mean(), seconds)
+        ws16 = gen.sample_ws(16, seed=seed, psi=0.7)
+        with torch.no_grad():
+            target16 = gen.synthesize(gen.styles(ws16))
+        _, det = invert(gen, target16, steps=150, progress=False, return_details=True)
+        ci, cc, cv, cs = out["circle"]
+        ri, rk, rv, rs = out["red"]
+        rows.append(f"| {seed} | {ci:.0%} | {cc:.0%} | {cv:.0%} | {rk:.0%} | {ri:.0%} | {rv:.0%} | "
+                    f"{np.median(det['psnr']):.1f} | {cs:.0f} / {rs:.0f} |")
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3, help="timed optimisation / inversion steps per model pair")
+    ap.add_argument("--acceptance", action="store_true", help="also measure the shapes-world acceptance figures")
+    ap.add_argument("--pools", default="0,1,2", help="sample pools (seeds) for --acceptance")
+    ap.add_argument("--skip-256", action="store_true", help="only the shapes world")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from models.clip import load_clip
+    from models.stylegan2 import StyleGAN2Generator, load_generator
+
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"threads {args.threads}; load before: {load}")
+    results = [measure("shapes world (32 px, demo CLIP)", load_generator("demo"), load_clip("demo"), args.steps)]
+    if not args.skip_256:
+        gen = StyleGAN2Generator(256, 512, 8, seed=0).eval()
+        gen.update_mean_w(n=2000)
+        results.append(measure("StyleGAN2 256 px + ViT-B-32 (random weights)", gen, load_clip("ViT-B-32", seed=0),
+                               args.steps))
+    print("\n| models | global direction, s/edit | optimisation, s/step | optimisation, s/edit (300 steps) | "
+          "inversion, s/step | inversion, s/image (500 steps) | optimisation / global |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['name']} | {r['global_s']:.3f} | {r['opt_step']:.3f} | {r['optimize_s']:.1f} | "
+              f"{r['inv_step']:.3f} | {r['invert_s']:.1f} | {r['optimize_s'] / r['global_s']:,.0f}x |")
+    print(f"| paper (StyleCLIP, FFHQ 1024, one GPU) | {PAPER['global_s']:.3f} | - | {PAPER['optimize_s']:.0f} | "
+          f"- | - | {PAPER['optimize_s'] / PAPER['global_s']:,.0f}x |")
+    if args.acceptance:
+        print("\nShapes world, default settings + demo identity, 12 valid samples per edit, pixel classifier:")
+        print("| pool seed | circle: circles | circle: colour kept | circle: valid | red: shape kept | red: red | "
+              "red: valid | invert 16: median PSNR dB | seconds (circle / red) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for row in acceptance([int(s) for s in args.pools.split(",")]):
+            print(row, flush=True)
+    print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Losses the fallbacks share (SPEC §6, §7, §8): CLIP text loss, identity loss, W+ L2, the ramped lr.
+
+Every loss returns one value per image ([B]); callers sum them, so each latent's gradient (and, with
+Adam's per-element steps, its whole trajectory) is independent of the batch it is optimised in.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+
+from models.errors import AtlasError, PromptError
+
+CLIP_PREPROCESS = ("pool", "clip", "reference")
+REFERENCE_NUM_ELEMENTS = 18 * 512  # StyleCLIP's W+ on FFHQ 1024: the size its l2_lambda was tuned on
+
+
+def ramped_lr(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
+    """StyleCLIP's schedule at progress t in [0, 1): linear warm-up over `rampup`, cosine ramp-down over `rampdown`."""
+    ramp = min(1.0, (1.0 - t) / rampdown)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    return lr * ramp * min(1.0, t / rampup)
+
+
+@contextlib.contextmanager
+def frozen(module):
+    """Weights of `module` without gradients for the duration (the latents are what is optimised), then as before."""
+    params = list(module.parameters()) if hasattr(module, "parameters") else []
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+def w_plus(generator, ws: torch.Tensor) -> torch.Tensor:
+    """W [B, w_dim] or W+ [B, num_ws, w_dim] -> a fresh float W+ copy [B, num_ws, w_dim] (clear error otherwise)."""
+    from query.atlas import check_latent
+
+    ws = check_latent(ws, generator)
+    if ws.ndim == 2:
+        ws = ws[:, None].expand(-1, int(generator.num_ws), -1)
+    return ws.detach().float().clone()
+
+
+@torch.no_grad()
+def w_variance(generator, n: int = 10_000, seed: int = 0, batch: int = 1000) -> float:
+    """Mean per-element variance of w = mapping(z) over n seeded z: the scale of this generator's W."""
+    g = torch.Generator().manual_seed(seed)
+    device = generator.mean_w.device
+    total, total_sq, count = 0.0, 0.0, 0
+    for start in range(0, n, batch):
+        z = torch.randn(min(batch, n - start), int(generator.z_dim), generator=g)
+        w = generator.mapping(z.to(device)).double()  # [b, w_dim]
+        total, total_sq, count = total + w.sum(0), total_sq + (w ** 2).sum(0), count + w.shape[0]
+    mean = total / count
+    return float((total_sq / count - mean ** 2).clamp_min(0).mean())
+
+
+def l2_scale(generator, mode: str = "generator") -> float:
+    """Factor on the reference's sum of squares ||w - w_s||^2 so that l2_lambda behaves alike on any generator.
+
+    "reference": 1, StyleCLIP's raw sum. "generator" (default): sqrt(9216 / (num_ws * w_dim)), 1 on FFHQ 1024
+    (18 x 512 elements, what l2_lambda = 0.008 was tuned on), 1.13 on a 256 px FFHQ model, 4.24 on the shapes
+    world (8 x 64). Why: Adam moves every element by about lr per step whatever the loss scale, so a smaller
+    latent reaches a given image change with a smaller sum of squares and needs a stronger weight; the
+    full ratio 9216 / N over-corrects (the edit no longer happens, 7 of 12 circles), no factor under-corrects
+    (colour lost in half the circle edits); the square root sits between and was chosen on the shapes world
+    (MODEL_CARD.md, "Fallbacks"). Dividing by the generator's W variance as well was tried and rejected: a
+    factor 8 on the shapes world made only 6 of 12 circles.
+    """
+    if mode == "reference":
+        return 1.0
+    if mode != "generator":
+        raise AtlasError(f"l2_norm must be 'generator' or 'reference', got {mode!r}.")
+    return math.sqrt(REFERENCE_NUM_ELEMENTS / (int(generator.num_ws) * int(generator.w_dim)))
+
+
+def latent_l2(ws: torch.Tensor, ws_source: torch.Tensor) -> torch.Tensor:
+    """||w - w_s||^2 summed over every W+ element, per image: [B]."""
+    return (ws - ws_source).square().flatten(1).sum(1)
+
+
+def reference_clip_input(embedder, images: torch.Tensor) -> torch.Tensor:
+    """StyleCLIP's exact CLIP input: the raw [-1, 1] image, nearest-upsampled then average-pooled to CLIP's size."""
+    size = int(embedder.image_size)
+    h = images.shape[-1]
+    factor = max(7, -(-size // h))  # 7x as the reference (1024 -> 7168 -> pool 32 -> 224), more if still small
+    x = F.interpolate(images.float(), scale_factor=factor, mode="nearest")
+    return F.adaptive_avg_pool2d(x, size)  # [B, 3, S, S], not normalised (as in the reference)
+
+
+class ClipLoss:
+    """1 - cos(CLIP_image(images), CLIP_text(prompt)) per image (SPEC §6).
+
+    preprocess: "pool" (SPEC §6: average-pool to CLIP's input size, CLIP's normalisation), "clip" (resize +
+    centre crop as CLIP was trained) or "reference" (StyleCLIP's code: the raw [-1, 1] image, upsampled 7x
+    and average-pooled, no mean/std normalisation; needs an open_clip ClipEmbedder).
+    """
+
+    def __init__(self, embedder, prompt: str, preprocess: str = "pool"):
+        if preprocess not in CLIP_PREPROCESS:
+            raise AtlasError(f"preprocess must be one of {', '.join(CLIP_PREPROCESS)}, got {preprocess!r}.")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise PromptError("the prompt is empty; give the text the edit should move towards, e.g. 'circle'.")
+        if preprocess == "reference" and not (hasattr(embedder, "model") and hasattr(embedder, "image_size")):
+            raise AtlasError("preprocess='reference' needs an open_clip ClipEmbedder (models.clip.load_clip).")
+        self.embedder, self.prompt, self.preprocess = embedder, prompt, preprocess
+        with torch.no_grad():
+            self.text = embedder.encode_text([prompt]).float().detach()  # [1, D]
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, D] unit image embeddings, differentiable."""
+        if self.preprocess == "reference":
+            model = self.embedder.model
+            return F.normalize(model.encode_image(reference_clip_input(self.embedder, images)).float(), dim=-1)
+        return self.embedder.encode_image(images, preprocess=self.preprocess)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return 1 - (self.embed(images) * self.text.to(images.device)).sum(-1)  # [B]
+
+
+class IdentityLoss:
+    """1 - cos(R(images), R(source)) per image (SPEC §8), R an identity embedder; the source is fixed."""
+
+    def __init__(self, identity, source_images: torch.Tensor):
+        self.identity = identity
+        with torch.no_grad():
+            self.target = identity.encode(source_images).float().detach()  # [B, dim]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return 1 - (self.identity.encode(images).float() * self.target.to(images.device)).sum(-1)  # [B]

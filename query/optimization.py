@@ -1,0 +1,111 @@
+"""Latent optimization, the first fallback (SPEC §6): StyleCLIP's `run_optimization.py` edit mode on any generator.
+
+W+ starts at the given codes; Adam with the reference's ramped lr minimises, per image,
+    (1 - cos(CLIP(G(w)), CLIP(text))) + l2_lambda * scale * ||w - w_s||^2
+        + id_lambda * lambda_scale * (1 - cos(R(G(w)), R(G(w_s))))
+`scale` (losses.l2_scale) carries the L2 weight over to generators of other latent sizes; the identity's
+`lambda_scale` carries id_lambda (tuned with ArcFace) over to other identity models.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from models.errors import AtlasError
+from query.losses import ClipLoss, IdentityLoss, frozen, l2_scale, latent_l2, ramped_lr, w_plus
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """Settings of one optimization run (SPEC §6 defaults); saved beside its results."""
+
+    steps: int = 300
+    lr: float = 0.1
+    l2_lambda: float = 0.008
+    id_lambda: float = 0.005
+    preprocess: str = "pool"  # CLIP input: "pool" (SPEC §6), "clip", or "reference" (StyleCLIP's raw input)
+    l2_norm: str = "generator"  # "generator": scaled to this generator's W (losses.l2_scale); "reference": raw sum
+    noise_mode: str = "const"
+    seed: int = 0
+
+    def check(self) -> "OptimizeConfig":
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise AtlasError(f"steps must be a positive integer (300 in the reference), got {self.steps!r}.")
+        for name in ("lr", "l2_lambda", "id_lambda"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value == value or value < 0 or value == float("inf"):
+                raise AtlasError(f"{name} must be a finite number >= 0, got {value!r}.")
+        if self.lr <= 0:
+            raise AtlasError(f"lr must be > 0 (0.1 in the reference), got {self.lr}.")
+        return self
+
+
+def optimize(generator, embedder, ws, prompt: str, *, steps: int = 300, lr: float = 0.1, l2_lambda: float = 0.008,
+             id_lambda: float = 0.005, identity=None, seed: int = 0, preprocess: str = "pool",
+             l2_norm: str = "generator", noise_mode: str = "const", progress: bool = True,
+             return_curves: bool = False):
+    """Edit W/W+ codes toward `prompt` by optimisation -> W+ [B, num_ws, w_dim] (and the loss curves if asked).
+
+    `identity` (an identity embedder, e.g. models.identity.load_identity) adds the identity term; without one
+    it is off whatever id_lambda says. Curves: per step, the mean over images of each term and the lr.
+    """
+    cfg = OptimizeConfig(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, preprocess=preprocess,
+                         l2_norm=l2_norm, noise_mode=noise_mode, seed=seed).check()
+    source = w_plus(generator, ws)  # [B, num_ws, w_dim]
+    gen_noise = torch.Generator().manual_seed(int(seed))
+
+    def render(w):
+        return generator.synthesize(generator.styles(w), noise_mode=noise_mode,
+                                    **({"generator": gen_noise} if noise_mode == "random" else {}))
+
+    clip_loss = ClipLoss(embedder, prompt, preprocess)
+    with torch.no_grad():
+        id_loss = IdentityLoss(identity, render(source)) if identity is not None and id_lambda > 0 else None
+    scale = l2_scale(generator, l2_norm) if l2_lambda > 0 else 0.0
+    # id_lambda is ArcFace's weight; another identity states how its 1 - cos compares (models/identity.py)
+    id_weight = id_lambda * float(getattr(identity, "lambda_scale", 1.0))
+    latent = source.clone().requires_grad_(True)
+    with frozen(generator):
+        curves = _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, progress)
+    result = latent.detach()
+    if return_curves:
+        curves["config"] = asdict(cfg)
+        curves["identity_used"] = id_loss is not None
+        return result, curves
+    return result
+
+
+def _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, progress) -> dict:
+    """The Adam loop of `optimize`; returns the per-step curves."""
+    steps, lr, l2_lambda = cfg.steps, cfg.lr, cfg.l2_lambda
+    opt = torch.optim.Adam([latent], lr=lr)
+    curves = dict(loss=[], clip=[], l2=[], identity=[], lr=[])
+    bar = _bar(steps, progress, f"optimize {clip_loss.prompt[:24]!r}")
+    try:
+        for i in range(steps):
+            step_lr = ramped_lr(i / steps, lr)
+            opt.param_groups[0]["lr"] = step_lr
+            images = render(latent)  # [B, 3, H, W]
+            c = clip_loss(images)  # [B]
+            l2 = latent_l2(latent, source) * scale  # [B]
+            ident = id_loss(images) if id_loss is not None else torch.zeros_like(c)  # [B]
+            per_image = c + l2_lambda * l2 + id_weight * ident  # [B]
+            loss = per_image.sum()  # each latent's gradient depends on its own image only
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for key, value in (("loss", per_image), ("clip", c), ("l2", l2), ("identity", ident)):
+                curves[key].append(float(value.detach().mean()))
+            curves["lr"].append(step_lr)
+            bar.update(1)
+            bar.set_postfix(loss=f"{curves['loss'][-1]:.4f}", clip=f"{curves['clip'][-1]:.4f}")
+    finally:
+        bar.close()
+    return curves
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True, leave=False)

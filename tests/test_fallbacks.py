@@ -1,0 +1,262 @@
+"""The first fallback (SPEC §6) and real images (SPEC §9): latent optimisation, the projector, image files, the CLI.
+
+Small seeded models here; the shapes-world acceptance figures are in tests/test_fallbacks_shapes.py.
+"""
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from models.errors import AtlasError, PromptError
+
+
+@pytest.fixture(scope="module")
+def gen():
+    from models.stylegan2 import small_generator
+
+    return small_generator(seed=0, resolution=16, width=16)
+
+
+def reference_lr(t, lr, rampdown=0.25, rampup=0.05):
+    """StyleCLIP optimization/run_optimization.py get_lr, written out again."""
+    ramp = min(1, (1 - t) / rampdown)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    return lr * ramp * min(1, t / rampup)
+
+
+def test_ramped_lr_is_the_reference_schedule():
+    from query.losses import ramped_lr
+
+    for t in (0.0, 0.01, 0.05, 0.3, 0.74, 0.8, 0.95, 0.999):
+        assert ramped_lr(t, 0.1) == pytest.approx(reference_lr(t, 0.1))
+    assert ramped_lr(0.5, 0.1) == pytest.approx(0.1)  # plateau between warm-up and ramp-down
+
+
+def test_l2_scale_modes(gen):
+    from models.stylegan2 import StyleGAN2Generator
+    from query.losses import REFERENCE_NUM_ELEMENTS, l2_scale
+
+    assert l2_scale(gen, "reference") == 1.0
+    assert l2_scale(gen, "generator") == pytest.approx(math.sqrt(REFERENCE_NUM_ELEMENTS / (gen.num_ws * gen.w_dim)))
+    ffhq = StyleGAN2Generator.__new__(StyleGAN2Generator)  # only the sizes matter: 1024 px, 18 x 512
+    ffhq.__dict__.update(num_ws=18, w_dim=512)
+    assert l2_scale(ffhq, "generator") == 1.0  # FFHQ 1024 keeps StyleCLIP's weight exactly
+    with pytest.raises(AtlasError, match="l2_norm"):
+        l2_scale(gen, "bogus")
+
+
+def test_optimize_lowers_the_clip_loss_and_returns_w_plus(gen, tiny_clip):
+    from query.optimization import optimize
+
+    ws = gen.sample_ws(3, seed=1, psi=0.7)  # [3, w_dim]
+    out, curves = optimize(gen, tiny_clip, ws, "a red square", steps=12, lr=0.05, progress=False, return_curves=True)
+    assert out.shape == (3, gen.num_ws, gen.w_dim) and torch.isfinite(out).all()
+    assert len(curves["clip"]) == 12 and curves["clip"][-1] < curves["clip"][0]
+    assert curves["l2"][0] == 0 and curves["l2"][-1] > 0  # the latent moved, the L2 term saw it
+    assert curves["identity_used"] is False and curves["lr"][0] == 0.0  # warm-up starts at 0
+    assert not torch.equal(out, gen.broadcast(ws))
+    assert all(p.requires_grad for p in gen.parameters())  # the generator is left as it was
+
+
+def test_each_image_is_optimised_as_if_alone(gen, tiny_clip):
+    from query.optimization import optimize
+
+    ws = gen.sample_ws(3, seed=2, psi=0.7)
+    together = optimize(gen, tiny_clip, ws, "blue", steps=6, progress=False)
+    alone = torch.cat([optimize(gen, tiny_clip, ws[i:i + 1], "blue", steps=6, progress=False) for i in range(3)])
+    assert torch.allclose(together, alone, atol=1e-4), (together - alone).abs().max()
+
+
+class PixelIdentity:
+    """A stand-in identity embedder: the normalised, pooled pixels (dim 48)."""
+
+    dim = 48
+    lambda_scale = 1.0
+
+    def encode(self, images):
+        return torch.nn.functional.normalize(torch.nn.functional.adaptive_avg_pool2d(images, 4).flatten(1), dim=-1)
+
+
+@pytest.mark.slow
+def test_identity_term_keeps_the_image_closer(gen, tiny_clip):
+    from query.optimization import optimize
+
+    ws = gen.sample_ws(2, seed=3, psi=0.7)
+    ident = PixelIdentity()
+    with torch.no_grad():
+        src = gen.synthesize(gen.styles(ws))
+    kw = dict(steps=15, lr=0.1, l2_lambda=0.0, progress=False, return_curves=True)
+    free, c0 = optimize(gen, tiny_clip, ws, "green", **kw)
+    kept, c1 = optimize(gen, tiny_clip, ws, "green", identity=ident, id_lambda=50.0, **kw)
+    assert c1["identity_used"] and not c0["identity_used"]
+    with torch.no_grad():
+        d_free = 1 - (ident.encode(gen.synthesize(gen.styles(free))) * ident.encode(src)).sum(-1)
+        d_kept = 1 - (ident.encode(gen.synthesize(gen.styles(kept))) * ident.encode(src)).sum(-1)
+    assert float(d_kept.mean()) < float(d_free.mean())
+
+
+def test_optimize_bad_input(gen, tiny_clip):
+    from query.optimization import optimize
+
+    with pytest.raises(AtlasError, match="shape"):
+        optimize(gen, tiny_clip, torch.zeros(2, 7), "red", steps=1, progress=False)
+    with pytest.raises(PromptError):
+        optimize(gen, tiny_clip, gen.sample_ws(1), "  ", steps=1, progress=False)
+    with pytest.raises(AtlasError, match="steps"):
+        optimize(gen, tiny_clip, gen.sample_ws(1), "red", steps=0, progress=False)
+    with pytest.raises(AtlasError, match="preprocess"):
+        optimize(gen, tiny_clip, gen.sample_ws(1), "red", steps=1, preprocess="jpeg", progress=False)
+
+
+def test_reference_preprocessing_feeds_the_raw_image(tiny_clip):
+    from query.losses import ClipLoss, reference_clip_input
+
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    inp = reference_clip_input(tiny_clip, x)
+    assert inp.shape == (2, 3, 32, 32)
+    assert torch.allclose(inp, x.repeat_interleave(2, 2).repeat_interleave(2, 3), atol=1e-6)  # not normalised
+    ref = ClipLoss(tiny_clip, "red", "reference")(x)
+    pooled = ClipLoss(tiny_clip, "red", "pool")(x)
+    assert ref.shape == pooled.shape == (2,) and not torch.allclose(ref, pooled)
+
+
+@pytest.mark.slow
+def test_invert_recovers_generator_samples(gen):
+    from query.images import psnr
+    from query.inversion import invert
+
+    ws = gen.sample_ws(4, seed=5, psi=0.7)
+    with torch.no_grad():
+        target = gen.synthesize(gen.styles(ws))
+        start = gen.synthesize(gen.styles(gen.mean_w[None].expand(4, -1)))
+    out, details = invert(gen, target, steps=120, progress=False, return_details=True)
+    assert out.shape == (4, gen.num_ws, gen.w_dim)
+    with torch.no_grad():
+        recon = gen.synthesize(gen.styles(out))
+    assert details["psnr"] == pytest.approx(psnr(recon, target).tolist(), abs=1e-4)
+    assert np.median(details["psnr"]) > float(psnr(start, target).median()) + 8
+    assert np.median(details["psnr"]) > 25
+
+
+def test_invert_with_noise_and_terms(gen, tiny_clip):
+    from query.inversion import invert, noise_regularization
+
+    ws = gen.sample_ws(2, seed=6, psi=0.7)
+    with torch.no_grad():
+        target = gen.synthesize(gen.styles(ws))
+    out, details = invert(gen, target, steps=10, embedder=tiny_clip, identity=PixelIdentity(), optimize_noise=True,
+                          progress=False, return_details=True)
+    assert len(details["noise"]) == gen.num_layers and details["noise"][0].shape[0] == 2
+    assert len(details["psnr_optimized_noise"]) == 2 and details["curves"]["clip"][-1] > 0
+    white = [torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))]
+    smooth = [torch.nn.functional.interpolate(torch.randn(2, 1, 4, 4), size=16, mode="bilinear")]
+    assert float(noise_regularization(smooth).mean()) > 10 * float(noise_regularization(white).mean())
+    with pytest.raises(AtlasError, match="px"):
+        invert(gen, torch.zeros(1, 3, 8, 8), steps=1, progress=False)
+    with pytest.raises(AtlasError):
+        invert(gen, torch.zeros(3, 16, 16), steps=1, progress=False)
+
+
+def test_read_images_crops_resizes_and_refuses_non_images(tmp_path):
+    from query.images import psnr, read_images
+
+    pic = np.zeros((40, 60, 3), np.uint8)
+    pic[:, 10:50] = (255, 0, 0)  # the centre 40x40 square is red, the side bands black
+    Image.fromarray(pic).save(tmp_path / "a.png")
+    Image.fromarray(pic).save(tmp_path / "b.jpg", quality=95)
+    x = read_images([tmp_path / "a.png", tmp_path / "b.jpg"], 16)
+    assert x.shape == (2, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    assert torch.allclose(x[0, 0], torch.ones(16, 16), atol=1e-2) and float(x[0, 1].max()) < -0.98
+    assert float(psnr(x[:1], x[1:])) > 30  # JPEG close to PNG
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(AtlasError, match="not a readable image"):
+        read_images([tmp_path / "notes.png"], 16)
+    with pytest.raises(AtlasError, match="does not exist"):
+        read_images([tmp_path / "none.png"], 16)
+
+
+# ---- the CLI ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, gen):
+    from conftest import tiny_clip_config
+    from models.stylegan2 import save_generator
+
+    root = tmp_path_factory.mktemp("fallback_cli")
+    save_generator(gen, root / "gen.pt")
+    (root / "clip.json").write_text(json.dumps(tiny_clip_config()))
+    with torch.no_grad():
+        img = gen.synthesize(gen.styles(gen.sample_ws(1, seed=9, psi=0.7)))
+    from query.media import to_uint8
+    Image.fromarray(to_uint8(img)[0]).resize((48, 40)).save(root / "photo.png")
+    return root
+
+
+def cli_json(files, *args):
+    from query.cli import cli
+
+    extra = ["--atlas", str(files / "no_atlas"), "--generator", str(files / "gen.pt"),
+             "--clip", str(files / "clip.json")]
+    result = CliRunner().invoke(cli, [*args, *extra, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_cli_invert_and_optimize(files, gen):
+    out = cli_json(files, "invert", str(files / "photo.png"), "-o", str(files / "lat.npy"), "--invert-steps", "30")
+    lat = np.load(files / "lat.npy")
+    assert lat.shape == (1, gen.num_ws, gen.w_dim) and out["shape"] == list(lat.shape) and out["identity"] == "none"
+    assert len(out["psnr"]) == 1 and out["psnr"][0] > 10
+    strip = files / "opt.png"
+    out = cli_json(files, "optimize", "red", "--latent", str(files / "lat.npy"), "--steps", "4", "-o", str(strip),
+                   "--save-latent", str(files / "edited.pt"))
+    assert strip.exists() and out["clip_last"] <= out["clip_first"] + 0.05 and len(out["curves"]["loss"]) == 4
+    assert torch.load(files / "edited.pt", weights_only=True).shape == (1, gen.num_ws, gen.w_dim)
+    with Image.open(strip) as im:
+        assert json.loads(im.text["styleatlas"])["prompt"] == "red"
+    out = cli_json(files, "optimize", "blue", "--image", str(files / "photo.png"), "--invert-steps", "5",
+                   "--steps", "3", "-o", str(files / "opt2.png"))
+    assert len(out["inversion_psnr"]) == 1
+    with Image.open(files / "opt2.png") as im:
+        assert im.size[0] > 3 * 128  # photo, reconstruction's original, edit
+
+
+def one_line_error(capsys, *args):
+    from query.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_cli_bad_input_is_one_line(files, capsys, tmp_path):
+    models = ["--atlas", str(tmp_path), "--generator", str(files / "gen.pt"), "--clip", str(files / "clip.json")]
+    (tmp_path / "fake.png").write_text("hello")
+    assert "not a readable image" in one_line_error(capsys, "invert", str(tmp_path / "fake.png"), "-o",
+                                                    str(tmp_path / "x.npy"), *models)
+    np.save(tmp_path / "bad.npy", np.zeros((2, 5), np.float32))
+    assert "shape" in one_line_error(capsys, "optimize", "red", "--latent", str(tmp_path / "bad.npy"), *models)
+    torch.save({"state_dict": {"encoder.input_layer.0.weight": torch.zeros(1)}, "latent_avg": torch.zeros(4)},
+               tmp_path / "e4e.pt")
+    assert "e4e" in one_line_error(capsys, "optimize", "red", "--identity", str(tmp_path / "e4e.pt"), *models)
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("never",))
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"x": Boom()}, f, protocol=2)
+    one_line_error(capsys, "invert", str(files / "photo.png"), "-o", str(tmp_path / "x.npy"), "--encoder",
+                   str(tmp_path / "evil.pt"), *models)
+    assert "not an e4e encoder" in one_line_error(capsys, "invert", str(files / "photo.png"), "-o",
+                                                  str(tmp_path / "x.npy"), "--encoder", str(files / "gen.pt"), *models)
+    assert ".npy" in one_line_error(capsys, "invert", str(files / "photo.png"), "-o", str(tmp_path / "x.txt"), *models)
+    assert "one of" in one_line_error(capsys, "optimize", "red", "--seed", "1", "--image", str(files / "photo.png"),
+                                      *models)
