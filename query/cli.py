@@ -624,8 +624,9 @@ def _identity(name, atlas=None, opts=None):
         name = "demo" if generator == "demo" else "none"
     if name in (None, "", "none"):
         return None
+    from models.device import resolve_device
     from models.identity import load_identity
-    return load_identity(name, device=opts["device"] if opts else "cpu")
+    return load_identity(name, device=resolve_device(opts["device"]) if opts else "cpu")
 
 
 def _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method,
