@@ -447,6 +447,7 @@ def fallback_models(opts: dict, identity: str | None = None, encoder=None, need_
     The identity defaults to the demo identity with the demo generator, to none otherwise ("none" turns it off).
     """
     from models.clip import load_clip
+    from models.device import resolve_device
     from models.stylegan2 import load_generator
 
     names = dict(generator=opts["generator"], clip=opts["clip"])
@@ -454,19 +455,20 @@ def fallback_models(opts: dict, identity: str | None = None, encoder=None, need_
         atlas = open_atlas(opts)
         names = {k: v or _recorded(atlas, k) for k, v in names.items()}
     names = {k: v or "demo" for k, v in names.items()}
-    out = dict(names=names, generator=load_generator(names["generator"], device=opts["device"]))
-    out["embedder"] = load_clip(names["clip"], opts["pretrained"], device=opts["device"]) if need_clip else None
+    device = resolve_device(opts["device"])  # "auto" (the default since issue 9) -> cuda or cpu
+    out = dict(names=names, generator=load_generator(names["generator"], device=device))
+    out["embedder"] = load_clip(names["clip"], opts["pretrained"], device=device) if need_clip else None
     if identity is None:
         identity = "demo" if names["generator"] == "demo" else "none"
     out["identity_name"] = identity
     out["identity"] = None
     if identity != "none":
         from models.identity import load_identity
-        out["identity"] = load_identity(identity, device=opts["device"])
+        out["identity"] = load_identity(identity, device=device)
     out["encoder"] = None
     if encoder is not None:
         from models.encoder import load_encoder
-        out["encoder"] = load_encoder(encoder, device=opts["device"])
+        out["encoder"] = load_encoder(encoder, device=device)
     return out
 
 
