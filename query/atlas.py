@@ -334,6 +334,12 @@ class Atlas:
         gen = self.generator
         return check_images(gen.synthesize(gen.styles(check_latent(ws, gen)), noise_mode=noise_mode))
 
+    def edit_text(self, ws, prompt: str, *, method: str = "auto", neutral: str = "", alpha: float = 4.0,
+                  beta=DEFAULT_BETA, **options):
+        """Edit toward `prompt` by the method that works here -> EditResult(images, method, reason) (edit_text.py)."""
+        from query.edit_text import edit_text
+        return edit_text(self, ws, prompt, method=method, neutral=neutral, alpha=alpha, beta=beta, **options)
+
     @no_grad
     def sample_ws(self, seeds, psi: float = 0.7) -> torch.Tensor:
         """w [len(seeds), w_dim], one z per seed (torch.Generator seeded with it), truncated toward mean_w."""

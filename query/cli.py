@@ -381,8 +381,10 @@ def sql(opts, query, limit, timeout_s, as_json):
 @click.option("--image", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Image file(s) to invert first (their W+ is written beside -o as .latents.npy).")
 @with_image_options
+@click.option("--method", type=click.Choice(["auto", "global", "mapper", "optimize"]), default=None,
+              help="Edit with edit_text: auto picks global, a stored mapper or optimization (prints which and why).")
 def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, save_frames,
-         save_latents, image, encoder, invert_steps, identity, as_json):
+         save_latents, image, encoder, invert_steps, identity, as_json, method):
     """Edit sampled (--seed), given (--latent) or inverted (--image) images along PROMPT's direction; PNG strip."""
     from models.device import check_seed
     from query.edit import edit_strip
@@ -403,6 +405,9 @@ def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mod
         png_path(out)
         latent, inverted = edit_image_latents(opts, image, encoder, invert_steps, identity, out)
     atlas = open_atlas(opts)
+    if method is not None:
+        return _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method,
+                            identity, inverted)
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
     obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
                      psi=psi, noise_mode=noise_mode, cell=cell, frames=save_frames, latents=save_latents)
@@ -442,6 +447,7 @@ def fallback_models(opts: dict, identity: str | None = None, encoder=None, need_
     The identity defaults to the demo identity with the demo generator, to none otherwise ("none" turns it off).
     """
     from models.clip import load_clip
+    from models.device import resolve_device
     from models.stylegan2 import load_generator
 
     names = dict(generator=opts["generator"], clip=opts["clip"])
@@ -449,19 +455,20 @@ def fallback_models(opts: dict, identity: str | None = None, encoder=None, need_
         atlas = open_atlas(opts)
         names = {k: v or _recorded(atlas, k) for k, v in names.items()}
     names = {k: v or "demo" for k, v in names.items()}
-    out = dict(names=names, generator=load_generator(names["generator"], device=opts["device"]))
-    out["embedder"] = load_clip(names["clip"], opts["pretrained"], device=opts["device"]) if need_clip else None
+    device = resolve_device(opts["device"])  # "auto" (the default since issue 9) -> cuda or cpu
+    out = dict(names=names, generator=load_generator(names["generator"], device=device))
+    out["embedder"] = load_clip(names["clip"], opts["pretrained"], device=device) if need_clip else None
     if identity is None:
         identity = "demo" if names["generator"] == "demo" else "none"
     out["identity_name"] = identity
     out["identity"] = None
     if identity != "none":
         from models.identity import load_identity
-        out["identity"] = load_identity(identity, device=opts["device"])
+        out["identity"] = load_identity(identity, device=device)
     out["encoder"] = None
     if encoder is not None:
         from models.encoder import load_encoder
-        out["encoder"] = load_encoder(encoder, device=opts["device"])
+        out["encoder"] = load_encoder(encoder, device=device)
     return out
 
 
@@ -593,6 +600,130 @@ def edit_image_latents(opts: dict, image, encoder, invert_steps: int, identity, 
     path = _save_latents(Path(out).with_suffix(".latents.npy"), ws)
     return path, dict(images=[str(p) for p in image], inversion_psnr=details["psnr"], latents=str(path))
 
+
+# ---------------------------------------------------------------- fallbacks: mappers, edit --method, compare
+def _latents(atlas, seed, latent, psi) -> tuple:
+    """W codes from --seed (default 0) or --latent, and how they were chosen (for the PNG's settings)."""
+    from models.device import check_seed
+    from query.media import MAX_SEEDS, load_latent
+
+    seed = [check_seed(s, "--seed") for s in seed]
+    if len(seed) > MAX_SEEDS:
+        raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
+    gen = atlas.generator
+    if latent is not None:
+        ws = load_latent(latent, int(gen.w_dim), int(gen.num_ws))
+        return ws, dict(latent=str(latent), latent_shape=list(ws.shape))
+    seeds = list(seed) or [0]
+    return atlas.sample_ws(seeds, psi), dict(seeds=seeds, psi=psi)
+
+
+def _identity(name, atlas=None, opts=None):
+    """--identity: a file, "demo" or "none"; unset: the demo identity with the demo generator (as fallback_models
+    does for optimize), else none. Without atlas/opts (mapper train) unset means none."""
+    if name is None and atlas is not None:
+        generator = opts["generator"] or _from_atlas(atlas, "generator", "--generator")
+        name = "demo" if generator == "demo" else "none"
+    if name in (None, "", "none"):
+        return None
+    from models.device import resolve_device
+    from models.identity import load_identity
+    return load_identity(name, device=resolve_device(opts["device"]) if opts else "cpu")
+
+
+def _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method,
+                 identity=None, inverted=None):
+    """`edit --method`: edit_text on the seeds / latents / inverted images; prints the method and why."""
+    from query.compare import method_strip
+
+    if len(alphas) != 1:
+        raise AtlasError("--method edits at one strength; give one --alpha (the global direction's).")
+    ws, source = _latents(atlas, seed, latent, psi)
+    identity = _identity(identity, atlas, opts) if method in ("auto", "optimize") else None
+    obj = method_strip(atlas, ws, prompt, out, method=method, neutral=neutral, alpha=alphas[0], beta=beta,
+                       cell=cell, source=source, identity=identity, progress=not as_json)
+    obj.update(inverted or {})
+    emit(as_json, obj, [f"method: {obj['method']}", f"reason: {obj['reason']}", f"wrote {out}"])
+
+
+@cli.group("mapper")
+def mapper_group():
+    """Latent mappers (SPEC §7): train one per prompt into the atlas, list them."""
+
+
+@atlas_command(mapper_group, "train")
+@click.argument("prompt")
+@click.option("--steps", type=int, default=400, show_default=True, help="Training steps.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--latents", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Training W / W+ codes (.npy or .pt, e.g. e4e inversions) instead of sampled ones.")
+@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of sampled training codes.")
+@click.option("--lr", type=float, default=None, help="Adam learning rate (default: query.mapper_train.DEFAULT_LR).")
+@click.option("--l2-lambda", type=float, default=0.8, show_default=True)
+@click.option("--id-lambda", type=float, default=0.1, show_default=True)
+@click.option("--identity", default=None, help='Identity model: model_ir_se50.pth, "demo" or none (default).')
+@click.option("--levels", default="coarse,medium,fine", show_default=True, help="W+ levels the mapper moves.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def mapper_train(opts, prompt, steps, batch_size, latents, psi, lr, l2_lambda, id_lambda, identity, levels, seed,
+                 as_json):
+    """Train a mapper for PROMPT with the atlas's models and store it in the atlas (resumes if interrupted)."""
+    from query.mapper_store import train_atlas_mapper
+    from query.mapper_train import DEFAULT_LR
+
+    atlas = open_atlas(opts)
+    record = train_atlas_mapper(atlas, prompt, identity=_identity(identity), progress=not as_json, steps=steps,
+                                batch_size=batch_size, ws=latents, psi=psi, lr=DEFAULT_LR if lr is None else lr,
+                                l2_lambda=l2_lambda, id_lambda=id_lambda, seed=seed,
+                                levels=tuple(l.strip() for l in levels.split(",") if l.strip()))
+    emit(as_json, record, [f"mapper for {record['prompt']!r}: {record['file']} ({record['steps']} steps, batch "
+                           f"{record['batch_size']}; final CLIP loss {record['loss_clip']:.4f}, L2 "
+                           f"{record['loss_l2']:.5f}; {record['settings'].get('seconds', 0):.0f} s)"])
+
+
+@atlas_command(mapper_group, "list")
+def mapper_list(opts, as_json):
+    """The mappers stored in the atlas."""
+    from index.mappers import list_mappers
+
+    records = list_mappers(opts["atlas"])
+    emit(as_json, dict(mappers=records), lambda: [f"{r['prompt']!r}: {r['file']}, {r['steps']} steps x "
+                                                  f"{r['batch_size']}, CLIP loss {r['loss_clip']:.4f}, {r['created']}"
+                                                  for r in records] or ["no mappers in this atlas"])
+
+
+@atlas_command(cli, "compare")
+@click.argument("prompt")
+@click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
+@click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="W or W+ codes (.npy or .pt) instead of seeds.")
+@click.option("--psi", type=float, default=0.7, show_default=True)
+@with_direction_options
+@click.option("--alpha", type=float, default=4.0, show_default=True, help="Global direction strength.")
+@click.option("--methods", default="global,mapper,optimize", show_default=True,
+              help="Methods to compare (mapper only when one is stored).")
+@click.option("--identity", default=None, help='Identity for optimization: model_ir_se50.pth, "demo" or none '
+              "(default: demo with the demo generator, else none).")
+@click.option("--optimize-steps", type=int, default=300, show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("compare.png"),
+              show_default=True, help="PNG grid: rows are images; columns original, then each method.")
+@click.option("--cell", type=int, default=96, show_default=True)
+def compare_cmd(opts, prompt, seed, latent, psi, neutral, beta, top_k, alpha, methods, identity, optimize_steps,
+                out, cell, as_json):
+    """Global direction vs mapper vs optimization on the same images: a PNG grid and a table per method."""
+    from query.compare import compare_methods, parse_methods, table_lines
+    from query.media import MAX_CELL, check_count
+
+    if latent is not None and seed:
+        raise AtlasError("pass --seed or --latent, not both.")
+    check_count(cell, "--cell", 8, MAX_CELL)
+    methods = parse_methods(methods)
+    atlas = open_atlas(opts)
+    ws, source = _latents(atlas, seed, latent, psi)
+    report = compare_methods(atlas, ws, prompt, out, neutral=neutral, alpha=alpha, beta=beta_value(beta),
+                             identity=_identity(identity, atlas, opts) if "optimize" in methods else None,
+                             optimize_options=dict(steps=optimize_steps),
+                             methods=methods, cell=cell, source=source, progress=not as_json)
+    emit(as_json, report, lambda: table_lines(report))
 
 def main(args=None):
     run_cli(cli, args)

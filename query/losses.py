@@ -6,6 +6,7 @@ Adam's per-element steps, its whole trajectory) is independent of the batch it i
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 
 import torch
@@ -111,6 +112,8 @@ class ClipLoss:
         if preprocess == "reference" and not (hasattr(embedder, "model") and hasattr(embedder, "image_size")):
             raise AtlasError("preprocess='reference' needs an open_clip ClipEmbedder (models.clip.load_clip).")
         self.embedder, self.prompt, self.preprocess = embedder, prompt, preprocess
+        # a protocol embedder (CONTRACT: encode_image(images)) has no preprocess option and resizes on its own
+        self._takes_preprocess = "preprocess" in inspect.signature(embedder.encode_image).parameters
         with torch.no_grad():
             self.text = embedder.encode_text([prompt]).float().detach()  # [1, D]
 
@@ -119,6 +122,8 @@ class ClipLoss:
         if self.preprocess == "reference":
             model = self.embedder.model
             return F.normalize(model.encode_image(reference_clip_input(self.embedder, images)).float(), dim=-1)
+        if not self._takes_preprocess:
+            return self.embedder.encode_image(images)
         return self.embedder.encode_image(images, preprocess=self.preprocess)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
