@@ -9,6 +9,7 @@ import numpy as np
 
 from index.atlas import CATALOG, AtlasData
 from index.io import atomic_path
+from index.mappers import fill_mappers
 from models.errors import AtlasFormatError
 
 SCHEMA = """
@@ -43,6 +44,7 @@ def write_catalog(data: AtlasData) -> Path:
                 if stmt.strip():
                     con.execute(stmt)
             _fill(con, data)
+            fill_mappers(con, data.path)  # a rewritten catalog (repair, add-vocabulary) keeps the mappers table
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:

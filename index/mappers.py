@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from index.atlas import CATALOG, MANIFEST
-from index.catalog import catalog_path
 from index.io import atomic_path, write_json_atomic
 from index.verify import sha256_file
 from models.errors import AtlasFormatError
@@ -89,11 +88,9 @@ def sync_catalog(out_dir) -> None:
     """Rewrite the catalog's `mappers` table from the records (no catalog yet: nothing to do)."""
     import duckdb
 
-    path = catalog_path(out_dir)
+    path = Path(out_dir) / CATALOG
     if not path.exists():
         return
-    rows = [tuple(json.dumps(r.get(k), sort_keys=True) if k == "settings" else r.get(k) for k in RECORD_KEYS)
-            for r in list_mappers(out_dir)]
     with atomic_path(path, suffix=".duckdb") as tmp:
         shutil.copyfile(path, tmp)
         try:
@@ -103,15 +100,22 @@ def sync_catalog(out_dir) -> None:
                                    "run the build command again to rewrite the catalog.") from None
         try:
             con.execute("BEGIN")
-            con.execute(SCHEMA)
-            con.execute("DELETE FROM mappers")
-            if rows:
-                con.executemany(f"INSERT INTO mappers VALUES ({', '.join('?' * len(RECORD_KEYS))})", rows)
+            fill_mappers(con, out_dir)
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         finally:
             con.close()
     _update_manifest(Path(out_dir))
+
+
+def fill_mappers(con, out_dir) -> None:
+    """(Re)create the `mappers` table on an open catalog connection from the atlas's mapper records."""
+    rows = [tuple(json.dumps(r.get(k), sort_keys=True) if k == "settings" else r.get(k) for k in RECORD_KEYS)
+            for r in list_mappers(out_dir)]
+    con.execute(SCHEMA)
+    con.execute("DELETE FROM mappers")
+    if rows:
+        con.executemany(f"INSERT INTO mappers VALUES ({', '.join('?' * len(RECORD_KEYS))})", rows)
 
 
 def _update_manifest(out_dir: Path) -> None:

@@ -183,6 +183,9 @@ def test_mappers_are_stored_in_the_atlas_and_refused_for_another_generator(tmp_p
     with index.open_catalog(tmp_path) as con:
         rows = con.execute("SELECT prompt, steps, batch_size, sha256, generator_fingerprint FROM mappers").fetchall()
     assert rows == [("Red", 2, 2, record["sha256"], index.fingerprint_generator(gen))]
+    index.write_catalog(atlas.data)  # a rewritten catalog (build repair, add-vocabulary) keeps the table
+    with index.open_catalog(tmp_path) as con:
+        assert con.execute("SELECT prompt, steps FROM mappers").fetchall() == [("Red", 2)]
     back = atlas_mapper(atlas, "RED")  # prompts match as CLIP's tokenizer sees them
     w = gen.sample_ws(3, seed=1)
     with torch.no_grad():
