@@ -190,7 +190,7 @@ BAD = [
     ("get", "/api/channel/x/0", {}, 400, "layer"),
     ("get", "/api/direction", dict(prompt="red", beta="0.99"), 400, "no channel passes"),
     ("get", "/api/direction", dict(prompt=" "), 400, "empty"),
-    ("get", "/api/edit.png", dict(prompt="red", method="mapper"), 400, "fallbacks"),
+    ("get", "/api/edit.png", dict(prompt="red", method="mapper"), 400, "POST /api/edit"),
     ("get", "/api/edit.png", dict(latent="feedbeef:0"), 404, "upload"),
     ("get", "/api/sql", dict(q="SELECT 1"), 404, "no such"),
     ("post", "/api/edit.png", {}, 405, "Method Not Allowed"),
