@@ -186,6 +186,9 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
                                  "(GET /api/edit.png); POST /api/edit applies one edit.")
         sources, psi, size, _ = image_options(q)
         steps = P.int_value(q.get("steps"), "steps", 20, 1, P.MAX_OPTIMIZE_STEPS)
+        for s in sources:
+            if s[0] == "latent":
+                ex.latent(s[1], s[2])  # 404 now, not as the job's error, when the upload is gone
         if view.method == "mapper":
             from query.mapper_store import atlas_mapper
             with ex.lock:

@@ -91,6 +91,7 @@ BAD = [
     ("/api/edit", dict(prompt="red", method="magic", seed=1), b"", 400, "not one of"),
     ("/api/edit", dict(prompt="no such mapper", method="mapper", seed=1), b"", 404, "no mapper is stored"),
     ("/api/edit", dict(method="optimize", seed=1), b"", 400, "needs a prompt"),
+    ("/api/edit", dict(prompt="red", method="optimize", latent="feedbeef:0"), b"", 404, "upload"),
     ("/api/edit", dict(prompt="red", method="optimize", steps=10_000, seed=1), b"", 400, "steps"),
     ("/api/edit", dict(prompt="red", method="optimize", off="1:0", seed=1), b"", 400, "global view only"),
     ("/api/images", dict(name="x.png"), b"certainly not an image", 400, "not a readable image"),
