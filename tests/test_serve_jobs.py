@@ -141,3 +141,27 @@ def test_jobs_are_bounded_and_errors_are_one_line():
     while second.status not in ("done", "error") and time.time() < deadline:
         time.sleep(0.01)
     assert first.status == "done" and second.status == "error" and second.error == "bad thing"
+
+
+def test_mapper_job_uses_the_mapper_stored_in_a_copy_of_the_atlas(shapes, tmp_path):  # noqa: F811
+    import shutil
+
+    from starlette.testclient import TestClient
+
+    from query import Atlas
+    from query.mapper_store import store_mapper
+    from query.mapper_train import train_mapper
+    from serve import create_app
+
+    atlas, path = shapes
+    copy = Atlas.open(shutil.copytree(path, tmp_path / "atlas"), generator=atlas.generator, embedder=atlas.embedder)
+    mapper = train_mapper(copy.generator, copy.embedder, "red", steps=2, batch_size=2, num_latents=8, progress=False)
+    store_mapper(copy, mapper)
+    c = TestClient(create_app(copy), raise_server_exceptions=False)
+    job = wait(c, c.post("/api/edit", params=dict(prompt="red", method="mapper", seed=[1, 2])))
+    assert job["status"] == "done" and job["method"] == "mapper", job
+    assert job["reason"].startswith("asked for the mapper; used the mapper stored for 'red'")
+    from serve.explorer import picture
+
+    want = copy.edit_text(copy.sample_ws([1, 2], 0.7), "red", method="mapper").images
+    assert np.abs(image(c.get(job["image"])).astype(int) - picture([want]).astype(int)).max() <= 1
