@@ -105,7 +105,28 @@ def _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, prog
     return curves
 
 
-def _bar(total: int, enabled: bool, desc: str):
+def _bar(total: int, enabled, desc: str):
+    """A tqdm bar; `enabled` may instead be a callable progress(step, total), called after every step (web jobs)."""
     from tqdm.auto import tqdm
 
+    if callable(enabled):
+        return _Callback(total, enabled)
+
     return tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+class _Callback:
+    """The part of tqdm's interface the loops use, reporting progress(step, total) instead of drawing a bar."""
+
+    def __init__(self, total: int, progress):
+        self.total, self.step, self.progress = total, 0, progress
+
+    def update(self, n: int = 1):
+        self.step += n
+        self.progress(self.step, self.total)
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass

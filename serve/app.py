@@ -20,6 +20,7 @@ from models.errors import AtlasError
 from query.report import channel_report, channels_report, direction_report
 from serve import params as P
 from serve.explorer import Explorer, picture, png_bytes
+from serve.jobs import Jobs
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("styleatlas.serve")
@@ -36,6 +37,7 @@ def json_response(obj, status: int = 200) -> Response:
 def create_app(atlas, noise_mode: str = "const") -> Starlette:
     """The web app over an opened query.Atlas (models loaded lazily by the atlas, as the CLI does)."""
     ex = Explorer(atlas, noise_mode=noise_mode)
+    jobs = Jobs()
 
     def info(request: Request):
         data = atlas.data
@@ -46,11 +48,12 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
             num_channels=len(atlas.channels), vocab_size=len(data.vocab), num_templates=len(data.templates),
             resolution=max(l["resolution"] for l in layers), layers=layers,
             generator_fingerprint=data.generator_fingerprint, embedder_fingerprint=data.embedder_fingerprint,
-            methods=list(P.METHODS), image_upload=False,
+            methods=list(P.METHODS), image_upload=True,
             sliders=dict(alpha=[-10, 10], beta=[0.08, 0.3], default_beta=0.15, psi=0.7),
             limits=dict(prompt_chars=P.MAX_PROMPT_CHARS, sources=P.MAX_SOURCES, alphas=P.MAX_ALPHAS,
                         renders=P.MAX_RENDERS, abs_alpha=P.MAX_ABS_ALPHA, stack=P.MAX_STACK, off=P.MAX_OFF,
-                        upload_bytes=P.MAX_UPLOAD_BYTES, cell=P.MAX_CELL)))
+                        upload_bytes=P.MAX_UPLOAD_BYTES, cell=P.MAX_CELL,
+                        optimize_steps=P.MAX_OPTIMIZE_STEPS, invert_steps=P.MAX_INVERT_STEPS)))
 
     def suggest(request: Request):
         q = request.query_params
@@ -108,6 +111,7 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
         """The images (one row, side by side) with the view's edit applied; no prompt and no stack: originals."""
         q = request.query_params
         view = P.view_value(q)
+        _global_only(view)
         sources, psi, size, download = image_options(q)
         delta = ex.delta(view)  # [C]
         (images,) = ex.render(sources, psi, [delta])  # [B, 3, H, W]
@@ -117,6 +121,7 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
         """Rows: images; columns: the current edit at every alpha, on top of the stacked edits."""
         q = request.query_params
         view = P.view_value(q)
+        _global_only(view)
         alphas = P.alphas_value(q.get("alphas"))
         sources, psi, size, download = image_options(q)
         base = ex.delta(P.View(edit=P.EditSpec(), stack=view.stack))  # [C]
@@ -165,25 +170,74 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
         """POST the bytes of a .npy / .pt file of W or W+ codes (?name=file.npy); at most MAX_UPLOAD_BYTES."""
         from starlette.concurrency import run_in_threadpool
 
-        limit = P.MAX_UPLOAD_BYTES
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            try:
-                declared = int(declared)
-            except ValueError:
-                return error("Content-Length is not a number.")
-            if declared > limit:
-                return error(f"the upload is {declared:,} bytes; a latent file may be at most {limit:,} bytes.", 413)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return error(f"the upload is more than {limit:,} bytes; a latent file may be at most {limit:,}.", 413)
-            chunks.append(chunk)
-        if not size:
-            return error("the upload is empty; send the bytes of a .npy or .pt file of W or W+ codes.")
+        data = await _body(request, "a latent file", "the bytes of a .npy or .pt file of W or W+ codes")
         name = P.prompt_value(request.query_params.get("name") or "latent.npy", "file name")
-        return json_response(await run_in_threadpool(ex.add_latent, b"".join(chunks), name))
+        return json_response(await run_in_threadpool(ex.add_latent, data, name))
+
+    def edit_job(request: Request):
+        """POST: one edit by method=global|mapper|optimize|auto (atlas.edit_text) as a job -> 202 {id, ...}."""
+        q = request.query_params
+        view = P.view_value(q)
+        spec = view.edit
+        if not spec.prompt:
+            raise P.RequestError("an edit needs a prompt.")
+        if view.stack or spec.off:
+            raise P.RequestError("stacked edits and channels turned off apply to the global view only "
+                                 "(GET /api/edit.png); POST /api/edit applies one edit.")
+        sources, psi, size, _ = image_options(q)
+        steps = P.int_value(q.get("steps"), "steps", 20, 1, P.MAX_OPTIMIZE_STEPS)
+        for s in sources:
+            if s[0] == "latent":
+                ex.latent(s[1], s[2])  # 404 now, not as the job's error, when the upload is gone
+        if view.method == "mapper":
+            from query.mapper_store import atlas_mapper
+            with ex.lock:
+                if atlas_mapper(atlas, spec.prompt) is None:
+                    raise P.RequestError(f"no mapper is stored for {spec.prompt!r} in this atlas; train one with "
+                                         f"query.py mapper train, or choose global / optimize.", status=404)
+        total = steps if view.method in ("optimize", "auto") else 1
+
+        def run(job):
+            from query.edit_text import as_dict
+
+            with ex.lock:
+                ws = ex.source_ws(sources, psi)  # [B, num_ws, w_dim]
+                result = atlas.edit_text(ws, spec.prompt, method=view.method, neutral=spec.neutral,
+                                         alpha=spec.alpha if spec.alpha else 4.0, beta=spec.beta,
+                                         noise_mode=ex.noise_mode, optimize_options=dict(steps=steps),
+                                         progress=job.progress)
+            job.step = job.total
+            job.result = as_dict(result)
+            job.png = png_bytes(picture([result.images], size),
+                                dict(settings(view, sources, psi, steps=steps), **job.result), compress_level=1)
+
+        job = jobs.start("edit", total, run)
+        return json_response(job.to_dict(), status=202)
+
+    async def upload_image(request: Request):
+        """POST the bytes of a PNG / JPEG image (?name=x.png&steps=N): inverted into W+ as a job -> 202 {id, ...}."""
+        from starlette.concurrency import run_in_threadpool
+
+        data = await _body(request, "an image", "the bytes of a PNG or JPEG file")
+        q = request.query_params
+        name = P.prompt_value(q.get("name") or "image.png", "file name")
+        steps = P.int_value(q.get("steps"), "steps", 100, 1, P.MAX_INVERT_STEPS)
+        image = await run_in_threadpool(ex.read_image, data, name)  # [3, R, R]; 4xx now if it is no image
+
+        def run(job):
+            job.result = dict(latent=ex.invert_image(image, data, name, steps, job.progress))
+
+        return json_response(jobs.start("invert", steps, run).to_dict(), status=202)
+
+    def job_status(request: Request):
+        return json_response(jobs.get(request.path_params["id"]).to_dict())
+
+    def job_image(request: Request):
+        job = jobs.get(request.path_params["id"])
+        if job.png is None:
+            raise P.RequestError(f"job {job.id} has no image ({job.status}).", status=409 if job.status != "done"
+                                 else 404)
+        return Response(job.png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
 
     def index(request: Request):
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -201,6 +255,10 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
         Route("/api/channel/{layer}/{channel}", channel),
         Route("/api/channel/{layer}/{channel}/strip.png", channel_strip),
         Route("/api/latents", upload_latent, methods=["POST"]),
+        Route("/api/edit", edit_job, methods=["POST"]),
+        Route("/api/images", upload_image, methods=["POST"]),
+        Route("/api/job/{id}", job_status),
+        Route("/api/job/{id}/image.png", job_image),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
@@ -218,7 +276,36 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
     app = Starlette(routes=routes, exception_handlers={AtlasError: atlas_error, HTTPException: http_error,
                                                        Exception: server_error})
     app.state.explorer = ex
+    app.state.jobs = jobs
     return app
+
+
+async def _body(request, what: str, send: str) -> bytes:
+    """The request body, at most MAX_UPLOAD_BYTES (413 beyond, checked as it streams in)."""
+    limit = P.MAX_UPLOAD_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            declared = int(declared)
+        except ValueError:
+            raise P.RequestError("Content-Length is not a number.") from None
+        if declared > limit:
+            raise P.RequestError(f"the upload is {declared:,} bytes; {what} may be at most {limit:,} bytes.", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise P.RequestError(f"the upload is more than {limit:,} bytes; {what} may be at most {limit:,}.", 413)
+        chunks.append(chunk)
+    if not size:
+        raise P.RequestError(f"the upload is empty; send {send}.")
+    return b"".join(chunks)
+
+
+def _global_only(view) -> None:
+    if view.method != "global":
+        raise P.RequestError(f"method={view.method} edits run as jobs: POST /api/edit with the same parameters, "
+                             "then GET /api/job/{id}.")
 
 
 def _layer_channel(request) -> tuple[int, int]:

@@ -135,6 +135,55 @@ class Explorer:
             self._latents.put(ident, ws)
         return dict(id=ident, count=int(ws.shape[0]), shape=list(ws.shape), name=Path(name).name[:60])
 
+    def source_ws(self, sources, psi: float) -> torch.Tensor:
+        """The W+ codes [B, num_ws, w_dim] of the page's images (seeds sampled at psi, uploaded latents)."""
+        gen = self.atlas.generator
+        out = []
+        for s in sources:
+            ws = self.atlas.sample_ws([s[1]], psi) if s[0] == "seed" else self.latent(s[1], s[2])
+            ws = torch.as_tensor(ws, dtype=torch.float32)
+            out.append(ws[:, None].expand(-1, int(gen.num_ws), -1) if ws.ndim == 2 else ws)
+        return torch.cat(out)
+
+    def read_image(self, data: bytes, name: str) -> torch.Tensor:
+        """An uploaded PNG / JPEG -> [3, R, R] in [-1, 1] at the generator's resolution (query.images)."""
+        from PIL import Image
+
+        from query.images import read_image
+        from serve.params import MAX_IMAGE_PIXELS
+
+        shown = Path(name).name[:60]
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                kind, (w, h) = im.format, im.size
+        except Exception:
+            raise RequestError(f"{shown!r} is not a readable image; upload a PNG or JPEG file.") from None
+        if kind not in ("PNG", "JPEG"):
+            raise RequestError(f"{shown!r} is a {kind} image; upload a PNG or JPEG file.")
+        if w * h > MAX_IMAGE_PIXELS:
+            raise RequestError(f"{shown!r} is {w}x{h} pixels; at most {MAX_IMAGE_PIXELS:,} pixels.", status=413)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / ("upload." + kind.lower())
+            path.write_bytes(data)
+            try:
+                return read_image(path, int(self.atlas.generator.resolution))
+            except Exception as exc:
+                raise RequestError(f"{shown!r} is not a readable image ({type(exc).__name__}); upload a PNG or "
+                                   "JPEG file.") from None
+
+    def invert_image(self, image: torch.Tensor, data: bytes, name: str, steps: int, progress) -> dict:
+        """Invert [3, R, R] into W+ (query.invert, pixel loss only) and keep it as an uploaded latent."""
+        from query.inversion import invert
+
+        ident = hashlib.sha256(data + f"invert:{steps}".encode()).hexdigest()[:16]
+        with self.lock:
+            gen = self.atlas.generator
+            ws, details = invert(gen, image[None], steps=steps, progress=progress, return_details=True)
+            ws = ws.detach()  # [1, num_ws, w_dim]
+            self._latents.put(ident, ws)
+        return dict(id=ident, count=1, shape=list(ws.shape), name=Path(name).name[:60], steps=steps,
+                    psnr=round(float(details["psnr"][0]), 2))
+
     def latent(self, ident: str, i: int) -> torch.Tensor:
         ws = self._latents.get(ident)
         if ws is None:

@@ -22,7 +22,10 @@ MAX_UPLOAD_BYTES = 16 << 20  # a latent file (FFHQ W+ is 36 KB a code)
 MAX_CELL = 1024              # pixels of one image cell
 MAX_K = 100                  # words / suggestions in one answer
 MAX_SEED = 2 ** 32 - 1
-METHODS = ("global",)        # mapper / optimize come with the fallbacks (SPEC §6, §7)
+METHODS = ("global", "mapper", "optimize", "auto")  # SPEC §5-§7; all but global run as jobs (POST /api/edit)
+MAX_OPTIMIZE_STEPS = 300     # optimization steps of one web edit (the reference's count); default 20
+MAX_INVERT_STEPS = 500       # inversion steps of one uploaded image; default 100
+MAX_IMAGE_PIXELS = 4096 * 4096  # an uploaded image, decoded
 
 
 class RequestError(AtlasError):
@@ -163,8 +166,7 @@ def stack_value(text) -> tuple:
 def view_value(q) -> View:
     method = (q.get("method") or "global").strip().lower()
     if method not in METHODS:
-        raise RequestError(f"method {method[:20]!r} is not available: this build edits with the global direction "
-                           "only (mapper and optimize come with the fallbacks); use method=global.")
+        raise RequestError(f"method {method[:20]!r} is not one of {', '.join(METHODS)}.")
     return View(edit=edit_spec(q), stack=stack_value(q.get("stack")), method=method)
 
 

@@ -53,14 +53,15 @@ def test_the_page_and_info_are_served(client):
     c, atlas, _ = client
     page = c.get("/")
     assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
-    for asset in ("/", "/static/app.js", "/static/channels.js", "/static/suggest.js", "/static/style.css"):
+    for asset in ("/", "/static/app.js", "/static/channels.js", "/static/suggest.js", "/static/jobs.js",
+                  "/static/style.css"):
         r = c.get(asset)
         assert r.status_code == 200 and len(r.text) > 400
         urls = re.findall(r"(?:https?:)?//[\w.-]+\.\w+[^\s\"']*", r.text.replace("http://www.w3.org/2000/svg", ""))
         assert not urls, f"{asset} refers to another host: {urls}"  # no CDN: works offline
     info = c.get("/api/info").json()
     assert info["neutral"] == "shape" and info["num_channels"] == len(atlas.channels)
-    assert info["methods"] == ["global"] and info["resolution"] == 32
+    assert info["methods"] == ["global", "mapper", "optimize", "auto"] and info["resolution"] == 32
 
 
 def test_direction_and_channel_answers_are_the_cli_json(client):
@@ -190,7 +191,7 @@ BAD = [
     ("get", "/api/channel/x/0", {}, 400, "layer"),
     ("get", "/api/direction", dict(prompt="red", beta="0.99"), 400, "no channel passes"),
     ("get", "/api/direction", dict(prompt=" "), 400, "empty"),
-    ("get", "/api/edit.png", dict(prompt="red", method="mapper"), 400, "fallbacks"),
+    ("get", "/api/edit.png", dict(prompt="red", method="mapper"), 400, "POST /api/edit"),
     ("get", "/api/edit.png", dict(latent="feedbeef:0"), 404, "upload"),
     ("get", "/api/sql", dict(q="SELECT 1"), 404, "no such"),
     ("post", "/api/edit.png", {}, 405, "Method Not Allowed"),

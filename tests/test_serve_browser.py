@@ -188,6 +188,34 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser,
     wait(d, lambda d: d.find_elements("css selector", "img.original")[5].get_attribute("data-url"),
          "the uploaded latent never rendered")
 
+    # an image file is inverted (a job with progress) into a card of its own
+    from PIL import Image
+
+    from query.media import to_uint8
+
+    png = tmp_path / "face.png"
+    Image.fromarray(to_uint8(shapes[0].render(shapes[0].sample_ws([7], psi=0.7)))[0]).save(png)
+    d.execute_script("document.getElementById('invert-steps').value = '3'")
+    d.find_element("id", "image-file").send_keys(str(png))
+    wait(d, lambda d: len(d.find_elements("css selector", ".card")) == 7, "the inverted image never showed")
+    assert "inverted in 3 steps" in d.find_element("id", "method-note").text
+    assert d.find_element("id", "job-progress").get_attribute("value") == "3"
+
+    # the method selector: optimize runs as a job and the page names the method and its reason
+    from selenium.webdriver.support.ui import Select
+
+    d.find_element("id", "prompt").clear()
+    d.find_element("id", "prompt").send_keys("red", Keys.ENTER)
+    Select(d.find_element("id", "method")).select_by_value("optimize")
+    d.execute_script("document.getElementById('method-steps').value = '2'")
+    d.find_element("id", "run-method").click()
+    wait(d, lambda d: "method used: optimize" in d.find_element("id", "method-note").text,
+         "the optimize job never finished on the page")
+    assert "asked for optimization" in d.find_element("id", "method-note").text
+    wait(d, lambda d: d.execute_script("return document.getElementById('method-result').naturalWidth") > 0,
+         "the optimized images never loaded")
+    assert "method=optimize" in d.current_url
+
     # nothing but this server was asked for anything, and the page logged no errors
     urls = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert urls and all(u.startswith(server) or u.startswith("blob:") for u in urls), urls

@@ -35,6 +35,7 @@ function readURL() {
   if (!Array.isArray(state.stack)) state.stack = [];
   state.selected = clamp(parseInt(q.get("sel") || "0", 10) || 0, 0, Math.max(state.sources.length - 1, 0));
   state.channel = /^\d+:\d+$/.test(q.get("ch") || "") ? q.get("ch") : null;
+  if (["global", "mapper", "optimize", "auto"].includes(q.get("method"))) state.method = q.get("method");
 }
 
 function writeURL() {
@@ -51,6 +52,7 @@ function writeURL() {
   if (state.stack.length) q.set("stack", JSON.stringify(state.stack));
   if (state.selected) q.set("sel", String(state.selected));
   if (state.channel) q.set("ch", state.channel);
+  if (state.method !== "global") q.set("method", state.method);
   history.replaceState(null, "", "?" + q.toString());
 }
 
@@ -80,8 +82,7 @@ function editParams(extra) {
   q.set("alpha", String(state.alpha));
   if (state.off.length) q.set("off", state.off.join(","));
   if (state.stack.length) q.set("stack", JSON.stringify(state.stack));
-  q.set("method", state.method);
-  for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
+  for (const [k, v] of Object.entries(extra || {})) q.set(k, v);  // images here: the global direction (jobs.js: the others)
   return q;
 }
 
