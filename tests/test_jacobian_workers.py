@@ -2,17 +2,15 @@
 gives the atlas an uninterrupted single-process build gives, bit for bit."""
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from test_resume import SCRIPT as RESUME_SCRIPT
-from test_resume import _start
+from test_resume import _start, kill_after_chunks
 
 import index
 from models.errors import AtlasFormatError
@@ -67,15 +65,8 @@ def test_jacobian_build_killed_and_resumed_is_bit_identical(single, tmp_path):
     script = tmp_path / "build.py"
     script.write_text(SCRIPT)
     killed = _start(script, tmp_path / "resumed", 0.5)
-    chunks = tmp_path / "resumed" / "work" / "relevance_jacobian"
-    deadline = time.time() + 180
-    while len(list(chunks.glob("chunk_*.npz"))) < 2:  # 7 chunks planned (6 image blocks + the check)
-        assert killed.poll() is None, killed.communicate()[1][-2000:]
-        assert time.time() < deadline, "the build never reached the relevance stage"
-        time.sleep(0.02)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
-    done = len(list(chunks.glob("chunk_*.npz")))
+    # 7 chunks planned (6 image blocks + the check)
+    done = kill_after_chunks(killed, tmp_path / "resumed" / "work" / "relevance_jacobian", 2)
     assert 2 <= done < 7
     with pytest.raises(AtlasFormatError, match=f"relevance_jacobian stage has {done} of 7 chunks"):
         index.read_atlas(tmp_path / "resumed")  # never an atlas that opens but is wrong

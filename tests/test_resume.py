@@ -50,6 +50,18 @@ def _start(script, out, delay):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def kill_after_chunks(proc, chunks: Path, count: int) -> int:
+    """SIGKILL the build once `chunks` holds `count` chunk files; returns how many there were then."""
+    deadline = time.time() + 180
+    while len(list(chunks.glob("chunk_*.npz"))) < count:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.time() < deadline, "the build never reached the relevance stage"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return len(list(chunks.glob("chunk_*.npz")))
+
+
 def _finish(proc):
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err[-2000:]
@@ -81,15 +93,8 @@ def test_sigkill_twice_then_resume_is_bit_identical(tmp_path, one_thread):
     script = tmp_path / "build.py"
     script.write_text(SCRIPT)
     killed = _start(script, tmp_path / "resumed", 0.05)
-    chunks = tmp_path / "resumed" / "work" / "relevance"
-    deadline = time.time() + 180
-    while len(list(chunks.glob("chunk_*.npz"))) < 3:  # 20 chunks planned; kill after the third
-        assert killed.poll() is None, killed.communicate()[1][-2000:]
-        assert time.time() < deadline, "the build never reached the relevance stage"
-        time.sleep(0.02)
-    os.kill(killed.pid, signal.SIGKILL)
-    killed.wait()
-    done = len(list(chunks.glob("chunk_*.npz")))
+    # 20 chunks planned; kill after the third
+    done = kill_after_chunks(killed, tmp_path / "resumed" / "work" / "relevance", 3)
     assert 3 <= done < 20
     with pytest.raises(AtlasFormatError, match=f"relevance stage has {done} of 20 chunks"):
         index.read_atlas(tmp_path / "resumed")  # never an atlas that opens but is wrong
