@@ -8,6 +8,7 @@ W+ starts at the given codes; Adam with the reference's ramped lr minimises, per
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -34,7 +35,7 @@ class OptimizeConfig:
             raise AtlasError(f"steps must be a positive integer (300 in the reference), got {self.steps!r}.")
         for name in ("lr", "l2_lambda", "id_lambda"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value == value or value < 0 or value == float("inf"):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise AtlasError(f"{name} must be a finite number >= 0, got {value!r}.")
         if self.lr <= 0:
             raise AtlasError(f"lr must be > 0 (0.1 in the reference), got {self.lr}.")
