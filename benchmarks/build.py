@@ -10,6 +10,7 @@ images x 2 renders) on this machine at that rate.
     python benchmarks/build.py [--threads 2] [--batch 16] [--channels 8] [--images 8] [--skip-1024]
                                [--channels-1024 2] [--images-1024 2] [--batch-1024 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,15 @@ def measure(gen, embedder, channels, images, batch, device):
     s_img = relevance_stage.image_styles(gen, cfg)
     layer_mean = [s.double().mean(0).cpu().numpy() for s in s_img]
     layer_std = [s.double().std(0).cpu().numpy() + 1e-3 for s in s_img]
-    relevance_stage.compute_chunk(gen, embedder, s_img, channels[:1], layer_mean, layer_std,
-                                  RelevanceConfig(num_images=2, batch_size=min(batch, 4)))  # warm-up
+    relevance_stage.compute_chunk(
+        gen,
+        embedder,
+        s_img,
+        channels[:1],
+        layer_mean,
+        layer_std,
+        RelevanceConfig(num_images=2, batch_size=min(batch, 4)),
+    )  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -46,19 +54,40 @@ def worlds(args, device):
     from models.stylegan2 import StyleGAN2Generator, load_generator, small_generator
 
     try:
-        yield ("shapes world (demo models)", load_generator("demo", device=device), load_clip("demo", device=device),
-               args.channels, args.images, args.batch)
+        yield (
+            "shapes world (demo models)",
+            load_generator("demo", device=device),
+            load_clip("demo", device=device),
+            args.channels,
+            args.images,
+            args.batch,
+        )
     except Exception as exc:  # noqa: BLE001 - the demo models are optional here
         print(f"# demo models not available ({str(exc)[:80]}); a 32 px random stand-in is measured instead")
-        clip_cfg = dict(embed_dim=64, vision_cfg=dict(image_size=32, layers=4, width=128, patch_size=4),
-                        text_cfg=dict(context_length=77, vocab_size=49408, width=128, heads=2, layers=4))
-        yield ("32 px stand-in (random)", small_generator(seed=0, resolution=32, style_dim=64, width=64).to(device),
-               load_clip(clip_cfg, seed=0, device=device), args.channels, args.images, args.batch)
+        clip_cfg = dict(
+            embed_dim=64,
+            vision_cfg=dict(image_size=32, layers=4, width=128, patch_size=4),
+            text_cfg=dict(context_length=77, vocab_size=49408, width=128, heads=2, layers=4),
+        )
+        yield (
+            "32 px stand-in (random)",
+            small_generator(seed=0, resolution=32, style_dim=64, width=64).to(device),
+            load_clip(clip_cfg, seed=0, device=device),
+            args.channels,
+            args.images,
+            args.batch,
+        )
     if not args.skip_1024:
         gen = StyleGAN2Generator(resolution=1024, seed=0).to(device).eval()
         gen.update_mean_w(n=1000, seed=0)
-        yield ("FFHQ 1024 config-f (random) + ViT-B-32", gen, load_clip("ViT-B-32", device=device),
-               args.channels_1024, args.images_1024, args.batch_1024)
+        yield (
+            "FFHQ 1024 config-f (random) + ViT-B-32",
+            gen,
+            load_clip("ViT-B-32", device=device),
+            args.channels_1024,
+            args.images_1024,
+            args.batch_1024,
+        )
 
 
 def main():
@@ -77,8 +106,9 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"# device {device}, torch threads {torch.get_num_threads()}")
-    print("| world | channels x M | batch | renders/s | channels/s | speed-up | "
-          "projected FFHQ build (1.21 M renders) |")
+    print(
+        "| world | channels x M | batch | renders/s | channels/s | speed-up | projected FFHQ build (1.21 M renders) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, gen, embedder, num_channels, images, batch_size in worlds(args, device):
         layers = relevance_stage.layer_table(gen, RelevanceConfig())
@@ -91,8 +121,11 @@ def main():
             rate = renders / seconds
             base = base or rate
             hours = FFHQ_RENDERS / rate / 3600
-            print(f"| {name} | {len(channels)} x {images} | {batch} | {rate:.2f} | {len(channels) / seconds:.3f} | "
-                  f"{rate / base:.2f}x | {hours:,.1f} h |", flush=True)
+            print(
+                f"| {name} | {len(channels)} x {images} | {batch} | {rate:.2f} | {len(channels) / seconds:.3f} | "
+                f"{rate / base:.2f}x | {hours:,.1f} h |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 Baselines measured in the same run: the renderer one image at a time, an untrained CLIP and an untrained
 generator of the same architectures (seed 0), and chance.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,17 @@ import torch  # noqa: E402
 
 from models.clip import load_clip  # noqa: E402
 from models.demo import DEMO_DIR, classifier, world  # noqa: E402
-from models.demo.evaluate import (EDIT_ATTRIBUTES, SHIFT_UNITS, channel_effects,  # noqa: E402
-                                  dominant_attribute_channels, generator_quality, generator_samples, held_out,
-                                  single_attribute_channels, zero_shot)
+from models.demo.evaluate import (
+    EDIT_ATTRIBUTES,
+    SHIFT_UNITS,
+    channel_effects,  # noqa: E402
+    dominant_attribute_channels,
+    generator_quality,
+    generator_samples,
+    held_out,
+    single_attribute_channels,
+    zero_shot,
+)
 from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
 
 CHANCE = dict(colour=1 / len(world.COLOURS), shape=1 / len(world.SHAPES), size=1 / 2, background=1 / 2)
@@ -78,56 +87,78 @@ def run(n: int, channel_samples: int) -> dict:
     single, dominant = single_attribute_channels(records), dominant_attribute_channels(records)
     usable = [r for r in records if r["valid"] >= 0.5]
     out["stylespace"] = dict(
-        conv_channels=len(records), seconds=time.perf_counter() - t,
+        conv_channels=len(records),
+        seconds=time.perf_counter() - t,
         single_attribute={a: len(v) for a, v in single.items()},
         top={a: [(r["layer"], r["channel"], round(r["rates"][a], 2)) for r in v[:3]] for a, v in single.items()},
         dominant={a: len(v) for a, v in dominant.items()},
-        dominant_top={a: [(r["layer"], r["channel"], round(r["shifts"][a], 2)) for r in v[:3]]
-                      for a, v in dominant.items()},
+        dominant_top={
+            a: [(r["layer"], r["channel"], round(r["shifts"][a], 2)) for r in v[:3]] for a, v in dominant.items()
+        },
         # per attribute, the channel that moves it most, with what else it moves (whether or not it dominates)
-        strongest={a: max(usable, key=lambda r: r["shifts"][a]) if usable else None for a in EDIT_ATTRIBUTES})
+        strongest={a: max(usable, key=lambda r: r["shifts"][a]) if usable else None for a in EDIT_ATTRIBUTES},
+    )
     return out
 
 
 def print_tables(r: dict) -> None:
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
-    print(f"### Renderer (CPU)\n\n| | images/s |\n|---|---|\n"
-          f"| batched (`world.sample(5000)`) | {r['renderer']['batched_images_per_s']:,.0f} |\n"
-          f"| baseline: one image per call | {r['renderer']['one_at_a_time_images_per_s']:,.0f} |\n")
+    print(
+        f"### Renderer (CPU)\n\n| | images/s |\n|---|---|\n"
+        f"| batched (`world.sample(5000)`) | {r['renderer']['batched_images_per_s']:,.0f} |\n"
+        f"| baseline: one image per call | {r['renderer']['one_at_a_time_images_per_s']:,.0f} |\n"
+    )
     c = r["classifier"]
-    print(f"### Pixel classifier on {r['n']} held-out procedural images\n\n| shape | colour | size | background | "
-          f"valid |\n|---|---|---|---|---|\n| {pct(c['shape'])} | {pct(c['colour'])} | {pct(c['size'])} | "
-          f"{pct(c['background'])} | {pct(c['valid'])} |\n")
+    print(
+        f"### Pixel classifier on {r['n']} held-out procedural images\n\n| shape | colour | size | background | "
+        f"valid |\n|---|---|---|---|---|\n| {pct(c['shape'])} | {pct(c['colour'])} | {pct(c['size'])} | "
+        f"{pct(c['background'])} | {pct(c['valid'])} |\n"
+    )
     print(f"### Zero-shot CLIP accuracy ({r['n']} held-out procedural images, 79 ImageNet templates averaged)\n")
     print("| model | colour | shape | size | background |\n|---|---|---|---|---|")
-    rows = [("demo CLIP", r["zero_shot"]["demo"]), ("baseline: untrained, same config", r["zero_shot"]["untrained"]),
-            ("chance", CHANCE), ("demo CLIP on valid generator samples (psi 0.7)", r["zero_shot_on_samples"])]
+    rows = [
+        ("demo CLIP", r["zero_shot"]["demo"]),
+        ("baseline: untrained, same config", r["zero_shot"]["untrained"]),
+        ("chance", CHANCE),
+        ("demo CLIP on valid generator samples (psi 0.7)", r["zero_shot_on_samples"]),
+    ]
     for name, z in rows:
         print(f"| {name} | {pct(z['colour'])} | {pct(z['shape'])} | {pct(z['size'])} | {pct(z['background'])} |")
     print(f"\n### Generator samples ({r['n']} z, seed 0, noise const), read by the pixel classifier\n")
     print("| generator | valid | shape as z | colour as z | size as z | background as z |\n|---|---|---|---|---|---|")
     for name, g in r["generator"].items():
-        print(f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
-              f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |")
+        print(
+            f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
+            f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |"
+        )
     s = r["stylespace"]
-    print(f"\n### Single-attribute StyleSpace channels ({s['conv_channels']} conv channels, each set to mu +- 5 "
-          f"sigma in psi-0.7 samples; {s['seconds']:.0f} s)\n")
+    print(
+        f"\n### Single-attribute StyleSpace channels ({s['conv_channels']} conv channels, each set to mu +- 5 "
+        f"sigma in psi-0.7 samples; {s['seconds']:.0f} s)\n"
+    )
     print("| attribute | channels | strongest (layer, channel, share of samples changed) |\n|---|---|---|")
     for a in EDIT_ATTRIBUTES:
         top = ", ".join(f"({l}, {ch}, {rate})" for l, ch, rate in s["top"][a]) or "-"
         print(f"| {a} | {s['single_attribute'][a]} | {top} |")
     u = SHIFT_UNITS
-    print(f"\n### Continuous shifts of the same edits (units: colour {u['colour']:.2f} RGB, background "
-          f"{u['background']:.2f} grey, size {u['size']:.2f} px, position {u['position']:.0f} px; shape: flip "
-          f"rate)\n\nA channel dominates an attribute when it moves it by >= 0.2 units and every other by <= a "
-          f"quarter of that.\n")
-    print("| attribute | dominant channels | strongest dominant (layer, channel, shift) | channel moving it most: "
-          "(layer, channel) shape / colour / size / background / position |\n|---|---|---|---|")
+    print(
+        f"\n### Continuous shifts of the same edits (units: colour {u['colour']:.2f} RGB, background "
+        f"{u['background']:.2f} grey, size {u['size']:.2f} px, position {u['position']:.0f} px; shape: flip "
+        f"rate)\n\nA channel dominates an attribute when it moves it by >= 0.2 units and every other by <= a "
+        f"quarter of that.\n"
+    )
+    print(
+        "| attribute | dominant channels | strongest dominant (layer, channel, shift) | channel moving it most: "
+        "(layer, channel) shape / colour / size / background / position |\n|---|---|---|---|"
+    )
     for a in EDIT_ATTRIBUTES:
         top = ", ".join(f"({l}, {ch}, {v})" for l, ch, v in s["dominant_top"][a]) or "-"
         r = s["strongest"][a]
-        most = (f"({r['layer']}, {r['channel']}) " + " / ".join(f"{r['shifts'][b]:.2f}" for b in EDIT_ATTRIBUTES)
-                if r else "-")
+        most = (
+            f"({r['layer']}, {r['channel']}) " + " / ".join(f"{r['shifts'][b]:.2f}" for b in EDIT_ATTRIBUTES)
+            if r
+            else "-"
+        )
         print(f"| {a} | {s['dominant'][a]} | {top} | {most} |")
 
 

@@ -8,6 +8,7 @@ A global edit "works" for a prompt when it reaches the prompt's attribute value 
 and keeps the other attributes in >= 75 %. The CLIP test (query/edit_text.py) must pass the prompts that
 work and fail the ones that do not; the table prints both so the threshold can be read off.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ def main(argv=None):
     p.add_argument("--beta", type=float, default=0.15)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--acceptance", nargs="*", default=None,
-                   help="Instead of the table: run edit_text(method='auto') on --n fresh samples per prompt and judge.")
+    p.add_argument(
+        "--acceptance",
+        nargs="*",
+        default=None,
+        help="Instead of the table: run edit_text(method='auto') on --n fresh samples per prompt and judge.",
+    )
     p.add_argument("--identity", default=None, help='Identity for the optimization fallback ("demo", a file).')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -57,20 +62,33 @@ def main(argv=None):
         kept = np.mean([v for k, v in judged.items() if k.startswith("kept_")])
         reached = judged["reached"]
         m = clip_movement(atlas, atlas.render(ws), edited, prompt)
-        rows.append(dict(prompt=prompt, num_c=int(d.num_c), reached=reached, kept_others=float(kept),
-                         works=bool(reached >= 0.75 and kept >= 0.75),
-                         median_alignment=round(m["median_alignment"], 3), median_gain=round(m["median_gain"], 4),
-                         rank_before=round(m["median_rank_before"], 3), rank_after=round(m["median_rank_after"], 3),
-                         auto_global=global_works(m)))
+        rows.append(
+            dict(
+                prompt=prompt,
+                num_c=int(d.num_c),
+                reached=reached,
+                kept_others=float(kept),
+                works=bool(reached >= 0.75 and kept >= 0.75),
+                median_alignment=round(m["median_alignment"], 3),
+                median_gain=round(m["median_gain"], 4),
+                rank_before=round(m["median_rank_before"], 3),
+                rank_after=round(m["median_rank_after"], 3),
+                auto_global=global_works(m),
+            )
+        )
     if args.json:
         print(json.dumps(dict(rows=rows, load=os.getloadavg()), indent=2))
         return rows
-    print(f"{'prompt':>18} {'C':>4} {'reached':>8} {'kept':>6} {'works':>6} {'rank0':>6} {'rank1':>6} {'auto':>7} "
-          f"{'align':>7} {'gain':>8}")
+    print(
+        f"{'prompt':>18} {'C':>4} {'reached':>8} {'kept':>6} {'works':>6} {'rank0':>6} {'rank1':>6} {'auto':>7} "
+        f"{'align':>7} {'gain':>8}"
+    )
     for r in sorted(rows, key=lambda r: r["rank_after"]):
-        print(f"{r['prompt']:>18} {r['num_c']:4d} {r['reached']:8.0%} {r['kept_others']:6.0%} {str(r['works']):>6} "
-              f"{r['rank_before']:6.1%} {r['rank_after']:6.1%} {'global' if r['auto_global'] else 'other':>7} "
-              f"{r['median_alignment']:7.3f} {r['median_gain']:+8.4f}")
+        print(
+            f"{r['prompt']:>18} {r['num_c']:4d} {r['reached']:8.0%} {r['kept_others']:6.0%} {str(r['works']):>6} "
+            f"{r['rank_before']:6.1%} {r['rank_after']:6.1%} {'global' if r['auto_global'] else 'other':>7} "
+            f"{r['median_alignment']:7.3f} {r['median_gain']:+8.4f}"
+        )
     print("load", os.getloadavg())
     return rows
 
@@ -88,6 +106,7 @@ def acceptance(args) -> list[dict]:
     identity = None
     if args.identity:
         from models.identity import load_identity
+
         identity = load_identity(args.identity)
     out = []
     for prompt in args.acceptance or ["red", "circle"]:
@@ -97,8 +116,16 @@ def acceptance(args) -> list[dict]:
         result = atlas.edit_text(ws, prompt, alpha=args.alpha, beta=args.beta, identity=identity)
         seconds = time.perf_counter() - t
         judged = judge_images(atlas.render(ws), result.images, prompt)
-        row = dict(prompt=prompt, n=len(seeds), seeds=seeds, method=result.method, reason=result.reason,
-                   seconds=round(seconds, 2), judged=judged, load=os.getloadavg())
+        row = dict(
+            prompt=prompt,
+            n=len(seeds),
+            seeds=seeds,
+            method=result.method,
+            reason=result.reason,
+            seconds=round(seconds, 2),
+            judged=judged,
+            load=os.getloadavg(),
+        )
         out.append(row)
         print(json.dumps(row) if args.json else f"{prompt!r}: {result.method} ({result.reason})\n    {judged}")
     return out

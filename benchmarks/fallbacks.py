@@ -9,6 +9,7 @@ With --acceptance it also measures the shapes-world figures of issue 11 with the
 
     .venv/bin/python benchmarks/fallbacks.py [--threads 2] [--steps 3] [--acceptance] [--pools 0,1,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,9 @@ def measure(name: str, gen, clip, steps: int) -> dict:
     with torch.no_grad():
         target = gen.synthesize(gen.styles(ws))
     inv_s = per_call(lambda: invert(gen, target, steps=steps, progress=False), 1) / steps
-    return dict(name=name, global_s=global_s, opt_step=opt_s, optimize_s=opt_s * 300, inv_step=inv_s,
-                invert_s=inv_s * 500)
+    return dict(
+        name=name, global_s=global_s, opt_step=opt_s, optimize_s=opt_s * 300, inv_step=inv_s, invert_s=inv_s * 500
+    )
 
 
 def acceptance(pools) -> list[str]:
@@ -92,8 +94,10 @@ def acceptance(pools) -> list[str]:
         _, det = invert(gen, target16, steps=150, progress=False, return_details=True)
         ci, cc, cv, cs = out["circle"]
         ri, rk, rv, rs = out["red"]
-        rows.append(f"| {seed} | {ci:.0%} | {cc:.0%} | {cv:.0%} | {rk:.0%} | {ri:.0%} | {rv:.0%} | "
-                    f"{np.median(det['psnr']):.1f} | {cs:.0f} / {rs:.0f} |")
+        rows.append(
+            f"| {seed} | {ci:.0%} | {cc:.0%} | {cv:.0%} | {rk:.0%} | {ri:.0%} | {rv:.0%} | "
+            f"{np.median(det['psnr']):.1f} | {cs:.0f} / {rs:.0f} |"
+        )
     return rows
 
 
@@ -115,20 +119,29 @@ def main():
     if not args.skip_256:
         gen = StyleGAN2Generator(256, 512, 8, seed=0).eval()
         gen.update_mean_w(n=2000)
-        results.append(measure("StyleGAN2 256 px + ViT-B-32 (random weights)", gen, load_clip("ViT-B-32", seed=0),
-                               args.steps))
-    print("\n| models | global direction, s/edit | optimisation, s/step | optimisation, s/edit (300 steps) | "
-          "inversion, s/step | inversion, s/image (500 steps) | optimisation / global |")
+        results.append(
+            measure("StyleGAN2 256 px + ViT-B-32 (random weights)", gen, load_clip("ViT-B-32", seed=0), args.steps)
+        )
+    print(
+        "\n| models | global direction, s/edit | optimisation, s/step | optimisation, s/edit (300 steps) | "
+        "inversion, s/step | inversion, s/image (500 steps) | optimisation / global |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['name']} | {r['global_s']:.3f} | {r['opt_step']:.3f} | {r['optimize_s']:.1f} | "
-              f"{r['inv_step']:.3f} | {r['invert_s']:.1f} | {r['optimize_s'] / r['global_s']:,.0f}x |")
-    print(f"| paper (StyleCLIP, FFHQ 1024, one GPU) | {PAPER['global_s']:.3f} | - | {PAPER['optimize_s']:.0f} | "
-          f"- | - | {PAPER['optimize_s'] / PAPER['global_s']:,.0f}x |")
+        print(
+            f"| {r['name']} | {r['global_s']:.3f} | {r['opt_step']:.3f} | {r['optimize_s']:.1f} | "
+            f"{r['inv_step']:.3f} | {r['invert_s']:.1f} | {r['optimize_s'] / r['global_s']:,.0f}x |"
+        )
+    print(
+        f"| paper (StyleCLIP, FFHQ 1024, one GPU) | {PAPER['global_s']:.3f} | - | {PAPER['optimize_s']:.0f} | "
+        f"- | - | {PAPER['optimize_s'] / PAPER['global_s']:,.0f}x |"
+    )
     if args.acceptance:
         print("\nShapes world, default settings + demo identity, 12 valid samples per edit, pixel classifier:")
-        print("| pool seed | circle: circles | circle: colour kept | circle: valid | red: shape kept | red: red | "
-              "red: valid | invert 16: median PSNR dB | seconds (circle / red) |")
+        print(
+            "| pool seed | circle: circles | circle: colour kept | circle: valid | red: shape kept | red: red | "
+            "red: valid | invert 16: median PSNR dB | seconds (circle / red) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for row in acceptance([int(s) for s in args.pools.split(",")]):
             print(row, flush=True)

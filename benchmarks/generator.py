@@ -5,6 +5,7 @@ fp16 autocast). The ratio column compares each row with batch-1 forward on the s
 
     python benchmarks/generator.py [--resolution 1024] [--batches 1,8] [--backward-batches 1,2] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def main():
         torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     gen = StyleGAN2Generator(resolution=args.resolution)
-    print(f"StyleGAN2 {args.resolution}px config-f, {sum(p.numel() for p in gen.parameters()) / 1e6:.1f} M params, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(
+        f"StyleGAN2 {args.resolution}px config-f, {sum(p.numel() for p in gen.parameters()) / 1e6:.1f} M params, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
     print(f"{'device':<8}{'precision':<10}{'pass':<18}{'batch':>6}{'s/batch':>10}{'img/s':>9}{'vs b1 fwd':>11}")
     for device in devices:
         gen = gen.to(device)
@@ -63,9 +66,12 @@ def main():
                     sec = measure(gen, batch, backward, device, args.repeats, fp16)
                     ips = batch / sec
                     base = base or ips
-                    print(f"{device.type:<8}{'fp16' if fp16 else 'fp32':<10}"
-                          f"{'forward+backward' if backward else 'forward':<18}{batch:>6}{sec:>10.3f}{ips:>9.2f}"
-                          f"{ips / base:>10.2f}x", flush=True)
+                    print(
+                        f"{device.type:<8}{'fp16' if fp16 else 'fp32':<10}"
+                        f"{'forward+backward' if backward else 'forward':<18}{batch:>6}{sec:>10.3f}{ips:>9.2f}"
+                        f"{ips / base:>10.2f}x",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Prints the training time, the share of fresh samples (seeds from --eval-seed, va
 the prompt asks) that moved toward the prompt and kept their other attributes, and ms per image to apply
 the mapper, with the machine load beside it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,12 +50,24 @@ def main(argv=None) -> dict:
     identity = None
     if args.identity:
         from models.identity import load_identity
+
         identity = load_identity(args.identity)
     load_before = os.getloadavg()
     t = time.perf_counter()
-    mapper = train_mapper(gen, clip, args.prompt, steps=args.steps, batch_size=args.batch_size,
-                          lr=args.lr or DEFAULT_LR, norm=args.norm, l2_lambda=args.l2_lambda,
-                          id_lambda=args.id_lambda, identity=identity, seed=args.seed, progress=not args.json)
+    mapper = train_mapper(
+        gen,
+        clip,
+        args.prompt,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr or DEFAULT_LR,
+        norm=args.norm,
+        l2_lambda=args.l2_lambda,
+        id_lambda=args.id_lambda,
+        identity=identity,
+        seed=args.seed,
+        progress=not args.json,
+    )
     train_s = time.perf_counter() - t
     if args.save:
         mapper.save(args.save)
@@ -67,12 +80,22 @@ def main(argv=None) -> dict:
         for _ in range(reps):
             ws_edit = mapper(ws_plus)
         apply_ms = (time.perf_counter() - t) / reps / len(ws) * 1000
-    result = dict(prompt=args.prompt, steps=args.steps, batch_size=args.batch_size, lr=args.lr or DEFAULT_LR,
-                  norm=args.norm, identity=args.identity, train_seconds=round(train_s, 1),
-                  train_cpu_seconds=mapper.info["cpu_seconds"],
-                  apply_ms_per_image=round(apply_ms, 4), final_losses=mapper.info["final_losses"],
-                  judged=judge_latents(gen, ws_plus, ws_edit, args.prompt), threads=args.threads,
-                  load_before=[round(v, 2) for v in load_before], load_after=[round(v, 2) for v in os.getloadavg()])
+    result = dict(
+        prompt=args.prompt,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr or DEFAULT_LR,
+        norm=args.norm,
+        identity=args.identity,
+        train_seconds=round(train_s, 1),
+        train_cpu_seconds=mapper.info["cpu_seconds"],
+        apply_ms_per_image=round(apply_ms, 4),
+        final_losses=mapper.info["final_losses"],
+        judged=judge_latents(gen, ws_plus, ws_edit, args.prompt),
+        threads=args.threads,
+        load_before=[round(v, 2) for v in load_before],
+        load_after=[round(v, 2) for v in os.getloadavg()],
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -10,6 +10,7 @@ force_fp32, and NVIDIA's default precision). Pickles passed with --pkl are compa
 
     python benchmarks/nvidia_parity.py --nvidia-repo ~/src/stylegan2-ada-pytorch [--pkl a.pkl ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,14 +50,27 @@ def build_snapshot(nv_module: str, res, map_layers, clamp, fp16, cbase, cmax, di
     mapping = dnnlib.EasyDict(num_layers=map_layers, lr_multiplier=lr)
     synth = dnnlib.EasyDict(channel_base=cbase, channel_max=cmax, num_fp16_res=fp16, conv_clamp=clamp)
     if nv_module == "training.networks":  # stylegan2-ada-pytorch
-        G_kwargs = dnnlib.EasyDict(class_name="training.networks.Generator", z_dim=dim, w_dim=dim,
-                                   mapping_kwargs=mapping, synthesis_kwargs=synth)
+        G_kwargs = dnnlib.EasyDict(
+            class_name="training.networks.Generator",
+            z_dim=dim,
+            w_dim=dim,
+            mapping_kwargs=mapping,
+            synthesis_kwargs=synth,
+        )
     else:  # stylegan3's StyleGAN2 config
-        G_kwargs = dnnlib.EasyDict(class_name="training.networks_stylegan2.Generator", z_dim=dim, w_dim=dim,
-                                   mapping_kwargs=mapping, **synth)
-    D_kwargs = dnnlib.EasyDict(class_name=nv_module.replace("Generator", "") + ".Discriminator", channel_base=cbase,
-                               channel_max=cmax, num_fp16_res=fp16, conv_clamp=clamp, block_kwargs={},
-                               mapping_kwargs={}, epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4))
+        G_kwargs = dnnlib.EasyDict(
+            class_name="training.networks_stylegan2.Generator", z_dim=dim, w_dim=dim, mapping_kwargs=mapping, **synth
+        )
+    D_kwargs = dnnlib.EasyDict(
+        class_name=nv_module.replace("Generator", "") + ".Discriminator",
+        channel_base=cbase,
+        channel_max=cmax,
+        num_fp16_res=fp16,
+        conv_clamp=clamp,
+        block_kwargs={},
+        mapping_kwargs={},
+        epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4),
+    )
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).train().requires_grad_(False)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).train().requires_grad_(False)
     with torch.no_grad():
@@ -71,10 +85,26 @@ def build_snapshot(nv_module: str, res, map_layers, clamp, fp16, cbase, cmax, di
                 p.mul_(4.0)
             else:
                 p.mul_(1 + 0.1 * torch.randn_like(p))
-    snapshot = dict(training_set_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path="x.zip",
-                                             use_labels=c_dim > 0, max_size=100, xflip=False, resolution=res))
-    pipe = dnnlib.util.construct_class_by_name(class_name="training.augment.AugmentPipe", xflip=1, rotate90=1,
-                                               xint=1, scale=1, rotate=1, brightness=1, contrast=1)
+    snapshot = dict(
+        training_set_kwargs=dict(
+            class_name="training.dataset.ImageFolderDataset",
+            path="x.zip",
+            use_labels=c_dim > 0,
+            max_size=100,
+            xflip=False,
+            resolution=res,
+        )
+    )
+    pipe = dnnlib.util.construct_class_by_name(
+        class_name="training.augment.AugmentPipe",
+        xflip=1,
+        rotate90=1,
+        xint=1,
+        scale=1,
+        rotate=1,
+        brightness=1,
+        contrast=1,
+    )
     for key, module in (("G", G), ("D", D), ("G_ema", copy.deepcopy(G)), ("augment_pipe", pipe)):
         snapshot[key] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
     return snapshot
@@ -94,7 +124,7 @@ def compare(path: Path, legacy, batch: int = 4) -> dict:
     styles_nv = []
     for r in G.synthesis.block_resolutions:
         block = getattr(G.synthesis, f"b{r}")
-        names = (["conv1", "torgb"] if r == 4 else ["conv0", "conv1", "torgb"])
+        names = ["conv1", "torgb"] if r == 4 else ["conv0", "conv1", "torgb"]
         styles_nv += [getattr(block, n).affine(ws_nv[:, 0]) for n in names]
     styles_ours = ours.styles(w_ours)
     img_ours = ours.synthesize(styles_ours, noise_mode="const")
@@ -113,11 +143,16 @@ def compare(path: Path, legacy, batch: int = 4) -> dict:
         if hasattr(m, "conv_clamp"):
             m.conv_clamp = None
     unclamped = (ours.synthesize(styles_ours, noise_mode="const") - img_nv32).abs().max().item()
-    return dict(w=(w_ours - ws_nv[:, 0]).abs().max().item(),
-                styles=max((a - b).abs().max().item() for a, b in zip(styles_ours, styles_nv)),
-                image_fp32=(img_ours - img_nv32).abs().max().item(), image_default=fp16_diff,
-                nv_default_vs_fp32=fp16_self,
-                image_range=img_nv32.abs().max().item(), clamp=clamp, without_clamp=unclamped)
+    return dict(
+        w=(w_ours - ws_nv[:, 0]).abs().max().item(),
+        styles=max((a - b).abs().max().item() for a, b in zip(styles_ours, styles_nv)),
+        image_fp32=(img_ours - img_nv32).abs().max().item(),
+        image_default=fp16_diff,
+        nv_default_vs_fp32=fp16_self,
+        image_range=img_nv32.abs().max().item(),
+        clamp=clamp,
+        without_clamp=unclamped,
+    )
 
 
 def main() -> None:
@@ -129,14 +164,19 @@ def main() -> None:
     sys.path.insert(0, str(args.nvidia_repo.resolve()))
     import legacy  # NVIDIA's loader (runs the code stored in the pickle: only for this check)
 
-    nv_module = "training.networks" if (args.nvidia_repo / "training" / "networks.py").exists() \
+    nv_module = (
+        "training.networks"
+        if (args.nvidia_repo / "training" / "networks.py").exists()
         else "training.networks_stylegan2"
+    )
     from models.stylegan2 import load_generator
 
     torch.set_num_threads(1)
     print(f"load: {os.getloadavg()[0]:.2f}  NVIDIA code: {args.nvidia_repo} ({nv_module})")
-    print(f"{'configuration':40s} {'w':>9s} {'styles':>9s} {'img fp32':>9s} {'img dflt':>9s} {'|img|':>6s} "
-          f"{'no clamp':>9s} {'NV dflt-32':>10s}")
+    print(
+        f"{'configuration':40s} {'w':>9s} {'styles':>9s} {'img fp32':>9s} {'img dflt':>9s} {'|img|':>6s} "
+        f"{'no clamp':>9s} {'NV dflt-32':>10s}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, *cfg in CONFIGS + (LARGE if args.large else []):
@@ -146,18 +186,23 @@ def main() -> None:
             start = time.perf_counter()
             load_generator(path)
             load_s = time.perf_counter() - start
-            print(f"  {name}: snapshot {path.stat().st_size / 2 ** 20:.1f} MiB, our load {load_s:.2f} s", flush=True)
+            print(f"  {name}: snapshot {path.stat().st_size / 2**20:.1f} MiB, our load {load_s:.2f} s", flush=True)
             rows.append((name, compare(path, legacy, batch=1 if cfg[0] >= 256 else 4)))
         rows += [(p.name, compare(p, legacy)) for p in args.pkl]
+
     def num(x, width=9):
         return f"{x:{width}.2e}" if isinstance(x, float) else f"{x:>{width}s}"
 
     for name, r in rows:
-        print(f"{name:40s} {num(r['w'])} {num(r['styles'])} {num(r['image_fp32'])} {num(r['image_default'])} "
-              f"{r['image_range']:6.2f} {num(r['without_clamp'])} {num(r['nv_default_vs_fp32'], 10)}")
-    print("columns: max |ours - NVIDIA| of w (psi 0.7), styles, images (const noise) vs NVIDIA force_fp32 and vs "
-          "NVIDIA's default precision (fp16 blocks); |img| = image range; 'no clamp' = ours with conv_clamp "
-          "removed; 'NV dflt-32' = NVIDIA's own default-precision vs fp32 difference")
+        print(
+            f"{name:40s} {num(r['w'])} {num(r['styles'])} {num(r['image_fp32'])} {num(r['image_default'])} "
+            f"{r['image_range']:6.2f} {num(r['without_clamp'])} {num(r['nv_default_vs_fp32'], 10)}"
+        )
+    print(
+        "columns: max |ours - NVIDIA| of w (psi 0.7), styles, images (const noise) vs NVIDIA force_fp32 and vs "
+        "NVIDIA's default precision (fp16 blocks); |img| = image range; 'no clamp' = ours with conv_clamp "
+        "removed; 'NV dflt-32' = NVIDIA's own default-precision vs fp32 difference"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Cold start (--cold N): `query.py direction PROMPT --json` for a vocabulary promp
 bare `python -c "import torch"`, alternated N times in the same run (medians of wall time); both atlases, the
 shapes world (--atlas) and a synthetic FFHQ-scale one written to a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,6 +96,7 @@ class ReferencePath:
         if prompt in self.vocab:
             return self.emb[self.vocab[prompt]]
         import open_clip
+
         texts = [t.replace("{}", prompt) for t in self.templates]
         with torch.no_grad():
             f = self.embedder.model.encode_text(open_clip.tokenize(texts))  # [T, D], full 77-token context
@@ -113,7 +115,7 @@ class ReferencePath:
         for layer, std in zip(self.layers, self.std):
             if layer["in_atlas"]:
                 w = layer["width"]
-                out.append(tmp[start:start + w] * std)
+                out.append(tmp[start : start + w] * std)
                 start += w
             else:
                 out.append(np.zeros(layer["width"]))
@@ -132,8 +134,13 @@ def bench_atlas(title, data, embedder, repeats, new_repeats, vocab_prompts, new_
     atlas = Atlas.from_data(data, embedder=embedder)
     ref = ReferencePath(data, embedder)
     print(f"\n{title}: C = {len(data.channels):,}, D = {data.dim}, V = {len(data.vocab):,}")
-    print("| case                                         | ours p50  | ours p99  | ref p50   | ref p99   | speed  | unit |")
-    print("|----------------------------------------------|-----------|-----------|-----------|-----------|--------|------|")
+    print(
+        "| case                                         | ours p50  | ours p99  | ref p50   | ref p99   "
+        "| speed  | unit |"
+    )
+    print(
+        "|----------------------------------------------|-----------|-----------|-----------|-----------|--------|------|"
+    )
     prompts = [vocab_prompts[i % len(vocab_prompts)] for i in range(repeats)]
     ours, theirs = timed_pair(lambda p: atlas.direction(p, beta=0.1), lambda p: ref.boundary(p, beta=0.1), prompts)
     d = atlas.direction(prompts[0], beta=0.1)
@@ -186,8 +193,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     blas = "numpy default" if args.blas_default else os.environ.get("OPENBLAS_NUM_THREADS")
-    print(f"threads {args.threads} (BLAS {blas}), torch {torch.__version__}, numpy {np.__version__}, "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(
+        f"threads {args.threads} (BLAS {blas}), torch {torch.__version__}, numpy {np.__version__}, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
     if not args.atlas_only:
         synthetic_rows(args)
     atlas_rows(args)
@@ -206,9 +215,17 @@ def synthetic_rows(args) -> None:
     embedder = None
     if not args.no_clip:
         from models.clip import load_clip
+
         embedder = load_clip("ViT-B-32", pretrained=None, seed=0)
-    atlas, ref = bench_atlas("synthetic FFHQ-scale atlas", data, embedder, args.repeats, args.new_repeats,
-                             vocab[:100], ["a smiling face with curly hair", "an old man", "blue eyes"])
+    atlas, ref = bench_atlas(
+        "synthetic FFHQ-scale atlas",
+        data,
+        embedder,
+        args.repeats,
+        args.new_repeats,
+        vocab[:100],
+        ["a smiling face with curly hair", "an old man", "blue eyes"],
+    )
     bench_export(atlas, ref, args.export, min(args.export, 1000))
 
 
@@ -216,14 +233,22 @@ def atlas_rows(args) -> None:
     if (Path(args.atlas) / "atlas.h5").exists():
         import index
         from models.clip import load_clip
+
         demo = index.read_atlas(args.atlas, require_complete=False)
         try:
             clip = load_clip("demo")
         except Exception as exc:  # the demo CLIP is not there: vocabulary rows only
             print(f"(demo CLIP unavailable: {exc})")
             clip = None
-        bench_atlas(f"shapes-world atlas {args.atlas}", demo, clip, args.repeats, args.new_repeats,
-                    [p for p in demo.vocab if p != demo.neutral][:50], ["a big red circle", "a tiny blue square"])
+        bench_atlas(
+            f"shapes-world atlas {args.atlas}",
+            demo,
+            clip,
+            args.repeats,
+            args.new_repeats,
+            [p for p in demo.vocab if p != demo.neutral][:50],
+            ["a big red circle", "a tiny blue square"],
+        )
     else:
         print(f"\n(no atlas at {args.atlas}: shapes-world rows skipped)")
 
@@ -238,9 +263,11 @@ def _wall(cmd) -> float:
 
 def _modules_loaded(argv) -> str:
     """Which heavy modules a query CLI run imported (it should be none of them for atlas-only answers)."""
-    probe = ("import sys; from query.cli import main; main(sys.argv[1:]); "
-             "print(','.join(m for m in ('torch', 'open_clip', 'torchvision') if m in sys.modules) or 'none', "
-             "file=sys.stderr)")
+    probe = (
+        "import sys; from query.cli import main; main(sys.argv[1:]); "
+        "print(','.join(m for m in ('torch', 'open_clip', 'torchvision') if m in sys.modules) or 'none', "
+        "file=sys.stderr)"
+    )
     done = subprocess.run([sys.executable, "-c", probe, *argv], cwd=ROOT, capture_output=True, text=True)
     return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "?"
 
@@ -252,13 +279,18 @@ def write_synthetic_atlas(folder: Path) -> str:
     from pipeline.config import IndexConfig
     from query.synthetic import ffhq_layers, synthetic_atlas_data
 
-    data = synthetic_atlas_data(layers=ffhq_layers(), dim=512, vocab=[f"phrase {i}" for i in range(10_000)],
-                                seed=0, label_k=10, path=folder)
+    data = synthetic_atlas_data(
+        layers=ffhq_layers(), dim=512, vocab=[f"phrase {i}" for i in range(10_000)], seed=0, label_k=10, path=folder
+    )
     folder.mkdir(parents=True, exist_ok=True)
     index.write_atlas(data)
-    data.extra["indexes"] = {name: write_ip_index(vectors, IndexConfig(), folder / file)
-                             for name, vectors, file in (("vocabulary", data.vocab_embeddings, index.VOCAB_INDEX),
-                                                         ("relevance", data.relevance, index.RELEVANCE_INDEX))}
+    data.extra["indexes"] = {
+        name: write_ip_index(vectors, IndexConfig(), folder / file)
+        for name, vectors, file in (
+            ("vocabulary", data.vocab_embeddings, index.VOCAB_INDEX),
+            ("relevance", data.relevance, index.RELEVANCE_INDEX),
+        )
+    }
     index.write_catalog(data)
     write_manifest(folder, data)
     return "phrase 7"
@@ -271,8 +303,13 @@ def cold_start_rows(args) -> None:
     atlases = []
     if (Path(args.atlas) / "atlas.h5").exists():
         demo = index.read_atlas(args.atlas)
-        atlases.append((f"shapes world ({args.atlas})", Path(args.atlas).resolve(),
-                        next(p for p in demo.vocab if p != demo.neutral)))
+        atlases.append(
+            (
+                f"shapes world ({args.atlas})",
+                Path(args.atlas).resolve(),
+                next(p for p in demo.vocab if p != demo.neutral),
+            )
+        )
     tmp = tempfile.TemporaryDirectory()
     folder = Path(tmp.name) / "ffhq_synthetic"
     atlases.append(("synthetic FFHQ scale (C 6,048, V 10,000)", folder, write_synthetic_atlas(folder)))
@@ -289,8 +326,10 @@ def cold_start_rows(args) -> None:
             ours.append(_wall(query_cmd))
             theirs.append(_wall(torch_cmd))
         ratios = sorted(a / b for a, b in zip(ours, theirs))
-        print(f"| {title:<42} | {percentile(ours, 0.5):16.3f} s | {percentile(theirs, 0.5):10.3f} s | "
-              f"{ratios[len(ratios) // 2]:5.2f} | {_modules_loaded(argv):<8} |")
+        print(
+            f"| {title:<42} | {percentile(ours, 0.5):16.3f} s | {percentile(theirs, 0.5):10.3f} s | "
+            f"{ratios[len(ratios) // 2]:5.2f} | {_modules_loaded(argv):<8} |"
+        )
     tmp.cleanup()
 
 

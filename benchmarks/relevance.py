@@ -14,6 +14,7 @@ image is the graph forward plus D / vjp_batch batched backward passes, `--vjp-ch
     python benchmarks/relevance.py [--threads 1] [--images 16] [--prompts 50] [--skip-demo] [--skip-256]
                                    [--channels-256 6] [--images-256 2] [--vjp-batch-256 8] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,8 +79,9 @@ def demo_world(args) -> dict:
     for method in ("exact", "jacobian"):
         t0 = time.perf_counter()
         report = run_build(gen, clip, tmp / method, relevance_method=method, **kw)
-        builds[method] = dict(total=time.perf_counter() - t0, relevance=report.seconds["relevance"],
-                              work=report.images_rendered)
+        builds[method] = dict(
+            total=time.perf_counter() - t0, relevance=report.seconds["relevance"], work=report.images_rendered
+        )
         print(f"# demo {method} build: {builds[method]}  ({load()})", flush=True)
     ex, fa = index.read_atlas(tmp / "exact"), index.read_atlas(tmp / "jacobian")
     res["builds"] = builds
@@ -87,8 +89,9 @@ def demo_world(args) -> dict:
     cfg = RelevanceConfig(num_images=args.images)
     channels = ex.channels
     t0 = time.perf_counter()
-    floor_rows, _ = relevance.compute_chunk(gen, clip, jacobian.image_styles(gen, cfg, 1), channels, ex.layer_mean,
-                                            ex.layer_std, cfg)
+    floor_rows, _ = relevance.compute_chunk(
+        gen, clip, jacobian.image_styles(gen, cfg, 1), channels, ex.layer_mean, ex.layer_std, cfg
+    )
     res["floor_seconds"] = time.perf_counter() - t0
     res["cos_fast"] = cos_table(fa.relevance, ex.relevance, channels[:, 0])
     res["cos_floor"] = cos_table(floor_rows, ex.relevance, channels[:, 0])
@@ -98,8 +101,11 @@ def demo_world(args) -> dict:
     pick = np.linspace(0, len(ex.vocab) - 1, min(args.prompts, len(ex.vocab))).round().astype(int)
     delta_t = ex.vocab_embeddings[pick] - ex.neutral_embedding[None]
     delta_t /= np.linalg.norm(delta_t, axis=1, keepdims=True)
-    res["prompts"] = dict(fast=prompt_agreement(fa.relevance, ex.relevance, delta_t),
-                          floor=prompt_agreement(floor_rows, ex.relevance, delta_t), count=len(pick))
+    res["prompts"] = dict(
+        fast=prompt_agreement(fa.relevance, ex.relevance, delta_t),
+        floor=prompt_agreement(floor_rows, ex.relevance, delta_t),
+        count=len(pick),
+    )
     # prefix reuse vs plain renders (the same rows up to float rounding; how much time it saves)
     sample = channels[:: max(1, len(channels) // 96)]
     s_img = relevance.image_styles(gen, cfg)
@@ -108,9 +114,12 @@ def demo_world(args) -> dict:
         t0 = time.perf_counter()
         rows[name], _ = relevance.compute_chunk(gen, clip, s_img, sample, ex.layer_mean, ex.layer_std, c)
         times[name] = time.perf_counter() - t0
-    res["prefix"] = dict(channels=len(sample), seconds=times,
-                         max_abs_diff=float(np.abs(rows["plain"] - rows["prefix"]).max()),
-                         min_cos=float(jacobian.row_cosines(rows["plain"], rows["prefix"]).min()))
+    res["prefix"] = dict(
+        channels=len(sample),
+        seconds=times,
+        max_abs_diff=float(np.abs(rows["plain"] - rows["prefix"]).max()),
+        min_cos=float(jacobian.row_cosines(rows["plain"], rows["prefix"]).min()),
+    )
     res["channels"], res["dim"] = len(channels), int(clip.dim)
     res["uptime_end"] = load()
     return res
@@ -182,57 +191,88 @@ def world_256(args) -> dict:
         eye, t_chunks, vjp_check = torch.eye(D), [], []
         for k in range(args.vjp_chunks_256):
             t0 = time.perf_counter()
-            g = torch.autograd.grad(e, leaves, grad_outputs=eye[k * B:(k + 1) * B, None, :], is_grads_batched=True,
-                                    retain_graph=True)
+            g = torch.autograd.grad(
+                e, leaves, grad_outputs=eye[k * B : (k + 1) * B, None, :], is_grads_batched=True, retain_graph=True
+            )
             t_chunks.append(time.perf_counter() - t0)
             part = torch.stack([g[l][:, 0, c] for l, c in sample], 1).double()  # [B, n] rows k*B.. of J_0
-            ref = cols[0, :, k * B:(k + 1) * B].T  # [B, n]
+            ref = cols[0, :, k * B : (k + 1) * B].T  # [B, n]
             vjp_check.append(float(F.cosine_similarity(part.T, ref.T, dim=-1).min()))
             print(f"# 256 px VJP chunk {k}: {t_chunks[-1]:.0f} s ({load()})", flush=True)
     jac_per_image = t_forward + (D / B) * float(np.mean(t_chunks))
     exact_per_channel_image = timed["exact"] / (len(sample) * M)
     res.update(
-        channels=C, sampled=len(sample), images=M, dim=D, seconds=timed, t_forward=t_forward, t_vjp_chunks=t_chunks,
-        vjp_batch=B, vjp_rows_vs_fd_min_cos=min(vjp_check), jacobian_seconds_per_image=jac_per_image,
-        jacobian_seconds_per_channel_image=jac_per_image / C, exact_seconds_per_channel_image=exact_per_channel_image,
+        channels=C,
+        sampled=len(sample),
+        images=M,
+        dim=D,
+        seconds=timed,
+        t_forward=t_forward,
+        t_vjp_chunks=t_chunks,
+        vjp_batch=B,
+        vjp_rows_vs_fd_min_cos=min(vjp_check),
+        jacobian_seconds_per_image=jac_per_image,
+        jacobian_seconds_per_channel_image=jac_per_image / C,
+        exact_seconds_per_channel_image=exact_per_channel_image,
         speedup_per_channel=exact_per_channel_image / (jac_per_image / C),
-        cos_fast=cos_table(fast, exact, sample[:, 0]), cos_floor=cos_table(floor, exact, sample[:, 0]),
-        consistency_abs_diff_median=float(np.median(np.abs(fast_c - exact_c))))
+        cos_fast=cos_table(fast, exact, sample[:, 0]),
+        cos_floor=cos_table(floor, exact, sample[:, 0]),
+        consistency_abs_diff_median=float(np.median(np.abs(fast_c - exact_c))),
+    )
     if exit_rows is not None:
-        res["exit"] = dict(resolution=args.exit_256, channels=int(early.sum()),
-                           cos_vs_full=cos_table(exit_rows, exact[early], sample[early, 0]),
-                           seconds=timed["exit"], full_seconds_estimate=exit_plain_seconds)
+        res["exit"] = dict(
+            resolution=args.exit_256,
+            channels=int(early.sum()),
+            cos_vs_full=cos_table(exit_rows, exact[early], sample[early, 0]),
+            seconds=timed["exit"],
+            full_seconds_estimate=exit_plain_seconds,
+        )
     res["uptime_end"] = load()
     return res
 
 
 def print_demo(r: dict) -> None:
     b = r["builds"]
-    print(f"\n## Demo world (shapes generator 32 px + demo CLIP, D = {r['dim']}), M = {r['m']}, {r['channels']} channels")
+    print(
+        f"\n## Demo world (shapes generator 32 px + demo CLIP, D = {r['dim']}), M = {r['m']}, {r['channels']} channels"
+    )
     print(f"load: {r['uptime_start']}  ->  {r['uptime_end']}\n")
     print("| build | whole build s | relevance s | work | per channel |")
     print("|---|---|---|---|---|")
-    print(f"| exact | {b['exact']['total']:.1f} | {b['exact']['relevance']:.1f} | {b['exact']['work']:,} renders | "
-          f"{2 * r['m']} renders |")
-    print(f"| jacobian | {b['jacobian']['total']:.1f} | {b['jacobian']['relevance']:.1f} | {b['jacobian']['work']:,} "
-          f"forward-eq. | {r['m'] * r['dim'] / r['channels']:.2f} VJPs |")
-    print(f"\nwhole build speed-up {b['exact']['total'] / b['jacobian']['total']:.1f}x, relevance stage "
-          f"{b['exact']['relevance'] / b['jacobian']['relevance']:.1f}x\n")
+    print(
+        f"| exact | {b['exact']['total']:.1f} | {b['exact']['relevance']:.1f} | {b['exact']['work']:,} renders | "
+        f"{2 * r['m']} renders |"
+    )
+    print(
+        f"| jacobian | {b['jacobian']['total']:.1f} | {b['jacobian']['relevance']:.1f} | {b['jacobian']['work']:,} "
+        f"forward-eq. | {r['m'] * r['dim'] / r['channels']:.2f} VJPs |"
+    )
+    print(
+        f"\nwhole build speed-up {b['exact']['total'] / b['jacobian']['total']:.1f}x, relevance stage "
+        f"{b['exact']['relevance'] / b['jacobian']['relevance']:.1f}x\n"
+    )
     _cos_rows(r)
     p = r["prompts"]
     print(f"\n{p['count']} prompts | top-20 overlap | " + " | ".join(f"Jaccard beta {x:.2f}" for x in BETAS) + " |")
     print("|---|---|" + "---|" * len(BETAS))
     for name in ("fast", "floor"):
         q = p[name]
-        print(f"| {'jacobian vs exact' if name == 'fast' else 'exact, disjoint images (floor)'} | "
-              f"{q['top20_overlap']:.3f} | " + " | ".join(f"{q[f'jaccard_{x:.2f}']:.3f} ({q[f'prompts_{x:.2f}']})"
-                                                        for x in BETAS) + " |")
+        print(
+            f"| {'jacobian vs exact' if name == 'fast' else 'exact, disjoint images (floor)'} | "
+            f"{q['top20_overlap']:.3f} | "
+            + " | ".join(f"{q[f'jaccard_{x:.2f}']:.3f} ({q[f'prompts_{x:.2f}']})" for x in BETAS)
+            + " |"
+        )
     pr = r["prefix"]
-    print(f"\nprefix reuse on {pr['channels']} channels: plain {pr['seconds']['plain']:.1f} s, prefix "
-          f"{pr['seconds']['prefix']:.1f} s ({pr['seconds']['plain'] / pr['seconds']['prefix']:.2f}x); max |diff| "
-          f"{pr['max_abs_diff']:.1e}, min row cosine {pr['min_cos']:.6f}")
-    print(f"consistency: exact median {r['consistency_exact_median']:.3f}, jacobian {r['consistency_fast_median']:.3f}, "
-          f"median |diff| {r['consistency_abs_diff_median']:.3f}; atlas extra: {json.dumps(r['extra'])[:300]}")
+    print(
+        f"\nprefix reuse on {pr['channels']} channels: plain {pr['seconds']['plain']:.1f} s, prefix "
+        f"{pr['seconds']['prefix']:.1f} s ({pr['seconds']['plain'] / pr['seconds']['prefix']:.2f}x); max |diff| "
+        f"{pr['max_abs_diff']:.1e}, min row cosine {pr['min_cos']:.6f}"
+    )
+    print(
+        f"consistency: exact median {r['consistency_exact_median']:.3f}, jacobian {r['consistency_fast_median']:.3f}, "
+        f"median |diff| {r['consistency_abs_diff_median']:.3f}; atlas extra: {json.dumps(r['extra'])[:300]}"
+    )
 
 
 def _cos_rows(r: dict) -> None:
@@ -244,24 +284,35 @@ def _cos_rows(r: dict) -> None:
 
 
 def print_256(r: dict) -> None:
-    print(f"\n## 256 px StyleGAN2 (config-f widths, random) + ViT-B-32 (random), D = {r['dim']}, {r['channels']} "
-          f"channels; {r['sampled']} sampled, M = {r['images']}")
+    print(
+        f"\n## 256 px StyleGAN2 (config-f widths, random) + ViT-B-32 (random), D = {r['dim']}, {r['channels']} "
+        f"channels; {r['sampled']} sampled, M = {r['images']}"
+    )
     print(f"load: {r['uptime_start']}  ->  {r['uptime_end']}\n")
     print("| method | seconds per channel per image | how |")
     print("|---|---|---|")
-    print(f"| exact | {r['exact_seconds_per_channel_image']:.2f} | {r['seconds']['exact']:.0f} s for "
-          f"{r['sampled']} ch x {r['images']} img x 2 renders (prefix reuse on) |")
-    print(f"| jacobian | {r['jacobian_seconds_per_channel_image']:.3f} | ({r['t_forward']:.0f} s graph forward + "
-          f"{r['dim']}/{r['vjp_batch']} x {np.mean(r['t_vjp_chunks']):.0f} s per VJP chunk) / {r['channels']} channels |")
-    print(f"\nrelevance time per channel: {r['speedup_per_channel']:.1f}x lower with jacobian; VJP rows vs central "
-          f"differences: min cosine {r['vjp_rows_vs_fd_min_cos']:.4f}\n")
+    print(
+        f"| exact | {r['exact_seconds_per_channel_image']:.2f} | {r['seconds']['exact']:.0f} s for "
+        f"{r['sampled']} ch x {r['images']} img x 2 renders (prefix reuse on) |"
+    )
+    print(
+        f"| jacobian | {r['jacobian_seconds_per_channel_image']:.3f} | ({r['t_forward']:.0f} s graph forward + "
+        f"{r['dim']}/{r['vjp_batch']} x {np.mean(r['t_vjp_chunks']):.0f} s per VJP chunk) / {r['channels']} channels |"
+    )
+    print(
+        f"\nrelevance time per channel: {r['speedup_per_channel']:.1f}x lower with jacobian; VJP rows vs central "
+        f"differences: min cosine {r['vjp_rows_vs_fd_min_cos']:.4f}\n"
+    )
     _cos_rows(r)
     print(f"consistency median |diff| {r['consistency_abs_diff_median']:.3f}")
     if "exit" in r:
         e = r["exit"]
         c = e["cos_vs_full"]["all"]
-        print(f"early exit at {e['resolution']} px ({e['channels']} channels at <= {e['resolution']} px): row cosine "
-              f"vs full renders median {c[0]:.3f} / p10 {c[1]:.3f}; {e['seconds']:.0f} s vs ~{e['full_seconds_estimate']:.0f} s")
+        print(
+            f"early exit at {e['resolution']} px ({e['channels']} channels at <= {e['resolution']} px): row cosine "
+            f"vs full renders median {c[0]:.3f} / p10 {c[1]:.3f}; "
+            f"{e['seconds']:.0f} s vs ~{e['full_seconds_estimate']:.0f} s"
+        )
 
 
 def main():

@@ -7,6 +7,7 @@ endpoint asked for all 4 images in one request.
 
     python benchmarks/serve.py [--atlas DIR] [--moves 200] [--prompts 30] [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,15 @@ def percentile(values, q: float) -> float:
 
 
 def find_atlas(given) -> Path:
-    candidates = [given] if given else [os.environ.get("STYLEATLAS_DEMO_ATLAS"), REPO / "atlas",
-                                        *sorted((REPO / "out" / "test_cache").glob("shapes-*"))]
+    candidates = (
+        [given]
+        if given
+        else [
+            os.environ.get("STYLEATLAS_DEMO_ATLAS"),
+            REPO / "atlas",
+            *sorted((REPO / "out" / "test_cache").glob("shapes-*")),
+        ]
+    )
     for c in candidates:
         if c and (Path(c) / "atlas.h5").exists():
             return Path(c)
@@ -55,6 +63,7 @@ def start_server(path: Path, threads: int | None):
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     import httpx
+
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -96,12 +105,15 @@ def main():
     server, base = start_server(path, args.threads)
     rng = np.random.default_rng(0)
     alphas = [round(float(a), 2) for a in rng.uniform(-10, 10, args.moves)]
-    print(f"atlas {path} ({len(atlas.channels)} channels, {atlas.data.layers[-1]['resolution']} px); torch threads "
-          f"{torch.get_num_threads()}; {os.cpu_count()} CPUs")
+    print(
+        f"atlas {path} ({len(atlas.channels)} channels, {atlas.data.layers[-1]['resolution']} px); torch threads "
+        f"{torch.get_num_threads()}; {os.cpu_count()} CPUs"
+    )
     print(f"load before: {load()}")
 
     clients = [httpx.Client(base_url=base, timeout=60) for _ in SEEDS]
     with ThreadPoolExecutor(len(SEEDS)) as pool:
+
         def get(i, url, params):
             r = clients[i].get(url, params=params)
             assert r.status_code == 200, r.text
@@ -121,14 +133,16 @@ def main():
             return out
 
         page = timed(move, alphas)
-        one = timed(lambda a: get(0, "/api/edit.png", [("prompt", "red"), ("alpha", a)] +
-                                  [("seed", s) for s in SEEDS]), alphas)
+        one = timed(
+            lambda a: get(0, "/api/edit.png", [("prompt", "red"), ("alpha", a)] + [("seed", s) for s in SEEDS]), alphas
+        )
 
         d = atlas.direction("red")
         ws = atlas.sample_ws(SEEDS, 0.7)
 
         def library(alpha):
             from query.media import to_uint8
+
             for img in to_uint8(atlas.edit(ws, d, alpha)):
                 Image.fromarray(img).save(io.BytesIO(), format="PNG")
 

@@ -6,6 +6,7 @@ the largest difference between the two results.
 
     .venv/bin/python benchmarks/text_encode.py [--model ViT-B-32] [--phrase "smiling face"] [--repeats 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,14 +67,18 @@ def main() -> None:
     diff = (plain_out - ours_out).abs().max().item()
     lengths = (tokens.argmax(-1) + 1).tolist()
 
-    print(f"{args.model}, random weights, {len(texts)} templates x '{args.phrase}' (token lengths "
-          f"{min(lengths)}..{max(lengths)} of {embedder.context_length}), {torch.get_num_threads()} threads, "
-          f"{args.repeats} runs")
+    print(
+        f"{args.model}, random weights, {len(texts)} templates x '{args.phrase}' (token lengths "
+        f"{min(lengths)}..{max(lengths)} of {embedder.context_length}), {torch.get_num_threads()} threads, "
+        f"{args.repeats} runs"
+    )
     print(f"{'method':<34}{'p50 s':>9}{'p99 s':>9}{'speed-up':>10}")
     p50 = statistics.median(plain_s)
     for name, secs in [("open_clip encode_text (baseline)", plain_s), ("ClipEmbedder.encode_text", ours_s)]:
-        print(f"{name:<34}{statistics.median(secs):>9.3f}{percentile(secs, 0.99):>9.3f}"
-              f"{p50 / statistics.median(secs):>9.1f}x")
+        print(
+            f"{name:<34}{statistics.median(secs):>9.3f}{percentile(secs, 0.99):>9.3f}"
+            f"{p50 / statistics.median(secs):>9.1f}x"
+        )
     print(f"max |difference| of the unit embeddings: {diff:.2e}")
 
 

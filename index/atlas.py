@@ -1,4 +1,5 @@
 """atlas.h5: the arrays of an atlas (SPEC §2-§4 results), written once, atomically; read into AtlasData."""
+
 from __future__ import annotations
 
 import json
@@ -23,22 +24,23 @@ LAYER_FIELDS = ("index", "kind", "resolution", "width", "w_index", "in_atlas")
 @dataclass
 class AtlasData:
     """Everything an atlas holds (index/FORMAT.md). Row r of every [C, ...] array is channel channels[r]."""
+
     path: Path
-    channels: np.ndarray          # [C, 2] int64 (layer, channel)
-    relevance: np.ndarray         # [C, D] float32, unit rows (zero for a channel that changes nothing)
-    consistency: np.ndarray       # [C] float32, mean pairwise cosine of the M per-image directions
-    style_mean: np.ndarray        # [C] float64
-    style_std: np.ndarray         # [C] float64
-    layer_mean: list              # per style layer (all, toRGB too): [width] float64
+    channels: np.ndarray  # [C, 2] int64 (layer, channel)
+    relevance: np.ndarray  # [C, D] float32, unit rows (zero for a channel that changes nothing)
+    consistency: np.ndarray  # [C] float32, mean pairwise cosine of the M per-image directions
+    style_mean: np.ndarray  # [C] float64
+    style_std: np.ndarray  # [C] float64
+    layer_mean: list  # per style layer (all, toRGB too): [width] float64
     layer_std: list
-    layers: list                  # per style layer: index, kind, resolution, width, w_index, in_atlas
-    vocab: list                   # [V] phrases
+    layers: list  # per style layer: index, kind, resolution, width, w_index, in_atlas
+    vocab: list  # [V] phrases
     vocab_embeddings: np.ndarray  # [V, D] float32, template-averaged unit t(p)
     templates: list
     neutral: str
     neutral_embedding: np.ndarray  # [D] float32, t(neutral)
-    labels_index: np.ndarray      # [C, k] int64 rows of vocab (-1: no label)
-    labels_score: np.ndarray      # [C, k] float32 relevance @ Δt(phrase, neutral)
+    labels_index: np.ndarray  # [C, k] int64 rows of vocab (-1: no label)
+    labels_score: np.ndarray  # [C, k] float32 relevance @ Δt(phrase, neutral)
     config: dict
     generator_fingerprint: str
     embedder_fingerprint: str
@@ -53,6 +55,7 @@ class AtlasData:
 
 def _str_dataset(h5, name, values):
     import h5py
+
     h5.create_dataset(name, data=np.array(list(values), dtype=object), dtype=h5py.string_dtype("utf-8"))
 
 
@@ -87,8 +90,9 @@ def write_atlas(data: AtlasData) -> Path:
             g.create_dataset("offset", data=layer_offset.astype(np.int64))
             g = h5.create_group("vocabulary")
             _str_dataset(g, "phrases", data.vocab)
-            g.create_dataset("embeddings", data=np.asarray(data.vocab_embeddings, np.float32).reshape(
-                len(data.vocab), -1))
+            g.create_dataset(
+                "embeddings", data=np.asarray(data.vocab_embeddings, np.float32).reshape(len(data.vocab), -1)
+            )
             _str_dataset(h5, "templates", data.templates)
             h5.create_dataset("neutral_embedding", data=np.asarray(data.neutral_embedding, np.float32))
             g = h5.create_group("labels")
@@ -105,16 +109,25 @@ def read_manifest(out_dir) -> dict | None:
     try:
         manifest = json.loads(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AtlasFormatError(f"{path} is not readable JSON ({str(exc)[:80]}); run the build command again to "
-                               "rewrite it.") from None
+        raise AtlasFormatError(
+            f"{path} is not readable JSON ({str(exc)[:80]}); run the build command again to rewrite it."
+        ) from None
     if not isinstance(manifest, dict):
-        raise AtlasFormatError(f"{path} holds a {type(manifest).__name__}, not an object; run the build command "
-                               "again to rewrite it.")
+        raise AtlasFormatError(
+            f"{path} holds a {type(manifest).__name__}, not an object; run the build command again to rewrite it."
+        )
     return manifest
 
 
-def read_atlas(out_dir, *, require_complete: bool = True, generator=None, embedder=None,
-               check_fingerprints: bool = True, verify: bool = True) -> AtlasData:
+def read_atlas(
+    out_dir,
+    *,
+    require_complete: bool = True,
+    generator=None,
+    embedder=None,
+    check_fingerprints: bool = True,
+    verify: bool = True,
+) -> AtlasData:
     """Open an atlas folder. AtlasFormatError says which stage is missing when it is incomplete.
 
     require_complete=False also opens an atlas.h5 whose FAISS indexes or catalog were not written yet.
@@ -122,46 +135,55 @@ def read_atlas(out_dir, *, require_complete: bool = True, generator=None, embedd
     verify: check every file against the manifest's sizes and sha256, and the arrays and FAISS indexes against
     each other (index/verify.py); verify=False skips the hashes and the FAISS check (sizes and arrays stay).
     """
-    from index import verify as integrity
-
     import h5py
+
+    from index import verify as integrity
 
     out_dir = Path(out_dir)
     if not out_dir.exists():
-        raise AtlasFormatError(f"atlas folder {out_dir} does not exist; build one with "
-                               f"`styleatlas-build --out {out_dir}`.")
+        raise AtlasFormatError(
+            f"atlas folder {out_dir} does not exist; build one with `styleatlas-build --out {out_dir}`."
+        )
     if not out_dir.is_dir():
         raise AtlasFormatError(f"{out_dir} is a file, not an atlas folder; pass the folder that holds atlas.h5.")
     path = out_dir / ATLAS_FILE
     if not path.exists():
-        raise AtlasFormatError(f"atlas {out_dir} is incomplete: {describe_unfinished(out_dir)}; run the same "
-                               "build command again to finish it.")
+        raise AtlasFormatError(
+            f"atlas {out_dir} is incomplete: {describe_unfinished(out_dir)}; run the same "
+            "build command again to finish it."
+        )
     manifest = read_manifest(out_dir) if require_complete else None
     if require_complete:
         if manifest is None or not manifest.get("complete"):
             stage = _unfinished_output_stage(out_dir)
-            raise AtlasFormatError(f"atlas {out_dir} is incomplete: the {stage} stage did not finish; run the same "
-                                   "build command again to finish it (or open with require_complete=False).")
+            raise AtlasFormatError(
+                f"atlas {out_dir} is incomplete: the {stage} stage did not finish; run the same "
+                "build command again to finish it (or open with require_complete=False)."
+            )
     if manifest is not None:
         integrity.verify_files(out_dir, manifest, hashes=verify)
     try:
         with h5py.File(path, "r") as h5:
             version = int(h5.attrs.get("format_version", -1))
             if version != FORMAT_VERSION:
-                raise AtlasFormatError(f"{path} has format version {version}, this StyleAtlas reads version "
-                                       f"{FORMAT_VERSION}; rebuild the atlas with this version.")
+                raise AtlasFormatError(
+                    f"{path} has format version {version}, this StyleAtlas reads version "
+                    f"{FORMAT_VERSION}; rebuild the atlas with this version."
+                )
             integrity.check_declared_sizes(h5, path)
             data = _read_h5(h5, out_dir)
     except AtlasFormatError:
         raise
     except OSError as exc:
-        raise AtlasFormatError(f"{path} is not a readable HDF5 file ({str(exc)[:120]}); delete it and run the "
-                               "build command again.") from None
+        raise AtlasFormatError(
+            f"{path} is not a readable HDF5 file ({str(exc)[:120]}); delete it and run the build command again."
+        ) from None
     except KeyError as exc:
         raise AtlasFormatError(f"{path} lacks {exc}; it was written by something else, rebuild the atlas.") from None
     except (ValueError, TypeError, IndexError, MemoryError) as exc:  # garbled attrs, shapes, offsets
-        raise AtlasFormatError(f"{path} is damaged ({type(exc).__name__}: {str(exc)[:100]}); rebuild the atlas."
-                               ) from None
+        raise AtlasFormatError(
+            f"{path} is damaged ({type(exc).__name__}: {str(exc)[:100]}); rebuild the atlas."
+        ) from None
     integrity.check_arrays(data, path)
     if verify and require_complete:
         _check_indexes(data)
@@ -173,30 +195,45 @@ def read_atlas(out_dir, *, require_complete: bool = True, generator=None, embedd
 def _read_h5(h5, out_dir: Path) -> AtlasData:
     g = h5["layers"]
     kinds = list(g["kind"].asstr()[()])
-    layers = [dict(index=int(i), kind=str(k), resolution=int(r), width=int(w), w_index=int(wi), in_atlas=bool(a))
-              for i, k, r, w, wi, a in zip(g["index"][()], kinds, g["resolution"][()], g["width"][()],
-                                           g["w_index"][()], g["in_atlas"][()])]
+    layers = [
+        dict(index=int(i), kind=str(k), resolution=int(r), width=int(w), w_index=int(wi), in_atlas=bool(a))
+        for i, k, r, w, wi, a in zip(
+            g["index"][()], kinds, g["resolution"][()], g["width"][()], g["w_index"][()], g["in_atlas"][()]
+        )
+    ]
     offset = g["offset"][()]
     mean, std = h5["style/mean"][()], h5["style/std"][()]
-    layer_mean = [mean[o:o + l["width"]] for o, l in zip(offset, layers)]
-    layer_std = [std[o:o + l["width"]] for o, l in zip(offset, layers)]
+    layer_mean = [mean[o : o + l["width"]] for o, l in zip(offset, layers)]
+    layer_std = [std[o : o + l["width"]] for o, l in zip(offset, layers)]
     channels = h5["channels"][()].astype(np.int64)
     from index.verify import check_channels
+
     check_channels(channels, [l["width"] for l in layers], h5.filename)
     flat = offset[channels[:, 0]] + channels[:, 1] if len(channels) else np.zeros(0, np.int64)
     return AtlasData(
-        path=out_dir, channels=channels, relevance=h5["relevance"][()].astype(np.float32),
-        consistency=h5["consistency"][()].astype(np.float32), style_mean=mean[flat], style_std=std[flat],
-        layer_mean=layer_mean, layer_std=layer_std, layers=layers,
+        path=out_dir,
+        channels=channels,
+        relevance=h5["relevance"][()].astype(np.float32),
+        consistency=h5["consistency"][()].astype(np.float32),
+        style_mean=mean[flat],
+        style_std=std[flat],
+        layer_mean=layer_mean,
+        layer_std=layer_std,
+        layers=layers,
         vocab=[str(p) for p in h5["vocabulary/phrases"].asstr()[()]],
         vocab_embeddings=h5["vocabulary/embeddings"][()].astype(np.float32),
-        templates=[str(t) for t in h5["templates"].asstr()[()]], neutral=str(h5.attrs["neutral"]),
+        templates=[str(t) for t in h5["templates"].asstr()[()]],
+        neutral=str(h5.attrs["neutral"]),
         neutral_embedding=h5["neutral_embedding"][()].astype(np.float32),
-        labels_index=h5["labels/index"][()].astype(np.int64), labels_score=h5["labels/score"][()].astype(np.float32),
-        config=json.loads(h5.attrs["config"]), generator_fingerprint=str(h5.attrs["generator_fingerprint"]),
-        embedder_fingerprint=str(h5.attrs["embedder_fingerprint"]), extra=json.loads(h5.attrs.get("extra", "{}")),
+        labels_index=h5["labels/index"][()].astype(np.int64),
+        labels_score=h5["labels/score"][()].astype(np.float32),
+        config=json.loads(h5.attrs["config"]),
+        generator_fingerprint=str(h5.attrs["generator_fingerprint"]),
+        embedder_fingerprint=str(h5.attrs["embedder_fingerprint"]),
+        extra=json.loads(h5.attrs.get("extra", "{}")),
         models=json.loads(h5.attrs.get("models", "{}")),
-        embedder_architecture=str(h5.attrs.get("embedder_architecture", "")))
+        embedder_architecture=str(h5.attrs.get("embedder_architecture", "")),
+    )
 
 
 def _check_indexes(data: AtlasData) -> None:
@@ -214,8 +251,10 @@ def _check_indexes(data: AtlasData) -> None:
             try:
                 index = faiss.read_index(str(path))
             except RuntimeError as exc:
-                raise AtlasFormatError(f"{path} is not a readable FAISS index ({str(exc).strip().splitlines()[0][:80]}"
-                                       "); delete it and run the build command again.") from None
+                raise AtlasFormatError(
+                    f"{path} is not a readable FAISS index ({str(exc).strip().splitlines()[0][:80]}"
+                    "); delete it and run the build command again."
+                ) from None
             check_index(index, np.ascontiguousarray(vectors, np.float32), path)
 
 
@@ -241,17 +280,20 @@ def check_atlas_fingerprints(data: AtlasData, generator=None, embedder=None) -> 
             raise AtlasFormatError(
                 f"atlas {data.path} was built with generator {data.generator_fingerprint[:16]}… but this "
                 f"generator is {fp[:16]}…; open it with the generator it was built with, or rebuild the atlas "
-                "(experts: check_fingerprints=False).")
+                "(experts: check_fingerprints=False)."
+            )
     if embedder is not None:
         arch = architecture_embedder(embedder)
         if data.embedder_architecture and arch and arch != data.embedder_architecture:
             raise AtlasFormatError(
                 f"atlas {data.path} was built with a CLIP of another architecture ({data.embedder_architecture[:21]}… "
                 f"vs {arch[:21]}…; e.g. ViT-B-32 and ViT-B-32-quickgelu share weights but not activations); open it "
-                "with the CLIP model it was built with (experts: check_fingerprints=False).")
+                "with the CLIP model it was built with (experts: check_fingerprints=False)."
+            )
         fp = fingerprint_embedder(embedder, data.templates)
         if fp != data.embedder_fingerprint:
             raise AtlasFormatError(
                 f"atlas {data.path} was built with CLIP {data.embedder_fingerprint[:16]}… (weights, preprocessing "
                 f"and templates) but this embedder is {fp[:16]}…; open it with the CLIP it was built with, or "
-                "rebuild the atlas (experts: check_fingerprints=False).")
+                "rebuild the atlas (experts: check_fingerprints=False)."
+            )

@@ -7,6 +7,7 @@ float noise between machines do not change it). Embedder: the same rule (`finger
 `.model` or of the object, or a probe of encode_text / encode_image), always combined with the templates,
 because the stored phrase embeddings depend on them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,16 @@ def fingerprint_generator(gen) -> str:
     if own is not None:
         return own
     h = hashlib.sha256(b"generator-probe-v1|")
-    h.update(json.dumps([int(gen.z_dim), int(gen.w_dim), [int(d) for d in gen.style_dims],
-                         [int(i) for i in getattr(gen, "rgb_layers", [])]]).encode())
+    h.update(
+        json.dumps(
+            [
+                int(gen.z_dim),
+                int(gen.w_dim),
+                [int(d) for d in gen.style_dims],
+                [int(i) for i in getattr(gen, "rgb_layers", [])],
+            ]
+        ).encode()
+    )
     mean_w = getattr(gen, "mean_w", None)
     if mean_w is not None:
         _hash_rounded(h, mean_w)

@@ -6,6 +6,7 @@ Only the exact IndexFlatIP moves: FAISS has no GPU HNSW, so the approximate inde
 `exact_limit` stays on the CPU. Exact search on the GPU computes the same inner products in another order
 (float32), so scores agree to rounding and the neighbours agree except between near-ties.
 """
+
 from __future__ import annotations
 
 

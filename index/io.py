@@ -1,4 +1,5 @@
 """Crash-safe file writes: everything lands under a temporary name in the same folder, then os.replace."""
+
 from __future__ import annotations
 
 import contextlib
@@ -82,8 +83,10 @@ def refuse_inside(folder, path, what: str = "output") -> Path:
     inside = Path(folder).expanduser().resolve()
     target = path.resolve()
     if target == inside or inside in target.parents:
-        raise AtlasError(f"the {what} {path} would be written inside the atlas folder {folder}; write it elsewhere "
-                         "(e.g. -o results/{0}).".format(path.name))
+        raise AtlasError(
+            f"the {what} {path} would be written inside the atlas folder {folder}; write it elsewhere "
+            "(e.g. -o results/{0}).".format(path.name)
+        )
     return path
 
 
@@ -128,9 +131,11 @@ def write_npz_atomic(path, exclusive: bool = True, **arrays) -> None:
     bad = [k for k, v in arrays.items() if np.asarray(v).dtype.kind in "fc" and not np.isfinite(v).all()]
     if bad:
         path = Path(path)
-        raise AtlasError(f"{path.parent.name}/{path.name} would hold NaN or infinite values ({', '.join(bad)}); the "
-                         "models overflowed (e.g. in fp16: build with --precision fp32) or an input is not finite "
-                         "(check --alpha and the model files). Nothing was written.")
+        raise AtlasError(
+            f"{path.parent.name}/{path.name} would hold NaN or infinite values ({', '.join(bad)}); the "
+            "models overflowed (e.g. in fp16: build with --precision fp32) or an input is not finite "
+            "(check --alpha and the model files). Nothing was written."
+        )
     with atomic_path(path, suffix=".npz", exclusive=exclusive) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)

@@ -5,6 +5,7 @@ catalog table is rebuilt from the records whenever a mapper is added, so SQL see
 catalog gets them back on the next write (or `sync_catalog`). The catalog is changed in a copy that replaces
 it, and MANIFEST.json's size and sha256 of it are updated, so the atlas still verifies on open.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,21 @@ from index.verify import sha256_file
 from models.errors import AtlasFormatError
 
 MAPPERS_DIR = "mappers"
-RECORD_KEYS = ("prompt", "file", "sha256", "steps", "batch_size", "loss_clip", "loss_l2", "loss_id", "loss_total",
-               "generator_fingerprint", "clip_fingerprint", "created", "settings")
+RECORD_KEYS = (
+    "prompt",
+    "file",
+    "sha256",
+    "steps",
+    "batch_size",
+    "loss_clip",
+    "loss_l2",
+    "loss_id",
+    "loss_total",
+    "generator_fingerprint",
+    "clip_fingerprint",
+    "created",
+    "settings",
+)
 SCHEMA = """CREATE TABLE IF NOT EXISTS mappers (prompt VARCHAR, file VARCHAR, sha256 VARCHAR, steps INTEGER,
     batch_size INTEGER, loss_clip DOUBLE, loss_l2 DOUBLE, loss_id DOUBLE, loss_total DOUBLE,
     generator_fingerprint VARCHAR, clip_fingerprint VARCHAR, created VARCHAR, settings JSON)"""
@@ -49,14 +63,21 @@ def add_mapper_record(out_dir, prompt: str, info: dict) -> dict:
     if not path.is_file():
         raise AtlasFormatError(f"no mapper file at {path}; save the mapper there first.")
     losses = info.get("final_losses") or {}
-    record = dict(prompt=prompt, file=f"{MAPPERS_DIR}/{path.name}", sha256=sha256_file(path),
-                  steps=int(info.get("steps", 0)), batch_size=int(info.get("batch_size", 0)),
-                  loss_clip=losses.get("clip"), loss_l2=losses.get("l2"), loss_id=losses.get("id"),
-                  loss_total=losses.get("total"), generator_fingerprint=info.get("generator_fingerprint"),
-                  clip_fingerprint=info.get("clip_fingerprint"),
-                  created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  settings={k: v for k, v in info.items() if k not in RECORD_KEYS and k not in ("history",
-                                                                                              "final_losses")})
+    record = dict(
+        prompt=prompt,
+        file=f"{MAPPERS_DIR}/{path.name}",
+        sha256=sha256_file(path),
+        steps=int(info.get("steps", 0)),
+        batch_size=int(info.get("batch_size", 0)),
+        loss_clip=losses.get("clip"),
+        loss_l2=losses.get("l2"),
+        loss_id=losses.get("id"),
+        loss_total=losses.get("total"),
+        generator_fingerprint=info.get("generator_fingerprint"),
+        clip_fingerprint=info.get("clip_fingerprint"),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        settings={k: v for k, v in info.items() if k not in RECORD_KEYS and k not in ("history", "final_losses")},
+    )
     write_json_atomic(path.with_suffix(".json"), record)
     sync_catalog(out_dir)
     return record
@@ -96,8 +117,10 @@ def sync_catalog(out_dir) -> None:
         try:
             con = duckdb.connect(str(tmp))
         except duckdb.Error as exc:
-            raise AtlasFormatError(f"cannot update the mappers table of {path} ({str(exc).splitlines()[0][:120]}); "
-                                   "run the build command again to rewrite the catalog.") from None
+            raise AtlasFormatError(
+                f"cannot update the mappers table of {path} ({str(exc).splitlines()[0][:120]}); "
+                "run the build command again to rewrite the catalog."
+            ) from None
         try:
             con.execute("BEGIN")
             fill_mappers(con, out_dir)
@@ -110,8 +133,10 @@ def sync_catalog(out_dir) -> None:
 
 def fill_mappers(con, out_dir) -> None:
     """(Re)create the `mappers` table on an open catalog connection from the atlas's mapper records."""
-    rows = [tuple(json.dumps(r.get(k), sort_keys=True) if k == "settings" else r.get(k) for k in RECORD_KEYS)
-            for r in list_mappers(out_dir)]
+    rows = [
+        tuple(json.dumps(r.get(k), sort_keys=True) if k == "settings" else r.get(k) for k in RECORD_KEYS)
+        for r in list_mappers(out_dir)
+    ]
     con.execute(SCHEMA)
     con.execute("DELETE FROM mappers")
     if rows:

@@ -4,6 +4,7 @@ Up to `exact_limit` vectors the index is exact (IndexFlatIP); above it, HNSW (gr
 built with one thread so that the same vectors always give the same graph. Recall@10 of the approximate
 index against exact search is measured at build time on a seeded sample of the vectors themselves.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,15 @@ def have_faiss() -> bool:
     return True
 
 
-def build_ip_index(vectors: np.ndarray, *, exact_limit: int = 100_000, hnsw_m: int = 32,
-                   ef_construction: int = 200, ef_search: int = 128, device=None):
+def build_ip_index(
+    vectors: np.ndarray,
+    *,
+    exact_limit: int = 100_000,
+    hnsw_m: int = 32,
+    ef_construction: int = 200,
+    ef_search: int = 128,
+    device=None,
+):
     """An inner-product index over `vectors` [N, D] float32: exact below exact_limit, HNSW above.
 
     device "cuda": the exact index is built on the GPUs FAISS sees (index/gpu.py); write_index stores a CPU copy.
@@ -70,6 +78,7 @@ def write_index(index, path) -> None:
     import faiss
 
     from index.gpu import to_cpu
+
     with atomic_path(path, suffix=".faiss") as tmp:
         faiss.write_index(to_cpu(index), str(tmp))
 
@@ -80,6 +89,7 @@ def _load(path: Path, device=None):
     import faiss
 
     from index.gpu import to_device
+
     return to_device(faiss.read_index(str(path)), device)
 
 

@@ -4,6 +4,7 @@ Linux has an atomic exchange of two paths (renameat2 with RENAME_EXCHANGE); else
 without it (some network mounts), two renames run back to back and `finish_swap` completes a pair that a
 crash cut in half.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -4,6 +4,7 @@ the file, and the arrays against each other (shapes, dtypes, ranges, finite valu
 An atlas is data someone may hand over; a flipped byte, a swapped index or a forged header must be a one-line
 AtlasFormatError that names the file and what to do, never a traceback, a 24 GiB allocation or a wrong answer.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,18 +37,24 @@ def verify_files(out_dir, manifest: dict, hashes: bool = True) -> None:
     out_dir = Path(out_dir)
     sizes, digests = manifest.get("files") or {}, manifest.get("sha256") or {}
     if not isinstance(sizes, dict) or not isinstance(digests, dict):
-        raise AtlasFormatError(f"{out_dir / 'MANIFEST.json'} is malformed (files/sha256 are not objects); delete it "
-                               "and run the build command again.")
+        raise AtlasFormatError(
+            f"{out_dir / 'MANIFEST.json'} is malformed (files/sha256 are not objects); delete it "
+            "and run the build command again."
+        )
     for name, size in sizes.items():
         path = out_dir / name
         if not path.is_file():
             raise AtlasFormatError(f"{path} is missing; run the build command again to rewrite it.")
         if path.stat().st_size != size:
-            raise AtlasFormatError(f"{path} is {path.stat().st_size:,} bytes but the build wrote {size:,}; it was "
-                                   "changed or damaged: run the build command again to rewrite it.")
+            raise AtlasFormatError(
+                f"{path} is {path.stat().st_size:,} bytes but the build wrote {size:,}; it was "
+                "changed or damaged: run the build command again to rewrite it."
+            )
         if hashes and name in digests and sha256_file(path) != digests[name]:
-            raise AtlasFormatError(f"{path} differs from the file the build wrote (sha256 mismatch); it was changed "
-                                   "or damaged: run the build command again to rewrite it.")
+            raise AtlasFormatError(
+                f"{path} differs from the file the build wrote (sha256 mismatch); it was changed "
+                "or damaged: run the build command again to rewrite it."
+            )
 
 
 def check_declared_sizes(h5, path: Path) -> None:
@@ -63,24 +70,32 @@ def check_declared_sizes(h5, path: Path) -> None:
             n = int(np.prod(obj.shape, dtype=np.float64) * obj.dtype.itemsize)
             total += n
             if n > file_bytes:
-                raise AtlasFormatError(f"{path} declares dataset {name} of shape {obj.shape} ({n:,} bytes) in a file "
-                                       f"of {file_bytes:,} bytes; it is damaged or forged: rebuild the atlas.")
+                raise AtlasFormatError(
+                    f"{path} declares dataset {name} of shape {obj.shape} ({n:,} bytes) in a file "
+                    f"of {file_bytes:,} bytes; it is damaged or forged: rebuild the atlas."
+                )
+
     h5.visititems(visit)
     if total > file_bytes:
-        raise AtlasFormatError(f"{path} declares {total:,} bytes of arrays in a file of {file_bytes:,} bytes; it is "
-                               "damaged or forged: rebuild the atlas.")
+        raise AtlasFormatError(
+            f"{path} declares {total:,} bytes of arrays in a file of {file_bytes:,} bytes; it is "
+            "damaged or forged: rebuild the atlas."
+        )
 
 
 def _bad(path, what: str) -> AtlasFormatError:
-    return AtlasFormatError(f"{path} is inconsistent: {what}; it is damaged or was written by something else, "
-                            "rebuild the atlas.")
+    return AtlasFormatError(
+        f"{path} is inconsistent: {what}; it is damaged or was written by something else, rebuild the atlas."
+    )
 
 
 def _finite(path, name: str, a: np.ndarray) -> None:
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         bad = int((~np.isfinite(a)).sum())
-        raise AtlasFormatError(f"{path} holds {bad:,} NaN or infinite values in {name} (a model that overflowed, e.g. "
-                               "in fp16, or a damaged file); rebuild the atlas (in fp32).")
+        raise AtlasFormatError(
+            f"{path} holds {bad:,} NaN or infinite values in {name} (a model that overflowed, e.g. "
+            "in fp16, or a damaged file); rebuild the atlas (in fp32)."
+        )
 
 
 def _unit_rows(path, name: str, a: np.ndarray, allow_zero: bool) -> None:
@@ -119,8 +134,11 @@ def check_arrays(data, path) -> None:
     if D < 1:
         raise _bad(path, "the embedding width D is 0")
     V = len(data.vocab)
-    shapes = dict(consistency=(data.consistency.shape, (C,)), vocab_embeddings=(data.vocab_embeddings.shape, (V, D)),
-                  neutral_embedding=(data.neutral_embedding.shape, (D,)))
+    shapes = dict(
+        consistency=(data.consistency.shape, (C,)),
+        vocab_embeddings=(data.vocab_embeddings.shape, (V, D)),
+        neutral_embedding=(data.neutral_embedding.shape, (D,)),
+    )
     for name, (got, want) in shapes.items():
         if tuple(got) != want:
             raise _bad(path, f"{name} has shape {tuple(got)}, expected {want}")
@@ -130,14 +148,21 @@ def check_arrays(data, path) -> None:
     if li.size and (li.min() < -1 or li.max() >= V):
         raise _bad(path, f"labels/index holds vocabulary rows outside [-1, {V})")
     widths = [int(l["width"]) for l in data.layers]
-    if any(w < 0 for w in widths) or sum(len(m) for m in data.layer_mean) != sum(widths) or \
-            any(len(m) != w or len(s) != w for m, s, w in zip(data.layer_mean, data.layer_std, widths)):
+    if (
+        any(w < 0 for w in widths)
+        or sum(len(m) for m in data.layer_mean) != sum(widths)
+        or any(len(m) != w or len(s) != w for m, s, w in zip(data.layer_mean, data.layer_std, widths))
+    ):
         raise _bad(path, "style/mean and style/std do not match the layer widths")
     check_channels(data.channels, widths, path)
-    for name, a in (("relevance", data.relevance), ("consistency", data.consistency),
-                    ("style/mean", np.concatenate(data.layer_mean) if data.layer_mean else np.zeros(0)),
-                    ("style/std", np.concatenate(data.layer_std) if data.layer_std else np.zeros(0)),
-                    ("vocabulary/embeddings", data.vocab_embeddings), ("neutral_embedding", data.neutral_embedding)):
+    for name, a in (
+        ("relevance", data.relevance),
+        ("consistency", data.consistency),
+        ("style/mean", np.concatenate(data.layer_mean) if data.layer_mean else np.zeros(0)),
+        ("style/std", np.concatenate(data.layer_std) if data.layer_std else np.zeros(0)),
+        ("vocabulary/embeddings", data.vocab_embeddings),
+        ("neutral_embedding", data.neutral_embedding),
+    ):
         _finite(path, name, np.asarray(a))
     if any((np.asarray(s) < 0).any() for s in data.layer_std):
         raise _bad(path, "style/std holds negative values")
@@ -150,8 +175,10 @@ def check_index(index, vectors: np.ndarray, path) -> None:
     """A FAISS index holds exactly `vectors` (count, width, and a few stored rows compared)."""
     n, d = vectors.shape
     if int(index.ntotal) != n or int(index.d) != d:
-        raise AtlasFormatError(f"{path} holds {index.ntotal:,} vectors of width {index.d} but the atlas has {n:,} of "
-                               f"width {d}; it belongs to another atlas: delete it and run the build command again.")
+        raise AtlasFormatError(
+            f"{path} holds {index.ntotal:,} vectors of width {index.d} but the atlas has {n:,} of "
+            f"width {d}; it belongs to another atlas: delete it and run the build command again."
+        )
     if n == 0:
         return
     rows = sorted({0, n // 2, n - 1})
@@ -160,5 +187,7 @@ def check_index(index, vectors: np.ndarray, path) -> None:
     except RuntimeError:  # an index type that cannot reconstruct: the counts are all we can check
         return
     if not np.allclose(stored, vectors[rows], atol=1e-5):
-        raise AtlasFormatError(f"{path} holds other vectors than the atlas (row {rows[0]} differs); it belongs to "
-                               "another atlas or is damaged: delete it and run the build command again.")
+        raise AtlasFormatError(
+            f"{path} holds other vectors than the atlas (row {rows[0]} differs); it belongs to "
+            "another atlas or is damaged: delete it and run the build command again."
+        )

@@ -13,6 +13,7 @@ which stage is unfinished. Layout (all under `<atlas>/work/`):
     vocabulary/chunk_00000.npz  embeddings [n, D] float32 for one block of phrases
     vocabulary/neutral.npz      t(neutral) [D]
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,7 @@ PLAN = "plan.json"
 LOCK = ".lock"
 STAGES = ("stats", "relevance", "vocabulary")
 JACOBIAN = "relevance_jacobian"  # jacobian builds: image-block chunks, summed into relevance/ at assembly
-CHECK = "relevance_check.json"   # jacobian builds: the exact check figures (atlas extra.relevance)
+CHECK = "relevance_check.json"  # jacobian builds: the exact check figures (atlas extra.relevance)
 _CHUNK = re.compile(r"^chunk_\d{5}\.npz$")
 
 
@@ -62,11 +63,15 @@ def read_plan(out_dir) -> dict | None:
     try:
         plan = json.loads(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AtlasError(f"{path} is not readable JSON ({str(exc)[:80]}); delete it (or the whole {work_dir(out_dir)} "
-                         "folder) and run the build command again.") from None
+        raise AtlasError(
+            f"{path} is not readable JSON ({str(exc)[:80]}); delete it (or the whole {work_dir(out_dir)} "
+            "folder) and run the build command again."
+        ) from None
     if not isinstance(plan, dict) or not isinstance(plan.get("chunks"), dict):
-        raise AtlasError(f"{path} is not a build plan; delete it (or the whole {work_dir(out_dir)} folder) and run "
-                         "the build command again.")
+        raise AtlasError(
+            f"{path} is not a build plan; delete it (or the whole {work_dir(out_dir)} folder) and run "
+            "the build command again."
+        )
     return plan
 
 
@@ -74,8 +79,11 @@ def drop_damaged_chunks(out_dir, plan: dict) -> list[Path]:
     """Delete chunk files that cannot be read (truncated or overwritten) so the stage computes them again."""
     import numpy as np
 
-    paths = [chunk_path(out_dir, stage, i) for stage in STAGES + (JACOBIAN,)
-             for i in range(int(plan["chunks"].get(stage, 0)))]
+    paths = [
+        chunk_path(out_dir, stage, i)
+        for stage in STAGES + (JACOBIAN,)
+        for i in range(int(plan["chunks"].get(stage, 0)))
+    ]
     paths += [stats_path(out_dir), neutral_path(out_dir)]
     dropped = []
     for path in paths:
@@ -161,17 +169,24 @@ class BuildLock:
         except OSError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise AtlasError(f"another build is running in {self.path.parent.parent} ({holder}); wait for it to "
-                             f"finish, or stop it (if that process is gone, delete {self.path}).") from None
+            raise AtlasError(
+                f"another build is running in {self.path.parent.parent} ({holder}); wait for it to "
+                f"finish, or stop it (if that process is gone, delete {self.path})."
+            ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}".encode(), 0)
+        os.pwrite(
+            fd,
+            f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}".encode(),
+            0,
+        )
         self._fd = fd
         return self
 
     def __exit__(self, *exc):
         if self._fd is not None:
             import fcntl
+
             folder = self.path.parent
             with contextlib.suppress(OSError):
                 self.path.unlink()  # the build is over: leave no lock file (and no work/ if nothing else is there)

@@ -1,1 +1,1 @@
-from models.errors import AtlasError, CheckpointError, PromptError, AtlasFormatError  # noqa: F401
+from models.errors import AtlasError, AtlasFormatError, CheckpointError, PromptError  # noqa: F401

@@ -3,6 +3,7 @@
 The architecture is inferred from tensor shapes, so any resolution, channel width, style_dim and mapping
 depth loads. Anything else (a discriminator, a StyleCLIP mapper, a truncated file) is refused in one line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,11 +21,13 @@ DEMO_GENERATOR = Path(__file__).resolve().parent / "demo" / "generator.pt"
 
 
 def resolve_generator_path(path) -> Path:
-    """"demo" names the shipped shapes-world generator; anything else is a file path."""
+    """ "demo" names the shipped shapes-world generator; anything else is a file path."""
     if str(path) == "demo":
         if not DEMO_GENERATOR.exists():
-            raise CheckpointError(f"the demo generator {DEMO_GENERATOR} is missing; reinstall StyleAtlas or "
-                                  "train it with `python -m models.demo.train_generator`.")
+            raise CheckpointError(
+                f"the demo generator {DEMO_GENERATOR} is missing; reinstall StyleAtlas or "
+                "train it with `python -m models.demo.train_generator`."
+            )
         return DEMO_GENERATOR
     return Path(path).expanduser()
 
@@ -49,14 +52,18 @@ def read_checkpoint(path: Path) -> object:
     except pickle.UnpicklingError as exc:
         detail = _unpickler_detail(str(exc))
         if "global" in detail.lower():
-            raise CheckpointError(f"checkpoint {path} contains pickled code or objects that are not loaded for "
-                                  f"safety ({detail[:160]}); re-save it with tensors only.") from None
-        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): "
-                              f"{detail[:160]}") from None
+            raise CheckpointError(
+                f"checkpoint {path} contains pickled code or objects that are not loaded for "
+                f"safety ({detail[:160]}); re-save it with tensors only."
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {detail[:160]}"
+        ) from None
     except Exception as exc:  # a text file or garbage trips the unpickler in many ways (IndexError, KeyError ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): "
-                              f"{first[:160]}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable PyTorch file (truncated or corrupt?): {first[:160]}"
+        ) from None
 
 
 def _unpickler_detail(message: str) -> str:
@@ -80,8 +87,9 @@ def _generator_state(ckpt, path: Path) -> tuple[dict, torch.Tensor | None]:
         return ckpt, latent_avg
     if isinstance(ckpt.get("state_dict"), dict) and "decoder.style.1.weight" in ckpt["state_dict"]:
         # an e4e / pSp checkpoint: its decoder.* keys are a rosinality generator (latent_avg may be [num_ws, w_dim])
-        return {k[len("decoder."):]: v for k, v in ckpt["state_dict"].items() if str(k).startswith("decoder.")}, \
-            latent_avg
+        return {
+            k[len("decoder.") :]: v for k, v in ckpt["state_dict"].items() if str(k).startswith("decoder.")
+        }, latent_avg
     keys = list(ckpt)
     if "d" in ckpt or any(str(k).startswith(("convs.0.0", "final_linear", "final_conv")) for k in keys):
         kind = "a discriminator-only checkpoint"
@@ -96,6 +104,7 @@ def _generator_state(ckpt, path: Path) -> tuple[dict, torch.Tensor | None]:
 
 def infer_architecture(sd: dict, path: Path) -> dict:
     """StyleGAN2Generator keyword arguments from tensor shapes of a rosinality state dict."""
+
     def shape(key):
         if key not in sd:
             raise CheckpointError(f"{path} lacks '{key}', so it is not a complete rosinality StyleGAN2 generator.")
@@ -111,8 +120,8 @@ def infer_architecture(sd: dict, path: Path) -> dict:
     log_size = n_conv // 2 + 2
     channels = {4: shape("conv1.conv.weight")[1]}
     for i in range(3, log_size + 1):
-        channels[2 ** i] = shape(f"convs.{2 * (i - 3)}.conv.weight")[1]
-    return dict(resolution=2 ** log_size, style_dim=style_dim, n_mlp=len(mlp), channels=channels)
+        channels[2**i] = shape(f"convs.{2 * (i - 3)}.conv.weight")[1]
+    return dict(resolution=2**log_size, style_dim=style_dim, n_mlp=len(mlp), channels=channels)
 
 
 def load_generator(path, device="cpu") -> StyleGAN2Generator:
@@ -124,6 +133,7 @@ def load_generator(path, device="cpu") -> StyleGAN2Generator:
     path = resolve_generator_path(path)
     if path.suffix.lower() == ".pkl" and path.is_file() and not zipfile.is_zipfile(path):
         from models.nvidia import load_nvidia_generator
+
         return load_nvidia_generator(path, device=device)
     ckpt = read_checkpoint(path)
     sd, latent_avg = _generator_state(ckpt, path)
@@ -137,8 +147,10 @@ def load_generator(path, device="cpu") -> StyleGAN2Generator:
         raise CheckpointError(f"{path} does not match the StyleGAN2 layout inferred from its shapes ({what}).")
     for k, v in sd.items():
         if tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(f"{path} has inconsistent shapes: '{k}' is {tuple(v.shape)}, the architecture "
-                                  f"inferred from the other tensors needs {tuple(expected[k].shape)}.")
+            raise CheckpointError(
+                f"{path} has inconsistent shapes: '{k}' is {tuple(v.shape)}, the architecture "
+                f"inferred from the other tensors needs {tuple(expected[k].shape)}."
+            )
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{path} has non-finite values in '{k}'; the file is corrupt.")
     gen.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)

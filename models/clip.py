@@ -5,6 +5,7 @@ open_clip tag (cache only when offline) or a local file; `ClipEmbedder` does CLI
 tensors (differentiable) and a fast text path that stops the causal text transformer at the last
 end-of-text token of each length bucket.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,9 @@ class ClipEmbedder:
 
     def _output_dim(self) -> int:
         with torch.inference_mode():
-            return self.model.encode_text(torch.zeros(1, self.context_length, dtype=torch.long,
-                                                      device=self.device)).shape[-1]
+            return self.model.encode_text(
+                torch.zeros(1, self.context_length, dtype=torch.long, device=self.device)
+            ).shape[-1]
 
     @property
     def device(self) -> torch.device:
@@ -68,8 +70,15 @@ class ClipEmbedder:
         return self
 
     def describe(self) -> dict:
-        return dict(name=self.name, pretrained=self.pretrained, image_size=self.image_size, mean=list(self.mean),
-                    std=list(self.std), context_length=self.context_length, dim=self.dim)
+        return dict(
+            name=self.name,
+            pretrained=self.pretrained,
+            image_size=self.image_size,
+            mean=list(self.mean),
+            std=list(self.std),
+            context_length=self.context_length,
+            dim=self.dim,
+        )
 
     def fingerprint(self) -> str:
         """sha256 of every state-dict tensor (sorted keys) plus preprocessing and context length."""
@@ -105,7 +114,7 @@ class ClipEmbedder:
             if (nh, nw) != (h, w):
                 x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
             top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-            x = x[..., top:top + size, left:left + size]  # [B,3,S,S]
+            x = x[..., top : top + size, left : left + size]  # [B,3,S,S]
         elif preprocess == "pool":
             if min(h, w) < size:  # StyleCLIP upsamples (nearest) before pooling when the image is small
                 factor = -(-size // min(h, w))
@@ -144,8 +153,8 @@ class ClipEmbedder:
                 seq = [tok.sot_token_id] + tok.encode(text) + [tok.eot_token_id]
                 if len(seq) > ctx:
                     cut.append((text, len(seq)))
-                    seq = seq[:ctx - 1] + [tok.eot_token_id]
-                ids[i, :len(seq)] = torch.tensor(seq)
+                    seq = seq[: ctx - 1] + [tok.eot_token_id]
+                ids[i, : len(seq)] = torch.tensor(seq)
         else:  # other tokenizers: a row without padding at its end filled the context
             ids = tok(texts)
             if ids.shape[1] != ctx:
@@ -153,9 +162,13 @@ class ClipEmbedder:
             cut = [(texts[i], ctx) for i in torch.nonzero(ids[:, -1] != 0).flatten().tolist()]
         if cut:
             more = f" (and {len(cut) - 1} more)" if len(cut) > 1 else ""
-            warnings.warn(PromptTruncatedWarning(
-                f"prompt '{cut[0][0][:40]}...' has {cut[0][1]} tokens, more than CLIP's context of {ctx}; it "
-                f"was truncated{more}. Shorten it to keep its end."), stacklevel=3)
+            warnings.warn(
+                PromptTruncatedWarning(
+                    f"prompt '{cut[0][0][:40]}...' has {cut[0][1]} tokens, more than CLIP's context of {ctx}; it "
+                    f"was truncated{more}. Shorten it to keep its end."
+                ),
+                stacklevel=3,
+            )
         return ids
 
     def encode_text(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
@@ -247,7 +260,7 @@ def encode_text_truncated(parts: dict, ids: torch.Tensor, batch_size: int) -> to
         while stop < len(order) and lengths[order[stop]] <= bound:
             stop += 1
         for b in range(start, stop, batch_size):
-            rows = torch.tensor(order[b:min(b + batch_size, stop)], device=ids.device)
+            rows = torch.tensor(order[b : min(b + batch_size, stop)], device=ids.device)
             embs.append(_run_text_tower(tower, ids[rows, :bound], pos[rows]))  # [n, dim]
             done.append(rows)
         start = stop
@@ -271,8 +284,9 @@ def _run_text_tower(tower, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor
 
 
 # ---- loading --------------------------------------------------------------------------------------------
-def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0, random_weights: bool = True,
-              allow_download: bool = True) -> ClipEmbedder:
+def load_clip(
+    name, pretrained=None, device="cpu", *, seed: int = 0, random_weights: bool = True, allow_download: bool = True
+) -> ClipEmbedder:
     """A ClipEmbedder for an open_clip model name, a JSON/dict model config, or "demo" (the shipped tiny CLIP).
 
     `pretrained` is an open_clip tag (e.g. "openai"; downloaded where a network exists, else only from the
@@ -284,16 +298,20 @@ def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0, random_weig
     if isinstance(name, str) and name == "demo":
         config, weights = DEMO_DIR / "clip_config.json", DEMO_DIR / "clip.safetensors"
         if not config.exists() or (pretrained is None and not weights.exists()):
-            raise CheckpointError(f"the demo CLIP ({config.name}, {weights.name} in {DEMO_DIR}) is missing; "
-                                  "reinstall StyleAtlas or train it with the demo training script.")
+            raise CheckpointError(
+                f"the demo CLIP ({config.name}, {weights.name} in {DEMO_DIR}) is missing; "
+                "reinstall StyleAtlas or train it with the demo training script."
+            )
         embedder = _load_from_config(config, pretrained if pretrained is not None else weights, seed)
         embedder.name, embedder.pretrained = "demo", "demo" if pretrained is None else str(pretrained)
         embedder.source = dict(clip="demo", pretrained=None if pretrained is None else _source(pretrained))
         embedder.model.requires_grad_(False).eval()
         return embedder.to(device)
     if pretrained is None and not random_weights and not isinstance(name, dict):
-        raise CheckpointError(f"CLIP {name} has no weights: pass --pretrained TAG (e.g. openai) or a local weights "
-                              "file, or --random-weights if random weights are really what you want.")
+        raise CheckpointError(
+            f"CLIP {name} has no weights: pass --pretrained TAG (e.g. openai) or a local weights "
+            "file, or --random-weights if random weights are really what you want."
+        )
     if isinstance(name, dict) or (isinstance(name, (str, os.PathLike)) and str(name).endswith(".json")):
         embedder = _load_from_config(name, pretrained, seed)
         clip = None if isinstance(name, dict) else _source(name)
@@ -301,8 +319,9 @@ def load_clip(name, pretrained=None, device="cpu", *, seed: int = 0, random_weig
         embedder = _load_named(name, pretrained, seed, allow_download)
         clip = name
     else:
-        raise CheckpointError(f"load_clip takes an open_clip model name, a config dict or a .json path, "
-                              f"got {type(name).__name__}.")
+        raise CheckpointError(
+            f"load_clip takes an open_clip model name, a config dict or a .json path, got {type(name).__name__}."
+        )
     embedder.source = dict(clip=clip, pretrained=None if pretrained is None else _source(pretrained))
     embedder.model.requires_grad_(False).eval()
     return embedder.to(device)
@@ -344,27 +363,39 @@ def _load_from_config(source, pretrained, seed: int) -> ClipEmbedder:
     cfg, label = read_model_config(source)
     missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
     if missing:
-        raise CheckpointError(f"CLIP model config {label} lacks {', '.join(missing)}; see open_clip's "
-                              "model_configs/*.json for the layout.")
+        raise CheckpointError(
+            f"CLIP model config {label} lacks {', '.join(missing)}; see open_clip's "
+            "model_configs/*.json for the layout."
+        )
     pp = cfg.pop("preprocess_cfg", None) or {}
     model_cls = open_clip.CustomTextCLIP if cfg.pop("custom_text", False) else open_clip.CLIP
     try:
         model = _seeded(seed, lambda: model_cls(**cfg))
     except Exception as exc:  # dataclass TypeErrors, asserts, hub look-ups of timm / HF towers offline
         first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"CLIP model config {label} is invalid or needs files that are not here "
-                              f"({first}).") from None
+        raise CheckpointError(
+            f"CLIP model config {label} is invalid or needs files that are not here ({first})."
+        ) from None
     size = model.visual.image_size
-    open_clip.set_model_preprocess_cfg(model, dict(
-        size=size, mean=tuple(pp.get("mean", OPENAI_MEAN)), std=tuple(pp.get("std", OPENAI_STD)),
-        interpolation="bicubic", resize_mode="shortest", fill_color=0))
+    open_clip.set_model_preprocess_cfg(
+        model,
+        dict(
+            size=size,
+            mean=tuple(pp.get("mean", OPENAI_MEAN)),
+            std=tuple(pp.get("std", OPENAI_STD)),
+            interpolation="bicubic",
+            resize_mode="shortest",
+            fill_color=0,
+        ),
+    )
     torchscript = False
     if pretrained is not None:
         sd, torchscript = read_clip_state_dict(pretrained)
         apply_clip_state_dict(model, sd, pretrained, torchscript)
     warn_quickgelu(label, torchscript, bool(cfg.get("quick_gelu")))
-    embedder = ClipEmbedder(model, SimpleTokenizer(context_length=model.context_length), name=label,
-                            pretrained=pretrained)
+    embedder = ClipEmbedder(
+        model, SimpleTokenizer(context_length=model.context_length), name=label, pretrained=pretrained
+    )
     embedder.model_config = cfg
     return embedder
 
@@ -375,8 +406,10 @@ def _load_named(name: str, pretrained, seed: int, allow_download: bool = True) -
     except Exception:  # "hf-hub:" names fetch their config from the hub
         known = False
     if not known:
-        raise CheckpointError(f"'{name}' is not an open_clip model name (e.g. ViT-B-32, ViT-B-32-quickgelu); "
-                              "see open_clip.list_models(), or pass a model config .json.")
+        raise CheckpointError(
+            f"'{name}' is not an open_clip model name (e.g. ViT-B-32, ViT-B-32-quickgelu); "
+            "see open_clip.list_models(), or pass a model config .json."
+        )
     weights, mean_std = None, {}
     if pretrained is not None:
         weights, mean_std = _resolve_pretrained(name, str(pretrained), allow_download)
@@ -385,8 +418,10 @@ def _load_named(name: str, pretrained, seed: int, allow_download: bool = True) -
             model = _seeded(seed, lambda: open_clip.create_model(name, pretrained=None, **_no_tower_weights()))
         tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError for hub-only parts offline
-        raise CheckpointError(f"could not build open_clip model {name} ({str(exc).splitlines()[0][:120]}); "
-                              "pass a model config .json for a custom architecture.") from None
+        raise CheckpointError(
+            f"could not build open_clip model {name} ({str(exc).splitlines()[0][:120]}); "
+            "pass a model config .json for a custom architecture."
+        ) from None
     if mean_std:
         open_clip.set_model_preprocess_cfg(model, {**open_clip.get_model_preprocess_cfg(model), **mean_std})
     if weights is not None:
@@ -445,6 +480,7 @@ def network_reachable(host: str = "huggingface.co", port: int = 443, timeout_s: 
                 result.append(True)
         except OSError:
             result.append(False)
+
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
     thread.join(timeout_s)
@@ -464,8 +500,10 @@ def _resolve_pretrained(name: str, pretrained: str, allow_download: bool = True)
         if path.exists() or os.sep in pretrained or path.suffix:
             return path, {}
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
-        raise CheckpointError(f"'{pretrained}' is neither a pretrained tag of {name} (tags: {tags}) nor an "
-                              "existing file; pass a tag or a local checkpoint path.")
+        raise CheckpointError(
+            f"'{pretrained}' is neither a pretrained tag of {name} (tags: {tags}) nor an "
+            "existing file; pass a tag or a local checkpoint path."
+        )
     mean_std = {k: tuple(tag[k]) for k in ("mean", "std") if tag.get(k)}
     url = tag.get("url", "")
     clip_cache = Path("~/.cache/clip").expanduser() / os.path.basename(url) if url else None
@@ -474,27 +512,38 @@ def _resolve_pretrained(name: str, pretrained: str, allow_download: bool = True)
     if not allow_download:
         cached = _hub_cache_file(tag)
         if cached is None:
-            raise CheckpointError(f"the {name} '{pretrained}' weights the atlas names are not in the local cache, and "
-                                  f"StyleAtlas does not download what only an atlas names; pass --pretrained "
-                                  f"{pretrained} yourself to allow the download, or a local weights file.")
+            raise CheckpointError(
+                f"the {name} '{pretrained}' weights the atlas names are not in the local cache, and "
+                f"StyleAtlas does not download what only an atlas names; pass --pretrained "
+                f"{pretrained} yourself to allow the download, or a local weights file."
+            )
         return cached, mean_std
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    offline = any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
     if not offline and not network_reachable():  # no network: fail now, not after a minute of hub retries
-        raise CheckpointError(f"the {name} '{pretrained}' weights are not in the local cache and the model hub "
-                              "cannot be reached (offline); download them where a network exists, or pass a "
-                              "local checkpoint path as --pretrained.")
+        raise CheckpointError(
+            f"the {name} '{pretrained}' weights are not in the local cache and the model hub "
+            "cannot be reached (offline); download them where a network exists, or pass a "
+            "local checkpoint path as --pretrained."
+        )
     if offline and not tag.get("hf_hub"):
-        raise CheckpointError(f"the {name} '{pretrained}' weights are not available offline (not in ~/.cache/clip); "
-                              "pass a local checkpoint path as pretrained.")
+        raise CheckpointError(
+            f"the {name} '{pretrained}' weights are not available offline (not in ~/.cache/clip); "
+            "pass a local checkpoint path as pretrained."
+        )
     try:
         return Path(open_clip.download_pretrained(tag)), mean_std
     except Exception as exc:  # huggingface_hub / urllib errors of many kinds
         if offline:
-            raise CheckpointError(f"the {name} '{pretrained}' weights are not available offline (not in the "
-                                  "Hugging Face cache); pass a local checkpoint path as pretrained.") from None
-        raise CheckpointError(f"could not download the {name} '{pretrained}' weights "
-                              f"({_short(exc)}); pass a local checkpoint path as pretrained.") from None
+            raise CheckpointError(
+                f"the {name} '{pretrained}' weights are not available offline (not in the "
+                "Hugging Face cache); pass a local checkpoint path as pretrained."
+            ) from None
+        raise CheckpointError(
+            f"could not download the {name} '{pretrained}' weights "
+            f"({_short(exc)}); pass a local checkpoint path as pretrained."
+        ) from None
 
 
 def _short(exc, limit: int = 160) -> str:

@@ -4,6 +4,7 @@ Nothing here runs code from a file: pickles go through torch.load(weights_only=T
 TorchScript archives (the ViT-B-32.pt the `clip` package downloads) are read tensor by tensor with a
 restricted unpickler that never imports or calls the archive's TorchScript code.
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,10 +29,18 @@ class _ScriptModuleRecord:
         self.__dict__["_state"] = state if isinstance(state, dict) else {}
 
 
-_STORAGE_DTYPES = {"FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
-                   "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
-                   "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
-                   "BoolStorage": torch.bool}
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "DoubleStorage": torch.float64,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+}
 
 
 def _first_argument(value, *_):
@@ -47,8 +56,10 @@ def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, *_):
 class _ArchiveUnpickler(pickle.Unpickler):
     """Unpickles TorchScript data.pkl into records and tensors; every other global is refused."""
 
-    _ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
-                ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor}
+    _ALLOWED = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    }
 
     def __init__(self, file, archive: zipfile.ZipFile, prefix: str):
         super().__init__(file)
@@ -73,8 +84,9 @@ class _ArchiveUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unknown storage type {storage_type!r}")
         if key not in self.storages:
             raw = self.archive.read(f"{self.prefix}data/{key}")
-            self.storages[key] = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else \
-                torch.UntypedStorage(0)
+            self.storages[key] = (
+                torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
+            )
         return self.storages[key], storage_type
 
 
@@ -109,11 +121,21 @@ def read_torchscript_tensors(path: Path, prefix: str) -> dict:
     try:
         with zipfile.ZipFile(path) as zf, zf.open(f"{prefix}data.pkl") as f:
             root = _ArchiveUnpickler(f, zf, prefix).load()
-    except (pickle.UnpicklingError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError,
-            TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{path} is a TorchScript archive whose weights cannot be read safely "
-                              f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}); "
-                              "re-save it as a state dict (.safetensors or .pt).") from None
+    except (
+        pickle.UnpicklingError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        ValueError,
+        TypeError,
+        AttributeError,
+    ) as exc:
+        raise CheckpointError(
+            f"{path} is a TorchScript archive whose weights cannot be read safely "
+            f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}); "
+            "re-save it as a state dict (.safetensors or .pt)."
+        ) from None
     if not isinstance(root, _ScriptModuleRecord):
         raise CheckpointError(f"{path} is a TorchScript archive without a module inside; pass a CLIP state dict.")
     sd: dict = {}
@@ -132,8 +154,9 @@ def read_clip_state_dict(path) -> tuple[dict, bool]:
             return load_file(str(path), device="cpu"), False
         except Exception as exc:  # safetensors raises its own SafetensorError and OSError/ValueError variants
             first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"CLIP checkpoint {path} is not a readable safetensors file (truncated or "
-                                  f"corrupt?): {first}") from None
+            raise CheckpointError(
+                f"CLIP checkpoint {path} is not a readable safetensors file (truncated or corrupt?): {first}"
+            ) from None
     prefix = _torchscript_prefix(path)
     if prefix is not None:
         return read_torchscript_tensors(path, prefix), True
@@ -148,11 +171,12 @@ def _unwrap_state_dict(ckpt, path: Path) -> dict:
     if not isinstance(ckpt, dict) or not any(isinstance(v, torch.Tensor) for v in ckpt.values()):
         raise CheckpointError(f"{path} holds a {type(ckpt).__name__} without tensors, not a CLIP state dict.")
     if "g_ema" in ckpt or "style.1.weight" in ckpt:
-        raise CheckpointError(f"{path} is a StyleGAN2 generator checkpoint, not CLIP weights; pass it as the "
-                              "generator instead.")
+        raise CheckpointError(
+            f"{path} is a StyleGAN2 generator checkpoint, not CLIP weights; pass it as the generator instead."
+        )
     sd = {str(k): v for k, v in ckpt.items() if isinstance(v, torch.Tensor)}
     if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -170,17 +194,21 @@ def apply_clip_state_dict(model: torch.nn.Module, sd: dict, path, torchscript: b
     unexpected = [k for k in sd if k not in expected]
     if missing or unexpected:
         what = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
-        raise CheckpointError(f"{path} does not match this CLIP architecture ({what}); pass the model name or "
-                              "config the weights were trained with.")
+        raise CheckpointError(
+            f"{path} does not match this CLIP architecture ({what}); pass the model name or "
+            "config the weights were trained with."
+        )
     fitted = {}
     for k, v in sd.items():
         target = expected[k]
         if k in ("logit_scale", "logit_bias") and v.numel() == target.numel():
             v = v.reshape(target.shape)
         if tuple(v.shape) != tuple(target.shape):
-            raise CheckpointError(f"{path} does not match this CLIP architecture: '{k}' is {tuple(v.shape)}, the "
-                                  f"model needs {tuple(target.shape)}; pass the model name or config it was "
-                                  "trained with.")
+            raise CheckpointError(
+                f"{path} does not match this CLIP architecture: '{k}' is {tuple(v.shape)}, the "
+                f"model needs {tuple(target.shape)}; pass the model name or config it was "
+                "trained with."
+            )
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{path} has non-finite values in '{k}'; the file is corrupt.")
         fitted[k] = v.to(target.dtype)
@@ -190,6 +218,10 @@ def apply_clip_state_dict(model: torch.nn.Module, sd: dict, path, torchscript: b
 def warn_quickgelu(name: str, torchscript: bool, quick_gelu: bool) -> None:
     """OpenAI's archives were trained with QuickGELU; loading them into a GELU model gives other embeddings."""
     if torchscript and not quick_gelu:
-        warnings.warn(f"{name} uses GELU but OpenAI's CLIP archives were trained with QuickGELU; use "
-                      "a QuickGELU model (an open_clip '-quickgelu' name, or quick_gelu: true in a config) to "
-                      "reproduce OpenAI's embeddings (SPEC §3).", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{name} uses GELU but OpenAI's CLIP archives were trained with QuickGELU; use "
+            "a QuickGELU model (an open_clip '-quickgelu' name, or quick_gelu: true in a config) to "
+            "reproduce OpenAI's embeddings (SPEC §3).",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -3,6 +3,7 @@
 Mainly for NVIDIA network pickles (read without running their code, models/nvidia.py), so that tools which
 take rosinality checkpoints (StyleCLIP, e4e, ...) can use those models too.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,19 +24,31 @@ def convert(src, dst) -> dict:
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise CheckpointError(f"the output {dst} is the input file; choose another output path.")
     if dst.suffix.lower() == ".pkl":
-        raise CheckpointError(f"the output {dst} ends in .pkl, which StyleAtlas reads as an NVIDIA pickle; "
-                              "name it .pt.")
+        raise CheckpointError(
+            f"the output {dst} ends in .pkl, which StyleAtlas reads as an NVIDIA pickle; name it .pt."
+        )
     info = None
     if src.suffix.lower() == ".pkl" and src.is_file() and not zipfile.is_zipfile(src):
         from models.nvidia import read_nvidia_generator
+
         gen, info = read_nvidia_generator(src)
     else:
         gen = load_generator(src)
     save_generator(gen, dst)
-    report = dict(input=str(src), output=str(dst), format="rosinality", resolution=gen.resolution,
-                  style_dim=gen.w_dim, n_mlp=gen.n_mlp, num_ws=gen.num_ws, style_layers=len(gen.style_dims),
-                  channels={str(k): v for k, v in gen.channels.items()}, conv_clamp=gen.conv_clamp,
-                  fingerprint=gen.fingerprint(), bytes=dst.stat().st_size)
+    report = dict(
+        input=str(src),
+        output=str(dst),
+        format="rosinality",
+        resolution=gen.resolution,
+        style_dim=gen.w_dim,
+        n_mlp=gen.n_mlp,
+        num_ws=gen.num_ws,
+        style_layers=len(gen.style_dims),
+        channels={str(k): v for k, v in gen.channels.items()},
+        conv_clamp=gen.conv_clamp,
+        fingerprint=gen.fingerprint(),
+        bytes=dst.stat().st_size,
+    )
     if info is not None:
         report["snapshot"] = info.to_dict()
     return report
@@ -57,13 +70,17 @@ def cli(src, dst, as_json):
         click.echo(json.dumps(report, indent=2))
         return
     snap = report.get("snapshot")
-    click.echo(f"wrote {report['output']} ({report['bytes'] / 2 ** 20:.1f} MiB, rosinality format)")
-    click.echo(f"  {report['resolution']} px, style_dim {report['style_dim']}, mapping layers {report['n_mlp']}, "
-               f"{report['style_layers']} style layers, conv_clamp {report['conv_clamp']}")
+    click.echo(f"wrote {report['output']} ({report['bytes'] / 2**20:.1f} MiB, rosinality format)")
+    click.echo(
+        f"  {report['resolution']} px, style_dim {report['style_dim']}, mapping layers {report['n_mlp']}, "
+        f"{report['style_layers']} style layers, conv_clamp {report['conv_clamp']}"
+    )
     if snap:
         fp16 = ", ".join(map(str, snap["fp16_resolutions"])) or "none"
-        click.echo(f"  from G_ema of {report['input']} (keys {', '.join(snap['keys'])}); fp16 blocks on NVIDIA's "
-                   f"side: {fp16} (run here in fp32); w_avg {'copied' if snap['has_w_avg'] else 'estimated'}")
+        click.echo(
+            f"  from G_ema of {report['input']} (keys {', '.join(snap['keys'])}); fp16 blocks on NVIDIA's "
+            f"side: {fp16} (run here in fp32); w_avg {'copied' if snap['has_w_avg'] else 'estimated'}"
+        )
     click.echo(f"  fingerprint {report['fingerprint'][:16]}…")
 
 

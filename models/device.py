@@ -1,4 +1,5 @@
 """One device rule for every command: "auto" is the first CUDA GPU when one is visible, else the CPU."""
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,7 @@ def check_device(device: str | None) -> str:
 
 
 def resolve_device(device: str | None = "auto") -> str:
-    """"auto"/None -> "cuda" or "cpu"; "cpu", "cuda", "cuda:N", "mps" checked against what this machine has."""
+    """ "auto"/None -> "cuda" or "cpu"; "cpu", "cuda", "cuda:N", "mps" checked against what this machine has."""
     text = check_device(device)
     if text == "cpu":
         return text
@@ -43,6 +44,6 @@ def check_seed(seed, what: str = "seed") -> int:
         value = int(seed)
     except (TypeError, ValueError, OverflowError):
         raise AtlasError(f"{what} must be a whole number, got {seed!r}.") from None
-    if not 0 <= value < 2 ** 63:
+    if not 0 <= value < 2**63:
         raise AtlasError(f"{what} must be between 0 and 2**63 - 1, got {value}.")
     return value

@@ -5,6 +5,7 @@ Layout as in encoder4editing's `Encoder4Editing` under the checkpoint's `encoder
 EqualLinear), and the feature-pyramid laterals `latlayer1` (256 -> 512) and `latlayer2` (128 -> 512).
 w_0 comes from the coarsest features; every later W+ entry is w_0 plus its own offset; `latent_avg` is added.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,9 @@ class E4EEncoder(nn.Module):
         super().__init__()
         self.num_ws, self.w_dim = num_ws, w_dim
         self.irse = IRSEBody(num_layers)
-        self.styles = nn.ModuleList([MapToStyle(512, w_dim, 16 if i < COARSE else 32 if i < MIDDLE else 64)
-                                     for i in range(num_ws)])
+        self.styles = nn.ModuleList(
+            [MapToStyle(512, w_dim, 16 if i < COARSE else 32 if i < MIDDLE else 64) for i in range(num_ws)]
+        )
         self.latlayer1 = nn.Conv2d(256, 512, 1)
         self.latlayer2 = nn.Conv2d(128, 512, 1)
         self.register_buffer("latent_avg", torch.zeros(num_ws, w_dim))
@@ -99,9 +101,10 @@ def _encoder_state(ckpt, path) -> tuple[dict, torch.Tensor | None]:
         raise CheckpointError(f"{path} is {what}, not an e4e encoder (expected 'state_dict' with 'encoder.*' keys).")
     opts = ckpt.get("opts") if isinstance(ckpt.get("opts"), dict) else {}
     if opts.get("encoder_type", "Encoder4Editing") != "Encoder4Editing":
-        raise CheckpointError(f"{path} is a {opts['encoder_type']} (pSp) encoder; only e4e's Encoder4Editing "
-                              "is supported.")
-    state = {k[len("encoder."):]: v for k, v in sd.items() if str(k).startswith("encoder.")}
+        raise CheckpointError(
+            f"{path} is a {opts['encoder_type']} (pSp) encoder; only e4e's Encoder4Editing is supported."
+        )
+    state = {k[len("encoder.") :]: v for k, v in sd.items() if str(k).startswith("encoder.")}
     latent_avg = ckpt.get("latent_avg")
     return state, latent_avg if isinstance(latent_avg, torch.Tensor) else None
 
@@ -119,15 +122,21 @@ def load_encoder(path, device="cpu") -> E4EEncoder:
     body = {k: v for k, v in state.items() if k.startswith(("input_layer.", "body."))}
     rest = {k: v for k, v in state.items() if k not in body}
     load_state_strict(enc.irse, body, path, "e4e IR-SE body")
-    load_state_strict(nn.ModuleDict(dict(styles=enc.styles, latlayer1=enc.latlayer1, latlayer2=enc.latlayer2)),
-                      rest, path, "e4e style heads")
+    load_state_strict(
+        nn.ModuleDict(dict(styles=enc.styles, latlayer1=enc.latlayer1, latlayer2=enc.latlayer2)),
+        rest,
+        path,
+        "e4e style heads",
+    )
     if latent_avg is None:
         raise CheckpointError(f"{path} has no latent_avg; e4e adds it to every code (re-save the checkpoint with it).")
     if latent_avg.numel() == w_dim:
         latent_avg = latent_avg.reshape(1, w_dim).expand(num_ws, w_dim)
     if tuple(latent_avg.shape) != (num_ws, w_dim) or not torch.isfinite(latent_avg).all():
-        raise CheckpointError(f"{path} has latent_avg of shape {tuple(latent_avg.shape)}; the encoder needs "
-                              f"[{num_ws}, {w_dim}] (or [{w_dim}]) finite values.")
+        raise CheckpointError(
+            f"{path} has latent_avg of shape {tuple(latent_avg.shape)}; the encoder needs "
+            f"[{num_ws}, {w_dim}] (or [{w_dim}]) finite values."
+        )
     enc.latent_avg.copy_(latent_avg.float())
     enc.source = str(path)
     return enc.to(device).eval().requires_grad_(False)

@@ -39,8 +39,11 @@ def run_cli(command, args=None) -> None:
         sys.exit(130)
     except OSError as exc:  # a full disk, an unwritable folder, a file that vanished: the system's own words
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        click.echo(f"error: {exc.strerror or exc}{where}; free space, fix the permissions or pick another path, "
-                   "then run the same command again.", err=True)
+        click.echo(
+            f"error: {exc.strerror or exc}{where}; free space, fix the permissions or pick another path, "
+            "then run the same command again.",
+            err=True,
+        )
         sys.exit(2)
     except MemoryError:
         click.echo("error: not enough memory for this request; ask for fewer images, channels or rows.", err=True)
@@ -49,12 +52,12 @@ def run_cli(command, args=None) -> None:
         if not _storage_error(exc):
             raise
         line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        click.echo(f"error: {line}; if an atlas file is damaged, run the build command again to rewrite it.",
-                   err=True)
+        click.echo(f"error: {line}; if an atlas file is damaged, run the build command again to rewrite it.", err=True)
         sys.exit(2)
 
 
 def _storage_error(exc) -> bool:
     module = type(exc).__module__ or ""
     return module.split(".")[0] in ("duckdb", "_duckdb", "h5py") or (
-        isinstance(exc, RuntimeError) and "faiss" in str(exc).lower())
+        isinstance(exc, RuntimeError) and "faiss" in str(exc).lower()
+    )

@@ -7,6 +7,7 @@ is the shapes world's identity (models/demo/MODEL_CARD.md).
 An identity may carry `lambda_scale`: the factor that maps the reference id_lambda (0.005, tuned with
 ArcFace on FFHQ) onto its own 1 - cos scale. ArcFace's is 1; the optimisers multiply id_lambda by it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,6 +81,7 @@ class DemoIdentity:
 
         if mode not in ("full", "appearance", "both"):
             from models.errors import AtlasError
+
             raise AtlasError(f"demo identity mode must be full, appearance or both, got {mode!r}.")
         self.clip = clip
         self.source = "demo"
@@ -89,7 +91,7 @@ class DemoIdentity:
             self.centre = clip.encode_image(images, preprocess="pool").mean(0)  # [D]
             t = clip.encode_text(words)  # [8, D]
         basis, _ = torch.linalg.qr((t - t.mean(0)).T)  # [D, 8]; the centred rows span 7 dimensions
-        self.basis = basis[:, :len(words) - 1]  # [D, 7]
+        self.basis = basis[:, : len(words) - 1]  # [D, 7]
         self.mode = mode
         k, d = int(self.basis.shape[1]), int(clip.dim)
         self.dim = dict(full=d, appearance=k, both=d + k)[mode]
@@ -107,7 +109,7 @@ class DemoIdentity:
         a = F.normalize((e - self.centre) @ self.basis, dim=-1)  # [B, 7]
         if self.mode == "appearance":
             return a
-        return torch.cat([e, a], 1) / 2 ** 0.5  # [B, D + 7]: cos = mean of the two cosines
+        return torch.cat([e, a], 1) / 2**0.5  # [B, D + 7]: cos = mean of the two cosines
 
 
 def _check_images(images) -> None:
@@ -123,15 +125,18 @@ def identity_state(ckpt, path) -> dict:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, not an IR-SE50 state dict.")
     if isinstance(ckpt.get("state_dict"), dict) and any(str(k).startswith("encoder.") for k in ckpt["state_dict"]):
-        raise CheckpointError(f"{path} is an e4e / pSp encoder checkpoint, not an ArcFace identity model; pass "
-                              "model_ir_se50.pth as the identity (use the e4e file with --encoder).")
+        raise CheckpointError(
+            f"{path} is an e4e / pSp encoder checkpoint, not an ArcFace identity model; pass "
+            "model_ir_se50.pth as the identity (use the e4e file with --encoder)."
+        )
     if "g_ema" in ckpt or "style.1.weight" in ckpt:
         raise CheckpointError(f"{path} is a StyleGAN2 generator, not an ArcFace identity model (model_ir_se50.pth).")
     state = {k[7:] if str(k).startswith("module.") else k: v for k, v in ckpt.items()}  # DataParallel saves
     if "input_layer.0.weight" not in state or "output_layer.3.weight" not in state:
         keys = ", ".join(map(str, list(ckpt)[:3]))
-        raise CheckpointError(f"{path} is not an IR-SE50 ArcFace state dict (no input_layer / output_layer; "
-                              f"keys start {keys}).")
+        raise CheckpointError(
+            f"{path} is not an IR-SE50 ArcFace state dict (no input_layer / output_layer; keys start {keys})."
+        )
     return state
 
 

@@ -5,6 +5,7 @@ Module names and Sequential indices mirror the InsightFace_Pytorch port those pr
 `body.{i}.res_layer.{0..5}` (5 is the squeeze-excitation `fc1` / `fc2`), `output_layer.{0,3,4}`.
 The e4e encoder (models/encoder.py) reuses `IRSEBody` under its `encoder.` prefix.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,16 +40,22 @@ class BottleneckIRSE(nn.Module):
         super().__init__()
         self.stride = stride
         if in_channel != depth:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_channel, depth, 1, stride, bias=False),
-                                                nn.BatchNorm2d(depth))
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
+            )
         else:
             self.shortcut_layer = None  # the reference's MaxPool2d(1, stride): plain subsampling
         self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channel), nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False), nn.PReLU(depth),
-            nn.Conv2d(depth, depth, 3, stride, 1, bias=False), nn.BatchNorm2d(depth), SqueezeExcite(depth))
+            nn.BatchNorm2d(in_channel),
+            nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
+            nn.PReLU(depth),
+            nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(depth),
+            SqueezeExcite(depth),
+        )
 
     def forward(self, x):
-        shortcut = x[:, :, ::self.stride, ::self.stride] if self.shortcut_layer is None else self.shortcut_layer(x)
+        shortcut = x[:, :, :: self.stride, :: self.stride] if self.shortcut_layer is None else self.shortcut_layer(x)
         return self.res_layer(x) + shortcut
 
 
@@ -90,8 +97,13 @@ class IRSEBackbone(IRSEBody):
 
     def __init__(self, num_layers: int = 50, affine: bool = True, drop_ratio: float = 0.6):
         super().__init__(num_layers)
-        self.output_layer = nn.Sequential(nn.BatchNorm2d(512), nn.Dropout(drop_ratio), nn.Flatten(),
-                                          nn.Linear(512 * 7 * 7, 512), nn.BatchNorm1d(512, affine=affine))
+        self.output_layer = nn.Sequential(
+            nn.BatchNorm2d(512),
+            nn.Dropout(drop_ratio),
+            nn.Flatten(),
+            nn.Linear(512 * 7 * 7, 512),
+            nn.BatchNorm1d(512, affine=affine),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.body(self.input_layer(x))  # [B, 512, 7, 7] at 112 px
@@ -104,8 +116,10 @@ def irse_depth(state: dict, prefix: str = "") -> int:
     for depth, stages in IR_SE_UNITS.items():
         if len(units) == sum(stages):
             return depth
-    raise CheckpointError(f"found {len(units)} IR-SE bottleneck units (body.*); IR-SE 50 / 100 / 152 have "
-                          f"{', '.join(str(sum(s)) for s in IR_SE_UNITS.values())}.")
+    raise CheckpointError(
+        f"found {len(units)} IR-SE bottleneck units (body.*); IR-SE 50 / 100 / 152 have "
+        f"{', '.join(str(sum(s)) for s in IR_SE_UNITS.values())}."
+    )
 
 
 def load_state_strict(module: nn.Module, state: dict, path, what: str) -> None:

@@ -12,6 +12,7 @@ each layer's output (after the gain) when the snapshot was trained with it (ADA:
 run fp32. Anything that does not map exactly (conditional c_dim > 0, StyleGAN3, 'orig'/'resnet' synthesis,
 other filters or activations, grayscale) is refused in one line.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,9 @@ def read_nvidia_generator(path, device="cpu") -> tuple[StyleGAN2Generator, Snaps
         gen, info = generator_from_nvidia(G, path)
     except (KeyError, TypeError, AttributeError, ValueError, RuntimeError, IndexError) as exc:  # odd structure
         detail = str(exc).splitlines()[0][:120] if str(exc) else ""
-        raise CheckpointError(f"{path} holds a G_ema that does not look like a StyleGAN2 generator "
-                              f"({type(exc).__name__}: {detail}).") from None
+        raise CheckpointError(
+            f"{path} holds a G_ema that does not look like a StyleGAN2 generator ({type(exc).__name__}: {detail})."
+        ) from None
     gen.source = str(path)
     return gen.to(device).eval(), replace(info, keys=keys)
 
@@ -67,8 +69,10 @@ def read_nvidia_generator(path, device="cpu") -> tuple[StyleGAN2Generator, Snaps
 def _pick_generator(data, path) -> tuple[PersistentModule, list]:
     """G_ema out of a snapshot dict (or a bare pickled Generator), or say what the file holds instead."""
     if isinstance(data, tuple) and any(isinstance(x, TensorFlowNetwork) for x in data):
-        raise CheckpointError(f"{path} is a TensorFlow StyleGAN/StyleGAN2 pickle (dnnlib.tflib); StyleAtlas reads "
-                              "the PyTorch pickles of stylegan2-ada-pytorch and stylegan3.")
+        raise CheckpointError(
+            f"{path} is a TensorFlow StyleGAN/StyleGAN2 pickle (dnnlib.tflib); StyleAtlas reads "
+            "the PyTorch pickles of stylegan2-ada-pytorch and stylegan3."
+        )
     if isinstance(data, PersistentModule):
         return data, [data.class_name]
     if not isinstance(data, dict):
@@ -76,8 +80,9 @@ def _pick_generator(data, path) -> tuple[PersistentModule, list]:
     keys = [str(k) for k in data]
     G = data.get("G_ema", data.get("G"))
     if not isinstance(G, PersistentModule):
-        raise CheckpointError(f"{path} has no generator (keys: {', '.join(keys[:6])}); expected 'G_ema' as in "
-                              "network-snapshot-*.pkl.")
+        raise CheckpointError(
+            f"{path} has no generator (keys: {', '.join(keys[:6])}); expected 'G_ema' as in network-snapshot-*.pkl."
+        )
     return G, keys
 
 
@@ -95,43 +100,72 @@ def _refuse_other_architectures(G: PersistentModule, path) -> None:
     names = {m.class_name for _, m in G.walk()}
     synthesis = G.modules.get("synthesis")
     if "SynthesisInput" in names or (isinstance(synthesis, PersistentModule) and synthesis.get("layer_names")):
-        raise CheckpointError(f"{path} is a StyleGAN3 (alias-free, config T/R) generator; StyleAtlas reads StyleGAN2 "
-                              "pickles only (stylegan2-ada-pytorch, or stylegan3 trained with --cfg=stylegan2).")
-    _require(G.class_name == "Generator" and isinstance(synthesis, PersistentModule)
-             and isinstance(G.modules.get("mapping"), PersistentModule), path,
-             f"G_ema is a {G.class_name} without mapping + synthesis networks, not a StyleGAN2 Generator.")
+        raise CheckpointError(
+            f"{path} is a StyleGAN3 (alias-free, config T/R) generator; StyleAtlas reads StyleGAN2 "
+            "pickles only (stylegan2-ada-pytorch, or stylegan3 trained with --cfg=stylegan2)."
+        )
+    _require(
+        G.class_name == "Generator"
+        and isinstance(synthesis, PersistentModule)
+        and isinstance(G.modules.get("mapping"), PersistentModule),
+        path,
+        f"G_ema is a {G.class_name} without mapping + synthesis networks, not a StyleGAN2 Generator.",
+    )
     c_dim = G.get("c_dim", 0) or 0
-    _require(c_dim == 0 and "embed" not in G.modules["mapping"].modules, path,
-             f"conditional generators (c_dim={c_dim}) are not supported: StyleAtlas's mapping takes z only.")
-    _require(G.get("img_channels", 3) == 3, path,
-             f"the generator makes {G.get('img_channels')}-channel images; StyleAtlas needs RGB (3).")
+    _require(
+        c_dim == 0 and "embed" not in G.modules["mapping"].modules,
+        path,
+        f"conditional generators (c_dim={c_dim}) are not supported: StyleAtlas's mapping takes z only.",
+    )
+    _require(
+        G.get("img_channels", 3) == 3,
+        path,
+        f"the generator makes {G.get('img_channels')}-channel images; StyleAtlas needs RGB (3).",
+    )
     for name, block in synthesis.modules.items():
         arch = block.get("architecture", "skip")
-        _require(arch == "skip", path, f"synthesis block {name} uses the '{arch}' architecture; only 'skip' "
-                 "(the StyleGAN2 default) maps onto StyleAtlas's generator.")
+        _require(
+            arch == "skip",
+            path,
+            f"synthesis block {name} uses the '{arch}' architecture; only 'skip' "
+            "(the StyleGAN2 default) maps onto StyleAtlas's generator.",
+        )
 
 
 def _mapping(G: PersistentModule, w_dim: int, path) -> tuple[dict, int, float, torch.Tensor | None]:
     """rosinality `style.{i}` tensors, depth, lr multiplier and w_avg from the MappingNetwork."""
     mapping = G.modules["mapping"]
     fcs = [mapping.modules.get(f"fc{i}") for i in range(len(mapping.modules))]
-    _require(bool(fcs) and all(isinstance(fc, PersistentModule) for fc in fcs), path,
-             "the mapping network's layers are not fc0, fc1, ...")
+    _require(
+        bool(fcs) and all(isinstance(fc, PersistentModule) for fc in fcs),
+        path,
+        "the mapping network's layers are not fc0, fc1, ...",
+    )
     lr = fcs[0].get("bias_gain")
-    _require(isinstance(lr, (int, float)) and lr > 0, path, f"mapping layer fc0 has bias gain {lr!r}, not a positive "
-             "lr multiplier.")
+    _require(
+        isinstance(lr, (int, float)) and lr > 0,
+        path,
+        f"mapping layer fc0 has bias gain {lr!r}, not a positive lr multiplier.",
+    )
     sd = {}
     for i, fc in enumerate(fcs):
         t = fc.tensors
         w, b = t.get("weight"), t.get("bias")
-        _require(w is not None and b is not None and tuple(w.shape) == (w_dim, w_dim), path,
-                 f"mapping layer fc{i} is {tuple(w.shape) if w is not None else 'missing'}; StyleAtlas needs "
-                 f"z_dim = layer width = w_dim = {w_dim} (a bias included).")
-        _require(fc.get("activation") == "lrelu", path,
-                 f"mapping layer fc{i} uses {fc.get('activation')!r}, not lrelu.")
-        _require(_close(fc.get("bias_gain"), lr) and _close(fc.get("weight_gain"), lr / math.sqrt(w_dim)), path,
-                 f"mapping layer fc{i} has weight/bias gains {fc.get('weight_gain')}/{fc.get('bias_gain')} that are "
-                 "not one lr multiplier.")
+        _require(
+            w is not None and b is not None and tuple(w.shape) == (w_dim, w_dim),
+            path,
+            f"mapping layer fc{i} is {tuple(w.shape) if w is not None else 'missing'}; StyleAtlas needs "
+            f"z_dim = layer width = w_dim = {w_dim} (a bias included).",
+        )
+        _require(
+            fc.get("activation") == "lrelu", path, f"mapping layer fc{i} uses {fc.get('activation')!r}, not lrelu."
+        )
+        _require(
+            _close(fc.get("bias_gain"), lr) and _close(fc.get("weight_gain"), lr / math.sqrt(w_dim)),
+            path,
+            f"mapping layer fc{i} has weight/bias gains {fc.get('weight_gain')}/{fc.get('bias_gain')} that are "
+            "not one lr multiplier.",
+        )
         # same effective weights under rosinality's lr_mlp: w_eff = w * lr / sqrt(in) = w' * 0.01 / sqrt(in)
         fold = float(lr) / ROSINALITY_LR_MLP
         sd[f"style.{i + 1}.weight"] = w.float() * fold if fold != 1 else w.float()
@@ -143,11 +177,18 @@ def _mapping(G: PersistentModule, w_dim: int, path) -> tuple[dict, int, float, t
 def _affine(layer: PersistentModule, prefix: str, w_dim: int, path) -> dict:
     aff = layer.modules.get("affine")
     t = aff.tensors if isinstance(aff, PersistentModule) else {}
-    _require("weight" in t and "bias" in t and t["weight"].shape[1] == w_dim, path,
-             f"{prefix} has no affine (style) layer of input width {w_dim}.")
-    _require(_close(aff.get("bias_gain", 1), 1) and _close(aff.get("weight_gain"), 1 / math.sqrt(w_dim))
-             and aff.get("activation", "linear") == "linear", path,
-             f"{prefix}.affine is not a plain linear layer with gain 1/sqrt(w_dim).")
+    _require(
+        "weight" in t and "bias" in t and t["weight"].shape[1] == w_dim,
+        path,
+        f"{prefix} has no affine (style) layer of input width {w_dim}.",
+    )
+    _require(
+        _close(aff.get("bias_gain", 1), 1)
+        and _close(aff.get("weight_gain"), 1 / math.sqrt(w_dim))
+        and aff.get("activation", "linear") == "linear",
+        path,
+        f"{prefix}.affine is not a plain linear layer with gain 1/sqrt(w_dim).",
+    )
     return {"modulation.weight": t["weight"], "modulation.bias": t["bias"]}
 
 
@@ -156,17 +197,28 @@ def _conv(layer: PersistentModule, prefix: str, w_dim: int, up: int, path) -> tu
     t = layer.tensors
     w = t.get("weight")
     _require(w is not None and w.ndim == 4 and w.shape[2:] == (3, 3), path, f"{prefix} is not a 3x3 convolution.")
-    _require(layer.get("up", 1) == up and layer.get("activation") == "lrelu" and layer.get("padding", 1) == 1
-             and _close(layer.get("act_gain"), math.sqrt(2)), path,
-             f"{prefix} is not a StyleGAN2 layer (up={layer.get('up')}, activation={layer.get('activation')!r}).")
+    _require(
+        layer.get("up", 1) == up
+        and layer.get("activation") == "lrelu"
+        and layer.get("padding", 1) == 1
+        and _close(layer.get("act_gain"), math.sqrt(2)),
+        path,
+        f"{prefix} is not a StyleGAN2 layer (up={layer.get('up')}, activation={layer.get('activation')!r}).",
+    )
     _require("bias" in t, path, f"{prefix} has no bias.")
     noise = t.get("noise_const") if layer.get("use_noise", True) else None
     strength = t.get("noise_strength") if noise is not None else None
-    _require(noise is None or (strength is not None and strength.numel() == 1
-                               and noise.numel() == layer.get("resolution", 0) ** 2), path,
-             f"{prefix} has noise_const / noise_strength of unexpected shapes.")
-    sd = {"conv.weight": w[None], "activate.bias": t["bias"],
-          "noise.weight": strength.reshape(1) if strength is not None else torch.zeros(1)}
+    _require(
+        noise is None
+        or (strength is not None and strength.numel() == 1 and noise.numel() == layer.get("resolution", 0) ** 2),
+        path,
+        f"{prefix} has noise_const / noise_strength of unexpected shapes.",
+    )
+    sd = {
+        "conv.weight": w[None],
+        "activate.bias": t["bias"],
+        "noise.weight": strength.reshape(1) if strength is not None else torch.zeros(1),
+    }
     sd.update({f"conv.{k}": v for k, v in _affine(layer, prefix, w_dim, path).items()})
     return sd, noise
 
@@ -174,10 +226,16 @@ def _conv(layer: PersistentModule, prefix: str, w_dim: int, up: int, path) -> tu
 def _torgb(layer: PersistentModule, prefix: str, w_dim: int, path) -> dict:
     t = layer.tensors
     w = t.get("weight")
-    _require(w is not None and w.ndim == 4 and w.shape[0] == 3 and w.shape[2:] == (1, 1) and "bias" in t, path,
-             f"{prefix} is not a 1x1 toRGB convolution to 3 channels.")
-    _require(_close(layer.get("weight_gain"), 1 / math.sqrt(w.shape[1])), path,
-             f"{prefix} has weight gain {layer.get('weight_gain')}, not 1/sqrt(in_channels).")
+    _require(
+        w is not None and w.ndim == 4 and w.shape[0] == 3 and w.shape[2:] == (1, 1) and "bias" in t,
+        path,
+        f"{prefix} is not a 1x1 toRGB convolution to 3 channels.",
+    )
+    _require(
+        _close(layer.get("weight_gain"), 1 / math.sqrt(w.shape[1])),
+        path,
+        f"{prefix} has weight gain {layer.get('weight_gain')}, not 1/sqrt(in_channels).",
+    )
     sd = {"conv.weight": w[None], "bias": t["bias"].reshape(1, 3, 1, 1)}
     sd.update({f"conv.{k}": v for k, v in _affine(layer, prefix, w_dim, path).items()})
     return sd
@@ -188,16 +246,25 @@ def generator_from_nvidia(G: PersistentModule, path="G_ema") -> tuple[StyleGAN2G
     _refuse_other_architectures(G, path)
     synthesis = G.modules["synthesis"]
     w_dim = int(G.get("w_dim") or 0)
-    _require(w_dim > 0 and (G.get("z_dim") or w_dim) == w_dim, path,
-             f"z_dim {G.get('z_dim')} differs from w_dim {w_dim}; StyleAtlas's mapping needs them equal.")
+    _require(
+        w_dim > 0 and (G.get("z_dim") or w_dim) == w_dim,
+        path,
+        f"z_dim {G.get('z_dim')} differs from w_dim {w_dim}; StyleAtlas's mapping needs them equal.",
+    )
     res = int(synthesis.get("img_resolution") or 0)
     log2 = int(math.log2(res)) if res >= 4 else 0
-    blocks = {r: synthesis.modules.get(f"b{r}") for r in (2 ** i for i in range(2, log2 + 1))}
-    _require(res >= 4 and 2 ** log2 == res and all(isinstance(b, PersistentModule) for b in blocks.values()), path,
-             f"the synthesis network of resolution {res} does not have blocks b4 ... b{res}.")
+    blocks = {r: synthesis.modules.get(f"b{r}") for r in (2**i for i in range(2, log2 + 1))}
+    _require(
+        res >= 4 and 2**log2 == res and all(isinstance(b, PersistentModule) for b in blocks.values()),
+        path,
+        f"the synthesis network of resolution {res} does not have blocks b4 ... b{res}.",
+    )
     for name, buf in ((n, m.tensors.get("resample_filter")) for n, m in synthesis.walk()):
-        _require(buf is None or (buf.shape == (4, 4) and torch.allclose(buf.float(), make_kernel([1, 3, 3, 1]))),
-                 path, f"{name or 'synthesis'} resamples with a filter other than [1,3,3,1].")
+        _require(
+            buf is None or (buf.shape == (4, 4) and torch.allclose(buf.float(), make_kernel([1, 3, 3, 1]))),
+            path,
+            f"{name or 'synthesis'} resamples with a filter other than [1,3,3,1].",
+        )
 
     sd, n_mlp, lr, w_avg = _mapping(G, w_dim, path)
     const = blocks[4].tensors.get("const")
@@ -208,9 +275,13 @@ def generator_from_nvidia(G: PersistentModule, path="G_ema") -> tuple[StyleGAN2G
         conv1 = block.modules.get("conv1")
         conv0 = block.modules.get("conv0")
         torgb = block.modules.get("torgb")
-        _require(isinstance(conv1, PersistentModule) and isinstance(torgb, PersistentModule)
-                 and (r == 4 or isinstance(conv0, PersistentModule)), path,
-                 f"block b{r} lacks {'conv1/torgb' if r == 4 else 'conv0/conv1/torgb'}.")
+        _require(
+            isinstance(conv1, PersistentModule)
+            and isinstance(torgb, PersistentModule)
+            and (r == 4 or isinstance(conv0, PersistentModule)),
+            path,
+            f"block b{r} lacks {'conv1/torgb' if r == 4 else 'conv0/conv1/torgb'}.",
+        )
         channels[r] = int(conv1.tensors["weight"].shape[0]) if "weight" in conv1.tensors else 0
         clamps.update(m.get("conv_clamp") for m in (conv0, conv1, torgb) if m is not None)
         if block.get("use_fp16"):
@@ -227,27 +298,47 @@ def generator_from_nvidia(G: PersistentModule, path="G_ema") -> tuple[StyleGAN2G
             sd.update({f"convs.{2 * k + j}.{key}": v for key, v in s.items()})
             noises.append(n)
         sd.update({f"to_rgbs.{k}.{key}": v for key, v in _torgb(torgb, f"b{r}.torgb", w_dim, path).items()})
-    _require(len(clamps) == 1, path, f"layers use different conv_clamp values {sorted(map(str, clamps))}; "
-             "StyleAtlas applies one clamp to every layer.")
+    _require(
+        len(clamps) == 1,
+        path,
+        f"layers use different conv_clamp values {sorted(map(str, clamps))}; "
+        "StyleAtlas applies one clamp to every layer.",
+    )
     clamp = clamps.pop()
-    _require(clamp is None or (isinstance(clamp, (int, float)) and clamp > 0), path, f"conv_clamp {clamp!r} is not "
-             "a positive number.")
+    _require(
+        clamp is None or (isinstance(clamp, (int, float)) and clamp > 0),
+        path,
+        f"conv_clamp {clamp!r} is not a positive number.",
+    )
 
-    gen = StyleGAN2Generator(res, style_dim=w_dim, n_mlp=n_mlp, channels=channels, lr_mlp=ROSINALITY_LR_MLP,
-                             conv_clamp=clamp)
+    gen = StyleGAN2Generator(
+        res, style_dim=w_dim, n_mlp=n_mlp, channels=channels, lr_mlp=ROSINALITY_LR_MLP, conv_clamp=clamp
+    )
     for j, n in enumerate(noises):
         size = getattr(gen.noises, f"noise_{j}").shape[-1]
         sd[f"noises.noise_{j}"] = n.reshape(1, 1, size, size) if n is not None else torch.zeros(1, 1, size, size)
     _load_exact(gen, sd, path)
     if w_avg is not None:
-        _require(w_avg.numel() == w_dim and bool(torch.isfinite(w_avg).all()), path,
-                 f"mapping.w_avg has shape {tuple(w_avg.shape)}, not [{w_dim}].")
+        _require(
+            w_avg.numel() == w_dim and bool(torch.isfinite(w_avg).all()),
+            path,
+            f"mapping.w_avg has shape {tuple(w_avg.shape)}, not [{w_dim}].",
+        )
         gen.mean_w.copy_(w_avg.reshape(w_dim).float())
     else:  # w_avg_beta=None: no tracked average, so estimate it as the rosinality loader does
         gen.update_mean_w(n=10_000, seed=0)
-    info = SnapshotInfo(resolution=res, w_dim=w_dim, mapping_layers=n_mlp, mapping_lr=lr, channels=channels,
-                        conv_clamp=None if clamp is None else float(clamp), fp16_resolutions=fp16,
-                        has_w_avg=w_avg is not None, noise_layers=sum(n is not None for n in noises), keys=[])
+    info = SnapshotInfo(
+        resolution=res,
+        w_dim=w_dim,
+        mapping_layers=n_mlp,
+        mapping_lr=lr,
+        channels=channels,
+        conv_clamp=None if clamp is None else float(clamp),
+        fp16_resolutions=fp16,
+        has_w_avg=w_avg is not None,
+        noise_layers=sum(n is not None for n in noises),
+        keys=[],
+    )
     return gen, info
 
 
@@ -256,10 +347,17 @@ def _load_exact(gen: StyleGAN2Generator, sd: dict, path) -> None:
     expected = gen.state_dict()
     own = [k for k in expected if not k.endswith((".blur.kernel", ".upsample.kernel"))]  # [1,3,3,1], checked above
     missing = [k for k in own if k not in sd]
-    _require(not missing and set(sd) <= set(expected), path,
-             f"internal mapping error: {', '.join(missing[:3]) or ', '.join(sorted(set(sd) - set(expected))[:3])}.")
+    _require(
+        not missing and set(sd) <= set(expected),
+        path,
+        f"internal mapping error: {', '.join(missing[:3]) or ', '.join(sorted(set(sd) - set(expected))[:3])}.",
+    )
     for k, v in sd.items():
-        _require(tuple(v.shape) == tuple(expected[k].shape), path, f"the tensor for {k} is {tuple(v.shape)}; the "
-                 f"architecture read from the pickle needs {tuple(expected[k].shape)} (inconsistent snapshot).")
+        _require(
+            tuple(v.shape) == tuple(expected[k].shape),
+            path,
+            f"the tensor for {k} is {tuple(v.shape)}; the "
+            f"architecture read from the pickle needs {tuple(expected[k].shape)} (inconsistent snapshot).",
+        )
         _require(bool(torch.isfinite(v).all()), path, f"the tensor for {k} has non-finite values; the file is corrupt.")
     gen.load_state_dict({k: v.float().contiguous() for k, v in sd.items()}, strict=False)

@@ -7,6 +7,7 @@ up in a short allow-list instead of being imported: persistent objects become in
 (class name + state, the source is only kept as text), tensors are rebuilt from their storages through
 `torch.load(weights_only=True)`, and any other global (`os.system`, `builtins.eval`, ...) stops the load.
 """
+
 from __future__ import annotations
 
 import collections
@@ -71,12 +72,16 @@ class TensorFlowNetwork(dict):
 def _reconstruct_persistent_obj(meta):
     """NVIDIA's persistent-object hook, minus the exec: keep the class name and state, never the behaviour."""
     if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
-        raise CheckpointError("a persistent object in the pickle has no class name; the file is not an NVIDIA "
-                              "network pickle or it is corrupt.")
+        raise CheckpointError(
+            "a persistent object in the pickle has no class name; the file is not an NVIDIA "
+            "network pickle or it is corrupt."
+        )
     state = meta.get("state") or {}
     if not isinstance(state, dict):
-        raise CheckpointError(f"the persistent {meta['class_name']} in the pickle has a {type(state).__name__} "
-                              "state instead of a dict; the file is corrupt.")
+        raise CheckpointError(
+            f"the persistent {meta['class_name']} in the pickle has a {type(state).__name__} "
+            "state instead of a dict; the file is corrupt."
+        )
     src = meta.get("module_src")
     return PersistentModule(meta["class_name"], dict(state), src if isinstance(src, str) else "")
 
@@ -90,15 +95,16 @@ def _load_storage(data):
             warnings.simplefilter("ignore")  # TypedStorage deprecation chatter
             storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's weights_only refused what the storage bytes name
-        raise UnsafePickleError("a tensor storage in the pickle holds objects other than tensor data; refusing "
-                                "to load it (unpickling it could run code)") from None
+        raise UnsafePickleError(
+            "a tensor storage in the pickle holds objects other than tensor data; refusing "
+            "to load it (unpickling it could run code)"
+        ) from None
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise CheckpointError(f"a tensor storage in the pickle holds a {type(storage).__name__}; the file is corrupt.")
     return storage
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                    metadata=None):
+def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     """torch._utils._rebuild_tensor_v2's job for plain CPU tensors: a view of `storage`; hooks and flags dropped."""
     if not isinstance(storage, torch.storage.TypedStorage):
         raise CheckpointError("a tensor in the pickle does not point at a typed storage; the file is corrupt.")
@@ -110,8 +116,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
     try:
         return torch.empty(0, dtype=dtype).set_(untyped, storage_offset, tuple(size), tuple(stride))
     except RuntimeError as exc:
-        raise CheckpointError(f"a tensor in the pickle does not fit its storage ({str(exc).splitlines()[0][:120]}); "
-                              "the file is corrupt.") from None
+        raise CheckpointError(
+            f"a tensor in the pickle does not fit its storage ({str(exc).splitlines()[0][:120]}); the file is corrupt."
+        ) from None
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
@@ -178,12 +185,15 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except (KeyError, TypeError):
-            raise UnsafePickleError(f"the pickle refers to {module}.{name}, which no StyleGAN network snapshot "
-                                    "contains; refusing to load it (unpickling it could run code)") from None
+            raise UnsafePickleError(
+                f"the pickle refers to {module}.{name}, which no StyleGAN network snapshot "
+                "contains; refusing to load it (unpickling it could run code)"
+            ) from None
 
     def persistent_load(self, pid):
-        raise UnsafePickleError("the pickle uses persistent ids, which NVIDIA network snapshots do not; refusing "
-                                "to load it")
+        raise UnsafePickleError(
+            "the pickle uses persistent ids, which NVIDIA network snapshots do not; refusing to load it"
+        )
 
 
 def read_network_pickle(path) -> object:
@@ -193,7 +203,17 @@ def read_network_pickle(path) -> object:
             return RestrictedUnpickler(f).load()
     except CheckpointError as exc:
         raise type(exc)(f"{path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError, MemoryError, OverflowError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        RuntimeError,
+        MemoryError,
+        OverflowError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable network pickle (truncated or corrupt?): {first}") from None

@@ -1,4 +1,5 @@
 """Prompt validation shared by the CLIP wrapper and the query layer (no heavy imports: queries stay fast)."""
+
 import unicodedata
 
 from models.errors import PromptError
@@ -13,8 +14,10 @@ def check_text(text: str, what: str) -> str:
     """PromptError when `text` holds control characters (they break storage and labels; say which and where)."""
     bad = control_characters(text)
     if bad:
-        raise PromptError(f"{what} {text[:40]!r} holds control characters ({', '.join(bad)}); remove them "
-                          "(one phrase a line, plain text).")
+        raise PromptError(
+            f"{what} {text[:40]!r} holds control characters ({', '.join(bad)}); remove them "
+            "(one phrase a line, plain text)."
+        )
     return text
 
 

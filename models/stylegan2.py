@@ -5,6 +5,7 @@ checkpoints StyleCLIP, e4e, HairCLIP and DeltaEdit ship (`stylegan2-ffhq-config-
 upfirdn2d and the fused leaky ReLU are written with plain convolutions, so it runs anywhere torch runs.
 Loading and saving live in `models/checkpoint.py`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,7 @@ NOISE_MODES = ("const", "random", "none")
 def default_channels(channel_multiplier: int = 2) -> dict[int, int]:
     """Rosinality's channel width per resolution (config-f is channel_multiplier=2)."""
     cm = channel_multiplier
-    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm,
-            1024: 16 * cm}
+    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
 
 
 def make_kernel(k) -> torch.Tensor:
@@ -44,14 +44,15 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int
     p0, p1 = pad
     x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
     if p0 < 0 or p1 < 0:
-        x = x[:, :, max(-p0, 0): x.shape[2] - max(-p1, 0), max(-p0, 0): x.shape[3] - max(-p1, 0)]
+        x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
     kh, kw = kernel.shape
     weight = torch.flip(kernel, [0, 1]).to(x.dtype).view(1, 1, kh, kw).expand(c, 1, kh, kw)
     return F.conv2d(x, weight, groups=c)
 
 
-def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2,
-                     scale: float = 2 ** 0.5) -> torch.Tensor:
+def fused_leaky_relu(
+    x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2, scale: float = 2**0.5
+) -> torch.Tensor:
     """leaky_relu(x + bias) * sqrt(2), bias broadcast over channel dimension 1."""
     shape = [1, bias.shape[0]] + [1] * (x.ndim - 2)
     return F.leaky_relu(x + bias.view(shape).to(x.dtype), negative_slope) * scale
@@ -59,14 +60,15 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float 
 
 class PixelNorm(nn.Module):
     def forward(self, x):
-        return x * torch.rsqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+        return x * torch.rsqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
 
 
 class EqualLinear(nn.Module):
     """Linear layer with equalized learning rate (weights stored / lr_mul, scaled at run time)."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
-                 activation: bool = False):
+    def __init__(
+        self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(out_dim, in_dim))
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
@@ -84,7 +86,7 @@ class Blur(nn.Module):
         super().__init__()
         kernel = make_kernel(kernel)
         if upsample_factor > 1:
-            kernel = kernel * (upsample_factor ** 2)
+            kernel = kernel * (upsample_factor**2)
         self.register_buffer("kernel", kernel)
         self.pad = pad
 
@@ -96,7 +98,7 @@ class Upsample(nn.Module):
     def __init__(self, kernel, factor: int = 2):
         super().__init__()
         self.factor = factor
-        kernel = make_kernel(kernel) * (factor ** 2)
+        kernel = make_kernel(kernel) * (factor**2)
         self.register_buffer("kernel", kernel)
         p = kernel.shape[0] - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
@@ -108,8 +110,16 @@ class Upsample(nn.Module):
 class ModulatedConv2d(nn.Module):
     """Style-modulated convolution; `modulation` is the affine layer A whose output is a StyleSpace layer."""
 
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
-                 demodulate: bool = True, upsample: bool = False, blur_kernel=(1, 3, 3, 1)):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        kernel_size: int,
+        style_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+        blur_kernel=(1, 3, 3, 1),
+    ):
         super().__init__()
         self.in_channel, self.out_channel, self.kernel_size = in_channel, out_channel, kernel_size
         self.demodulate, self.upsample = demodulate, upsample
@@ -117,7 +127,7 @@ class ModulatedConv2d(nn.Module):
             factor = 2
             p = (len(blur_kernel) - factor) - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
-        self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
+        self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.zeros(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
@@ -169,11 +179,20 @@ class ConstantInput(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_channel, out_channel, kernel_size, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1),
-                 conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channel,
+        out_channel,
+        kernel_size,
+        style_dim,
+        upsample=False,
+        blur_kernel=(1, 3, 3, 1),
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim, upsample=upsample,
-                                    blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(
+            in_channel, out_channel, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
         self.conv_clamp = conv_clamp
@@ -205,16 +224,25 @@ class ToRGB(nn.Module):
 class StyleGAN2Generator(nn.Module):
     """StyleGAN2 generator exposing Z -> W -> W+ -> S -> image (the CONTRACT.md generator protocol)."""
 
-    def __init__(self, resolution: int = 1024, style_dim: int = 512, n_mlp: int = 8,
-                 channels: dict[int, int] | None = None, channel_multiplier: int = 2, lr_mlp: float = 0.01,
-                 blur_kernel=(1, 3, 3, 1), seed: int = 0, conv_clamp: float | None = None):
+    def __init__(
+        self,
+        resolution: int = 1024,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channels: dict[int, int] | None = None,
+        channel_multiplier: int = 2,
+        lr_mlp: float = 0.01,
+        blur_kernel=(1, 3, 3, 1),
+        seed: int = 0,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         log_size = int(math.log2(resolution))
-        if resolution < 4 or 2 ** log_size != resolution:
+        if resolution < 4 or 2**log_size != resolution:
             raise AtlasError(f"StyleGAN2 resolution must be a power of two >= 4, got {resolution}.")
         ch = dict(default_channels(channel_multiplier))
         ch.update(channels or {})
-        self.channels = {2 ** i: int(ch[2 ** i]) for i in range(2, log_size + 1)}
+        self.channels = {2**i: int(ch[2**i]) for i in range(2, log_size + 1)}
         self.resolution, self.log_size = resolution, log_size
         self.z_dim = self.w_dim = style_dim
         self.n_mlp, self.lr_mlp = n_mlp, lr_mlp
@@ -223,8 +251,9 @@ class StyleGAN2Generator(nn.Module):
         self.num_ws = log_size * 2 - 2
         self.num_layers = (log_size - 2) * 2 + 1  # modulated 3x3 convs, one noise input each
 
-        self.style = nn.Sequential(PixelNorm(), *[
-            EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
+        self.style = nn.Sequential(
+            PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)]
+        )
         self.input = ConstantInput(self.channels[4])
         self.conv1 = StyledConv(self.channels[4], self.channels[4], 3, style_dim, blur_kernel=blur_kernel, **clamp)
         self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False, **clamp)
@@ -235,7 +264,7 @@ class StyleGAN2Generator(nn.Module):
             self.noises.register_buffer(f"noise_{j}", torch.zeros(1, 1, size, size))
         in_ch = self.channels[4]
         for i in range(3, log_size + 1):
-            out_ch = self.channels[2 ** i]
+            out_ch = self.channels[2**i]
             self.convs.append(StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel, **clamp))
             self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel, **clamp))
             self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel, **clamp))
@@ -246,10 +275,12 @@ class StyleGAN2Generator(nn.Module):
         # StyleSpace layers in order: (module, kind, resolution, w index)
         self._style_layers = [(self.conv1.conv, "conv", 4, 0), (self.to_rgb1.conv, "torgb", 4, 1)]
         for b, i in enumerate(range(3, log_size + 1), start=1):
-            r = 2 ** i
-            self._style_layers += [(self.convs[2 * b - 2].conv, "conv", r, 2 * b - 1),
-                                   (self.convs[2 * b - 1].conv, "conv", r, 2 * b),
-                                   (self.to_rgbs[b - 1].conv, "torgb", r, 2 * b + 1)]
+            r = 2**i
+            self._style_layers += [
+                (self.convs[2 * b - 2].conv, "conv", r, 2 * b - 1),
+                (self.convs[2 * b - 1].conv, "conv", r, 2 * b),
+                (self.to_rgbs[b - 1].conv, "torgb", r, 2 * b + 1),
+            ]
         self.reset_parameters(seed)
 
     # ----------------------------------------------------------------- protocol
@@ -264,8 +295,10 @@ class StyleGAN2Generator(nn.Module):
     @property
     def style_layers(self) -> list[dict]:
         """One record per StyleSpace layer: index, kind ("conv"|"torgb"), resolution, width, w_index."""
-        return [dict(index=i, kind=kind, resolution=r, width=m.in_channel, w_index=wi)
-                for i, (m, kind, r, wi) in enumerate(self._style_layers)]
+        return [
+            dict(index=i, kind=kind, resolution=r, width=m.in_channel, w_index=wi)
+            for i, (m, kind, r, wi) in enumerate(self._style_layers)
+        ]
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, z_dim] -> w [B, w_dim]."""
@@ -283,16 +316,23 @@ class StyleGAN2Generator(nn.Module):
             return ws.unsqueeze(1).expand(-1, self.num_ws, -1)
         if ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim):
             return ws
-        raise AtlasError(f"latent has shape {tuple(ws.shape)}; this generator takes W [B, {self.w_dim}] "
-                         f"or W+ [B, {self.num_ws}, {self.w_dim}].")
+        raise AtlasError(
+            f"latent has shape {tuple(ws.shape)}; this generator takes W [B, {self.w_dim}] "
+            f"or W+ [B, {self.num_ws}, {self.w_dim}]."
+        )
 
     def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
         """W or W+ -> StyleSpace: one [B, style_dims[l]] tensor per layer (the affine outputs)."""
         ws = self.broadcast(ws)
         return [m.modulation(ws[:, wi]) for m, _, _, wi in self._style_layers]
 
-    def synthesize(self, styles: list[torch.Tensor], noise_mode: str = "const",
-                   generator: torch.Generator | None = None, noise: list | None = None) -> torch.Tensor:
+    def synthesize(
+        self,
+        styles: list[torch.Tensor],
+        noise_mode: str = "const",
+        generator: torch.Generator | None = None,
+        noise: list | None = None,
+    ) -> torch.Tensor:
         """StyleSpace -> images [B, 3, R, R] in about [-1, 1]. `generator` seeds noise_mode="random".
 
         `noise` (one [1 or B, 1, r, r] map per 3x3 conv, as the projector optimises them) overrides noise_mode.
@@ -375,17 +415,28 @@ class StyleGAN2Generator(nn.Module):
             return [None] * self.num_layers
         if mode == "random":
             shapes = [getattr(self.noises, f"noise_{j}").shape[-1] for j in range(self.num_layers)]
-            return [torch.randn(batch, 1, n, n, generator=generator).to(device) if generator is not None
-                    else torch.randn(batch, 1, n, n, device=device) for n in shapes]
+            return [
+                torch.randn(batch, 1, n, n, generator=generator).to(device)
+                if generator is not None
+                else torch.randn(batch, 1, n, n, device=device)
+                for n in shapes
+            ]
         raise AtlasError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {mode!r}.")
 
 
-def small_generator(seed: int = 0, resolution: int = 32, style_dim: int = 32, n_mlp: int = 2, width: int = 32,
-                    noise_strength: float = 0.1) -> StyleGAN2Generator:
+def small_generator(
+    seed: int = 0,
+    resolution: int = 32,
+    style_dim: int = 32,
+    n_mlp: int = 2,
+    width: int = 32,
+    noise_strength: float = 0.1,
+) -> StyleGAN2Generator:
     """A seeded random tiny StyleGAN2 for tests (narrow widths, nonzero noise weights)."""
     log_size = int(math.log2(resolution))
-    gen = StyleGAN2Generator(resolution, style_dim, n_mlp, channels={2 ** i: width for i in range(2, log_size + 1)},
-                             seed=seed)
+    gen = StyleGAN2Generator(
+        resolution, style_dim, n_mlp, channels={2**i: width for i in range(2, log_size + 1)}, seed=seed
+    )
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in gen.named_parameters():
@@ -398,10 +449,12 @@ def small_generator(seed: int = 0, resolution: int = 32, style_dim: int = 32, n_
 def load_generator(path, device="cpu"):
     """Load a rosinality-format checkpoint, an NVIDIA `.pkl` (models/nvidia.py) or "demo"; see models/checkpoint.py."""
     from models.checkpoint import load_generator as _load
+
     return _load(path, device=device)
 
 
 def save_generator(generator, path) -> None:
     """Write a rosinality-format checkpoint atomically; see models/checkpoint.py."""
     from models.checkpoint import save_generator as _save
+
     _save(generator, path)

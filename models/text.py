@@ -1,4 +1,5 @@
 """The text side of SPEC §4: prompt templates, template-averaged phrase embeddings t(p), text directions Δt."""
+
 from __future__ import annotations
 
 import inspect
@@ -31,8 +32,10 @@ def load_templates(path=None) -> list[str]:
         raise AtlasError(f"template file {path} has no templates; write one a line, e.g. 'a photo of a {{}}.'.")
     for n, template in enumerate(templates, 1):
         if "{}" not in template:
-            raise AtlasError(f"template {n} of {path} ({template[:40]!r}) has no '{{}}' where the phrase goes; "
-                             "add it, e.g. 'a photo of a {}.'.")
+            raise AtlasError(
+                f"template {n} of {path} ({template[:40]!r}) has no '{{}}' where the phrase goes; "
+                "add it, e.g. 'a photo of a {}.'."
+            )
     return templates
 
 
@@ -63,7 +66,7 @@ def embed_phrases(embedder, phrases, templates=None, batch_size: int = 256) -> t
     if _takes_batch_size(embedder):  # one call: the encoder buckets all N x T texts by length itself
         emb = embedder.encode_text(texts, batch_size=batch_size)
     else:
-        emb = torch.cat([embedder.encode_text(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+        emb = torch.cat([embedder.encode_text(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
     emb = F.normalize(emb.float(), dim=-1).view(len(phrases), len(templates), -1)  # [N, T, D]
     return F.normalize(emb.mean(dim=1), dim=-1)  # [N, D]
 
@@ -80,6 +83,8 @@ def text_direction(t_target: torch.Tensor, t_neutral: torch.Tensor) -> torch.Ten
     delta_t = t_target.float() - t_neutral.float()
     norm = delta_t.norm(dim=-1, keepdim=True)
     if (norm < 1e-6).any():
-        raise PromptError("the target and neutral prompts have the same embedding, so there is no direction; "
-                          "use a neutral that names the class being edited (e.g. 'face') and a different target.")
+        raise PromptError(
+            "the target and neutral prompts have the same embedding, so there is no direction; "
+            "use a neutral that names the class being edited (e.g. 'face') and a different target."
+        )
     return delta_t / norm

@@ -4,6 +4,7 @@ Needs no model: everything comes from work/ (plan.json and the chunk files), so 
 can run on any machine after a sharded build. Each output is written atomically; MANIFEST.json is written
 last, so an atlas without it is known to be unfinished.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
-from index import (ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX, AtlasData, build_ip_index,
-                   have_faiss, recall_at_k, write_atlas, write_catalog)
+from index import (
+    ATLAS_FILE,
+    CATALOG,
+    MANIFEST,
+    RELEVANCE_INDEX,
+    VOCAB_INDEX,
+    AtlasData,
+    build_ip_index,
+    have_faiss,
+    recall_at_k,
+    write_atlas,
+    write_catalog,
+)
 from index.atlas import read_atlas
-from index.io import read_npz, remove_stray_temps, write_json_atomic
 from index.gpu import to_cpu
+from index.io import read_npz, remove_stray_temps, write_json_atomic
 from index.search import write_index
 from index.verify import describe_files
 from index.work import chunk_path, missing_chunks, read_plan, remove_work, work_dir
@@ -36,8 +48,10 @@ def require_chunks(out_dir, plan: dict) -> None:
         missing = missing_chunks(out_dir, stage, n)
         if missing:
             shown = ", ".join(str(i) for i in missing[:8]) + (" …" if len(missing) > 8 else "")
-            raise AtlasError(f"the {stage} stage of {out_dir} has {n - len(missing)} of {n} chunks done (missing "
-                             f"{shown}); finish the build (or the shards owning those chunks) before merging.")
+            raise AtlasError(
+                f"the {stage} stage of {out_dir} has {n - len(missing)} of {n} chunks done (missing "
+                f"{shown}); finish the build (or the shards owning those chunks) before merging."
+            )
 
 
 def plan_configs(plan: dict) -> tuple[StatsConfig, VocabularyConfig, IndexConfig]:
@@ -52,42 +66,73 @@ def gather(out_dir, plan: dict) -> AtlasData:
     stats = stats_stage.merge(out_dir, stats_cfg)
     layers = plan["layers"]
     offsets = np.cumsum([0] + [l["width"] for l in layers])
-    layer_mean = [stats["mean"][offsets[i]:offsets[i + 1]] for i in range(len(layers))]
-    layer_std = [stats["std"][offsets[i]:offsets[i + 1]] for i in range(len(layers))]
+    layer_mean = [stats["mean"][offsets[i] : offsets[i + 1]] for i in range(len(layers))]
+    layer_std = [stats["std"][offsets[i] : offsets[i + 1]] for i in range(len(layers))]
     parts = [read_npz(chunk_path(out_dir, "relevance", i)) for i in range(int(plan["chunks"]["relevance"]))]
     channels = np.concatenate([p["channels"] for p in parts]).astype(np.int64)  # [C, 2]
     relevance = np.concatenate([p["relevance"] for p in parts]).astype(np.float32)  # [C, D]
     consistency = np.concatenate([p["consistency"] for p in parts]).astype(np.float32)  # [C]
     if len(channels) != plan["num_channels"]:
-        raise AtlasError(f"the relevance chunks of {out_dir} hold {len(channels)} channels, the plan "
-                         f"{plan['num_channels']}; delete {work_dir(out_dir)} and build again.")
+        raise AtlasError(
+            f"the relevance chunks of {out_dir} hold {len(channels)} channels, the plan "
+            f"{plan['num_channels']}; delete {work_dir(out_dir)} and build again."
+        )
     vocab_emb, neutral_emb = vocab_stage.load(out_dir, len(plan["phrases"]), vocab_cfg)
     labels_index, labels_score = compute_labels(relevance, vocab_emb, neutral_emb, int(plan["config"]["labels"]["k"]))
     flat = offsets[channels[:, 0]] + channels[:, 1]
     return AtlasData(
-        path=Path(out_dir), channels=channels, relevance=relevance, consistency=consistency,
-        style_mean=stats["mean"][flat], style_std=stats["std"][flat], layer_mean=layer_mean, layer_std=layer_std,
-        layers=layers, vocab=list(plan["phrases"]), vocab_embeddings=vocab_emb, templates=list(plan["templates"]),
-        neutral=plan["neutral"], neutral_embedding=neutral_emb, labels_index=labels_index, labels_score=labels_score,
-        config=plan["config"], generator_fingerprint=plan["generator_fingerprint"],
-        embedder_fingerprint=plan["embedder_fingerprint"], models=dict(plan.get("models") or {}),
+        path=Path(out_dir),
+        channels=channels,
+        relevance=relevance,
+        consistency=consistency,
+        style_mean=stats["mean"][flat],
+        style_std=stats["std"][flat],
+        layer_mean=layer_mean,
+        layer_std=layer_std,
+        layers=layers,
+        vocab=list(plan["phrases"]),
+        vocab_embeddings=vocab_emb,
+        templates=list(plan["templates"]),
+        neutral=plan["neutral"],
+        neutral_embedding=neutral_emb,
+        labels_index=labels_index,
+        labels_score=labels_score,
+        config=plan["config"],
+        generator_fingerprint=plan["generator_fingerprint"],
+        embedder_fingerprint=plan["embedder_fingerprint"],
+        models=dict(plan.get("models") or {}),
         embedder_architecture=str(plan.get("embedder_architecture", "")),
-        extra=dict(stats_samples=int(stats["count"]), num_channels=int(len(channels)), dim=int(relevance.shape[1]),
-                   relevance=jacobian_stage.extra(out_dir, plan)))
+        extra=dict(
+            stats_samples=int(stats["count"]),
+            num_channels=int(len(channels)),
+            dim=int(relevance.shape[1]),
+            relevance=jacobian_stage.extra(out_dir, plan),
+        ),
+    )
 
 
 def _indexes(data: AtlasData, cfg: IndexConfig, out_dir: Path, device=None) -> dict:
     """Build and write both FAISS indexes; return {name: {type, size, recall_at_10}}."""
-    return {name: write_ip_index(vectors, cfg, out_dir / file, device)
-            for name, vectors, file in (("vocabulary", data.vocab_embeddings, VOCAB_INDEX),
-                                        ("relevance", data.relevance, RELEVANCE_INDEX))}
+    return {
+        name: write_ip_index(vectors, cfg, out_dir / file, device)
+        for name, vectors, file in (
+            ("vocabulary", data.vocab_embeddings, VOCAB_INDEX),
+            ("relevance", data.relevance, RELEVANCE_INDEX),
+        )
+    }
 
 
 def write_ip_index(vectors: np.ndarray, cfg: IndexConfig, path: Path, device=None) -> dict:
     """One FAISS index over `vectors` (on GPUs for a CUDA device, index/gpu.py), its recall@10 measured, written
     to `path`; returns {type, size, recall_at_10}."""
-    index = build_ip_index(vectors, exact_limit=cfg.exact_limit, hnsw_m=cfg.hnsw_m,
-                           ef_construction=cfg.ef_construction, ef_search=cfg.ef_search, device=device)
+    index = build_ip_index(
+        vectors,
+        exact_limit=cfg.exact_limit,
+        hnsw_m=cfg.hnsw_m,
+        ef_construction=cfg.ef_construction,
+        ef_search=cfg.ef_search,
+        device=device,
+    )
     recall = recall_at_k(index, vectors, k=10, num_queries=cfg.recall_queries)
     index = to_cpu(index)  # what is written (and named in extra) is the CPU index, wherever it was built
     write_index(index, path)
@@ -99,8 +144,10 @@ def assemble(out_dir, keep_work: bool = False, show: bool = True, device=None) -
     out_dir = Path(out_dir)
     plan = read_plan(out_dir)
     if plan is None:
-        raise AtlasError(f"{out_dir} has no work/plan.json, so there is nothing to merge; start the build with "
-                         f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first.")
+        raise AtlasError(
+            f"{out_dir} has no work/plan.json, so there is nothing to merge; start the build with "
+            f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first."
+        )
     jacobian_stage.finalize(out_dir, plan)  # jacobian builds: image blocks -> the relevance chunk files
     require_chunks(out_dir, plan)
     _, _, index_cfg = plan_configs(plan)
@@ -141,10 +188,18 @@ OUTPUTS = (ATLAS_FILE, VOCAB_INDEX, RELEVANCE_INDEX, CATALOG)
 def write_manifest(out_dir: Path, data: AtlasData) -> None:
     """MANIFEST.json, last: every output's size and sha256 (checked on open) and where the models came from."""
     files, digests = describe_files(out_dir, OUTPUTS)
-    stages = dict(stats="done", relevance="done", vocabulary="done", labels="done",
-                  indexes="done" if have_faiss() else "skipped (faiss not installed)", catalog="done")
-    write_json_atomic(out_dir / MANIFEST, dict(format_version=1, complete=True, stages=stages, files=files,
-                                               sha256=digests, models=data.models))
+    stages = dict(
+        stats="done",
+        relevance="done",
+        vocabulary="done",
+        labels="done",
+        indexes="done" if have_faiss() else "skipped (faiss not installed)",
+        catalog="done",
+    )
+    write_json_atomic(
+        out_dir / MANIFEST,
+        dict(format_version=1, complete=True, stages=stages, files=files, sha256=digests, models=data.models),
+    )
 
 
 def finish(out_dir: Path, keep_work: bool) -> list[Path]:
@@ -173,7 +228,9 @@ def _matching_atlas(out_dir: Path, plan: dict) -> AtlasData | None:
         data = read_atlas(out_dir, require_complete=False)
     except AtlasError:
         return None
-    same = (json.dumps(data.config, sort_keys=True) == json.dumps(plan["config"], sort_keys=True)
-            and data.generator_fingerprint == plan["generator_fingerprint"]
-            and data.embedder_fingerprint == plan["embedder_fingerprint"])
+    same = (
+        json.dumps(data.config, sort_keys=True) == json.dumps(plan["config"], sort_keys=True)
+        and data.generator_fingerprint == plan["generator_fingerprint"]
+        and data.embedder_fingerprint == plan["embedder_fingerprint"]
+    )
     return data if same else None

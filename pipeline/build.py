@@ -1,4 +1,5 @@
 """build_atlas: every offline stage (SPEC §2-§4) into one atlas folder, resumable, shardable, distributed."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +9,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 from index import ATLAS_FILE, fingerprint_embedder, fingerprint_generator
 from index.atlas import read_atlas, read_manifest
@@ -30,18 +30,19 @@ PLAN_FORMAT = 1
 @dataclass
 class BuildReport:
     """What a build did: the summary the CLI prints (and returns with --json)."""
+
     path: Path
-    status: str                    # "complete", "already complete", "shard done", "dry run"
+    status: str  # "complete", "already complete", "shard done", "dry run"
     channels: int = 0
     layers: int = 0
-    images_rendered: int = 0       # renders in this run (resumed chunks are not counted)
-    renders_planned: int = 0       # 2 x M x C for the whole atlas
+    images_rendered: int = 0  # renders in this run (resumed chunks are not counted)
+    renders_planned: int = 0  # 2 x M x C for the whole atlas
     texts_encoded: int = 0
     samples_mapped: int = 0
     vocabulary: int = 0
     seconds: dict = field(default_factory=dict)
     atlas_bytes: int = 0
-    workers: int = 1               # 0: unknown (merge assembles what any number of shards computed)
+    workers: int = 1  # 0: unknown (merge assembles what any number of shards computed)
     plan: dict = field(default_factory=dict)
     relevance_plan: dict = field(default_factory=dict)  # both methods' work; jacobian: memory / time estimate
     estimate: dict = field(default_factory=dict)  # --dry-run: what is done, seconds left (pipeline/estimate.py)
@@ -61,8 +62,10 @@ def default_neutral(generator) -> str:
     neutral = getattr(generator, "neutral", None)
     if isinstance(neutral, str) and neutral.strip():
         return neutral.strip()
-    raise AtlasError("say what the generator draws with --neutral (neutral=), the class word of its images, e.g. "
-                     "--neutral face (FFHQ), --neutral car, --neutral church, --neutral cat.")
+    raise AtlasError(
+        "say what the generator draws with --neutral (neutral=), the class word of its images, e.g. "
+        "--neutral face (FFHQ), --neutral car, --neutral church, --neutral cat."
+    )
 
 
 def model_sources(generator, embedder) -> dict:
@@ -75,8 +78,9 @@ def model_sources(generator, embedder) -> dict:
         gen = "demo" if path.exists() and path.resolve() == DEMO_GENERATOR.resolve() else str(path.resolve())
     clip = getattr(embedder, "source", None)
     clip = clip if isinstance(clip, dict) else {}
-    return dict(generator=gen if isinstance(gen, str) else None, clip=clip.get("clip"),
-                pretrained=clip.get("pretrained"))
+    return dict(
+        generator=gen if isinstance(gen, str) else None, clip=clip.get("clip"), pretrained=clip.get("pretrained")
+    )
 
 
 def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
@@ -94,29 +98,44 @@ def make_plan(generator, embedder, cfg: BuildConfig) -> dict:
             check_text(x, "template")
     bad = [x for x in templates if not isinstance(x, str) or "{}" not in x]
     if bad or not templates:
-        raise AtlasError(f"template {bad[0]!r} has no '{{}}' where the phrase goes; write e.g. 'a photo of a {{}}.'."
-                         if bad else "the template list is empty; pass templates such as 'a photo of a {}.'.")
+        raise AtlasError(
+            f"template {bad[0]!r} has no '{{}}' where the phrase goes; write e.g. 'a photo of a {{}}.'."
+            if bad
+            else "the template list is empty; pass templates such as 'a photo of a {}.'."
+        )
     phrases = vocab_stage.resolve(cfg.vocabulary.vocabulary, cfg.vocabulary.english_size, neutral)
     layers = relevance_stage.layer_table(generator, cfg.relevance)
     channels = relevance_stage.atlas_channels(layers)
     config = cfg.to_dict()
-    extra_chunks = ({"relevance_jacobian": jacobian_stage.num_chunks(cfg.relevance)}
-                    if cfg.relevance.method == "jacobian" else {})
+    extra_chunks = (
+        {"relevance_jacobian": jacobian_stage.num_chunks(cfg.relevance)} if cfg.relevance.method == "jacobian" else {}
+    )
     config["vocabulary"]["vocabulary"] = vocab_stage.describe(cfg.vocabulary.vocabulary)
     config["labels"]["neutral"] = neutral
     config = json.loads(json.dumps(config))  # tuples -> lists, as they come back from JSON
     from index.fingerprint import architecture_embedder
 
     return dict(
-        format=PLAN_FORMAT, config=config, neutral=neutral, templates=templates, phrases=phrases,
-        phrases_sha256=hashlib.sha256(json.dumps(phrases).encode()).hexdigest(), layers=layers,
-        num_channels=int(len(channels)), dim=int(embedder.dim),
+        format=PLAN_FORMAT,
+        config=config,
+        neutral=neutral,
+        templates=templates,
+        phrases=phrases,
+        phrases_sha256=hashlib.sha256(json.dumps(phrases).encode()).hexdigest(),
+        layers=layers,
+        num_channels=int(len(channels)),
+        dim=int(embedder.dim),
         generator_fingerprint=fingerprint_generator(generator),
         embedder_fingerprint=fingerprint_embedder(embedder, templates),
-        embedder_architecture=architecture_embedder(embedder), models=model_sources(generator, embedder),
-        chunks=dict(stats=len(chunk_ranges(cfg.stats.num_samples, cfg.stats.chunk_size)),
-                    relevance=relevance_stage.num_chunks(len(channels), cfg.relevance),
-                    vocabulary=len(chunk_ranges(len(phrases), cfg.vocabulary.chunk_phrases)), **extra_chunks))
+        embedder_architecture=architecture_embedder(embedder),
+        models=model_sources(generator, embedder),
+        chunks=dict(
+            stats=len(chunk_ranges(cfg.stats.num_samples, cfg.stats.chunk_size)),
+            relevance=relevance_stage.num_chunks(len(channels), cfg.relevance),
+            vocabulary=len(chunk_ranges(len(phrases), cfg.vocabulary.chunk_phrases)),
+            **extra_chunks,
+        ),
+    )
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -133,6 +152,7 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 def _check_same(out_dir: Path, old: dict, new: dict, what: str) -> None:
     """Refuse to continue a build made otherwise. Vocabulary and template sources (paths, selectors) are not
     compared, their contents are: the same file reached by another path (another node's mount) is the same."""
+
     def content(plan: dict) -> dict:
         plan = json.loads(json.dumps(plan))
         for key in ("vocabulary", "templates"):
@@ -142,10 +162,13 @@ def _check_same(out_dir: Path, old: dict, new: dict, what: str) -> None:
             plan.pop("embedder_architecture", None)
         _drop_new_defaults(plan.get("config", {}), old.get("config", {}))
         return plan
+
     diff = _differences(content(old), content(new))
     if diff:
-        raise AtlasError(f"{out_dir} holds {what} made with other settings or models ({'; '.join(diff[:4])}); "
-                         "rerun with the same settings, or pass a new --out.")
+        raise AtlasError(
+            f"{out_dir} holds {what} made with other settings or models ({'; '.join(diff[:4])}); "
+            "rerun with the same settings, or pass a new --out."
+        )
 
 
 def _drop_new_defaults(config: dict, old_config: dict) -> None:
@@ -184,16 +207,22 @@ def _complete_matches(out_dir: Path, plan: dict) -> bool:
         return False  # a build that did not finish: it resumes from its work folder
     try:
         if manifest and ATLAS_FILE in (manifest.get("files") or {}):
-            verify_files(out_dir, dict(files={ATLAS_FILE: manifest["files"][ATLAS_FILE]},
-                                       sha256={k: v for k, v in (manifest.get("sha256") or {}).items()
-                                               if k == ATLAS_FILE}))
+            verify_files(
+                out_dir,
+                dict(
+                    files={ATLAS_FILE: manifest["files"][ATLAS_FILE]},
+                    sha256={k: v for k, v in (manifest.get("sha256") or {}).items() if k == ATLAS_FILE},
+                ),
+            )
         data = read_atlas(out_dir, require_complete=False)
     except AtlasError as exc:
         if read_plan(out_dir) is not None:
             return False  # assembly rewrites atlas.h5 from the work folder
-        raise AtlasError(f"{str(exc).rstrip('.')}. It cannot be repaired without its work folder: delete "
-                         f"{out_dir / ATLAS_FILE} and {out_dir / MANIFEST}, then run the build again (everything is "
-                         "recomputed).") from None
+        raise AtlasError(
+            f"{str(exc).rstrip('.')}. It cannot be repaired without its work folder: delete "
+            f"{out_dir / ATLAS_FILE} and {out_dir / MANIFEST}, then run the build again (everything is "
+            "recomputed)."
+        ) from None
     _check_same(out_dir, _identity(data), {k: plan[k] for k in _identity(data)}, "a finished atlas")
     data.models = data.models or plan.get("models", {})
     repair(out_dir, data, plan_configs(plan)[2])
@@ -201,8 +230,12 @@ def _complete_matches(out_dir: Path, plan: dict) -> bool:
 
 
 def _identity(data) -> dict:
-    return dict(config=data.config, generator_fingerprint=data.generator_fingerprint,
-                embedder_fingerprint=data.embedder_fingerprint, phrases=data.vocab)
+    return dict(
+        config=data.config,
+        generator_fingerprint=data.generator_fingerprint,
+        embedder_fingerprint=data.embedder_fingerprint,
+        phrases=data.vocab,
+    )
 
 
 def _only_ours(work: Path) -> bool:
@@ -229,12 +262,18 @@ def refuse_foreign(out_dir: Path) -> None:
         raise AtlasError(f"--out {out_dir} is a file; pass a folder for the atlas.")
     if not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
-    if any((out_dir / f).exists() for f in (MANIFEST, ATLAS_FILE)) or plan_path(out_dir).exists() or \
-            (work_dir(out_dir) / LOCK).exists() or _only_ours(work_dir(out_dir)):
+    if (
+        any((out_dir / f).exists() for f in (MANIFEST, ATLAS_FILE))
+        or plan_path(out_dir).exists()
+        or (work_dir(out_dir) / LOCK).exists()
+        or _only_ours(work_dir(out_dir))
+    ):
         return
     shown = ", ".join(sorted(p.name for p in out_dir.iterdir())[:4])
-    raise AtlasError(f"--out {out_dir} is a folder with other files in it ({shown}, ...) and no atlas or build "
-                     "plan; pass a new or empty folder (a build never writes into, or deletes from, other folders).")
+    raise AtlasError(
+        f"--out {out_dir} is a folder with other files in it ({shown}, ...) and no atlas or build "
+        "plan; pass a new or empty folder (a build never writes into, or deletes from, other folders)."
+    )
 
 
 def _remember_source(model, source: dict) -> None:
@@ -276,19 +315,28 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
     show = bool(run.get("progress", True)) and (workers.rank == 0 or workers.shard)
     _prepare_models(generator, embedder, device)
     plan = make_plan(generator, embedder, cfg)
-    report = BuildReport(path=out_dir, status="dry run", channels=plan["num_channels"], layers=sum(
-        l["in_atlas"] for l in plan["layers"]), renders_planned=2 * cfg.relevance.num_images * plan["num_channels"],
-        vocabulary=len(plan["phrases"]), workers=workers.world, plan=plan)
-    report.relevance_plan = jacobian_stage.cost_plan(generator, embedder, cfg.relevance, plan["num_channels"],
-                                                     probe=bool(run.get("dry_run")))
+    report = BuildReport(
+        path=out_dir,
+        status="dry run",
+        channels=plan["num_channels"],
+        layers=sum(l["in_atlas"] for l in plan["layers"]),
+        renders_planned=2 * cfg.relevance.num_images * plan["num_channels"],
+        vocabulary=len(plan["phrases"]),
+        workers=workers.world,
+        plan=plan,
+    )
+    report.relevance_plan = jacobian_stage.cost_plan(
+        generator, embedder, cfg.relevance, plan["num_channels"], probe=bool(run.get("dry_run"))
+    )
     report.seconds["plan"] = time.perf_counter() - t_start
     if run.get("dry_run"):  # the plan, what the folder already has, and a timed estimate of the rest
         from pipeline.estimate import estimate
+
         report.estimate = estimate(generator, embedder, plan, cfg, out_dir, _dry_run_state(out_dir, plan))
         return report
     refuse_foreign(out_dir)
     workers.barrier()  # every rank has looked before any rank writes
-    with (BuildLock(out_dir) if workers.world == 1 and not workers.shard else contextlib.nullcontext()):
+    with BuildLock(out_dir) if workers.world == 1 and not workers.shard else contextlib.nullcontext():
         return _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report, show, t_start)
 
 
@@ -336,27 +384,47 @@ def _build_locked(generator, embedder, out_dir, cfg, run, workers, plan, report,
 
     t0 = time.perf_counter()
     channels = relevance_stage.atlas_channels(plan["layers"])
-    stage, key = ((jacobian_stage, "relevance_jacobian") if cfg.relevance.method == "jacobian"
-                  else (relevance_stage, "relevance"))
-    report.images_rendered = stage.run(generator, embedder, cfg.relevance, out_dir, channels, stats, plan["layers"],
-                                       workers.mine(plan["chunks"][key]), show)
+    stage, key = (
+        (jacobian_stage, "relevance_jacobian") if cfg.relevance.method == "jacobian" else (relevance_stage, "relevance")
+    )
+    report.images_rendered = stage.run(
+        generator,
+        embedder,
+        cfg.relevance,
+        out_dir,
+        channels,
+        stats,
+        plan["layers"],
+        workers.mine(plan["chunks"][key]),
+        show,
+    )
     report.seconds["relevance"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report.texts_encoded = vocab_stage.run(embedder, plan["phrases"], plan["templates"], plan["neutral"],
-                                           cfg.vocabulary, out_dir, workers.mine(plan["chunks"]["vocabulary"]), show)
+    report.texts_encoded = vocab_stage.run(
+        embedder,
+        plan["phrases"],
+        plan["templates"],
+        plan["neutral"],
+        cfg.vocabulary,
+        out_dir,
+        workers.mine(plan["chunks"]["vocabulary"]),
+        show,
+    )
     report.seconds["vocabulary"] = time.perf_counter() - t0
     workers.barrier()
     if workers.torchrun:  # the report speaks for the whole run, not for rank 0's share
         report.samples_mapped, report.images_rendered, report.texts_encoded = workers.sum(
-            [report.samples_mapped, report.images_rendered, report.texts_encoded])
+            [report.samples_mapped, report.images_rendered, report.texts_encoded]
+        )
     if workers.shard:
         report.status = "shard done"
         report.seconds["total"] = time.perf_counter() - t_start
         return report
     if workers.rank == 0:
-        report.seconds.update(assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show,
-                                       device=run.get("device")))  # cuda: FAISS indexes on the GPUs
+        report.seconds.update(
+            assemble(out_dir, keep_work=bool(run.get("keep_work", False)), show=show, device=run.get("device"))
+        )  # cuda: FAISS indexes on the GPUs
         report.atlas_bytes = atlas_bytes(out_dir)
     workers.barrier()
     report.status = "complete"
@@ -376,15 +444,25 @@ def merge(out_dir, keep_work: bool = False, progress: bool = True) -> BuildRepor
     t0 = time.perf_counter()
     plan = read_plan(out_dir)
     if plan is None:
-        raise AtlasError(f"{out_dir} has no work/plan.json, so there is nothing to merge; start the build with "
-                         f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first.")
+        raise AtlasError(
+            f"{out_dir} has no work/plan.json, so there is nothing to merge; start the build with "
+            f"`styleatlas-build --out {out_dir}` (or its --shard jobs) first."
+        )
     with BuildLock(out_dir):
         seconds = assemble(out_dir, keep_work=keep_work, show=progress)
     seconds["total"] = time.perf_counter() - t0
-    return BuildReport(path=out_dir, status="complete", channels=plan["num_channels"], workers=0,
-                       layers=sum(l["in_atlas"] for l in plan["layers"]), vocabulary=len(plan["phrases"]),
-                       renders_planned=2 * plan["config"]["relevance"]["num_images"] * plan["num_channels"],
-                       seconds=seconds, atlas_bytes=atlas_bytes(out_dir), plan=plan)
+    return BuildReport(
+        path=out_dir,
+        status="complete",
+        channels=plan["num_channels"],
+        workers=0,
+        layers=sum(l["in_atlas"] for l in plan["layers"]),
+        vocabulary=len(plan["phrases"]),
+        renders_planned=2 * plan["config"]["relevance"]["num_images"] * plan["num_channels"],
+        seconds=seconds,
+        atlas_bytes=atlas_bytes(out_dir),
+        plan=plan,
+    )
 
 
 def build_atlas(generator, embedder, out_dir, **config) -> Path:

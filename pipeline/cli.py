@@ -1,4 +1,5 @@
 """`build_index.py` / `styleatlas-build`: a thin click layer over pipeline.build_atlas and pipeline.merge."""
+
 from __future__ import annotations
 
 import json
@@ -31,29 +32,37 @@ def describe_weights(embedder) -> str:
 
 
 def _mib(n: int) -> str:
-    return f"{n / 2 ** 20:.1f} MiB"
+    return f"{n / 2**20:.1f} MiB"
 
 
 def print_plan(report) -> None:
     plan = report.plan
     cfg = plan["config"]
     click.echo(f"plan for {report.path}")
-    click.echo(f"  generator {plan['generator_fingerprint'][:16]}…  CLIP {plan['embedder_fingerprint'][:16]}…  "
-               f"dim {plan['dim']}  neutral {plan['neutral']!r}")
-    click.echo(f"  style statistics: {cfg['stats']['num_samples']:,} samples (psi {cfg['stats']['psi']}, seed "
-               f"{cfg['stats']['seed']}) in {plan['chunks']['stats']} chunks")
+    click.echo(
+        f"  generator {plan['generator_fingerprint'][:16]}…  CLIP {plan['embedder_fingerprint'][:16]}…  "
+        f"dim {plan['dim']}  neutral {plan['neutral']!r}"
+    )
+    click.echo(
+        f"  style statistics: {cfg['stats']['num_samples']:,} samples (psi {cfg['stats']['psi']}, seed "
+        f"{cfg['stats']['seed']}) in {plan['chunks']['stats']} chunks"
+    )
     click.echo("  layers in the atlas (index kind resolution width):")
     for l in plan["layers"]:
         if l["in_atlas"]:
             click.echo(f"    {l['index']:3d} {l['kind']:5s} {l['resolution']:5d} {l['width']:5d}")
     r = cfg["relevance"]
-    click.echo(f"  relevance: {report.channels:,} channels x {r['num_images']} images x 2 = "
-               f"{report.renders_planned:,} renders (alpha {r['alpha']}, batch {r['batch_size']}) in "
-               f"{plan['chunks']['relevance']} chunks")
+    click.echo(
+        f"  relevance: {report.channels:,} channels x {r['num_images']} images x 2 = "
+        f"{report.renders_planned:,} renders (alpha {r['alpha']}, batch {r['batch_size']}) in "
+        f"{plan['chunks']['relevance']} chunks"
+    )
     print_relevance_plan(report.relevance_plan)
-    click.echo(f"  vocabulary: {len(plan['phrases']):,} phrases x {len(plan['templates'])} templates = "
-               f"{len(plan['phrases']) * len(plan['templates']):,} text encodes in {plan['chunks']['vocabulary']} "
-               f"chunks; labels top-{cfg['labels']['k']}")
+    click.echo(
+        f"  vocabulary: {len(plan['phrases']):,} phrases x {len(plan['templates'])} templates = "
+        f"{len(plan['phrases']) * len(plan['templates']):,} text encodes in {plan['chunks']['vocabulary']} "
+        f"chunks; labels top-{cfg['labels']['k']}"
+    )
     est = getattr(report, "estimate", None)
     if est:
         from pipeline.common import duration
@@ -61,8 +70,9 @@ def print_plan(report) -> None:
         click.echo(f"  {report.path}: {est['state_text']}")
         unit = dict(stats="samples", relevance="renders", vocabulary="texts")
         for stage, (done, planned) in est["done"].items():
-            click.echo(f"    {stage}: {done:,} of {planned:,} {unit[stage]} done, about "
-                       f"{duration(est['seconds'][stage])} left")
+            click.echo(
+                f"    {stage}: {done:,} of {planned:,} {unit[stage]} done, about {duration(est['seconds'][stage])} left"
+            )
         click.echo(f"  estimated time: about {duration(est['seconds']['total'])} ({est['basis']})")
 
 
@@ -70,25 +80,30 @@ def print_relevance_plan(cost: dict) -> None:
     """The relevance method's work, and for jacobian the probe's memory and time estimate."""
     if not cost:
         return
-    click.echo(f"  relevance method {cost['method']}: exact needs {cost['exact_renders']:,} renders, jacobian "
-               f"{cost['jacobian_forward_equivalents']:,} forward-equivalents ({cost['ratio']:.1f}x fewer; "
-               f"{cost['check_channels']} channels also measured exactly as a check)")
+    click.echo(
+        f"  relevance method {cost['method']}: exact needs {cost['exact_renders']:,} renders, jacobian "
+        f"{cost['jacobian_forward_equivalents']:,} forward-equivalents ({cost['ratio']:.1f}x fewer; "
+        f"{cost['check_channels']} channels also measured exactly as a check)"
+    )
     if "memory_estimate_bytes" in cost:
-        click.echo(f"    jacobian memory ~{_mib(cost['memory_estimate_bytes'])} (graph {_mib(cost['graph_bytes_per_image'])}"
-                   f" per image); time <= ~{cost['time_estimate_seconds']:,.0f} s on this device (one-image probe: "
-                   f"forward {cost['probe_forward_seconds']:.3f} s, backward {cost['probe_backward_seconds']:.3f} s)")
+        click.echo(
+            f"    jacobian memory ~{_mib(cost['memory_estimate_bytes'])} (graph {_mib(cost['graph_bytes_per_image'])}"
+            f" per image); time <= ~{cost['time_estimate_seconds']:,.0f} s on this device (one-image probe: "
+            f"forward {cost['probe_forward_seconds']:.3f} s, backward {cost['probe_backward_seconds']:.3f} s)"
+        )
 
 
 def print_summary(report) -> None:
     click.echo(f"{report.status}: {report.path}")
     workers = f"workers {report.workers}" if report.workers else "merged from the work folder (shards' own counts)"
-    click.echo(f"  channels {report.channels:,} in {report.layers} layers; vocabulary {report.vocabulary:,}; "
-               f"{workers}")
+    click.echo(f"  channels {report.channels:,} in {report.layers} layers; vocabulary {report.vocabulary:,}; {workers}")
     done, planned = "images rendered this run", report.renders_planned
     if (report.relevance_plan or {}).get("method") == "jacobian":
         done, planned = "forward-equivalents (jacobian) this run", report.relevance_plan["jacobian_forward_equivalents"]
-    click.echo(f"  {done} {report.images_rendered:,} of {planned:,} planned; "
-               f"texts encoded {report.texts_encoded:,}; samples mapped {report.samples_mapped:,}")
+    click.echo(
+        f"  {done} {report.images_rendered:,} of {planned:,} planned; "
+        f"texts encoded {report.texts_encoded:,}; samples mapped {report.samples_mapped:,}"
+    )
     if report.seconds:
         click.echo("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
     if report.atlas_bytes:
@@ -100,6 +115,7 @@ def print_summary(report) -> None:
 def _emit(report, as_json: bool, dry_run: bool = False) -> None:
     if as_json:
         from index.io import json_safe
+
         click.echo(json.dumps(json_safe(report.to_dict(), default=str), indent=2, allow_nan=False))
     elif dry_run:
         print_plan(report)
@@ -109,46 +125,106 @@ def _emit(report, as_json: bool, dry_run: bool = False) -> None:
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--generator", default="demo", show_default=True, help='StyleGAN2 checkpoint path, or "demo".')
-@click.option("--clip", default="demo", show_default=True,
-              help='open_clip model name, JSON model config path, or "demo".')
+@click.option(
+    "--clip", default="demo", show_default=True, help='open_clip model name, JSON model config path, or "demo".'
+)
 @click.option("--pretrained", default=None, help="open_clip pretrained tag or local checkpoint path.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("atlas"), show_default=True,
-              help="Atlas folder (created; a partial build there is resumed).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("atlas"),
+    show_default=True,
+    help="Atlas folder (created; a partial build there is resumed).",
+)
 @click.option("--num-images", type=int, default=100, show_default=True, help="Images per channel (M).")
 @click.option("--alpha", type=float, default=5.0, show_default=True, help="Perturbation in channel stds.")
 @click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of sampled latents.")
 @click.option("--seed", type=int, default=5, show_default=True, help="Seed of the samples and images.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Renders per generator call.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...")
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ..."
+)
 @click.option("--layers", default=None, help="Comma-separated style-layer indices (default: every conv layer).")
 @click.option("--num-samples", type=int, default=100_000, show_default=True, help="Samples for style statistics.")
-@click.option("--vocabulary", multiple=True,
-              help="demo, english, faces, default, or a phrase file (one a line); repeatable. Default: default.")
-@click.option("--templates", type=click.Path(dir_okay=False), default=None,
-              help="Template file ('{}' = phrase); default the 79 ImageNet templates.")
-@click.option("--neutral", default=None,
-              help="The class word of the images, e.g. face, car, church (required except for the demo: shape).")
+@click.option(
+    "--vocabulary",
+    multiple=True,
+    help="demo, english, faces, default, or a phrase file (one a line); repeatable. Default: default.",
+)
+@click.option(
+    "--templates",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Template file ('{}' = phrase); default the 79 ImageNet templates.",
+)
+@click.option(
+    "--neutral",
+    default=None,
+    help="The class word of the images, e.g. face, car, church (required except for the demo: shape).",
+)
 @click.option("--include-torgb", is_flag=True, help="Also measure the toRGB layers.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="Arithmetic of render + CLIP encode (bf16/fp16 autocast: faster on GPUs, not the reference's).")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Arithmetic of render + CLIP encode (bf16/fp16 autocast: faster on GPUs, not the reference's).",
+)
 @click.option("--english-size", type=int, default=10_000, show_default=True, help="Cap on the English word list.")
 @click.option("--shard", default=None, help="i/n: compute only this job's share into the work folder.")
 @click.option("--keep-work", is_flag=True, help="Keep the work/ folder after assembling.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the renders it needs; compute nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--random-weights", is_flag=True, help="Allow a CLIP without --pretrained weights (random; tests only).")
-@click.option("--relevance-method", type=click.Choice(["exact", "jacobian"]), default="exact", show_default=True,
-              help="exact: SPEC §3 renders; jacobian: SPEC §3b, every channel from one backward per CLIP dim.")
+@click.option(
+    "--relevance-method",
+    type=click.Choice(["exact", "jacobian"]),
+    default="exact",
+    show_default=True,
+    help="exact: SPEC §3 renders; jacobian: SPEC §3b, every channel from one backward per CLIP dim.",
+)
 @click.option("--chunk-images", type=int, default=4, show_default=True, help="jacobian: images per work chunk.")
-@click.option("--vjp-batch", type=int, default=64, show_default=True,
-              help="jacobian: cotangents per batched backward (memory grows with it).")
-@click.option("--clip-resolution-exit", type=int, default=None,
-              help="exact: encode channels at <= this resolution from its skip image (e.g. 256).")
+@click.option(
+    "--vjp-batch",
+    type=int,
+    default=64,
+    show_default=True,
+    help="jacobian: cotangents per batched backward (memory grows with it).",
+)
+@click.option(
+    "--clip-resolution-exit",
+    type=int,
+    default=None,
+    help="exact: encode channels at <= this resolution from its skip image (e.g. 256).",
+)
 @click.pass_context
-def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, batch_size, device, layers, num_samples,
-        vocabulary, templates, neutral, include_torgb, precision, english_size, shard, keep_work, dry_run, as_json,
-        random_weights, **relevance_options):
+def cli(
+    ctx,
+    generator,
+    clip,
+    pretrained,
+    out,
+    num_images,
+    alpha,
+    psi,
+    seed,
+    batch_size,
+    device,
+    layers,
+    num_samples,
+    vocabulary,
+    templates,
+    neutral,
+    include_torgb,
+    precision,
+    english_size,
+    shard,
+    keep_work,
+    dry_run,
+    as_json,
+    random_weights,
+    **relevance_options,
+):
     """Build a StyleAtlas: style statistics, channel relevance, vocabulary, labels, indexes, catalog.
 
     Resumable (run the same command again), distributed under torchrun, shardable with --shard i/n
@@ -166,11 +242,30 @@ def cli(ctx, generator, clip, pretrained, out, num_images, alpha, psi, seed, bat
     if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: each rank loads onto its own GPU
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     gen, embedder = _load_models(generator, clip, pretrained, device, random_weights)
-    report = run_build(gen, embedder, out, num_images=num_images, alpha=alpha, psi=psi, seed=seed,
-                       batch_size=batch_size, device=device, layers=layers, num_samples=num_samples,
-                       vocabulary=[Path(v) for v in vocabulary] or None, templates=templates, neutral=neutral,
-                       include_torgb=include_torgb, precision=precision, english_size=english_size, shard=shard,
-                       keep_work=keep_work, dry_run=dry_run, progress=not as_json, **relevance_options)
+    report = run_build(
+        gen,
+        embedder,
+        out,
+        num_images=num_images,
+        alpha=alpha,
+        psi=psi,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        layers=layers,
+        num_samples=num_samples,
+        vocabulary=[Path(v) for v in vocabulary] or None,
+        templates=templates,
+        neutral=neutral,
+        include_torgb=include_torgb,
+        precision=precision,
+        english_size=english_size,
+        shard=shard,
+        keep_work=keep_work,
+        dry_run=dry_run,
+        progress=not as_json,
+        **relevance_options,
+    )
     if _is_rank0():  # under torchrun, rank 0 speaks for all
         _emit(report, as_json, dry_run)
 
@@ -180,8 +275,12 @@ def _is_rank0() -> bool:
 
 
 @cli.command("merge")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Atlas folder whose shards finished (default: the group's --out).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Atlas folder whose shards finished (default: the group's --out).",
+)
 @click.option("--keep-work", is_flag=True, help="Keep the work/ folder after assembling.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
@@ -197,10 +296,18 @@ def merge_cmd(obj, out, keep_work, as_json):
 
 @cli.command("add-vocabulary")
 @click.argument("phrases_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The finished atlas to grow (default: the group's --out).")
-@click.option("--clip", default=None, help="The atlas's CLIP: open_clip model name, JSON config or demo (default: "
-              "the one the atlas records, loaded from local files only).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The finished atlas to grow (default: the group's --out).",
+)
+@click.option(
+    "--clip",
+    default=None,
+    help="The atlas's CLIP: open_clip model name, JSON config or demo (default: "
+    "the one the atlas records, loaded from local files only).",
+)
 @click.option("--pretrained", default=None, help="open_clip pretrained tag or local checkpoint path.")
 @click.option("--random-weights", is_flag=True, help="Allow a CLIP without --pretrained weights (tests only).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
@@ -225,8 +332,7 @@ def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, random_weights,
     if not given:  # the CLIP the atlas was built with, as it recorded it
         models = read_atlas(out).models or {}
         clip, pretrained = models.get("clip") or "demo", models.get("pretrained")
-    embedder = load_clip(clip or "demo", pretrained, device=device, random_weights=random_weights,
-                         allow_download=given)
+    embedder = load_clip(clip or "demo", pretrained, device=device, random_weights=random_weights, allow_download=given)
     if not as_json:
         click.echo(f"CLIP {clip or 'demo'}: {describe_weights(embedder)}", err=True)
     report = add_vocabulary(out, embedder, Path(phrases_file), progress=not as_json, device=device)
@@ -234,8 +340,10 @@ def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, random_weights,
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return
     click.echo(f"{report.status}: {report.path}")
-    click.echo(f"  added {len(report.added):,} phrases ({report.already:,} already in the vocabulary); vocabulary "
-               f"{report.vocabulary:,}; texts encoded {report.texts_encoded:,}")
+    click.echo(
+        f"  added {len(report.added):,} phrases ({report.already:,} already in the vocabulary); vocabulary "
+        f"{report.vocabulary:,}; texts encoded {report.texts_encoded:,}"
+    )
     if report.seconds:
         click.echo("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
 

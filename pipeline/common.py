@@ -1,4 +1,5 @@
 """Helpers every stage shares: seeds per chunk, the generator's device, chunk ranges, progress bars."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,7 @@ from tqdm.auto import tqdm
 def chunk_seed(seed: int, stage: str, i: int) -> int:
     """A seed for chunk i of a stage that does not depend on which process computes it (or when)."""
     digest = hashlib.sha256(f"styleatlas|{stage}|{int(seed)}|{int(i)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def generator_device(generator) -> torch.device:
@@ -39,8 +40,9 @@ def mean_w(generator) -> torch.Tensor:
         return torch.as_tensor(known)
     if id(generator) not in _MEAN_W:
         z = torch.randn(10_000, int(generator.z_dim), generator=torch.Generator().manual_seed(0))
-        _MEAN_W[id(generator)] = torch.cat([torch.as_tensor(generator.mapping(zb)).double()
-                                            for zb in z.split(1000)]).mean(0).float()
+        _MEAN_W[id(generator)] = (
+            torch.cat([torch.as_tensor(generator.mapping(zb)).double() for zb in z.split(1000)]).mean(0).float()
+        )
     return _MEAN_W[id(generator)]
 
 
@@ -67,8 +69,16 @@ def bar(total: int, desc: str, unit: str, enabled: bool, stream=None):
     stream = stream if stream is not None else sys.stderr
     if enabled and not _is_terminal(stream):
         return LogProgress(total, desc, unit, stream)
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=True,
-                smoothing=0.1, file=stream)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=not enabled,
+        dynamic_ncols=True,
+        leave=True,
+        smoothing=0.1,
+        file=stream,
+    )
 
 
 def _is_terminal(stream) -> bool:
@@ -100,8 +110,11 @@ class LogProgress:
         left = ""
         if 0 < self.n < self.total:
             left = f", about {duration(elapsed * (self.total - self.n) / self.n)} left"
-        print(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{pct}, {duration(elapsed)}{left}",
-              file=self.stream, flush=True)
+        print(
+            f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{pct}, {duration(elapsed)}{left}",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.total and self.n:

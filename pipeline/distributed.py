@@ -4,6 +4,7 @@ Chunk i of every stage belongs to worker i % n. Workers exchange nothing but fil
 folder (so it must be on a filesystem they share) and, under torchrun, barriers between stages; rank 0
 assembles the atlas. Shard jobs never assemble: `styleatlas-build merge` does, once every shard finished.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -19,8 +20,8 @@ from models.errors import AtlasError
 class Workers:
     rank: int = 0
     world: int = 1
-    torchrun: bool = False   # a torch.distributed group we joined (barriers between stages)
-    shard: bool = False      # an independent --shard job (no barriers, no assembly)
+    torchrun: bool = False  # a torch.distributed group we joined (barriers between stages)
+    shard: bool = False  # an independent --shard job (no barriers, no assembly)
     created_group: bool = False
 
     def mine(self, num_chunks: int) -> list[int]:
@@ -29,6 +30,7 @@ class Workers:
     def barrier(self) -> None:
         if self.torchrun:
             import torch.distributed as dist
+
             dist.barrier()
 
     def sum(self, values: list[int]) -> list[int]:
@@ -36,6 +38,7 @@ class Workers:
         if not self.torchrun:
             return list(values)
         import torch.distributed as dist
+
         device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
         t = torch.tensor(values, dtype=torch.int64, device=device)
         dist.all_reduce(t)
@@ -44,6 +47,7 @@ class Workers:
     def close(self) -> None:
         if self.created_group:
             import torch.distributed as dist
+
             dist.destroy_process_group()
 
 
@@ -52,7 +56,7 @@ def parse_shard(shard) -> tuple[int, int] | None:
     if shard is None:
         return None
     try:
-        i, n = (shard.split("/") if isinstance(shard, str) else shard)
+        i, n = shard.split("/") if isinstance(shard, str) else shard
         i, n = int(i), int(n)
     except (ValueError, TypeError):
         raise AtlasError(f"--shard takes i/n (e.g. 0/8 for the first of eight jobs), got {shard!r}.") from None
@@ -71,8 +75,9 @@ def setup(shard=None, device: str | None = None, timeout_s: float = 4 * 3600) ->
         import torch.distributed as dist
 
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = (device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
-                ).startswith("cuda")
+        cuda = (
+            device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+        ).startswith("cuda")
         if cuda:
             torch.cuda.set_device(local)
             device = f"cuda:{local}"

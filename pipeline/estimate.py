@@ -5,6 +5,7 @@ each timed after a warm-up call in batches that grow toward the build's own batc
 the per-unit times are multiplied by the units the build still needs (chunks already in work/ are done).
 An extrapolation: a batch smaller than the build's (a slow model on a CPU) makes it pessimistic.
 """
+
 from __future__ import annotations
 
 import time
@@ -60,20 +61,30 @@ def done_units(out_dir, plan: dict, cfg) -> dict:
     """{stage: [units done, units planned]} from the chunk files already in work/ (a partial build)."""
     sizes = dict(
         stats=[b - a for a, b in chunk_ranges(cfg.stats.num_samples, cfg.stats.chunk_size)],
-        relevance=[2 * cfg.relevance.num_images * (b - a)
-                   for a, b in chunk_ranges(plan["num_channels"], cfg.relevance.chunk_channels)],
-        vocabulary=[(b - a) * len(plan["templates"])
-                    for a, b in chunk_ranges(len(plan["phrases"]), cfg.vocabulary.chunk_phrases)])
-    return {stage: [sum(n for i, n in enumerate(units) if chunk_path(out_dir, stage, i).exists()), sum(units)]
-            for stage, units in sizes.items()}
+        relevance=[
+            2 * cfg.relevance.num_images * (b - a)
+            for a, b in chunk_ranges(plan["num_channels"], cfg.relevance.chunk_channels)
+        ],
+        vocabulary=[
+            (b - a) * len(plan["templates"])
+            for a, b in chunk_ranges(len(plan["phrases"]), cfg.vocabulary.chunk_phrases)
+        ],
+    )
+    return {
+        stage: [sum(n for i, n in enumerate(units) if chunk_path(out_dir, stage, i).exists()), sum(units)]
+        for stage, units in sizes.items()
+    }
 
 
 @torch.no_grad()
 def unit_seconds(generator, embedder, plan: dict, cfg) -> dict:
     """Seconds per sample mapped, per render (synthesize + encode_image) and per text encoded, and the batches."""
     device = generator_device(generator)
-    z = torch.randn(max(cfg.stats.batch_size, cfg.relevance.batch_size), int(generator.z_dim),
-                    generator=torch.Generator().manual_seed(0)).to(device)  # [n, z_dim]
+    z = torch.randn(
+        max(cfg.stats.batch_size, cfg.relevance.batch_size),
+        int(generator.z_dim),
+        generator=torch.Generator().manual_seed(0),
+    ).to(device)  # [n, z_dim]
 
     def map_samples(n):
         w = truncate(generator, generator.mapping(z[:n]), cfg.stats.psi)
@@ -87,8 +98,10 @@ def unit_seconds(generator, embedder, plan: dict, cfg) -> dict:
             return embedder.encode_image(images)
 
     templates, phrases = plan["templates"], plan["phrases"]
-    texts = [templates[i % len(templates)].replace("{}", phrases[i % len(phrases)])
-             for i in range(cfg.vocabulary.text_batch_size)]
+    texts = [
+        templates[i % len(templates)].replace("{}", phrases[i % len(phrases)])
+        for i in range(cfg.vocabulary.text_batch_size)
+    ]
     sample, n_sample = per_unit(map_samples, cfg.stats.batch_size)
     rendered, n_render = per_unit(render, cfg.relevance.batch_size)
     text, n_text = per_unit(lambda n: embedder.encode_text(texts[:n]), len(texts))
@@ -115,6 +128,12 @@ def estimate(generator, embedder, plan: dict, cfg, out_dir, state: str = "partia
     unit = dict(stats="sample", relevance="render", vocabulary="text")
     seconds = {stage: (planned - finished) * per[unit[stage]] for stage, (finished, planned) in done.items()}
     seconds["total"] = sum(seconds.values())
-    return dict(state=state, state_text=STATES[state], done=done, seconds=seconds, per_unit=per,
-                basis=f"timed on this machine: {per['batches']['sample']} samples, {per['batches']['render']} renders "
-                      f"+ image encodes, {per['batches']['text']} texts per call")
+    return dict(
+        state=state,
+        state_text=STATES[state],
+        done=done,
+        seconds=seconds,
+        per_unit=per,
+        basis=f"timed on this machine: {per['batches']['sample']} samples, {per['batches']['render']} renders "
+        f"+ image encodes, {per['batches']['text']} texts per call",
+    )

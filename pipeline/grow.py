@@ -10,6 +10,7 @@ staged folder and the atlas are exchanged in one step (index/swap.py), so a read
 the grown one, never a mix. A killed run leaves the old atlas untouched; running it again reuses the phrase
 chunks already embedded.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,17 @@ from pathlib import Path
 import numpy as np
 
 import index
-from index import (ATLAS_FILE, CATALOG, MANIFEST, VOCAB_INDEX, AtlasData, have_faiss, read_atlas,
-                   write_atlas, write_catalog)
+from index import (
+    ATLAS_FILE,
+    CATALOG,
+    MANIFEST,
+    VOCAB_INDEX,
+    AtlasData,
+    have_faiss,
+    read_atlas,
+    write_atlas,
+    write_catalog,
+)
 from index.io import remove_stray_temps, write_json_atomic, write_npz_atomic
 from index.swap import finish_swap, swap_folder
 from index.work import BuildLock, neutral_path
@@ -43,12 +53,13 @@ REWRITTEN = (ATLAS_FILE, VOCAB_INDEX, CATALOG, MANIFEST)  # the rest of the fold
 @dataclass
 class GrowReport:
     """What add_vocabulary did (the CLI prints it; --json returns it)."""
+
     path: Path
-    status: str                 # "grown", "nothing to add"
-    added: list = field(default_factory=list)      # phrases new to the atlas, in vocabulary order
-    already: int = 0            # given phrases the vocabulary already held
-    vocabulary: int = 0         # vocabulary size after
-    texts_encoded: int = 0      # in this run (chunks a killed run finished are reused)
+    status: str  # "grown", "nothing to add"
+    added: list = field(default_factory=list)  # phrases new to the atlas, in vocabulary order
+    already: int = 0  # given phrases the vocabulary already held
+    vocabulary: int = 0  # vocabulary size after
+    texts_encoded: int = 0  # in this run (chunks a killed run finished are reused)
     seconds: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -77,11 +88,13 @@ STAGED = (STAGING_PLAN, "work", "atlas", "old")  # what a staging folder may hol
 def _check_staging(root: Path) -> None:
     """AtlasError when the staging folder holds anything add_vocabulary does not write (never delete that)."""
     if root.exists():
-        foreign = [p.name for p in root.iterdir()
-                   if p.name not in STAGED and not p.name.startswith(f".tmp-{STAGING_PLAN}.")]
+        foreign = [
+            p.name for p in root.iterdir() if p.name not in STAGED and not p.name.startswith(f".tmp-{STAGING_PLAN}.")
+        ]
         if foreign:
-            raise AtlasError(f"{root} holds {foreign[0]!r}, which add-vocabulary did not write; move it away and run "
-                             "again.")
+            raise AtlasError(
+                f"{root} holds {foreign[0]!r}, which add-vocabulary did not write; move it away and run again."
+            )
 
 
 def _clear_staging(root: Path) -> None:
@@ -116,15 +129,18 @@ def _new_phrases(data: AtlasData, phrases) -> tuple[list[str], int, list]:
     english_size = int(data.config.get("vocabulary", {}).get("english_size", 10_000))
     given = vocab_stage.resolve(entries, english_size, data.neutral)
     merged = vocab_stage.resolve([tuple(data.vocab)] + entries, english_size, data.neutral)
-    if merged[:len(data.vocab)] != list(data.vocab):
-        raise AtlasError(f"the vocabulary of {data.path} does not resolve to itself (made by another StyleAtlas "
-                         "version?); rebuild the atlas with the larger vocabulary instead.")
-    new = merged[len(data.vocab):]
+    if merged[: len(data.vocab)] != list(data.vocab):
+        raise AtlasError(
+            f"the vocabulary of {data.path} does not resolve to itself (made by another StyleAtlas "
+            "version?); rebuild the atlas with the larger vocabulary instead."
+        )
+    new = merged[len(data.vocab) :]
     return new, len(given) - len(new), entries
 
 
-def add_vocabulary(out_dir, embedder, phrases, *, progress: bool = False, check_fingerprints: bool = True,
-                   device=None) -> GrowReport:
+def add_vocabulary(
+    out_dir, embedder, phrases, *, progress: bool = False, check_fingerprints: bool = True, device=None
+) -> GrowReport:
     """Embed `phrases` (a list, a phrase file, or selectors such as "faces") into the atlas at `out_dir`.
 
     device: where the embedder runs is its own business; a CUDA device also builds the FAISS index on GPUs.
@@ -153,8 +169,7 @@ def _remove_if_empty(root: Path) -> None:
         root.rmdir()
 
 
-def _grow(out_dir: Path, root: Path, embedder, phrases, progress: bool, check_fingerprints: bool, device
-          ) -> GrowReport:
+def _grow(out_dir: Path, root: Path, embedder, phrases, progress: bool, check_fingerprints: bool, device) -> GrowReport:
     finish_swap(out_dir, root / "atlas", root / "old")  # a two-rename swap a crash cut in half
     data = read_atlas(out_dir)
     if check_fingerprints:
@@ -166,16 +181,21 @@ def _grow(out_dir: Path, root: Path, embedder, phrases, progress: bool, check_fi
         return report
     cfg_dict = {k: v for k, v in data.config.get("vocabulary", {}).items() if k in VocabularyConfig.__annotations__}
     vocab_cfg = VocabularyConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg_dict.items()})
-    plan = dict(base=_base_id(out_dir), phrases=new, embedder_fingerprint=data.embedder_fingerprint,
-                chunk_phrases=vocab_cfg.chunk_phrases)
+    plan = dict(
+        base=_base_id(out_dir),
+        phrases=new,
+        embedder_fingerprint=data.embedder_fingerprint,
+        chunk_phrases=vocab_cfg.chunk_phrases,
+    )
     _prepare_staging(root, plan)
 
     t0 = time.perf_counter()
     if not neutral_path(root).exists():  # the atlas's own t(neutral): nothing to encode
         write_npz_atomic(neutral_path(root), embedding=np.asarray(data.neutral_embedding, np.float32))
     chunks = list(range(len(chunk_ranges(len(new), vocab_cfg.chunk_phrases))))
-    report.texts_encoded = vocab_stage.run(embedder, new, data.templates, data.neutral, vocab_cfg, root, chunks,
-                                           progress)
+    report.texts_encoded = vocab_stage.run(
+        embedder, new, data.templates, data.neutral, vocab_cfg, root, chunks, progress
+    )
     added_emb, _ = vocab_stage.load(root, len(new), vocab_cfg)  # [n, D]
     report.seconds["embed"] = time.perf_counter() - t0
 
@@ -202,8 +222,15 @@ def _grown_data(data: AtlasData, new: list[str], added_emb: np.ndarray, entries:
     config["vocabulary"]["vocabulary"] = list(described) + vocab_stage.describe(entries)
     extra = json.loads(json.dumps(data.extra))
     fields = {f: getattr(data, f) for f in data.__dataclass_fields__}
-    fields.update(path=path, vocab=list(data.vocab) + list(new), vocab_embeddings=vocab_emb,
-                  labels_index=labels_index, labels_score=labels_score, config=config, extra=extra)
+    fields.update(
+        path=path,
+        vocab=list(data.vocab) + list(new),
+        vocab_embeddings=vocab_emb,
+        labels_index=labels_index,
+        labels_score=labels_score,
+        config=config,
+        extra=extra,
+    )
     return AtlasData(**fields)
 
 
@@ -217,8 +244,9 @@ def _stage_atlas(out_dir: Path, grown: AtlasData, index_cfg: IndexConfig, device
         if entry.name not in REWRITTEN and not entry.name.startswith(".tmp-"):
             _link_tree(entry, stage / entry.name)
     if have_faiss() and isinstance(grown.extra.get("indexes"), dict):
-        grown.extra["indexes"]["vocabulary"] = write_ip_index(grown.vocab_embeddings, index_cfg, stage / VOCAB_INDEX,
-                                                              device)
+        grown.extra["indexes"]["vocabulary"] = write_ip_index(
+            grown.vocab_embeddings, index_cfg, stage / VOCAB_INDEX, device
+        )
     write_atlas(grown)
     write_catalog(grown)
     write_manifest(stage, grown)

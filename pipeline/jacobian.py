@@ -11,6 +11,7 @@ see pipeline/relevance.py). The chunk unit is images, so a resumed or split buil
 A few channels (`check_channels`) are also measured the exact way on the same images and on a disjoint image
 set (the sampling floor); the atlas records how well the two methods agree next to that floor (`extra`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +67,9 @@ class _Frozen:
             p.requires_grad_(True)
 
 
-def jacobian_columns(generator, embedder, styles: list[torch.Tensor], channels: np.ndarray,
-                     cfg: RelevanceConfig) -> torch.Tensor:
+def jacobian_columns(
+    generator, embedder, styles: list[torch.Tensor], channels: np.ndarray, cfg: RelevanceConfig
+) -> torch.Tensor:
     """J_k[:, c] for the images of `styles` (per layer [K, width]) and channels [C, 2] -> [K, C, D] float32."""
     lays = sorted({int(l) for l in channels[:, 0]})
     with _Frozen(generator, embedder), torch.enable_grad():
@@ -79,8 +81,10 @@ def jacobian_columns(generator, embedder, styles: list[torch.Tensor], channels: 
         inputs = [leaves[l] for l in lays]
         pos = {l: i for i, l in enumerate(lays)}
         cols = torch.empty(K, len(channels), D, dtype=torch.float32)  # [K, C, D]
-        sel = [(torch.as_tensor(np.nonzero(channels[:, 0] == l)[0]), torch.as_tensor(channels[channels[:, 0] == l, 1]))
-               for l in lays]
+        sel = [
+            (torch.as_tensor(np.nonzero(channels[:, 0] == l)[0]), torch.as_tensor(channels[channels[:, 0] == l, 1]))
+            for l in lays
+        ]
         eye = torch.eye(D, device=e.device)
         for a, b in chunk_ranges(D, cfg.vjp_batch):
             v = eye[a:b, None, :].expand(b - a, K, D)  # [B, K, D] cotangents: rows a..b of the identity
@@ -118,8 +122,17 @@ def check_channels(channels: np.ndarray, n: int) -> np.ndarray:
     return np.unique(np.linspace(0, len(channels) - 1, n).round().astype(np.int64)) if n else np.zeros(0, np.int64)
 
 
-def run(generator, embedder, cfg: RelevanceConfig, out_dir, channels: np.ndarray, stats: dict, layers: list,
-        chunks: list[int], show: bool) -> int:
+def run(
+    generator,
+    embedder,
+    cfg: RelevanceConfig,
+    out_dir,
+    channels: np.ndarray,
+    stats: dict,
+    layers: list,
+    chunks: list[int],
+    show: bool,
+) -> int:
     """Compute the given image blocks (and the exact check) that are missing; return the forward-equivalents."""
     blocks = chunk_ranges(cfg.num_images, cfg.chunk_images)
     todo = [i for i in missing_chunks(out_dir, STAGE, num_chunks(cfg)) if i in set(chunks)]
@@ -137,8 +150,13 @@ def run(generator, embedder, cfg: RelevanceConfig, out_dir, channels: np.ndarray
                 a, b = blocks[i]
                 cols = jacobian_columns(generator, embedder, [s[a:b] for s in s_img], channels, cfg)  # [K, C, D]
                 d_sum, d_sq = direction_sums(cols, sigma, cfg.alpha)
-                write_npz_atomic(chunk_path(out_dir, STAGE, i), d_sum=d_sum, d_sq=d_sq, images=np.arange(a, b),
-                                 seconds=np.float64(time.perf_counter() - t0))
+                write_npz_atomic(
+                    chunk_path(out_dir, STAGE, i),
+                    d_sum=d_sum,
+                    d_sq=d_sq,
+                    images=np.arange(a, b),
+                    seconds=np.float64(time.perf_counter() - t0),
+                )
                 work += (b - a) * (1 + 2 * dim)
             else:
                 work += _exact_check(generator, embedder, cfg, out_dir, channels, stats, layers, s_img, i)
@@ -151,13 +169,20 @@ def _exact_check(generator, embedder, cfg, out_dir, channels, stats, layers, s_i
     t0 = time.perf_counter()
     rows = check_channels(channels, cfg.check_channels)
     offsets = np.cumsum([0] + [l["width"] for l in layers])
-    layer_mean = [stats["mean"][offsets[j]:offsets[j + 1]] for j in range(len(layers))]
-    layer_std = [stats["std"][offsets[j]:offsets[j + 1]] for j in range(len(layers))]
+    layer_mean = [stats["mean"][offsets[j] : offsets[j + 1]] for j in range(len(layers))]
+    layer_std = [stats["std"][offsets[j] : offsets[j + 1]] for j in range(len(layers))]
     same, same_c = exact.compute_chunk(generator, embedder, s_img, channels[rows], layer_mean, layer_std, cfg)
-    other, _ = exact.compute_chunk(generator, embedder, image_styles(generator, cfg, 1), channels[rows],
-                                   layer_mean, layer_std, cfg)
-    write_npz_atomic(chunk_path(out_dir, STAGE, i), rows=rows, exact=same, exact_consistency=same_c, disjoint=other,
-                     seconds=np.float64(time.perf_counter() - t0))
+    other, _ = exact.compute_chunk(
+        generator, embedder, image_styles(generator, cfg, 1), channels[rows], layer_mean, layer_std, cfg
+    )
+    write_npz_atomic(
+        chunk_path(out_dir, STAGE, i),
+        rows=rows,
+        exact=same,
+        exact_consistency=same_c,
+        disjoint=other,
+        seconds=np.float64(time.perf_counter() - t0),
+    )
     return 4 * cfg.num_images * len(rows)
 
 
@@ -175,9 +200,11 @@ def finalize(out_dir, plan: dict) -> None:
     if missing:
         from models.errors import AtlasError
 
-        raise AtlasError(f"the jacobian relevance stage of {out_dir} has {n_in - len(missing)} of {n_in} chunks done "
-                         f"(missing {', '.join(map(str, missing[:8]))}); finish the build (or the shards owning "
-                         "those chunks) before merging.")
+        raise AtlasError(
+            f"the jacobian relevance stage of {out_dir} has {n_in - len(missing)} of {n_in} chunks done "
+            f"(missing {', '.join(map(str, missing[:8]))}); finish the build (or the shards owning "
+            "those chunks) before merging."
+        )
     channels = exact.atlas_channels(plan["layers"])
     blocks = chunk_ranges(cfg.num_images, cfg.chunk_images)
     d_sum, d_sq, seconds = 0.0, 0.0, 0.0
@@ -186,8 +213,12 @@ def finalize(out_dir, plan: dict) -> None:
         d_sum, d_sq, seconds = d_sum + part["d_sum"], d_sq + part["d_sq"], seconds + float(part["seconds"])
     relevance, consistency = reduce_sums(d_sum, d_sq, cfg.num_images)
     for i, (a, b) in enumerate(chunk_ranges(len(channels), cfg.chunk_channels)):
-        write_npz_atomic(chunk_path(out_dir, exact.STAGE, i), relevance=relevance[a:b], consistency=consistency[a:b],
-                         channels=channels[a:b])
+        write_npz_atomic(
+            chunk_path(out_dir, exact.STAGE, i),
+            relevance=relevance[a:b],
+            consistency=consistency[a:b],
+            channels=channels[a:b],
+        )
     info = dict(method="jacobian", seconds=seconds, forward_equivalents_per_image=1 + 2 * int(relevance.shape[1]))
     if cfg.check_channels > 0:
         info.update(agreement(read_npz(chunk_path(out_dir, STAGE, n_in - 1)), relevance, consistency))
@@ -205,11 +236,16 @@ def agreement(check: dict, relevance: np.ndarray, consistency: np.ndarray) -> di
     rows = check["rows"]
     fast = row_cosines(relevance[rows], check["exact"])
     floor = row_cosines(check["disjoint"], check["exact"])
-    return dict(check_channels=len(rows), check_rows=[int(r) for r in rows],
-                cosine_vs_exact_median=float(np.median(fast)), cosine_vs_exact_p10=float(np.percentile(fast, 10)),
-                floor_cosine_median=float(np.median(floor)), floor_cosine_p10=float(np.percentile(floor, 10)),
-                consistency_abs_diff_median=float(np.median(np.abs(consistency[rows] - check["exact_consistency"]))),
-                check_seconds=float(check["seconds"]))
+    return dict(
+        check_channels=len(rows),
+        check_rows=[int(r) for r in rows],
+        cosine_vs_exact_median=float(np.median(fast)),
+        cosine_vs_exact_p10=float(np.percentile(fast, 10)),
+        floor_cosine_median=float(np.median(floor)),
+        floor_cosine_p10=float(np.percentile(floor, 10)),
+        consistency_abs_diff_median=float(np.median(np.abs(consistency[rows] - check["exact_consistency"]))),
+        check_seconds=float(check["seconds"]),
+    )
 
 
 def extra(out_dir, plan: dict) -> dict:
@@ -230,9 +266,13 @@ def cost_plan(generator, embedder, cfg: RelevanceConfig, num_channels: int, prob
     """
     M, D = cfg.num_images, int(embedder.dim)
     n_check = min(cfg.check_channels, num_channels)
-    out = dict(method=cfg.method, exact_renders=2 * M * num_channels,
-               jacobian_forward_equivalents=M * (1 + 2 * D) + 4 * M * n_check, check_channels=n_check,
-               chunks=num_chunks(cfg) if cfg.method == "jacobian" else exact.num_chunks(num_channels, cfg))
+    out = dict(
+        method=cfg.method,
+        exact_renders=2 * M * num_channels,
+        jacobian_forward_equivalents=M * (1 + 2 * D) + 4 * M * n_check,
+        check_channels=n_check,
+        chunks=num_chunks(cfg) if cfg.method == "jacobian" else exact.num_chunks(num_channels, cfg),
+    )
     out["ratio"] = out["exact_renders"] / out["jacobian_forward_equivalents"]
     if not probe or cfg.method != "jacobian":
         return out
@@ -255,8 +295,12 @@ def cost_plan(generator, embedder, cfg: RelevanceConfig, num_channels: int, prob
         backward = time.perf_counter() - t0
     graph, largest = sum(saved), max(saved, default=0)
     K, B = min(cfg.chunk_images, M), min(cfg.vjp_batch, D)
-    out.update(graph_bytes_per_image=graph, largest_saved_bytes=largest,
-               memory_estimate_bytes=K * graph + 3 * B * K * largest + K * num_channels * D * 28,  # columns f32 + f64 copies
-               probe_forward_seconds=forward, probe_backward_seconds=backward,
-               time_estimate_seconds=M * (forward + D * backward) + 4 * M * n_check * forward)
+    out.update(
+        graph_bytes_per_image=graph,
+        largest_saved_bytes=largest,
+        memory_estimate_bytes=K * graph + 3 * B * K * largest + K * num_channels * D * 28,  # columns f32 + f64 copies
+        probe_forward_seconds=forward,
+        probe_backward_seconds=backward,
+        time_estimate_seconds=M * (forward + D * backward) + 4 * M * n_check * forward,
+    )
     return out

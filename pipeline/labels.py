@@ -3,6 +3,7 @@
 The score is signed: a label names where pushing the channel up (+alpha) moves the image. A phrase whose
 embedding equals the neutral's (the neutral itself) has no direction and is never a label.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def compute_labels(relevance: np.ndarray, vocab_embeddings: np.ndarray, neutral_embedding: np.ndarray, k: int,
-                   block: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
+def compute_labels(
+    relevance: np.ndarray, vocab_embeddings: np.ndarray, neutral_embedding: np.ndarray, k: int, block: int = 16_384
+) -> tuple[np.ndarray, np.ndarray]:
     """labels_index [C, k'] int64 (-1: none) and labels_score [C, k'] float32, k' = min(k, V)."""
     rel = torch.as_tensor(relevance, dtype=torch.float32)  # [C, D]
     t = torch.as_tensor(vocab_embeddings, dtype=torch.float32)  # [V, D]
@@ -22,7 +24,7 @@ def compute_labels(relevance: np.ndarray, vocab_embeddings: np.ndarray, neutral_
     best_score = torch.full((C, 0), -float("inf"))
     best_index = torch.zeros((C, 0), dtype=torch.int64)
     for a in range(0, V, block):
-        diff = t[a:a + block] - t_neutral  # [b, D]
+        diff = t[a : a + block] - t_neutral  # [b, D]
         valid = diff.norm(dim=-1) > 1e-6
         delta_t = F.normalize(diff, dim=-1)  # [b, D] Δt per phrase
         score = rel @ delta_t.T  # [C, b]

@@ -9,6 +9,7 @@ when every d_k is a unit vector and counts a d_k of zero (the channel changed no
 One deviation from the reference: |e+ - e-| < 1e-6 (float32 rounding of unit vectors) gives d_k = 0 rather than
 a normalised rounding error, so a channel that changes nothing gets a zero row and consistency 0, not noise.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,12 +40,24 @@ def layer_table(generator, cfg: RelevanceConfig) -> list[dict]:
     rgb = {int(i) for i in getattr(generator, "rgb_layers", [])}
     known = getattr(generator, "style_layers", None)
     if known is not None and len(known) == len(dims):
-        layers = [dict(index=i, kind=str(l["kind"]), resolution=int(l["resolution"]), width=dims[i],
-                       w_index=int(l["w_index"])) for i, l in enumerate(known)]
+        layers = [
+            dict(
+                index=i, kind=str(l["kind"]), resolution=int(l["resolution"]), width=dims[i], w_index=int(l["w_index"])
+            )
+            for i, l in enumerate(known)
+        ]
     else:
         layout = _stylegan2_layout(len(dims), int(getattr(generator, "resolution", 0) or 0), rgb)
-        layers = [dict(index=i, kind="torgb" if i in rgb else "conv", resolution=layout[i][0], width=dims[i],
-                       w_index=layout[i][1]) for i in range(len(dims))]
+        layers = [
+            dict(
+                index=i,
+                kind="torgb" if i in rgb else "conv",
+                resolution=layout[i][0],
+                width=dims[i],
+                w_index=layout[i][1],
+            )
+            for i in range(len(dims))
+        ]
     chosen = set(range(len(dims))) if cfg.layers is None else set(cfg.layers)
     bad = sorted(i for i in chosen if not 0 <= i < len(dims))
     if bad:
@@ -52,8 +65,10 @@ def layer_table(generator, cfg: RelevanceConfig) -> list[dict]:
     for l in layers:
         l["in_atlas"] = l["index"] in chosen and (l["kind"] == "conv" or cfg.include_torgb)
     if not any(l["in_atlas"] for l in layers):
-        raise AtlasError("no style layer is selected for the atlas; pick conv layers with --layers, or add "
-                         "--include-torgb to measure toRGB layers.")
+        raise AtlasError(
+            "no style layer is selected for the atlas; pick conv layers with --layers, or add "
+            "--include-torgb to measure toRGB layers."
+        )
     return layers
 
 
@@ -62,7 +77,7 @@ def _stylegan2_layout(n: int, resolution: int, rgb: set) -> list[tuple[int, int]
     if resolution >= 4 and n == 3 * int(math.log2(resolution)) - 4 and rgb == set(range(1, n, 3)):
         out = [(4, 0), (4, 1)]
         for b, log_r in enumerate(range(3, int(math.log2(resolution)) + 1), start=1):
-            out += [(2 ** log_r, 2 * b - 1), (2 ** log_r, 2 * b), (2 ** log_r, 2 * b + 1)]
+            out += [(2**log_r, 2 * b - 1), (2**log_r, 2 * b), (2**log_r, 2 * b + 1)]
         return out
     return [(-1, -1)] * n
 
@@ -83,8 +98,16 @@ def image_styles(generator, cfg: RelevanceConfig) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_mean: list, layer_std: list,
-                  cfg: RelevanceConfig, pbar=None) -> tuple[np.ndarray, np.ndarray]:
+def compute_chunk(
+    generator,
+    embedder,
+    s_img: list,
+    channels: np.ndarray,
+    layer_mean: list,
+    layer_std: list,
+    cfg: RelevanceConfig,
+    pbar=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """relevance [cc, D] float32 and consistency [cc] float32 for the channels [cc, 2] of one chunk."""
     M, cc = cfg.num_images, len(channels)
     lay, ch = torch.as_tensor(channels[:, 0]), torch.as_tensor(channels[:, 1])
@@ -93,8 +116,11 @@ def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_
     values = torch.as_tensor(np.stack([mu + cfg.alpha * sigma, mu - cfg.alpha * sigma], 1))  # [cc, 2] float64
     rows = 2 * M * cc  # row r: channel r // 2M, image (r // 2) % M, sign r % 2 (0: +, 1: -)
     embeddings = []
-    cache = (synthesis.PrefixCache(generator, s_img, cfg.noise_mode)  # SPEC: layers before l are the image's
-             if synthesis.supports(generator) and cfg.prefix_reuse and cfg.noise_mode != "random" else None)
+    cache = (
+        synthesis.PrefixCache(generator, s_img, cfg.noise_mode)  # SPEC: layers before l are the image's
+        if synthesis.supports(generator) and cfg.prefix_reuse and cfg.noise_mode != "random"
+        else None
+    )
     for start, stop in chunk_ranges(rows, cfg.batch_size):
         r = torch.arange(start, stop)
         ci, ki, sign = r // (2 * M), (r // 2) % M, r % 2
@@ -102,8 +128,9 @@ def compute_chunk(generator, embedder, s_img: list, channels: np.ndarray, layer_
         for l in torch.unique(lay[ci]).tolist():
             sel = (lay[ci] == l).nonzero().squeeze(1)
             target = styles[l]
-            target[sel.to(target.device), ch[ci[sel]].to(target.device)] = \
+            target[sel.to(target.device), ch[ci[sel]].to(target.device)] = (
                 values[ci[sel], sign[sel]].to(target.dtype).to(target.device)
+            )
         with _autocast(styles[0].device, cfg.precision):
             e = _encode_rows(generator, embedder, styles, ki, lay[ci], cache, cfg)  # [B, D]
         e = F.normalize(e.float(), dim=-1)  # [B, D]
@@ -161,8 +188,17 @@ def num_chunks(num_channels: int, cfg: RelevanceConfig) -> int:
     return len(chunk_ranges(num_channels, cfg.chunk_channels))
 
 
-def run(generator, embedder, cfg: RelevanceConfig, out_dir, channels: np.ndarray, stats: dict, layers: list,
-        chunks: list[int], show: bool) -> int:
+def run(
+    generator,
+    embedder,
+    cfg: RelevanceConfig,
+    out_dir,
+    channels: np.ndarray,
+    stats: dict,
+    layers: list,
+    chunks: list[int],
+    show: bool,
+) -> int:
     """Compute the given relevance chunks that are missing; return the number of images rendered."""
     ranges = chunk_ranges(len(channels), cfg.chunk_channels)
     mine = set(chunks)
@@ -170,8 +206,8 @@ def run(generator, embedder, cfg: RelevanceConfig, out_dir, channels: np.ndarray
     if not todo:
         return 0
     offsets = np.cumsum([0] + [l["width"] for l in layers])
-    layer_mean = [stats["mean"][offsets[i]:offsets[i + 1]] for i in range(len(layers))]
-    layer_std = [stats["std"][offsets[i]:offsets[i + 1]] for i in range(len(layers))]
+    layer_mean = [stats["mean"][offsets[i] : offsets[i + 1]] for i in range(len(layers))]
+    layer_std = [stats["std"][offsets[i] : offsets[i + 1]] for i in range(len(layers))]
     s_img = image_styles(generator, cfg)
     renders = 0
     total = sum(2 * cfg.num_images * (ranges[i][1] - ranges[i][0]) for i in todo)
@@ -179,7 +215,6 @@ def run(generator, embedder, cfg: RelevanceConfig, out_dir, channels: np.ndarray
         for i in todo:
             a, b = ranges[i]
             rel, cons = compute_chunk(generator, embedder, s_img, channels[a:b], layer_mean, layer_std, cfg, pbar)
-            write_npz_atomic(chunk_path(out_dir, STAGE, i), relevance=rel, consistency=cons,
-                             channels=channels[a:b])
+            write_npz_atomic(chunk_path(out_dir, STAGE, i), relevance=rel, consistency=cons, channels=channels[a:b])
             renders += 2 * cfg.num_images * (b - a)
     return renders

@@ -4,6 +4,7 @@ Each chunk of samples reduces to (count, mean, M2) per channel with a two-pass b
 Chan's parallel update; chunks are merged in chunk order, so the result is the same whichever process
 computed which chunk and however often the build was restarted.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,9 +37,13 @@ def sample_z(seed: int, start: int, stop: int, z_dim: int) -> torch.Tensor:
     whatever the chunk size, the batch size, the process or the device.
     """
     first, last = start // SEED_BLOCK, (stop - 1) // SEED_BLOCK
-    z = torch.cat([torch.randn(SEED_BLOCK, z_dim, generator=torch.Generator().manual_seed(chunk_seed(seed, STAGE, b)))
-                   for b in range(first, last + 1)])
-    return z[start - first * SEED_BLOCK: stop - first * SEED_BLOCK]
+    z = torch.cat(
+        [
+            torch.randn(SEED_BLOCK, z_dim, generator=torch.Generator().manual_seed(chunk_seed(seed, STAGE, b)))
+            for b in range(first, last + 1)
+        ]
+    )
+    return z[start - first * SEED_BLOCK : stop - first * SEED_BLOCK]
 
 
 @torch.no_grad()

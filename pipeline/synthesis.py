@@ -7,6 +7,7 @@ toRGB at that resolution and the skip image there is what CLIP sees (StyleMC's s
 generators; an approximation, validated against full renders in benchmarks/relevance.py).
 Only the built-in StyleGAN2 layout is staged; other protocol generators fall back to `synthesize`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -87,8 +88,15 @@ class PrefixCache:
         return run_layers(self.generator, state, styles, 0, layer, self.noise_mode)
 
 
-def render_rows(generator, cache: PrefixCache | None, styles: list, ki: torch.Tensor, first: int,
-                exit_resolution: int | None, noise_mode: str) -> torch.Tensor:
+def render_rows(
+    generator,
+    cache: PrefixCache | None,
+    styles: list,
+    ki: torch.Tensor,
+    first: int,
+    exit_resolution: int | None,
+    noise_mode: str,
+) -> torch.Tensor:
     """Images [B, 3, H, W] of rows whose styles differ from their image's only at layers >= first."""
     last = exit_layer(generator, exit_resolution)
     if cache is None:

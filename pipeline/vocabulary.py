@@ -6,6 +6,7 @@ order — without stop words, capped at english_size), "default" ("demo" when th
 "faces" + "english"), a path to a UTF-8 file (one phrase a line, '#' comments), or a list of phrases.
 Combinations are concatenated in order and de-duplicated.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,7 +29,8 @@ FACE_ATTRIBUTES = DATA / "face_attributes.txt"
 PROGRESS_TEXTS = 4  # text batches per encode call (per progress step)
 FUNCTION_WORDS = DATA / "function_words.txt"  # about, after, other ...: left out of the `english` selector
 # Function words, and frequent word-final BPE pieces that are suffixes rather than words.
-STOP_WORDS = set("""the and for you with this that from are was will can just have your our not but all out
+STOP_WORDS = set(
+    """the and for you with this that from are was will can just have your our not but all out
 one now new what when who how why has had her his she him they them their there here then than been were
 get got its into over more most some any very also too via per amp etc lol omg let yes yet
 ing ers ent ght ere ter ation ill ver ate ity ons ine ack ure ood tion ther ard ning ally ful ness ment ies
@@ -36,12 +38,69 @@ ted ous ive ish est ance ence ings ately ically ization ional less able ible tin
 ping bing ster sion ture ments ship ably ened ating ations ition itions ening ously ized ising izing isation
 ual ity ities ary ory ery ance ancy ency ians ian ists ism ology ologist ame ays ite ace ell ong ound ould ars
 ents ans ase ight onal ated ool als ach ile ough ner ves ort ily ats mber ins ble ley ick ved ited ical kes sic
-ors les ans der don ton res""".split())
+ors les ans der don ton res""".split()
+)
 # Letter pairs no English word starts with: a token starting with one is the tail of a longer word.
-BAD_ONSETS = ("bb", "bd", "bt", "cc", "ck", "ct", "dd", "dg", "dn", "ff", "ft", "gg", "gn", "gt", "lb", "lc", "ld",
-              "lf", "lk", "ll", "lm", "lp", "ls", "lt", "lv", "mb", "mm", "mn", "mp", "ms", "nc", "nd", "ng", "nk",
-              "nn", "ns", "nt", "pp", "pt", "rb", "rc", "rd", "rf", "rg", "rk", "rl", "rm", "rn", "rp", "rr", "rs",
-              "rt", "rv", "ss", "tt", "tz", "xt", "zz")
+BAD_ONSETS = (
+    "bb",
+    "bd",
+    "bt",
+    "cc",
+    "ck",
+    "ct",
+    "dd",
+    "dg",
+    "dn",
+    "ff",
+    "ft",
+    "gg",
+    "gn",
+    "gt",
+    "lb",
+    "lc",
+    "ld",
+    "lf",
+    "lk",
+    "ll",
+    "lm",
+    "lp",
+    "ls",
+    "lt",
+    "lv",
+    "mb",
+    "mm",
+    "mn",
+    "mp",
+    "ms",
+    "nc",
+    "nd",
+    "ng",
+    "nk",
+    "nn",
+    "ns",
+    "nt",
+    "pp",
+    "pt",
+    "rb",
+    "rc",
+    "rd",
+    "rf",
+    "rg",
+    "rk",
+    "rl",
+    "rm",
+    "rn",
+    "rp",
+    "rr",
+    "rs",
+    "rt",
+    "rv",
+    "ss",
+    "tt",
+    "tz",
+    "xt",
+    "zz",
+)
 
 
 def read_phrase_file(path) -> list[str]:
@@ -50,8 +109,10 @@ def read_phrase_file(path) -> list[str]:
     try:
         text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the first phrase
     except FileNotFoundError:
-        raise AtlasError(f"vocabulary file {path} does not exist; pass a UTF-8 file with one phrase a line, "
-                         "or one of demo, english, faces.") from None
+        raise AtlasError(
+            f"vocabulary file {path} does not exist; pass a UTF-8 file with one phrase a line, "
+            "or one of demo, english, faces."
+        ) from None
     except IsADirectoryError:
         raise AtlasError(f"vocabulary file {path} is a directory; pass a text file with one phrase a line.") from None
     except UnicodeDecodeError:
@@ -70,7 +131,7 @@ def english_words(size: int) -> list[str]:
     bpe = Path(open_clip.__file__).resolve().parent / "bpe_simple_vocab_16e6.txt.gz"
     if not bpe.exists():
         raise AtlasError(f"open_clip's BPE vocabulary {bpe} is missing; reinstall open_clip_torch.")
-    lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")[1:49152 - 256 - 2 + 1]
+    lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")[1 : 49152 - 256 - 2 + 1]
     function_words = set(" ".join(read_phrase_file(FUNCTION_WORDS)).split())
     words, seen = [], set(function_words)
     for line in lines:
@@ -78,8 +139,15 @@ def english_words(size: int) -> list[str]:
         if len(parts) != 2 or not parts[1].endswith("</w>"):
             continue
         word = (parts[0] + parts[1])[:-4]
-        if (len(word) >= 3 and word.isascii() and word.isalpha() and word not in STOP_WORDS
-                and any(v in word for v in "aeiouy") and not word.startswith(BAD_ONSETS) and word not in seen):
+        if (
+            len(word) >= 3
+            and word.isascii()
+            and word.isalpha()
+            and word not in STOP_WORDS
+            and any(v in word for v in "aeiouy")
+            and not word.startswith(BAD_ONSETS)
+            and word not in seen
+        ):
             seen.add(word)
             words.append(word)
             if len(words) >= size:
@@ -104,9 +172,12 @@ def resolve(selectors, english_size: int, neutral: str) -> list[str]:
             phrases += resolve(["demo"] if neutral == "shape" else ["faces", "english"], english_size, neutral)
         elif sel == "demo":
             from models.demo import VOCABULARY
+
             if not Path(VOCABULARY).exists():
-                raise AtlasError(f"the demo vocabulary {VOCABULARY} is missing; reinstall StyleAtlas or pass "
-                                 "--vocabulary faces / english / a file.")
+                raise AtlasError(
+                    f"the demo vocabulary {VOCABULARY} is missing; reinstall StyleAtlas or pass "
+                    "--vocabulary faces / english / a file."
+                )
             phrases += read_phrase_file(VOCABULARY)
         elif sel == "faces":
             phrases += read_phrase_file(FACE_ATTRIBUTES)
@@ -115,8 +186,10 @@ def resolve(selectors, english_size: int, neutral: str) -> list[str]:
         elif isinstance(sel, str):
             phrases += read_phrase_file(sel)
         else:
-            raise AtlasError(f"vocabulary selector {sel!r} is not understood; use demo, english, faces, a file "
-                             "path, or a list of phrases.")
+            raise AtlasError(
+                f"vocabulary selector {sel!r} is not understood; use demo, english, faces, a file "
+                "path, or a list of phrases."
+            )
     out, seen = [], set()
     for p in phrases:
         p = " ".join(str(p).split())
@@ -136,15 +209,26 @@ def describe(selectors) -> list:
     for sel in selectors:
         if isinstance(sel, (list, tuple)):
             text = json.dumps(list(sel))
-            out.append(list(sel) if len(sel) <= 50 else f"list of {len(sel)} phrases, sha256 "
-                       f"{hashlib.sha256(text.encode()).hexdigest()[:16]}")
+            out.append(
+                list(sel)
+                if len(sel) <= 50
+                else f"list of {len(sel)} phrases, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}"
+            )
         else:
             out.append(str(sel))
     return out
 
 
-def run(embedder, phrases: list[str], templates: list[str], neutral: str, cfg: VocabularyConfig, out_dir,
-        chunks: list[int], show: bool) -> int:
+def run(
+    embedder,
+    phrases: list[str],
+    templates: list[str],
+    neutral: str,
+    cfg: VocabularyConfig,
+    out_dir,
+    chunks: list[int],
+    show: bool,
+) -> int:
     """Embed the given vocabulary chunks that are missing (and t(neutral)); return the number of texts encoded."""
     from models.text import embed_phrases
 
@@ -165,8 +249,13 @@ def run(embedder, phrases: list[str], templates: list[str], neutral: str, cfg: V
             parts = []
             for g in range(a, b, group):
                 with torch.no_grad():
-                    parts.append(embed_phrases(embedder, phrases[g:min(g + group, b)], templates,
-                                               batch_size=cfg.text_batch_size).float().cpu())  # [n, D]
+                    parts.append(
+                        embed_phrases(
+                            embedder, phrases[g : min(g + group, b)], templates, batch_size=cfg.text_batch_size
+                        )
+                        .float()
+                        .cpu()
+                    )  # [n, D]
                 pbar.update(min(g + group, b) - g)
             write_npz_atomic(chunk_path(out_dir, STAGE, i), embeddings=torch.cat(parts).numpy())
             texts += (b - a) * len(templates)
@@ -175,6 +264,8 @@ def run(embedder, phrases: list[str], templates: list[str], neutral: str, cfg: V
 
 def load(out_dir, num_phrases: int, cfg: VocabularyConfig) -> tuple[np.ndarray, np.ndarray]:
     """vocab embeddings [V, D] float32 and t(neutral) [D] from the work folder."""
-    parts = [read_npz(chunk_path(out_dir, STAGE, i))["embeddings"]
-             for i in range(len(chunk_ranges(num_phrases, cfg.chunk_phrases)))]
+    parts = [
+        read_npz(chunk_path(out_dir, STAGE, i))["embeddings"]
+        for i in range(len(chunk_ranges(num_phrases, cfg.chunk_phrases)))
+    ]
     return np.concatenate(parts).astype(np.float32), read_npz(neutral_path(out_dir))["embedding"].astype(np.float32)

@@ -1,4 +1,5 @@
 """query.Atlas: global directions (SPEC §5), compositions, channel look-ups and edits over one atlas."""
+
 from __future__ import annotations
 
 import functools
@@ -9,10 +10,23 @@ import numpy as np
 
 import index
 from models.errors import AtlasError, AtlasFormatError, CheckpointError, PromptError
-from query.direction import DEFAULT_BETA, Direction, check_beta, global_directions, no_channel_message
-from query.direction import normalise_delta_t, one_direction
-from query.prompts import (clean_prompt, format_composition, is_composition, lookup_key, nearest_phrases,
-                           parse_composition)
+from query.direction import (
+    DEFAULT_BETA,
+    Direction,
+    check_beta,
+    global_directions,
+    no_channel_message,
+    normalise_delta_t,
+    one_direction,
+)
+from query.prompts import (
+    clean_prompt,
+    format_composition,
+    is_composition,
+    lookup_key,
+    nearest_phrases,
+    parse_composition,
+)
 
 if TYPE_CHECKING:  # torch loads for edits and new prompts only: a vocabulary query never imports it
     import torch
@@ -20,11 +34,14 @@ if TYPE_CHECKING:  # torch loads for edits and new prompts only: a vocabulary qu
 
 def no_grad(fn):
     """torch.no_grad() around fn, with torch imported at the first call rather than with this module."""
+
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         import torch
+
         with torch.no_grad():
             return fn(*args, **kwargs)
+
     return wrapped
 
 
@@ -35,8 +52,16 @@ class Atlas:
     embedded with the atlas's templates by the embedder, loaded lazily when one is needed.
     """
 
-    def __init__(self, data: index.AtlasData, generator=None, embedder=None, *, load_generator=None,
-                 load_embedder=None, check_fingerprints: bool = True):
+    def __init__(
+        self,
+        data: index.AtlasData,
+        generator=None,
+        embedder=None,
+        *,
+        load_generator=None,
+        load_embedder=None,
+        check_fingerprints: bool = True,
+    ):
         self.data = data
         self._models = dict(generator=generator, embedder=embedder)
         self._loaders = dict(generator=load_generator, embedder=load_embedder)
@@ -58,22 +83,51 @@ class Atlas:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def from_data(cls, data: index.AtlasData, generator=None, embedder=None, *, check_fingerprints: bool = False,
-                  load_generator=None, load_embedder=None) -> "Atlas":
+    def from_data(
+        cls,
+        data: index.AtlasData,
+        generator=None,
+        embedder=None,
+        *,
+        check_fingerprints: bool = False,
+        load_generator=None,
+        load_embedder=None,
+    ) -> "Atlas":
         """An Atlas over arrays already in memory (fingerprints not checked unless asked: the caller vouches)."""
-        return cls(data, generator, embedder, load_generator=load_generator, load_embedder=load_embedder,
-                   check_fingerprints=check_fingerprints)
+        return cls(
+            data,
+            generator,
+            embedder,
+            load_generator=load_generator,
+            load_embedder=load_embedder,
+            check_fingerprints=check_fingerprints,
+        )
 
     @classmethod
-    def open(cls, out_dir="atlas", generator=None, embedder=None, check_fingerprints: bool = True, *,
-             load_generator=None, load_embedder=None, require_complete: bool = True) -> "Atlas":
+    def open(
+        cls,
+        out_dir="atlas",
+        generator=None,
+        embedder=None,
+        check_fingerprints: bool = True,
+        *,
+        load_generator=None,
+        load_embedder=None,
+        require_complete: bool = True,
+    ) -> "Atlas":
         """Read `out_dir` (AtlasFormatError when missing or partial) and refuse models it was not built with.
 
         load_generator / load_embedder: zero-argument callables that load a model the first time one is needed.
         """
         data = index.read_atlas(out_dir, require_complete=require_complete)
-        return cls(data, generator, embedder, load_generator=load_generator, load_embedder=load_embedder,
-                   check_fingerprints=check_fingerprints)
+        return cls(
+            data,
+            generator,
+            embedder,
+            load_generator=load_generator,
+            load_embedder=load_embedder,
+            check_fingerprints=check_fingerprints,
+        )
 
     # ------------------------------------------------------------------ CONTRACT arrays
     @property
@@ -113,8 +167,10 @@ class Atlas:
         r = self._rows.get((int(layer), int(channel)))
         if r is None:
             inside = [f"{l['index']} (0..{l['width'] - 1})" for l in self.data.layers if l["in_atlas"]]
-            raise AtlasError(f"channel {channel} of layer {layer} is not in this atlas; its layers and channels "
-                             f"are {', '.join(inside)}.")
+            raise AtlasError(
+                f"channel {channel} of layer {layer} is not in this atlas; its layers and channels "
+                f"are {', '.join(inside)}."
+            )
         return r
 
     # ------------------------------------------------------------------ models
@@ -131,8 +187,10 @@ class Atlas:
     def generator(self):
         gen = self._model("generator")
         if gen is None:
-            raise AtlasError("editing needs the generator the atlas was built with; pass generator= to "
-                             "Atlas.open (CLI: --generator PATH).")
+            raise AtlasError(
+                "editing needs the generator the atlas was built with; pass generator= to "
+                "Atlas.open (CLI: --generator PATH)."
+            )
         return gen
 
     @property
@@ -164,14 +222,19 @@ class Atlas:
             try:
                 embedder = self.embedder
             except CheckpointError as exc:  # the CLIP to load is missing: say so, and offer the vocabulary
-                raise PromptError(f"{todo[0]!r}{more} is not in the atlas vocabulary and its CLIP cannot be loaded "
-                                  f"({str(exc).rstrip('.')}); use a vocabulary phrase such as {near}.") from None
+                raise PromptError(
+                    f"{todo[0]!r}{more} is not in the atlas vocabulary and its CLIP cannot be loaded "
+                    f"({str(exc).rstrip('.')}); use a vocabulary phrase such as {near}."
+                ) from None
             if embedder is None:
-                raise PromptError(f"{todo[0]!r}{more} is not in the atlas vocabulary and no CLIP is loaded to embed "
-                                  f"it; pass embedder= (CLI: --clip) or use a vocabulary phrase such as {near}.")
+                raise PromptError(
+                    f"{todo[0]!r}{more} is not in the atlas vocabulary and no CLIP is loaded to embed "
+                    f"it; pass embedder= (CLI: --clip) or use a vocabulary phrase such as {near}."
+                )
             import torch
 
             from models.text import embed_phrases
+
             with torch.no_grad():
                 emb = embed_phrases(embedder, todo, self.data.templates)  # [N, D]
             for p, e in zip(todo, emb.detach().float().cpu().numpy()):
@@ -208,13 +271,23 @@ class Atlas:
             scores, delta_s, num_c, max_abs = one_direction(self.data.relevance, self._std32, delta_t, beta)
             used = float(beta)
         else:
-            scores, delta_s, num_c, betas, max_abs = global_directions(self.data.relevance, self._std32, delta_t,
-                                                                       beta, top_k)
+            scores, delta_s, num_c, betas, max_abs = global_directions(
+                self.data.relevance, self._std32, delta_t, beta, top_k
+            )
             scores, delta_s, num_c, used, max_abs = scores[0], delta_s[0], num_c[0], float(betas[0]), max_abs[0]
         if num_c == 0:
             raise AtlasError(no_channel_message(float(max_abs), beta, prompt))
-        return Direction(prompt=prompt, neutral=neutral_name, beta=used, scores=scores, delta_s=delta_s,
-                         channels=self.data.channels, delta_t=delta_t, top_k=top_k, layer_widths=self.layer_widths)
+        return Direction(
+            prompt=prompt,
+            neutral=neutral_name,
+            beta=used,
+            scores=scores,
+            delta_s=delta_s,
+            channels=self.data.channels,
+            delta_t=delta_t,
+            top_k=top_k,
+            layer_widths=self.layer_widths,
+        )
 
     def compose(self, terms, neutral: str = "", beta=DEFAULT_BETA, *, top_k: int | None = None) -> Direction:
         """Σ weight_i Δs_i over the terms' own directions; reports the channels the terms share."""
@@ -227,21 +300,38 @@ class Atlas:
             for j in range(i + 1, len(parts)):
                 overlaps.append(channel_overlap(parts[i], parts[j], self.data.channels))
         if not np.any(delta_s):
-            raise AtlasError(f"the composition {format_composition(terms)!r} cancels out: no channel moves (a zero "
-                             "weight, or terms that undo each other); change the weights.")
+            raise AtlasError(
+                f"the composition {format_composition(terms)!r} cancels out: no channel moves (a zero "
+                "weight, or terms that undo each other); change the weights."
+            )
         betas = {d.beta for _, _, d in parts}
-        return Direction(prompt=format_composition(terms), neutral=parts[0][2].neutral,
-                         beta=betas.pop() if len(betas) == 1 else None, scores=scores, delta_s=delta_s,
-                         channels=self.data.channels, top_k=top_k, layer_widths=self.layer_widths,
-                         components=parts, overlaps=overlaps)
+        return Direction(
+            prompt=format_composition(terms),
+            neutral=parts[0][2].neutral,
+            beta=betas.pop() if len(betas) == 1 else None,
+            scores=scores,
+            delta_s=delta_s,
+            channels=self.data.channels,
+            top_k=top_k,
+            layer_widths=self.layer_widths,
+            components=parts,
+            overlaps=overlaps,
+        )
 
     def channel_direction(self, layer: int, channel: int) -> Direction:
         """One channel alone, r = +1: Δs = sigma_c at that channel (what `channel` grids show)."""
         r = self.row(layer, channel)
         scores = np.zeros(len(self.data.channels), np.float32)
         scores[r] = 1.0
-        return Direction(prompt=f"layer {layer} channel {channel}", neutral="", beta=None, scores=scores,
-                         delta_s=scores * self._std32, channels=self.data.channels, layer_widths=self.layer_widths)
+        return Direction(
+            prompt=f"layer {layer} channel {channel}",
+            neutral="",
+            beta=None,
+            scores=scores,
+            delta_s=scores * self._std32,
+            channels=self.data.channels,
+            layer_widths=self.layer_widths,
+        )
 
     # ------------------------------------------------------------------ exploration
     def channel_words(self, layer: int, channel: int, k: int = 10) -> list[tuple[str, float]]:
@@ -276,16 +366,25 @@ class Atlas:
         else:
             sims = self.data.vocab_embeddings @ q[0]  # [V]
             pairs = [(int(i), float(sims[i])) for i in np.argsort(-sims, kind="stable")[:want]]
-        return [(self.data.vocab[i], s) for i, s in pairs if i != self_row][:int(k)]
+        return [(self.data.vocab[i], s) for i, s in pairs if i != self_row][: int(k)]
 
     def channel_info(self, row: int, score: float | None = None, num_labels: int = 3) -> dict:
         layer, channel = (int(v) for v in self.data.channels[row])
         li, ls = self.data.labels_index, self.data.labels_score
-        labels = [(self.data.vocab[int(i)], float(s)) for i, s in zip(li[row, :num_labels], ls[row, :num_labels])
-                  if i >= 0] if li.ndim == 2 and len(li) else []
-        info = dict(layer=layer, resolution=int(self.data.layers[layer]["resolution"]), channel=channel,
-                    consistency=float(self.data.consistency[row]), style_mean=float(self.data.style_mean[row]),
-                    style_std=float(self.data.style_std[row]), labels=labels)
+        labels = (
+            [(self.data.vocab[int(i)], float(s)) for i, s in zip(li[row, :num_labels], ls[row, :num_labels]) if i >= 0]
+            if li.ndim == 2 and len(li)
+            else []
+        )
+        info = dict(
+            layer=layer,
+            resolution=int(self.data.layers[layer]["resolution"]),
+            channel=channel,
+            consistency=float(self.data.consistency[row]),
+            style_mean=float(self.data.style_mean[row]),
+            style_std=float(self.data.style_std[row]),
+            labels=labels,
+        )
         if score is not None:
             info["score"] = float(score)
         return info
@@ -294,8 +393,9 @@ class Atlas:
     def rows_by_layer(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         if self._layer_rows is None:
             ch = self.data.channels
-            self._layer_rows = [(int(l), np.flatnonzero(ch[:, 0] == l), ch[ch[:, 0] == l, 1])
-                                for l in np.unique(ch[:, 0])]
+            self._layer_rows = [
+                (int(l), np.flatnonzero(ch[:, 0] == l), ch[ch[:, 0] == l, 1]) for l in np.unique(ch[:, 0])
+            ]
         return self._layer_rows
 
     def apply(self, styles: list[torch.Tensor], d, alpha: float) -> list[torch.Tensor]:
@@ -303,12 +403,17 @@ class Atlas:
         alpha = check_alpha(alpha)
         delta_s = np.asarray(d.delta_s if isinstance(d, Direction) else d, np.float32)  # [C]
         if delta_s.shape != (len(self.data.channels),):
-            raise AtlasError(f"a direction for this atlas has {len(self.data.channels)} values, got "
-                             f"{delta_s.shape}; compute it with this atlas's direction().")
+            raise AtlasError(
+                f"a direction for this atlas has {len(self.data.channels)} values, got "
+                f"{delta_s.shape}; compute it with this atlas's direction()."
+            )
         if len(styles) != len(self.data.layers) or any(
-                s.shape[-1] != int(l["width"]) for s, l in zip(styles, self.data.layers)):
-            raise AtlasFormatError(f"the generator's style layers do not match atlas {self.data.path}; open it "
-                                   "with the generator it was built with.")
+            s.shape[-1] != int(l["width"]) for s, l in zip(styles, self.data.layers)
+        ):
+            raise AtlasFormatError(
+                f"the generator's style layers do not match atlas {self.data.path}; open it "
+                "with the generator it was built with."
+            )
         import torch
 
         if not np.isfinite(alpha * delta_s).all():
@@ -334,10 +439,20 @@ class Atlas:
         gen = self.generator
         return check_images(gen.synthesize(gen.styles(check_latent(ws, gen)), noise_mode=noise_mode))
 
-    def edit_text(self, ws, prompt: str, *, method: str = "auto", neutral: str = "", alpha: float = 4.0,
-                  beta=DEFAULT_BETA, **options):
+    def edit_text(
+        self,
+        ws,
+        prompt: str,
+        *,
+        method: str = "auto",
+        neutral: str = "",
+        alpha: float = 4.0,
+        beta=DEFAULT_BETA,
+        **options,
+    ):
         """Edit toward `prompt` by the method that works here -> EditResult(images, method, reason) (edit_text.py)."""
         from query.edit_text import edit_text
+
         return edit_text(self, ws, prompt, method=method, neutral=neutral, alpha=alpha, beta=beta, **options)
 
     @no_grad
@@ -349,10 +464,12 @@ class Atlas:
         if not (isinstance(psi, (int, float)) and math.isfinite(psi) and abs(psi) <= 10):
             raise AtlasError(f"psi must be a finite number within ±10 (0.7 in the paper), got {psi!r}.")
         from models.device import check_seed
+
         seeds = [check_seed(s) for s in seeds]
         mean_w = torch.as_tensor(gen.mean_w)
-        z = torch.cat([torch.randn(1, int(gen.z_dim), generator=torch.Generator().manual_seed(int(s)))
-                       for s in seeds]).to(mean_w.device)  # [B, z_dim]
+        z = torch.cat(
+            [torch.randn(1, int(gen.z_dim), generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+        ).to(mean_w.device)  # [B, z_dim]
         w = gen.mapping(z)  # [B, w_dim]
         return mean_w.to(w.dtype) + psi * (w - mean_w.to(w.dtype))
 
@@ -375,8 +492,10 @@ def check_images(images) -> torch.Tensor:
     import torch
 
     if isinstance(images, torch.Tensor) and not torch.isfinite(images).all():
-        raise AtlasError("the generator produced NaN or infinite pixels (an overflow: a smaller --alpha, or fp32); "
-                         "no image was written.")
+        raise AtlasError(
+            "the generator produced NaN or infinite pixels (an overflow: a smaller --alpha, or fp32); "
+            "no image was written."
+        )
     return images
 
 
@@ -388,8 +507,10 @@ def check_latent(ws, gen) -> torch.Tensor:
     w_dim, num_ws = int(gen.w_dim), int(gen.num_ws)
     ok = (ws.ndim == 2 and ws.shape[1] == w_dim) or (ws.ndim == 3 and tuple(ws.shape[1:]) == (num_ws, w_dim))
     if not ok or ws.shape[0] < 1 or not ws.is_floating_point():
-        raise AtlasError(f"latent has shape {tuple(ws.shape)} ({ws.dtype}); this generator takes W [B, {w_dim}] "
-                         f"or W+ [B, {num_ws}, {w_dim}] floats.")
+        raise AtlasError(
+            f"latent has shape {tuple(ws.shape)} ({ws.dtype}); this generator takes W [B, {w_dim}] "
+            f"or W+ [B, {num_ws}, {w_dim}] floats."
+        )
     if not torch.isfinite(ws).all():
         raise AtlasError("latent holds NaN or infinite values; pass finite W or W+ codes.")
     mean_w = torch.as_tensor(gen.mean_w)
@@ -402,6 +523,12 @@ def channel_overlap(a, b, channels: np.ndarray) -> dict:
     sa, sb = set(np.flatnonzero(da.delta_s).tolist()), set(np.flatnonzero(db.delta_s).tolist())
     shared = sorted(sa & sb, key=lambda r: -abs(da.scores[r]) - abs(db.scores[r]))
     same = sum(1 for r in shared if np.sign(da.delta_s[r]) == np.sign(db.delta_s[r]))
-    return dict(a=pa, b=pb, shared=len(shared), jaccard=len(shared) / max(len(sa | sb), 1), same_sign=same,
-                opposite_sign=len(shared) - same,
-                channels=[(int(channels[r, 0]), int(channels[r, 1])) for r in shared[:10]])
+    return dict(
+        a=pa,
+        b=pb,
+        shared=len(shared),
+        jaccard=len(shared) / max(len(sa | sb), 1),
+        same_sign=same,
+        opposite_sign=len(shared) - same,
+        channels=[(int(channels[r, 0]), int(channels[r, 1])) for r in shared[:10]],
+    )

@@ -1,4 +1,5 @@
 """`query.py` / `styleatlas-query`: a thin click layer over query.Atlas (directions, edits, exploration, export)."""
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,10 @@ def _from_atlas(atlas, kind: str, flag: str, default="demo"):
     if value is None:
         return default
     if value != "demo" and (_Path(value).is_absolute() or value.endswith(".json")) and not _Path(value).is_file():
-        raise CheckpointError(f"atlas {atlas.data.path} was built with {kind} {value}, which is not on this machine; "
-                              f"pass {flag} PATH (the file it was built with).")
+        raise CheckpointError(
+            f"atlas {atlas.data.path} was built with {kind} {value}, which is not on this machine; "
+            f"pass {flag} PATH (the file it was built with)."
+        )
     return value
 
 
@@ -48,8 +51,10 @@ def _checked(atlas, opts: dict, kind: str, model, what: str):
         index.check_fingerprints(atlas.data, **{kind: model})
     except AtlasFormatError as exc:
         flag = "--generator" if kind == "generator" else "--clip/--pretrained"
-        raise AtlasFormatError(f"{str(exc).rstrip('.')}. Loaded {what}; pass {flag} with the model the atlas was "
-                               "built with (or --no-check-fingerprints).") from None
+        raise AtlasFormatError(
+            f"{str(exc).rstrip('.')}. Loaded {what}; pass {flag} with the model the atlas was "
+            "built with (or --no-check-fingerprints)."
+        ) from None
     return model
 
 
@@ -67,11 +72,17 @@ def open_atlas(opts: dict):
 
     def load_generator():
         from models.stylegan2 import load_generator as load
+
         atlas = holder["atlas"]
         given = opts["generator"]
         path = given or _from_atlas(atlas, "generator", "--generator")
-        why = "--generator" if given else ("recorded in the atlas" if _recorded(atlas, "generator") else
-                                           "the demo: the atlas records no generator")
+        why = (
+            "--generator"
+            if given
+            else (
+                "recorded in the atlas" if _recorded(atlas, "generator") else "the demo: the atlas records no generator"
+            )
+        )
         gen = load(path, device=resolve_device(opts["device"]))
         if not given:  # say which file the atlas led us to
             click.echo(f"generator: {getattr(gen, 'source', path)} ({why})", err=True)
@@ -79,6 +90,7 @@ def open_atlas(opts: dict):
 
     def load_embedder():
         from models.clip import load_clip
+
         atlas = holder["atlas"]
         given = opts["clip"] or opts["pretrained"]
         if given:
@@ -89,12 +101,14 @@ def open_atlas(opts: dict):
             why = "recorded in the atlas" if _recorded(atlas, "clip") else "the demo: the atlas records no CLIP"
         embedder = load_clip(name, pretrained, device=resolve_device(opts["device"]), allow_download=bool(given))
         if not given:
-            click.echo(f"CLIP: {name}, weights {pretrained or ('demo' if name == 'demo' else 'random')} ({why})",
-                       err=True)
+            click.echo(
+                f"CLIP: {name}, weights {pretrained or ('demo' if name == 'demo' else 'random')} ({why})", err=True
+            )
         return _checked(atlas, opts, "embedder", embedder, f"CLIP {name} ({why})")
 
-    holder["atlas"] = Atlas.open(opts["atlas"], load_generator=load_generator, load_embedder=load_embedder,
-                                 check_fingerprints=False)  # the loaders check, naming what they loaded
+    holder["atlas"] = Atlas.open(
+        opts["atlas"], load_generator=load_generator, load_embedder=load_embedder, check_fingerprints=False
+    )  # the loaders check, naming what they loaded
     holder["atlas"].faiss_device = opts["device"]
     return holder["atlas"]
 
@@ -112,12 +126,16 @@ def flag_words(message: str) -> str:
 
 def atlas_command(group, name=None):
     """A subcommand with the shared options (--atlas, models, --json) whose warnings print as one line each."""
+
     def wrap(fn):
         @functools.wraps(fn)
         def run(**kwargs):
-            opts = {k: kwargs.pop(k) for k in ("atlas", "generator", "clip", "pretrained", "device",
-                                               "no_check_fingerprints")}
+            opts = {
+                k: kwargs.pop(k)
+                for k in ("atlas", "generator", "clip", "pretrained", "device", "no_check_fingerprints")
+            }
             from models.device import check_device
+
             check_device(opts["device"])  # the name now; whether this machine has it when a model loads
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -129,22 +147,46 @@ def atlas_command(group, name=None):
                     for w in caught:
                         if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning):
                             click.echo(f"warning: {str(w.message).splitlines()[0]}", err=True)
-        for decorator in reversed([
+
+        for decorator in reversed(
+            [
                 group.command(name),
-                click.option("--atlas", type=click.Path(path_type=Path), default=DEFAULT_ATLAS, show_default=True,
-                             help="Atlas folder (built by build_index.py)."),
-                click.option("--generator", default=None, help='Generator checkpoint or "demo" (default: the '
-                             "atlas's, else demo); loaded only for edits."),
-                click.option("--clip", default=None, help='CLIP model name, JSON config or "demo" (default: the '
-                             "atlas's, else demo); loaded only for prompts outside the vocabulary."),
+                click.option(
+                    "--atlas",
+                    type=click.Path(path_type=Path),
+                    default=DEFAULT_ATLAS,
+                    show_default=True,
+                    help="Atlas folder (built by build_index.py).",
+                ),
+                click.option(
+                    "--generator",
+                    default=None,
+                    help='Generator checkpoint or "demo" (default: the atlas\'s, else demo); loaded only for edits.',
+                ),
+                click.option(
+                    "--clip",
+                    default=None,
+                    help='CLIP model name, JSON config or "demo" (default: the '
+                    "atlas's, else demo); loaded only for prompts outside the vocabulary.",
+                ),
                 click.option("--pretrained", default=None, help="open_clip pretrained tag or local weights."),
-                click.option("--device", default="auto", show_default=True,
-                             help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ..."),
-                click.option("--no-check-fingerprints", is_flag=True,
-                             help="Experts: use the given models even if the atlas was built with others."),
-                click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")]):
+                click.option(
+                    "--device",
+                    default="auto",
+                    show_default=True,
+                    help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...",
+                ),
+                click.option(
+                    "--no-check-fingerprints",
+                    is_flag=True,
+                    help="Experts: use the given models even if the atlas was built with others.",
+                ),
+                click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+            ]
+        ):
             run = decorator(run)
         return run
+
     return wrap
 
 
@@ -164,14 +206,16 @@ def beta_value(text: str):
 def emit(as_json: bool, obj, lines) -> None:
     if as_json:
         from index.io import json_safe
+
         click.echo(json.dumps(json_safe(obj, default=_json_default), indent=2, allow_nan=False))
     else:
-        for line in (lines() if callable(lines) else lines):
+        for line in lines() if callable(lines) else lines:
             click.echo(line)
 
 
 def _json_default(x):
     import numpy as np
+
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):
@@ -193,12 +237,24 @@ def with_direction_options(fn):
 
 
 image_options = [
-    click.option("--encoder", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                 help="e4e checkpoint (e4e_ffhq_encode.pt) to start the inversion from."),
-    click.option("--invert-steps", type=int, default=500, show_default=True,
-                 help="Optimisation steps of the inversion (0 with --encoder: the encoder alone)."),
-    click.option("--identity", default=None, help='Identity model: model_ir_se50.pth, "demo" or "none" '
-                 "(default: demo with the demo generator, else none)."),
+    click.option(
+        "--encoder",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="e4e checkpoint (e4e_ffhq_encode.pt) to start the inversion from.",
+    ),
+    click.option(
+        "--invert-steps",
+        type=int,
+        default=500,
+        show_default=True,
+        help="Optimisation steps of the inversion (0 with --encoder: the encoder alone).",
+    ),
+    click.option(
+        "--identity",
+        default=None,
+        help='Identity model: model_ir_se50.pth, "demo" or "none" (default: demo with the demo generator, else none).',
+    ),
 ]
 
 
@@ -243,8 +299,10 @@ def beta_text(d, requested) -> str:
 def _direction_lines(d, show, requested=None):
     yield f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, requested)}"
     for o in d.overlaps:
-        yield (f"  overlap {o['a']!r} / {o['b']!r}: {o['shared']} shared channels ({o['same_sign']} same sign, "
-               f"{o['opposite_sign']} opposite), Jaccard {o['jaccard']:.2f}")
+        yield (
+            f"  overlap {o['a']!r} / {o['b']!r}: {o['shared']} shared channels ({o['same_sign']} same sign, "
+            f"{o['opposite_sign']} opposite), Jaccard {o['jaccard']:.2f}"
+        )
     for layer, channel, score in d.top(show):
         yield f"  layer {layer:3d} channel {channel:5d} score {score:+.4f}"
 
@@ -253,8 +311,12 @@ def _direction_lines(d, show, requested=None):
 @click.argument("prompt")
 @with_direction_options
 @click.option("-n", "--show", type=int, default=20, show_default=True, help="Channels to list.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Save a per-layer bar chart of the channels moved (PNG).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Save a per-layer bar chart of the channels moved (PNG).",
+)
 def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
     """The channels PROMPT moves: layer, resolution, channel, score, consistency, labels."""
     atlas = open_atlas(opts)
@@ -264,6 +326,7 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
     rows = obj["channels"]
     if plot is not None:
         from query.media import plot_layers
+
         plot_layers(plot, atlas, d)
     obj["plot"] = str(plot) if plot else None
 
@@ -272,10 +335,13 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
         yield f"{'layer':>5} {'res':>5} {'channel':>7} {'score':>8} {'consist':>7}  labels"
         for r in rows:
             labels = ", ".join(f"{p} ({s:+.2f})" for p, s in r["labels"])
-            yield f"{r['layer']:5d} {r['resolution']:5d} {r['channel']:7d} {r['score']:+8.4f} {r['consistency']:7.3f}  " \
-                  f"{labels}"
+            yield (
+                f"{r['layer']:5d} {r['resolution']:5d} {r['channel']:7d} {r['score']:+8.4f} {r['consistency']:7.3f}  "
+                f"{labels}"
+            )
         if plot is not None:
             yield f"plot: {plot}"
+
     emit(as_json, obj, lines)
 
 
@@ -283,15 +349,24 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
 @click.argument("layer", type=int)
 @click.argument("channel_index", metavar="CHANNEL", type=int)
 @click.option("-k", type=int, default=10, show_default=True, help="Vocabulary phrases to list.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Save a PNG grid of the channel's effect (-alpha..+alpha on 4 seeds).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Save a PNG grid of the channel's effect (-alpha..+alpha on 4 seeds).",
+)
 @click.option("--alpha", type=float, default=10.0, show_default=True, help="Largest |alpha| in the grid.")
 @click.option("--steps", type=int, default=5, show_default=True, help="Columns from -alpha to +alpha.")
 @click.option("--seeds", default="0,1,2,3", show_default=True, help="Comma-separated seeds (grid rows).")
 @click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation.")
 @click.option("--cell", type=int, default=96, show_default=True, help="Grid cell size in pixels.")
-@click.option("--save-frames", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write every image of the grid at full resolution into this folder.")
+@click.option(
+    "--save-frames",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write every image of the grid at full resolution into this folder.",
+)
 def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, save_frames, as_json):
     """What one channel does: its best vocabulary words, and with -o a grid of its effect."""
     from query.media import MAX_CELL, MAX_SEEDS, MAX_STEPS, check_count
@@ -307,16 +382,30 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, ce
     words = [(w["phrase"], w["score"]) for w in obj["words"]]
     if out is not None:
         from query.edit import channel_grid  # torch and the generator: only for the grid
-        obj["grid"] = channel_grid(atlas, layer, channel_index, out, alpha=alpha, steps=steps,
-                                   seeds=_ints(seeds), psi=psi, cell=cell, frames=save_frames)
+
+        obj["grid"] = channel_grid(
+            atlas,
+            layer,
+            channel_index,
+            out,
+            alpha=alpha,
+            steps=steps,
+            seeds=_ints(seeds),
+            psi=psi,
+            cell=cell,
+            frames=save_frames,
+        )
 
     def lines():
-        yield (f"layer {info['layer']} ({info['resolution']} px) channel {info['channel']}: consistency "
-               f"{info['consistency']:.3f}, std {info['style_std']:.4f}")
+        yield (
+            f"layer {info['layer']} ({info['resolution']} px) channel {info['channel']}: consistency "
+            f"{info['consistency']:.3f}, std {info['style_std']:.4f}"
+        )
         for p, s in words:
             yield f"  {s:+.4f}  {p}"
         if out is not None:
             yield f"grid: {out} (rows: seeds {seeds}; columns: alpha {obj['grid']['alphas']})"
+
     emit(as_json, obj, lines)
 
 
@@ -342,49 +431,111 @@ def similar(opts, prompt, k, as_json):
     check_count(k, "-k", 1, 100_000)
     atlas = open_atlas(opts)
     found = atlas.similar(prompt, k)
-    emit(as_json, dict(prompt=prompt, similar=[dict(phrase=p, cosine=s) for p, s in found]),
-         [f"{s:+.4f}  {p}" for p, s in found])
+    emit(
+        as_json,
+        dict(prompt=prompt, similar=[dict(phrase=p, cosine=s) for p, s in found]),
+        [f"{s:+.4f}  {p}" for p, s in found],
+    )
 
 
 @atlas_command(cli)
 @click.argument("query")
-@click.option("--limit", type=int, default=1000, show_default=True,
-              help="Rows to print at most (up to 100,000).")
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
-              help="Seconds before a running query is stopped.")
+@click.option("--limit", type=int, default=1000, show_default=True, help="Rows to print at most (up to 100,000).")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds before a running query is stopped.",
+)
 def sql(opts, query, limit, timeout_s, as_json):
     """Run one read-only SQL query over the atlas catalog (tables layers, channels, vocabulary, labels, builds)."""
     from query.catalog import run_sql
 
     columns, rows = run_sql(opts["atlas"], query, limit, timeout_s)
-    emit(as_json, dict(columns=columns, rows=[dict(zip(columns, r)) for r in rows]),
-         lambda: ["\t".join(columns)] + ["\t".join("" if v is None else str(v) for v in r) for r in rows])
+    emit(
+        as_json,
+        dict(columns=columns, rows=[dict(zip(columns, r)) for r in rows]),
+        lambda: ["\t".join(columns)] + ["\t".join("" if v is None else str(v) for v in r) for r in rows],
+    )
 
 
 @atlas_command(cli)
 @click.argument("prompt")
 @with_direction_options
-@click.option("--alpha", multiple=True, default=("4",), show_default=True,
-              help="Edit strength(s): 4, -4,4 or start:stop:count; repeatable.")
+@click.option(
+    "--alpha",
+    multiple=True,
+    default=("4",),
+    show_default=True,
+    help="Edit strength(s): 4, -4,4 or start:stop:count; repeatable.",
+)
 @click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
-@click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="W or W+ codes (.npy or .pt) instead of seeds.")
+@click.option(
+    "--latent",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="W or W+ codes (.npy or .pt) instead of seeds.",
+)
 @click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of seeded latents.")
 @click.option("--noise-mode", type=click.Choice(["const", "none", "random"]), default="const", show_default=True)
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("edit.png"),
-              show_default=True, help="PNG strip: original, then one column per alpha.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("edit.png"),
+    show_default=True,
+    help="PNG strip: original, then one column per alpha.",
+)
 @click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
-@click.option("--save-frames", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write every image at full resolution into this folder (seed3_alpha+4.png ...).")
-@click.option("--save-latents", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the edited style codes S (one [B, alphas, width] array per layer) to .pt or .npz.")
-@click.option("--image", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Image file(s) to invert first (their W+ is written beside -o as .latents.npy).")
+@click.option(
+    "--save-frames",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write every image at full resolution into this folder (seed3_alpha+4.png ...).",
+)
+@click.option(
+    "--save-latents",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the edited style codes S (one [B, alphas, width] array per layer) to .pt or .npz.",
+)
+@click.option(
+    "--image",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Image file(s) to invert first (their W+ is written beside -o as .latents.npy).",
+)
 @with_image_options
-@click.option("--method", type=click.Choice(["auto", "global", "mapper", "optimize"]), default=None,
-              help="Edit with edit_text: auto picks global, a stored mapper or optimization (prints which and why).")
-def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mode, out, cell, save_frames,
-         save_latents, image, encoder, invert_steps, identity, as_json, method):
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "global", "mapper", "optimize"]),
+    default=None,
+    help="Edit with edit_text: auto picks global, a stored mapper or optimization (prints which and why).",
+)
+def edit(
+    opts,
+    prompt,
+    neutral,
+    beta,
+    top_k,
+    alpha,
+    seed,
+    latent,
+    psi,
+    noise_mode,
+    out,
+    cell,
+    save_frames,
+    save_latents,
+    image,
+    encoder,
+    invert_steps,
+    identity,
+    as_json,
+    method,
+):
     """Edit sampled (--seed), given (--latent) or inverted (--image) images along PROMPT's direction; PNG strip."""
     from models.device import check_seed
     from query.edit import edit_strip
@@ -406,21 +557,58 @@ def edit(opts, prompt, neutral, beta, top_k, alpha, seed, latent, psi, noise_mod
         latent, inverted = edit_image_latents(opts, image, encoder, invert_steps, identity, out)
     atlas = open_atlas(opts)
     if method is not None:
-        return _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method,
-                            identity, inverted)
+        return _method_edit(
+            atlas,
+            opts,
+            prompt,
+            neutral,
+            beta,
+            alphas,
+            seed,
+            latent,
+            psi,
+            out,
+            cell,
+            as_json,
+            method,
+            identity,
+            inverted,
+        )
     d = atlas.direction(prompt, neutral, beta, top_k=top_k)
-    obj = edit_strip(atlas, d, out, alphas, seeds=list(seed) or ([0] if latent is None else None), latent=latent,
-                     psi=psi, noise_mode=noise_mode, cell=cell, frames=save_frames, latents=save_latents)
+    obj = edit_strip(
+        atlas,
+        d,
+        out,
+        alphas,
+        seeds=list(seed) or ([0] if latent is None else None),
+        latent=latent,
+        psi=psi,
+        noise_mode=noise_mode,
+        cell=cell,
+        frames=save_frames,
+        latents=save_latents,
+    )
     obj.update(inverted)
-    emit(as_json, obj, [f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, beta)}; "
-                        f"alphas {alphas}", f"wrote {out}"])
+    emit(
+        as_json,
+        obj,
+        [
+            f"{d.prompt!r} (neutral {d.neutral!r}): {d.num_c} channels, {beta_text(d, beta)}; alphas {alphas}",
+            f"wrote {out}",
+        ],
+    )
 
 
 @atlas_command(cli)
 @click.argument("prompts_file", type=click.Path(dir_okay=False, path_type=Path))
 @with_direction_options
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="library.h5, .npz or .pt (a .manifest.json is written beside it).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="library.h5, .npz or .pt (a .manifest.json is written beside it).",
+)
 @click.option("--styleclip-layout", is_flag=True, help="Also write one [N, width] array per style layer.")
 def export(opts, prompts_file, neutral, beta, top_k, out, styleclip_layout, as_json):
     """Directions for every prompt in PROMPTS_FILE (one a line), computed in one batch, to one file."""
@@ -433,10 +621,18 @@ def export(opts, prompts_file, neutral, beta, top_k, out, styleclip_layout, as_j
     manifest = export_library(atlas, prompts, out, neutral, beta, top_k, styleclip_layout)
     short = {k: v for k, v in manifest.items() if k != "prompts"}
     short["manifest"] = str(manifest_path(out))
-    emit(as_json, short, lambda: [
-        f"wrote {out}: {manifest['num_prompts']} directions x {manifest['num_channels']} channels "
-        f"({manifest['directions_per_second']:,.1f} directions/s)", f"manifest {short['manifest']}"] + [
-        f"  no direction for {p['prompt']!r}: {p['reason']}" for p in manifest["problems"][:10]])
+    emit(
+        as_json,
+        short,
+        lambda: (
+            [
+                f"wrote {out}: {manifest['num_prompts']} directions x {manifest['num_channels']} channels "
+                f"({manifest['directions_per_second']:,.1f} directions/s)",
+                f"manifest {short['manifest']}",
+            ]
+            + [f"  no direction for {p['prompt']!r}: {p['reason']}" for p in manifest["problems"][:10]]
+        ),
+    )
 
 
 # ---- fallbacks and real images (SPEC §6, §9): invert, optimize, edit --image -------------------------------
@@ -464,10 +660,12 @@ def fallback_models(opts: dict, identity: str | None = None, encoder=None, need_
     out["identity"] = None
     if identity != "none":
         from models.identity import load_identity
+
         out["identity"] = load_identity(identity, device=device)
     out["encoder"] = None
     if encoder is not None:
         from models.encoder import load_encoder
+
         out["encoder"] = load_encoder(encoder, device=device)
     return out
 
@@ -491,6 +689,7 @@ def _save_latents(path: Path, ws) -> Path:
                 np.save(f, ws.detach().cpu().numpy())
         else:
             import torch
+
             torch.save(ws.detach().cpu(), tmp)
     return path
 
@@ -502,14 +701,28 @@ def invert_images(models: dict, images, steps: int, seed: int = 0, progress: boo
 
     gen = models["generator"]
     target = read_images(images, int(gen.resolution))
-    return target, *invert(gen, target, steps=steps, embedder=models["embedder"], identity=models["identity"],
-                           encoder=models["encoder"], seed=seed, progress=progress, return_details=True)
+    return target, *invert(
+        gen,
+        target,
+        steps=steps,
+        embedder=models["embedder"],
+        identity=models["identity"],
+        encoder=models["encoder"],
+        seed=seed,
+        progress=progress,
+        return_details=True,
+    )
 
 
 @atlas_command(cli, "invert")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Latents file (.npy or .pt): W+ [B, num_ws, w_dim].")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Latents file (.npy or .pt): W+ [B, num_ws, w_dim].",
+)
 @with_image_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent exploration noise.")
 def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json):
@@ -518,35 +731,90 @@ def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json
     models = fallback_models(opts, identity, encoder)
     _, ws, details = invert_images(models, images, invert_steps, seed)
     _save_latents(out, ws)
-    obj = dict(out=str(out), shape=list(ws.shape), images=[str(p) for p in images], psnr=details["psnr"],
-               steps=invert_steps, start=details["start"], models=models["names"], identity=models["identity_name"])
+    obj = dict(
+        out=str(out),
+        shape=list(ws.shape),
+        images=[str(p) for p in images],
+        psnr=details["psnr"],
+        steps=invert_steps,
+        start=details["start"],
+        models=models["names"],
+        identity=models["identity_name"],
+    )
     emit(as_json, obj, [f"{p}: PSNR {v:.2f} dB" for p, v in zip(images, details["psnr"])] + [f"wrote {out}"])
 
 
 @atlas_command(cli, "optimize")
 @click.argument("prompt")
 @click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
-@click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="W or W+ codes (.npy or .pt) instead of seeds.")
-@click.option("--image", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Image file(s) to invert first, then edit (repeatable).")
+@click.option(
+    "--latent",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="W or W+ codes (.npy or .pt) instead of seeds.",
+)
+@click.option(
+    "--image",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Image file(s) to invert first, then edit (repeatable).",
+)
 @click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of seeded latents.")
 @click.option("--steps", type=int, default=300, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)
 @click.option("--l2-lambda", type=float, default=0.008, show_default=True)
 @click.option("--id-lambda", type=float, default=0.005, show_default=True)
-@click.option("--preprocess", type=click.Choice(["pool", "clip", "reference"]), default="pool", show_default=True,
-              help="CLIP input: average-pooled (SPEC §6), CLIP's resize+crop, or StyleCLIP's raw [-1,1] input.")
-@click.option("--l2-norm", type=click.Choice(["generator", "reference"]), default="generator", show_default=True,
-              help="L2 term scaled to the latent size (query/losses.py l2_scale) or StyleCLIP's raw sum.")
+@click.option(
+    "--preprocess",
+    type=click.Choice(["pool", "clip", "reference"]),
+    default="pool",
+    show_default=True,
+    help="CLIP input: average-pooled (SPEC §6), CLIP's resize+crop, or StyleCLIP's raw [-1,1] input.",
+)
+@click.option(
+    "--l2-norm",
+    type=click.Choice(["generator", "reference"]),
+    default="generator",
+    show_default=True,
+    help="L2 term scaled to the latent size (query/losses.py l2_scale) or StyleCLIP's raw sum.",
+)
 @with_image_options
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("optimize.png"),
-              show_default=True, help="PNG strip: original, edited (with --image: the photo first).")
-@click.option("--save-latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the edited W+ latents (.npy or .pt).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("optimize.png"),
+    show_default=True,
+    help="PNG strip: original, edited (with --image: the photo first).",
+)
+@click.option(
+    "--save-latent",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the edited W+ latents (.npy or .pt).",
+)
 @click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
-def optimize_cmd(opts, prompt, seed, latent, image, psi, steps, lr, l2_lambda, id_lambda, preprocess, l2_norm,
-                 encoder, invert_steps, identity, out, save_latent, cell, as_json):
+def optimize_cmd(
+    opts,
+    prompt,
+    seed,
+    latent,
+    image,
+    psi,
+    steps,
+    lr,
+    l2_lambda,
+    id_lambda,
+    preprocess,
+    l2_norm,
+    encoder,
+    invert_steps,
+    identity,
+    out,
+    save_latent,
+    cell,
+    as_json,
+):
     """Edit toward PROMPT by latent optimisation (StyleCLIP's optimizer, SPEC §6): slow, but any edit CLIP names."""
     import torch
 
@@ -573,24 +841,57 @@ def optimize_cmd(opts, prompt, seed, latent, image, psi, steps, lr, l2_lambda, i
         with torch.no_grad():
             ws = gen.truncate(gen.mapping(z.to(gen.mean_w.device)), psi)
         source = dict(seeds=seeds, psi=psi)
-    edited, curves = optimize(gen, models["embedder"], ws, prompt, steps=steps, lr=lr, l2_lambda=l2_lambda,
-                              id_lambda=id_lambda, identity=models["identity"], preprocess=preprocess,
-                              l2_norm=l2_norm, return_curves=True)
+    edited, curves = optimize(
+        gen,
+        models["embedder"],
+        ws,
+        prompt,
+        steps=steps,
+        lr=lr,
+        l2_lambda=l2_lambda,
+        id_lambda=id_lambda,
+        identity=models["identity"],
+        preprocess=preprocess,
+        l2_norm=l2_norm,
+        return_curves=True,
+    )
     with torch.no_grad():
         before = gen.synthesize(gen.styles(gen.broadcast(ws.to(gen.mean_w.device))))
         after = gen.synthesize(gen.styles(edited))
-    rows = [torch.stack(([photos[b].to(before.device)] if photos is not None else []) + [before[b], after[b]])
-            for b in range(len(after))]
-    settings = dict(prompt=prompt, models=models["names"], identity=models["identity_name"],
-                    identity_used=curves["identity_used"], config=curves["config"], **source)
+    rows = [
+        torch.stack(([photos[b].to(before.device)] if photos is not None else []) + [before[b], after[b]])
+        for b in range(len(after))
+    ]
+    settings = dict(
+        prompt=prompt,
+        models=models["names"],
+        identity=models["identity_name"],
+        identity_used=curves["identity_used"],
+        config=curves["config"],
+        **source,
+    )
     save_png(out, image_grid(rows, cell), settings)
     if save_latent is not None:
         _save_latents(save_latent, edited)
-    obj = dict(settings, out=str(out), save_latent=str(save_latent) if save_latent else None,
-               loss_first=curves["loss"][0], loss_last=curves["loss"][-1], clip_first=curves["clip"][0],
-               clip_last=curves["clip"][-1], curves={k: curves[k] for k in ("loss", "clip", "l2", "identity", "lr")})
-    emit(as_json, obj, [f"{prompt!r}: CLIP loss {curves['clip'][0]:.4f} -> {curves['clip'][-1]:.4f} in {steps} "
-                        f"steps (identity {'on' if curves['identity_used'] else 'off'})", f"wrote {out}"])
+    obj = dict(
+        settings,
+        out=str(out),
+        save_latent=str(save_latent) if save_latent else None,
+        loss_first=curves["loss"][0],
+        loss_last=curves["loss"][-1],
+        clip_first=curves["clip"][0],
+        clip_last=curves["clip"][-1],
+        curves={k: curves[k] for k in ("loss", "clip", "l2", "identity", "lr")},
+    )
+    emit(
+        as_json,
+        obj,
+        [
+            f"{prompt!r}: CLIP loss {curves['clip'][0]:.4f} -> {curves['clip'][-1]:.4f} in {steps} "
+            f"steps (identity {'on' if curves['identity_used'] else 'off'})",
+            f"wrote {out}",
+        ],
+    )
 
 
 def edit_image_latents(opts: dict, image, encoder, invert_steps: int, identity, out: Path) -> tuple[Path, dict]:
@@ -628,11 +929,27 @@ def _identity(name, atlas=None, opts=None):
         return None
     from models.device import resolve_device
     from models.identity import load_identity
+
     return load_identity(name, device=resolve_device(opts["device"]) if opts else "cpu")
 
 
-def _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, out, cell, as_json, method,
-                 identity=None, inverted=None):
+def _method_edit(
+    atlas,
+    opts,
+    prompt,
+    neutral,
+    beta,
+    alphas,
+    seed,
+    latent,
+    psi,
+    out,
+    cell,
+    as_json,
+    method,
+    identity=None,
+    inverted=None,
+):
     """`edit --method`: edit_text on the seeds / latents / inverted images; prints the method and why."""
     from query.compare import method_strip
 
@@ -640,8 +957,20 @@ def _method_edit(atlas, opts, prompt, neutral, beta, alphas, seed, latent, psi, 
         raise AtlasError("--method edits at one strength; give one --alpha (the global direction's).")
     ws, source = _latents(atlas, seed, latent, psi)
     identity = _identity(identity, atlas, opts) if method in ("auto", "optimize") else None
-    obj = method_strip(atlas, ws, prompt, out, method=method, neutral=neutral, alpha=alphas[0], beta=beta,
-                       cell=cell, source=source, identity=identity, progress=not as_json)
+    obj = method_strip(
+        atlas,
+        ws,
+        prompt,
+        out,
+        method=method,
+        neutral=neutral,
+        alpha=alphas[0],
+        beta=beta,
+        cell=cell,
+        source=source,
+        identity=identity,
+        progress=not as_json,
+    )
     obj.update(inverted or {})
     emit(as_json, obj, [f"method: {obj['method']}", f"reason: {obj['reason']}", f"wrote {out}"])
 
@@ -655,8 +984,12 @@ def mapper_group():
 @click.argument("prompt")
 @click.option("--steps", type=int, default=400, show_default=True, help="Training steps.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--latents", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Training W / W+ codes (.npy or .pt, e.g. e4e inversions) instead of sampled ones.")
+@click.option(
+    "--latents",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Training W / W+ codes (.npy or .pt, e.g. e4e inversions) instead of sampled ones.",
+)
 @click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of sampled training codes.")
 @click.option("--lr", type=float, default=None, help="Adam learning rate (default: query.mapper_train.DEFAULT_LR).")
 @click.option("--l2-lambda", type=float, default=0.8, show_default=True)
@@ -664,20 +997,38 @@ def mapper_group():
 @click.option("--identity", default=None, help='Identity model: model_ir_se50.pth, "demo" or none (default).')
 @click.option("--levels", default="coarse,medium,fine", show_default=True, help="W+ levels the mapper moves.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def mapper_train(opts, prompt, steps, batch_size, latents, psi, lr, l2_lambda, id_lambda, identity, levels, seed,
-                 as_json):
+def mapper_train(
+    opts, prompt, steps, batch_size, latents, psi, lr, l2_lambda, id_lambda, identity, levels, seed, as_json
+):
     """Train a mapper for PROMPT with the atlas's models and store it in the atlas (resumes if interrupted)."""
     from query.mapper_store import train_atlas_mapper
     from query.mapper_train import DEFAULT_LR
 
     atlas = open_atlas(opts)
-    record = train_atlas_mapper(atlas, prompt, identity=_identity(identity), progress=not as_json, steps=steps,
-                                batch_size=batch_size, ws=latents, psi=psi, lr=DEFAULT_LR if lr is None else lr,
-                                l2_lambda=l2_lambda, id_lambda=id_lambda, seed=seed,
-                                levels=tuple(l.strip() for l in levels.split(",") if l.strip()))
-    emit(as_json, record, [f"mapper for {record['prompt']!r}: {record['file']} ({record['steps']} steps, batch "
-                           f"{record['batch_size']}; final CLIP loss {record['loss_clip']:.4f}, L2 "
-                           f"{record['loss_l2']:.5f}; {record['settings'].get('seconds', 0):.0f} s)"])
+    record = train_atlas_mapper(
+        atlas,
+        prompt,
+        identity=_identity(identity),
+        progress=not as_json,
+        steps=steps,
+        batch_size=batch_size,
+        ws=latents,
+        psi=psi,
+        lr=DEFAULT_LR if lr is None else lr,
+        l2_lambda=l2_lambda,
+        id_lambda=id_lambda,
+        seed=seed,
+        levels=tuple(l.strip() for l in levels.split(",") if l.strip()),
+    )
+    emit(
+        as_json,
+        record,
+        [
+            f"mapper for {record['prompt']!r}: {record['file']} ({record['steps']} steps, batch "
+            f"{record['batch_size']}; final CLIP loss {record['loss_clip']:.4f}, L2 "
+            f"{record['loss_l2']:.5f}; {record['settings'].get('seconds', 0):.0f} s)"
+        ],
+    )
 
 
 @atlas_command(mapper_group, "list")
@@ -686,29 +1037,57 @@ def mapper_list(opts, as_json):
     from index.mappers import list_mappers
 
     records = list_mappers(opts["atlas"])
-    emit(as_json, dict(mappers=records), lambda: [f"{r['prompt']!r}: {r['file']}, {r['steps']} steps x "
-                                                  f"{r['batch_size']}, CLIP loss {r['loss_clip']:.4f}, {r['created']}"
-                                                  for r in records] or ["no mappers in this atlas"])
+    emit(
+        as_json,
+        dict(mappers=records),
+        lambda: (
+            [
+                f"{r['prompt']!r}: {r['file']}, {r['steps']} steps x "
+                f"{r['batch_size']}, CLIP loss {r['loss_clip']:.4f}, {r['created']}"
+                for r in records
+            ]
+            or ["no mappers in this atlas"]
+        ),
+    )
 
 
 @atlas_command(cli, "compare")
 @click.argument("prompt")
 @click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
-@click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="W or W+ codes (.npy or .pt) instead of seeds.")
+@click.option(
+    "--latent",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="W or W+ codes (.npy or .pt) instead of seeds.",
+)
 @click.option("--psi", type=float, default=0.7, show_default=True)
 @with_direction_options
 @click.option("--alpha", type=float, default=4.0, show_default=True, help="Global direction strength.")
-@click.option("--methods", default="global,mapper,optimize", show_default=True,
-              help="Methods to compare (mapper only when one is stored).")
-@click.option("--identity", default=None, help='Identity for optimization: model_ir_se50.pth, "demo" or none '
-              "(default: demo with the demo generator, else none).")
+@click.option(
+    "--methods",
+    default="global,mapper,optimize",
+    show_default=True,
+    help="Methods to compare (mapper only when one is stored).",
+)
+@click.option(
+    "--identity",
+    default=None,
+    help='Identity for optimization: model_ir_se50.pth, "demo" or none '
+    "(default: demo with the demo generator, else none).",
+)
 @click.option("--optimize-steps", type=int, default=300, show_default=True)
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("compare.png"),
-              show_default=True, help="PNG grid: rows are images; columns original, then each method.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("compare.png"),
+    show_default=True,
+    help="PNG grid: rows are images; columns original, then each method.",
+)
 @click.option("--cell", type=int, default=96, show_default=True)
-def compare_cmd(opts, prompt, seed, latent, psi, neutral, beta, top_k, alpha, methods, identity, optimize_steps,
-                out, cell, as_json):
+def compare_cmd(
+    opts, prompt, seed, latent, psi, neutral, beta, top_k, alpha, methods, identity, optimize_steps, out, cell, as_json
+):
     """Global direction vs mapper vs optimization on the same images: a PNG grid and a table per method."""
     from query.compare import compare_methods, parse_methods, table_lines
     from query.media import MAX_CELL, check_count
@@ -719,11 +1098,23 @@ def compare_cmd(opts, prompt, seed, latent, psi, neutral, beta, top_k, alpha, me
     methods = parse_methods(methods)
     atlas = open_atlas(opts)
     ws, source = _latents(atlas, seed, latent, psi)
-    report = compare_methods(atlas, ws, prompt, out, neutral=neutral, alpha=alpha, beta=beta_value(beta),
-                             identity=_identity(identity, atlas, opts) if "optimize" in methods else None,
-                             optimize_options=dict(steps=optimize_steps),
-                             methods=methods, cell=cell, source=source, progress=not as_json)
+    report = compare_methods(
+        atlas,
+        ws,
+        prompt,
+        out,
+        neutral=neutral,
+        alpha=alpha,
+        beta=beta_value(beta),
+        identity=_identity(identity, atlas, opts) if "optimize" in methods else None,
+        optimize_options=dict(steps=optimize_steps),
+        methods=methods,
+        cell=cell,
+        source=source,
+        progress=not as_json,
+    )
     emit(as_json, report, lambda: table_lines(report))
+
 
 def main(args=None):
     run_cli(cli, args)

@@ -4,6 +4,7 @@
 similarity to the prompt before and after, mean absolute pixel change, seconds per image and, on the shapes
 world, which attributes the pixel classifier finds unchanged. `method_strip` is `edit --method`'s picture.
 """
+
 from __future__ import annotations
 
 import time
@@ -44,9 +45,15 @@ def measure(atlas, prompt: str, original: torch.Tensor, edited: torch.Tensor, sh
 
         before, after = classify(original), classify(edited)
         out["kept"] = {a: float((after[a] == before[a]).mean()) for a in world.ATTRIBUTE_NAMES}
-        out["after"] = {a: [getattr(world, {"colour": "COLOURS", "shape": "SHAPES", "size": "SIZES",
-                                            "background": "BACKGROUNDS"}[a])[i] for i in after[a]]
-                        for a in world.ATTRIBUTE_NAMES}
+        out["after"] = {
+            a: [
+                getattr(
+                    world, {"colour": "COLOURS", "shape": "SHAPES", "size": "SIZES", "background": "BACKGROUNDS"}[a]
+                )[i]
+                for i in after[a]
+            ]
+            for a in world.ATTRIBUTE_NAMES
+        }
         out["valid_after"] = float(after["valid"].mean())
         from models.demo.judge import TARGETS
 
@@ -56,9 +63,22 @@ def measure(atlas, prompt: str, original: torch.Tensor, edited: torch.Tensor, sh
     return out
 
 
-def compare_methods(atlas, ws, prompt: str, out, *, neutral: str = "", alpha: float = 4.0, beta=0.15,
-                    identity=None, optimize_options: dict | None = None, methods=COMPARE_METHODS,
-                    cell: int = 96, source: dict | None = None, progress: bool = False) -> dict:
+def compare_methods(
+    atlas,
+    ws,
+    prompt: str,
+    out,
+    *,
+    neutral: str = "",
+    alpha: float = 4.0,
+    beta=0.15,
+    identity=None,
+    optimize_options: dict | None = None,
+    methods=COMPARE_METHODS,
+    cell: int = 96,
+    source: dict | None = None,
+    progress: bool = False,
+) -> dict:
     """Edit `ws` toward `prompt` with each method; write one PNG grid (rows: images; columns: original + methods)."""
     from query.mapper_store import atlas_mapper
 
@@ -72,39 +92,103 @@ def compare_methods(atlas, ws, prompt: str, out, *, neutral: str = "", alpha: fl
             continue
         t0 = time.perf_counter()
         try:
-            result: EditResult = edit_text(atlas, ws, prompt, method=method, neutral=neutral, alpha=alpha, beta=beta,
-                                           identity=identity, optimize_options=optimize_options, progress=progress)
+            result: EditResult = edit_text(
+                atlas,
+                ws,
+                prompt,
+                method=method,
+                neutral=neutral,
+                alpha=alpha,
+                beta=beta,
+                identity=identity,
+                optimize_options=optimize_options,
+                progress=progress,
+            )
         except AtlasError as exc:
             skipped[method] = str(exc)
             continue
         seconds = time.perf_counter() - t0
         columns.append(result.images)
-        table.append(dict(method=method, seconds_per_image=seconds / len(original),
-                          **measure(atlas, prompt, original, result.images, shapes),
-                          details=as_dict(result)["details"]))
+        table.append(
+            dict(
+                method=method,
+                seconds_per_image=seconds / len(original),
+                **measure(atlas, prompt, original, result.images, shapes),
+                details=as_dict(result)["details"],
+            )
+        )
     rows = [torch.stack([c[b] for c in columns]) for b in range(len(original))]
-    settings = _settings(atlas, prompt=prompt, neutral=neutral, alpha=float(alpha), beta=beta,
-                         columns=["original"] + [r["method"] for r in table], **(source or {}))
+    settings = _settings(
+        atlas,
+        prompt=prompt,
+        neutral=neutral,
+        alpha=float(alpha),
+        beta=beta,
+        columns=["original"] + [r["method"] for r in table],
+        **(source or {}),
+    )
     save_png(out, image_grid(rows, cell), settings)
-    return dict(settings, out=str(out), methods=table, skipped=skipped, shapes_world=shapes,
-                original=measure(atlas, prompt, original, original, shapes) if shapes else None)
+    return dict(
+        settings,
+        out=str(out),
+        methods=table,
+        skipped=skipped,
+        shapes_world=shapes,
+        original=measure(atlas, prompt, original, original, shapes) if shapes else None,
+    )
 
 
-def method_strip(atlas, ws, prompt: str, out, *, method: str = "auto", neutral: str = "", alpha: float = 4.0,
-                 beta=0.15, identity=None, cell: int = 128, source: dict | None = None,
-                 optimize_options: dict | None = None, progress: bool = False) -> dict:
+def method_strip(
+    atlas,
+    ws,
+    prompt: str,
+    out,
+    *,
+    method: str = "auto",
+    neutral: str = "",
+    alpha: float = 4.0,
+    beta=0.15,
+    identity=None,
+    cell: int = 128,
+    source: dict | None = None,
+    optimize_options: dict | None = None,
+    progress: bool = False,
+) -> dict:
     """`edit --method`: one row per latent (original, edited) and the method edit_text chose, with its reason."""
     png_path(out)
     original = atlas.render(ws)
-    result = edit_text(atlas, ws, prompt, method=method, neutral=neutral, alpha=alpha, beta=beta, identity=identity,
-                       optimize_options=optimize_options, progress=progress)
+    result = edit_text(
+        atlas,
+        ws,
+        prompt,
+        method=method,
+        neutral=neutral,
+        alpha=alpha,
+        beta=beta,
+        identity=identity,
+        optimize_options=optimize_options,
+        progress=progress,
+    )
     rows = [torch.stack([original[b], result.images[b]]) for b in range(len(original))]
     info = as_dict(result)
-    settings = _settings(atlas, prompt=prompt, neutral=neutral, asked=method, alpha=float(alpha), beta=beta,
-                         method=info["method"], reason=info["reason"], **(source or {}))
+    settings = _settings(
+        atlas,
+        prompt=prompt,
+        neutral=neutral,
+        asked=method,
+        alpha=float(alpha),
+        beta=beta,
+        method=info["method"],
+        reason=info["reason"],
+        **(source or {}),
+    )
     save_png(out, image_grid(rows, cell), settings)
-    return dict(settings, out=str(out), details=info["details"],
-                mean_abs_change=float((result.images.float() - original.float()).abs().mean()))
+    return dict(
+        settings,
+        out=str(out),
+        details=info["details"],
+        mean_abs_change=float((result.images.float() - original.float()).abs().mean()),
+    )
 
 
 def table_lines(report: dict):
@@ -117,8 +201,10 @@ def table_lines(report: dict):
     yield head
     for r in report["methods"]:
         nan = float("nan")
-        line = (f"{r['method']:>9} {r.get('clip_before', nan):11.4f} {r.get('clip_after', nan):10.4f} "
-                f"{r['mean_abs_change']:7.4f} {r['seconds_per_image']:8.3f}")
+        line = (
+            f"{r['method']:>9} {r.get('clip_before', nan):11.4f} {r.get('clip_after', nan):10.4f} "
+            f"{r['mean_abs_change']:7.4f} {r['seconds_per_image']:8.3f}"
+        )
         if shapes:
             line += f" {r['reached']:7.0%}" if "reached" in r else " " * 8
             line += "        " + " ".join(f"{r['kept'][a]:>4.0%}" for a in ("shape", "colour", "size", "background"))

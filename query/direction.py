@@ -3,6 +3,7 @@
 Everything here is numpy on the atlas's own arrays; one function serves a single prompt ([D]) and a
 batch ([N, D]) so that bulk export and `Atlas.direction` compute exactly the same thing.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,10 @@ def normalise_delta_t(t_target: np.ndarray, t_neutral: np.ndarray) -> np.ndarray
     diff = np.asarray(t_target, np.float32) - np.asarray(t_neutral, np.float32)  # [D] or [N, D]
     norm = np.sqrt(np.add.reduce(diff * diff, axis=-1, keepdims=True))  # np.linalg.norm's sum, without its wrapper
     if norm.size and (norm.min() if norm.size > 1 else norm.item()) < 1e-6:
-        raise AtlasError("the target and the neutral have the same embedding, so there is no direction; "
-                         "use a neutral that names the class being edited (e.g. 'face') and a different target.")
+        raise AtlasError(
+            "the target and the neutral have the same embedding, so there is no direction; "
+            "use a neutral that names the class being edited (e.g. 'face') and a different target."
+        )
     return diff / norm
 
 
@@ -82,11 +85,14 @@ def select_channels(abs_scores: np.ndarray, beta, top_k: int | None = None) -> t
 
 def no_channel_message(max_abs: float, beta, prompt: str) -> str:
     if max_abs <= 0:
-        return (f"no channel of the atlas responds to {prompt!r} at all (every score is 0); try another prompt "
-                "or neutral.")
+        return (
+            f"no channel of the atlas responds to {prompt!r} at all (every score is 0); try another prompt or neutral."
+        )
     used = "auto-beta (0.10)" if isinstance(beta, str) else f"beta {beta:g}"
-    return (f"no channel passes {used} for {prompt!r} (the strongest scores {max_abs:.4f}); use beta <= "
-            f"{floor_beta(max_abs):g}, or top_k=N.")
+    return (
+        f"no channel passes {used} for {prompt!r} (the strongest scores {max_abs:.4f}); use beta <= "
+        f"{floor_beta(max_abs):g}, or top_k=N."
+    )
 
 
 GEMV_ROWS_ELEMENTS = 400_000  # OpenBLAS runs a gemv this small on one thread
@@ -101,12 +107,19 @@ def single_scores(rel: np.ndarray, delta_t: np.ndarray) -> np.ndarray:
     out = np.empty(len(rel), np.float32)  # [C]
     rows = max(1, GEMV_ROWS_ELEMENTS // max(rel.shape[1], 1))
     for a in range(0, len(rel), rows):
-        np.dot(rel[a:a + rows], delta_t, out=out[a:a + rows])
+        np.dot(rel[a : a + rows], delta_t, out=out[a : a + rows])
     return out
 
 
-def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, beta=DEFAULT_BETA,
-                      top_k: int | None = None, block: int = 256, keep_scores: bool = True):
+def global_directions(
+    relevance: np.ndarray,
+    style_std: np.ndarray,
+    delta_t: np.ndarray,
+    beta=DEFAULT_BETA,
+    top_k: int | None = None,
+    block: int = 256,
+    keep_scores: bool = True,
+):
     """SPEC §5 for N text directions at once: (scores [N, C], delta_s [N, C], num_c [N], beta [N], max|r| [N]).
 
     One matrix product relevance @ ΔT for the whole batch; thresholding and scaling run in row blocks to
@@ -122,8 +135,14 @@ def global_directions(relevance: np.ndarray, style_std: np.ndarray, delta_t: np.
     return directions_from_scores(scores, style_std, beta, top_k, block, keep_scores)
 
 
-def directions_from_scores(scores: np.ndarray, style_std: np.ndarray, beta=DEFAULT_BETA, top_k: int | None = None,
-                           block: int = 256, keep_scores: bool = True):
+def directions_from_scores(
+    scores: np.ndarray,
+    style_std: np.ndarray,
+    beta=DEFAULT_BETA,
+    top_k: int | None = None,
+    block: int = 256,
+    keep_scores: bool = True,
+):
     """The SPEC §5 steps after the product, for scores r [N, C]; returns what global_directions returns."""
     delta_s = np.empty_like(scores) if keep_scores else scores  # [N, C]
     n, c = scores.shape
@@ -131,19 +150,19 @@ def directions_from_scores(scores: np.ndarray, style_std: np.ndarray, beta=DEFAU
     std = np.asarray(style_std, np.float32)  # [C]
     abs_buf = np.empty((min(block, n), c), np.float32)  # reused: fresh pages cost more than the arithmetic
     for a in range(0, n, block):
-        r = scores[a:a + block]  # [b, C]
-        a_r = np.abs(r, out=abs_buf[:len(r)])  # [b, C]
+        r = scores[a : a + block]  # [b, C]
+        a_r = np.abs(r, out=abs_buf[: len(r)])  # [b, C]
         keep, used = select_channels(a_r, beta, top_k)
         # max|kept| = max|r| whenever anything is kept (keep is |r| >= beta, or the top k, so the top is in it)
         peak = a_r.max(1) if c else np.zeros(len(r), np.float32)  # [b]
         ok = (peak >= used) & (peak > 0)
-        out = delta_s[a:a + block]
+        out = delta_s[a : a + block]
         np.multiply(r, keep, out=out)  # r[|r| < beta] = 0
         out *= std  # Δs_c = r_c sigma_c ...
         out *= np.where(ok, 1 / np.where(ok, peak, 1), 0).astype(np.float32)[:, None]  # ... with max|r| -> 1
-        num_c[a:a + block] = np.count_nonzero(out, axis=1)  # as Direction.num_c: channels that move
-        betas[a:a + block] = used
-        max_abs[a:a + block] = peak
+        num_c[a : a + block] = np.count_nonzero(out, axis=1)  # as Direction.num_c: channels that move
+        betas[a : a + block] = used
+        max_abs[a : a + block] = peak
     return (scores if keep_scores else None), delta_s, num_c, betas, max_abs
 
 
@@ -171,17 +190,18 @@ def _one_direction(rel: np.ndarray, style_std: np.ndarray, delta_t: np.ndarray, 
 @dataclass
 class Direction:
     """A global direction in StyleSpace (SPEC §5), row-aligned with the atlas's channels."""
+
     prompt: str
     neutral: str
-    beta: float | None                   # the threshold used (top_k: the weakest kept |score|)
-    scores: np.ndarray                   # [C] signed r = relevance @ Δt, before thresholding
-    delta_s: np.ndarray                  # [C] the paper's Δs (zero where not kept)
-    channels: np.ndarray                 # [C, 2] (layer, channel) of every row
-    delta_t: np.ndarray | None = None    # [D] unit text direction (None for a composition)
+    beta: float | None  # the threshold used (top_k: the weakest kept |score|)
+    scores: np.ndarray  # [C] signed r = relevance @ Δt, before thresholding
+    delta_s: np.ndarray  # [C] the paper's Δs (zero where not kept)
+    channels: np.ndarray  # [C, 2] (layer, channel) of every row
+    delta_t: np.ndarray | None = None  # [D] unit text direction (None for a composition)
     top_k: int | None = None
-    layer_widths: list = field(default_factory=list)   # width of every style layer (toRGB too)
-    components: list = field(default_factory=list)     # composition: [(prompt, weight, Direction)]
-    overlaps: list = field(default_factory=list)       # composition: pairwise shared channels
+    layer_widths: list = field(default_factory=list)  # width of every style layer (toRGB too)
+    components: list = field(default_factory=list)  # composition: [(prompt, weight, Direction)]
+    overlaps: list = field(default_factory=list)  # composition: pairwise shared channels
 
     @property
     def num_c(self) -> int:
@@ -199,7 +219,7 @@ class Direction:
 
         Channels below beta are not listed even when fewer than k move: the edit leaves them alone.
         """
-        rows = self.active[:max(0, int(k))]
+        rows = self.active[: max(0, int(k))]
         return [(int(self.channels[r, 0]), int(self.channels[r, 1]), float(self.scores[r])) for r in rows]
 
     def to_styles(self) -> list[np.ndarray]:
@@ -211,8 +231,14 @@ class Direction:
         return out
 
     def to_dict(self, k: int = 10) -> dict:
-        d = dict(prompt=self.prompt, neutral=self.neutral, beta=self.beta, top_k=self.top_k, num_c=self.num_c,
-                 top=[dict(layer=l, channel=c, score=s) for l, c, s in self.top(k)])
+        d = dict(
+            prompt=self.prompt,
+            neutral=self.neutral,
+            beta=self.beta,
+            top_k=self.top_k,
+            num_c=self.num_c,
+            top=[dict(layer=l, channel=c, score=s) for l, c, s in self.top(k)],
+        )
         if self.components:
             d["components"] = [dict(prompt=p, weight=w, num_c=c.num_c, beta=c.beta) for p, w, c in self.components]
             d["overlaps"] = self.overlaps

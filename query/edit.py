@@ -1,4 +1,5 @@
 """Edit strips and channel grids: render, edit along a direction at several alphas, save a PNG with its settings."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,19 +12,37 @@ from query.picture import Layout, alpha_label, check_outputs, labelled_grid, sav
 
 
 def _settings(atlas, **extra) -> dict:
-    return dict(atlas=str(atlas.data.path), generator_fingerprint=atlas.data.generator_fingerprint,
-                embedder_fingerprint=atlas.data.embedder_fingerprint, **extra)
+    return dict(
+        atlas=str(atlas.data.path),
+        generator_fingerprint=atlas.data.generator_fingerprint,
+        embedder_fingerprint=atlas.data.embedder_fingerprint,
+        **extra,
+    )
 
 
 def _image_change(a: torch.Tensor, b: torch.Tensor) -> dict:
     """Mean RGB per image before and after, and the mean absolute pixel change (in [-1, 1] units)."""
-    return dict(mean_rgb_before=a.float().mean((2, 3)).tolist(), mean_rgb_after=b.float().mean((2, 3)).tolist(),
-                mean_abs_change=float((b.float() - a.float()).abs().mean()))
+    return dict(
+        mean_rgb_before=a.float().mean((2, 3)).tolist(),
+        mean_rgb_after=b.float().mean((2, 3)).tolist(),
+        mean_abs_change=float((b.float() - a.float()).abs().mean()),
+    )
 
 
 @torch.no_grad()
-def edit_strip(atlas, d, out, alphas, seeds=None, latent=None, psi: float = 0.7, noise_mode: str = "const",
-               cell: int = 128, frames=None, latents=None) -> dict:
+def edit_strip(
+    atlas,
+    d,
+    out,
+    alphas,
+    seeds=None,
+    latent=None,
+    psi: float = 0.7,
+    noise_mode: str = "const",
+    cell: int = 128,
+    frames=None,
+    latents=None,
+) -> dict:
     """One row per latent: the original, then the edit at every alpha. Returns the numbers (also in the PNG).
 
     frames: a folder for every image at full resolution; latents: a .pt / .npz file for the edited S codes.
@@ -41,8 +60,18 @@ def edit_strip(atlas, d, out, alphas, seeds=None, latent=None, psi: float = 0.7,
     original = atlas.render(ws, noise_mode=noise_mode)  # [B, 3, H, W]
     edited = [atlas.edit(ws, d, a, noise_mode=noise_mode) for a in alphas]  # alphas x [B, 3, H, W]
     rows = [torch.stack([original[b]] + [e[b] for e in edited]) for b in range(len(ws))]  # B x [1 + A, 3, H, W]
-    settings = _settings(atlas, prompt=d.prompt, neutral=d.neutral, beta=d.beta, top_k=d.top_k, num_c=d.num_c,
-                         alphas=[float(a) for a in alphas], noise_mode=noise_mode, method="global", **source)
+    settings = _settings(
+        atlas,
+        prompt=d.prompt,
+        neutral=d.neutral,
+        beta=d.beta,
+        top_k=d.top_k,
+        num_c=d.num_c,
+        alphas=[float(a) for a in alphas],
+        noise_mode=noise_mode,
+        method="global",
+        **source,
+    )
     row_labels = [f"seed {s}" for s in seeds] if latent is None else [f"latent {i}" for i in range(len(ws))]
     columns = ["original"] + [alpha_label(a) for a in alphas]
     kept = f"top {d.top_k}" if d.top_k else f"beta {d.beta:g}" if d.beta is not None else "beta per term"
@@ -63,8 +92,19 @@ def edit_strip(atlas, d, out, alphas, seeds=None, latent=None, psi: float = 0.7,
 
 
 @torch.no_grad()
-def channel_grid(atlas, layer: int, channel: int, out, alpha: float = 10.0, steps: int = 5, seeds=(0, 1, 2, 3),
-                 psi: float = 0.7, noise_mode: str = "const", cell: int = 96, frames=None) -> dict:
+def channel_grid(
+    atlas,
+    layer: int,
+    channel: int,
+    out,
+    alpha: float = 10.0,
+    steps: int = 5,
+    seeds=(0, 1, 2, 3),
+    psi: float = 0.7,
+    noise_mode: str = "const",
+    cell: int = 96,
+    frames=None,
+) -> dict:
     """Rows: seeds; columns: the channel set to s + a sigma_c for a in linspace(-alpha, alpha, steps)."""
     from query.atlas import check_alpha
 
@@ -77,12 +117,22 @@ def channel_grid(atlas, layer: int, channel: int, out, alpha: float = 10.0, step
     ws = atlas.sample_ws(seeds, psi)  # [B, w_dim]
     columns = [atlas.edit(ws, d, a, noise_mode=noise_mode) for a in alphas]  # steps x [B, 3, H, W]
     rows = [torch.stack([c[b] for c in columns]) for b in range(len(ws))]
-    settings = _settings(atlas, layer=int(layer), channel=int(channel), alphas=alphas, seeds=[int(s) for s in seeds],
-                         psi=psi, noise_mode=noise_mode, method="channel")
+    settings = _settings(
+        atlas,
+        layer=int(layer),
+        channel=int(channel),
+        alphas=alphas,
+        seeds=[int(s) for s in seeds],
+        psi=psi,
+        noise_mode=noise_mode,
+        method="channel",
+    )
     info = atlas.channel_info(atlas.row(layer, channel), num_labels=2)
     words = ", ".join(p for p, _ in info["labels"])
-    header = (f"layer {layer} ({info['resolution']} px) channel {channel} set to s + alpha sigma; consistency "
-              f"{info['consistency']:.2f}" + (f"; labels: {words}" if words else ""))
+    header = (
+        f"layer {layer} ({info['resolution']} px) channel {channel} set to s + alpha sigma; consistency "
+        f"{info['consistency']:.2f}" + (f"; labels: {words}" if words else "")
+    )
     row_labels, columns = [f"seed {s}" for s in seeds], [alpha_label(a) for a in alphas]
     settings["layout"] = _save_labelled(out, rows, cell, header, columns, row_labels, settings)
     settings["out"] = str(out)
@@ -95,8 +145,9 @@ def _save_labelled(out, rows, cell, header, columns, row_labels, settings) -> di
     """The grid of `rows` under its header and labels, as a PNG with `settings`; returns where the cells sit."""
     cell_h, cell_w = cell_size(rows[0], cell)
     grid = image_grid(rows, cell)
-    picture, layout = labelled_grid(grid, Layout(0, 0, cell_h, cell_w, 2), len(rows), len(columns), header,
-                                    columns, row_labels)
+    picture, layout = labelled_grid(
+        grid, Layout(0, 0, cell_h, cell_w, 2), len(rows), len(columns), header, columns, row_labels
+    )
     save_png(out, picture, dict(settings, layout=layout.to_dict()))
     return layout.to_dict()
 

@@ -10,6 +10,7 @@ higher than it did for the originals. On the shapes world the edits that work (r
 and those that do not (circle: 33 of 151) lie far apart; the direction of the CLIP change alone, cos(ΔE, Δt),
 did not separate them (red 0.36, circle 0.35).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,15 +51,17 @@ def clip_movement(atlas, original: torch.Tensor, edited: torch.Tensor, prompt: s
     """
     embedder = atlas.embedder
     if embedder is None:
-        raise AtlasError("the auto method tests the global direction with CLIP; pass embedder= (CLI: --clip) "
-                         "or choose a method (global, mapper, optimize).")
+        raise AtlasError(
+            "the auto method tests the global direction with CLIP; pass embedder= (CLI: --clip) "
+            "or choose a method (global, mapper, optimize)."
+        )
     t = torch.as_tensor(atlas.text_embedding(prompt), dtype=torch.float32)  # [D]
     t = t / t.norm().clamp_min(1e-12)
     delta_t = torch.as_tensor(atlas.delta_t(prompt, neutral), dtype=torch.float32)  # [D]
     vocab = torch.as_tensor(atlas.data.vocab_embeddings, dtype=torch.float32)  # [V, D]
     own = atlas.vocab_index(prompt)
     if own is not None:
-        vocab = torch.cat([vocab[:own], vocab[own + 1:]])
+        vocab = torch.cat([vocab[:own], vocab[own + 1 :]])
     e0 = embedder.encode_image(original).float().cpu()  # [B, D]
     e1 = embedder.encode_image(edited).float().cpu()  # [B, D]
 
@@ -67,8 +70,12 @@ def clip_movement(atlas, original: torch.Tensor, edited: torch.Tensor, prompt: s
 
     change = e1 - e0
     alignment = (change @ delta_t) / change.norm(dim=1).clamp_min(1e-12)  # [B]
-    out = dict(rank_before=rank(e0).numpy(), rank_after=rank(e1).numpy(), gain=(e1 @ t - e0 @ t).numpy(),
-               alignment=alignment.numpy())
+    out = dict(
+        rank_before=rank(e0).numpy(),
+        rank_after=rank(e1).numpy(),
+        gain=(e1 @ t - e0 @ t).numpy(),
+        alignment=alignment.numpy(),
+    )
     out.update({f"median_{k}": float(np.median(v)) for k, v in list(out.items())})
     return out
 
@@ -76,13 +83,24 @@ def clip_movement(atlas, original: torch.Tensor, edited: torch.Tensor, prompt: s
 def global_works(movement: dict, max_rank: float = AUTO_MAX_RANK) -> bool:
     """The auto test: the prompt is among the nearest max_rank of the vocabulary for the median edited image,
     and nearer than for the originals."""
-    return (movement["median_rank_after"] <= max_rank
-            and movement["median_rank_after"] < movement["median_rank_before"])
+    return movement["median_rank_after"] <= max_rank and movement["median_rank_after"] < movement["median_rank_before"]
 
 
-def edit_text(atlas, ws, prompt: str, *, method: str = "auto", neutral: str = "", alpha: float = 4.0,
-              beta=0.15, identity=None, noise_mode: str = "const", optimize_options: dict | None = None,
-              max_rank: float = AUTO_MAX_RANK, progress: bool = False) -> EditResult:
+def edit_text(
+    atlas,
+    ws,
+    prompt: str,
+    *,
+    method: str = "auto",
+    neutral: str = "",
+    alpha: float = 4.0,
+    beta=0.15,
+    identity=None,
+    noise_mode: str = "const",
+    optimize_options: dict | None = None,
+    max_rank: float = AUTO_MAX_RANK,
+    progress: bool = False,
+) -> EditResult:
     """Edit W / W+ codes toward `prompt` by `method`; "auto" tries global, then a stored mapper, then optimization."""
     from query.atlas import check_latent
 
@@ -94,12 +112,13 @@ def edit_text(atlas, ws, prompt: str, *, method: str = "auto", neutral: str = ""
     if method == "mapper":
         result = _mapper(atlas, ws, prompt, noise_mode, "asked for the mapper")
         if result is None:
-            raise AtlasError(f"no mapper is stored for {prompt!r} in this atlas; train one with "
-                             f"query.py mapper train {prompt!r} (or use --method global / optimize).")
+            raise AtlasError(
+                f"no mapper is stored for {prompt!r} in this atlas; train one with "
+                f"query.py mapper train {prompt!r} (or use --method global / optimize)."
+            )
         return result
     if method == "optimize":
-        return _optimize(atlas, ws, prompt, identity, noise_mode, optimize_options, "asked for optimization",
-                         progress)
+        return _optimize(atlas, ws, prompt, identity, noise_mode, optimize_options, "asked for optimization", progress)
 
     # auto: the global direction when it measurably works on these images
     details = {}
@@ -112,8 +131,10 @@ def edit_text(atlas, ws, prompt: str, *, method: str = "auto", neutral: str = ""
         movement = clip_movement(atlas, original, result.images, prompt, neutral)
         details = {k: v for k, v in movement.items() if k.startswith("median_")}
         details["max_rank"] = max_rank
-        numbers = (f"CLIP ranks it in the nearest {movement['median_rank_after']:.0%} of the vocabulary for the "
-                   f"median edited image (needs <= {max_rank:.0%}; originals {movement['median_rank_before']:.0%})")
+        numbers = (
+            f"CLIP ranks it in the nearest {movement['median_rank_after']:.0%} of the vocabulary for the "
+            f"median edited image (needs <= {max_rank:.0%}; originals {movement['median_rank_before']:.0%})"
+        )
         if global_works(movement, max_rank):
             result.reason = f"the global direction moves these images toward {prompt!r}: {numbers}"
             result.details.update(details)
@@ -121,8 +142,9 @@ def edit_text(atlas, ws, prompt: str, *, method: str = "auto", neutral: str = ""
         why = f"the global direction does not move these images toward {prompt!r} ({numbers})"
     result = _mapper(atlas, ws, prompt, noise_mode, why)
     if result is None:
-        result = _optimize(atlas, ws, prompt, identity, noise_mode, optimize_options,
-                           f"{why} and no mapper is stored for it", progress)
+        result = _optimize(
+            atlas, ws, prompt, identity, noise_mode, optimize_options, f"{why} and no mapper is stored for it", progress
+        )
     result.details.update(details)
     return result
 
@@ -131,8 +153,9 @@ def edit_text(atlas, ws, prompt: str, *, method: str = "auto", neutral: str = ""
 def _global(atlas, ws, prompt, neutral, alpha, beta, noise_mode, reason) -> EditResult:
     d = atlas.direction(prompt, neutral, beta)
     images = atlas.edit(ws, d, alpha, noise_mode=noise_mode)
-    return EditResult(images=images, method="global", reason=reason,
-                      details=dict(num_c=int(d.num_c), beta=d.beta, alpha=float(alpha)))
+    return EditResult(
+        images=images, method="global", reason=reason, details=dict(num_c=int(d.num_c), beta=d.beta, alpha=float(alpha))
+    )
 
 
 @torch.no_grad()
@@ -146,10 +169,13 @@ def _mapper(atlas, ws, prompt, noise_mode, why) -> EditResult | None:
     ws_hat = mapper(ws)  # [B, num_ws, w_dim]
     images = gen.synthesize(gen.styles(ws_hat), noise_mode=noise_mode)
     steps = mapper.info.get("steps")
-    return EditResult(images=images, method="mapper", ws=ws_hat,
-                      reason=f"{why}; used the mapper stored for {prompt!r}"
-                             + (f" ({steps} training steps)" if steps else ""),
-                      details=dict(mapper_steps=steps))
+    return EditResult(
+        images=images,
+        method="mapper",
+        ws=ws_hat,
+        reason=f"{why}; used the mapper stored for {prompt!r}" + (f" ({steps} training steps)" if steps else ""),
+        details=dict(mapper_steps=steps),
+    )
 
 
 def _optimize(atlas, ws, prompt, identity, noise_mode, options, why, progress) -> EditResult:
@@ -162,8 +188,13 @@ def _optimize(atlas, ws, prompt, identity, noise_mode, options, why, progress) -
     ws_hat = optimize(gen, embedder, ws, prompt, identity=identity, progress=progress, **options)
     with torch.no_grad():
         images = gen.synthesize(gen.styles(ws_hat), noise_mode=noise_mode)
-    return EditResult(images=images, method="optimize", ws=ws_hat, reason=f"{why}; optimized the latents",
-                      details=dict(steps=options.get("steps", 300)))
+    return EditResult(
+        images=images,
+        method="optimize",
+        ws=ws_hat,
+        reason=f"{why}; optimized the latents",
+        details=dict(steps=options.get("steps", 300)),
+    )
 
 
 def as_dict(result: EditResult) -> dict:

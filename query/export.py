@@ -5,6 +5,7 @@ With the StyleCLIP layout it also holds one array per style layer ([N, width_l],
 `[layer[n] for layer in arrays]` is the per-layer list StyleCLIP's manipulation code adds to its codes.
 A JSON manifest beside the file says how it was made. Every file is written atomically.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,15 @@ FORMATS = (".h5", ".npz", ".pt")
 @dataclass
 class Library:
     """Directions for many prompts (row n of every array is prompts[n])."""
+
     prompts: list
     neutral: str
-    delta_s: np.ndarray        # [N, C] float32
-    delta_t: np.ndarray        # [N, D] float32 (zero rows where undefined)
-    num_c: np.ndarray          # [N] int64, 0 where no channel passed beta
-    beta: np.ndarray           # [N] float64, the threshold used per prompt
-    max_score: np.ndarray      # [N] max |r| per prompt (the largest beta that would keep a channel)
-    source: list               # [N] "vocabulary" | "neutral" | "embedded"
+    delta_s: np.ndarray  # [N, C] float32
+    delta_t: np.ndarray  # [N, D] float32 (zero rows where undefined)
+    num_c: np.ndarray  # [N] int64, 0 where no channel passed beta
+    beta: np.ndarray  # [N] float64, the threshold used per prompt
+    max_score: np.ndarray  # [N] max |r| per prompt (the largest beta that would keep a channel)
+    source: list  # [N] "vocabulary" | "neutral" | "embedded"
     problems: list = field(default_factory=list)  # [{prompt, reason}] for rows left empty
 
     def __len__(self) -> int:
@@ -61,8 +63,9 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
                 composed[n] = exc
             i = -2  # its row of the batch below stays empty; filled from composed[n]
         rows[n] = -1 if i is None else i
-        source.append("composition" if n in composed else "neutral" if i == -2 else
-                      "embedded" if i is None else "vocabulary")
+        source.append(
+            "composition" if n in composed else "neutral" if i == -2 else "embedded" if i is None else "vocabulary"
+        )
     T = np.empty((len(prompts), atlas.data.dim), np.float32)  # [N, D] t(p)
     known = rows >= 0
     T[known] = atlas.data.vocab_embeddings[rows[known]]
@@ -74,8 +77,9 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
     norm = np.linalg.norm(diff, axis=1)
     defined = norm > 1e-6
     delta_t = np.where(defined[:, None], diff / np.where(defined, norm, 1)[:, None], 0).astype(np.float32)
-    _, delta_s, num_c, betas, max_abs = global_directions(atlas.data.relevance, atlas.data.style_std, delta_t,
-                                                          beta, top_k, keep_scores=False)
+    _, delta_s, num_c, betas, max_abs = global_directions(
+        atlas.data.relevance, atlas.data.style_std, delta_t, beta, top_k, keep_scores=False
+    )
     for n, d in composed.items():
         if not isinstance(d, AtlasError):
             delta_s[n], num_c[n] = d.delta_s, d.num_c
@@ -88,11 +92,23 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
     for n in np.flatnonzero(num_c == 0):
         if n in composed:
             continue
-        reason = ("its embedding equals the neutral's" if not defined[n] else
-                  f"no channel passes beta {betas[n]:g}; use beta <= {floor_beta(float(max_abs[n])):g}")
+        reason = (
+            "its embedding equals the neutral's"
+            if not defined[n]
+            else f"no channel passes beta {betas[n]:g}; use beta <= {floor_beta(float(max_abs[n])):g}"
+        )
         problems.append(dict(prompt=prompts[n], reason=reason))
-    return Library(prompts=prompts, neutral=neutral_name, delta_s=delta_s, delta_t=delta_t, num_c=num_c, beta=betas,
-                   max_score=max_abs, source=source, problems=problems)
+    return Library(
+        prompts=prompts,
+        neutral=neutral_name,
+        delta_s=delta_s,
+        delta_t=delta_t,
+        num_c=num_c,
+        beta=betas,
+        max_score=max_abs,
+        source=source,
+        problems=problems,
+    )
 
 
 def styleclip_arrays(atlas, delta_s: np.ndarray) -> list[np.ndarray]:
@@ -110,8 +126,9 @@ def manifest_path(path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 
 
-def export_library(atlas, prompts, path, neutral: str = "", beta=DEFAULT_BETA, top_k: int | None = None,
-                   styleclip_layout: bool = False) -> dict:
+def export_library(
+    atlas, prompts, path, neutral: str = "", beta=DEFAULT_BETA, top_k: int | None = None, styleclip_layout: bool = False
+) -> dict:
     """Compute and write a library to `path` (.h5, .npz or .pt) plus its manifest; return the manifest."""
     path = refuse_inside(atlas.data.path, path, "export")
     refuse_inside(atlas.data.path, manifest_path(path), "export manifest")
@@ -121,22 +138,44 @@ def export_library(atlas, prompts, path, neutral: str = "", beta=DEFAULT_BETA, t
     lib = compute_library(atlas, prompts, neutral, beta, top_k)
     seconds = time.perf_counter() - t0
     layers = styleclip_arrays(atlas, lib.delta_s) if styleclip_layout else None
-    meta = dict(atlas=str(atlas.data.path), generator_fingerprint=atlas.data.generator_fingerprint,
-                embedder_fingerprint=atlas.data.embedder_fingerprint, neutral=lib.neutral,
-                beta_option=beta if isinstance(beta, str) else float(beta), top_k=top_k)
-    arrays = dict(delta_s=lib.delta_s, delta_t=lib.delta_t, num_c=lib.num_c, beta=lib.beta,
-                  max_score=lib.max_score, channels=np.asarray(atlas.data.channels, np.int64),
-                  style_std=np.asarray(atlas.data.style_std, np.float64))
+    meta = dict(
+        atlas=str(atlas.data.path),
+        generator_fingerprint=atlas.data.generator_fingerprint,
+        embedder_fingerprint=atlas.data.embedder_fingerprint,
+        neutral=lib.neutral,
+        beta_option=beta if isinstance(beta, str) else float(beta),
+        top_k=top_k,
+    )
+    arrays = dict(
+        delta_s=lib.delta_s,
+        delta_t=lib.delta_t,
+        num_c=lib.num_c,
+        beta=lib.beta,
+        max_score=lib.max_score,
+        channels=np.asarray(atlas.data.channels, np.int64),
+        style_std=np.asarray(atlas.data.style_std, np.float64),
+    )
     writer = {".h5": _write_h5, ".npz": _write_npz, ".pt": _write_pt}[path.suffix]
     writer(path, lib, arrays, layers, meta)
     manifest = dict(
-        file=path.name, format=path.suffix[1:], created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        num_prompts=len(lib), num_channels=int(lib.delta_s.shape[1]), dim=int(lib.delta_t.shape[1]),
-        styleclip_layout=bool(styleclip_layout), layer_widths=atlas.layer_widths if styleclip_layout else None,
-        seconds=round(seconds, 4), directions_per_second=round(len(lib) / max(seconds, 1e-9), 1),
-        arrays={k: list(v.shape) for k, v in arrays.items()}, problems=lib.problems, **meta,
-        prompts=[dict(prompt=p, num_c=int(c), beta=float(b), source=s)
-                 for p, c, b, s in zip(lib.prompts, lib.num_c, lib.beta, lib.source)])
+        file=path.name,
+        format=path.suffix[1:],
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        num_prompts=len(lib),
+        num_channels=int(lib.delta_s.shape[1]),
+        dim=int(lib.delta_t.shape[1]),
+        styleclip_layout=bool(styleclip_layout),
+        layer_widths=atlas.layer_widths if styleclip_layout else None,
+        seconds=round(seconds, 4),
+        directions_per_second=round(len(lib) / max(seconds, 1e-9), 1),
+        arrays={k: list(v.shape) for k, v in arrays.items()},
+        problems=lib.problems,
+        **meta,
+        prompts=[
+            dict(prompt=p, num_c=int(c), beta=float(b), source=s)
+            for p, c, b, s in zip(lib.prompts, lib.num_c, lib.beta, lib.source)
+        ],
+    )
     write_json_atomic(manifest_path(path), manifest)
     return manifest
 
@@ -167,8 +206,11 @@ def _write_npz(path, lib, arrays, layers, meta) -> None:
 def _write_pt(path, lib, arrays, layers, meta) -> None:
     import torch  # only here: a .h5 / .npz export needs no torch (index/FORMAT.md: queries stay light)
 
-    obj = dict(prompts=list(lib.prompts), meta=meta, **{k: torch.from_numpy(np.ascontiguousarray(v))
-                                                       for k, v in arrays.items()})
+    obj = dict(
+        prompts=list(lib.prompts),
+        meta=meta,
+        **{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+    )
     if layers is not None:
         obj["styleclip"] = [torch.from_numpy(a) for a in layers]
     with atomic_path(path, suffix=".pt") as tmp:

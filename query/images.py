@@ -3,6 +3,7 @@
 FFHQ generators and e4e expect FFHQ-aligned faces (eyes and mouth where FFHQ puts them); the centre crop
 does no alignment (README: "Editing your own images").
 """
+
 from __future__ import annotations
 
 from pathlib import Path

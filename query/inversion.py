@@ -7,6 +7,7 @@ down to 8 px), plus optional CLIP-image and identity terms. With optimize_noise 
 are optimised too, with StyleGAN2's noise regularisation (autocorrelation penalty at every scale).
 Reports reconstruction PSNR; the returned latents reproduce the images with the generator's const noise.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -56,8 +57,9 @@ def noise_regularization(noises: list[torch.Tensor]) -> torch.Tensor:
     total = 0
     for n in noises:
         while True:
-            total = total + (n * torch.roll(n, 1, 3)).mean((1, 2, 3)) ** 2 \
-                + (n * torch.roll(n, 1, 2)).mean((1, 2, 3)) ** 2
+            total = (
+                total + (n * torch.roll(n, 1, 3)).mean((1, 2, 3)) ** 2 + (n * torch.roll(n, 1, 2)).mean((1, 2, 3)) ** 2
+            )
             if n.shape[-1] <= 8:
                 break
             n = F.avg_pool2d(n, 2)
@@ -71,23 +73,39 @@ def _normalize_noise(noises: list[torch.Tensor]) -> None:
             n.sub_(mean).div_(std.clamp_min(1e-8))
 
 
-def invert(generator, images: torch.Tensor, *, steps: int = 500, embedder=None, identity=None, seed: int = 0,
-           encoder=None, lr: float = 0.1, optimize_noise: bool = False, clip_lambda: float = 0.1,
-           id_lambda: float = 0.1, progress: bool = True, return_details: bool = False):
+def invert(
+    generator,
+    images: torch.Tensor,
+    *,
+    steps: int = 500,
+    embedder=None,
+    identity=None,
+    seed: int = 0,
+    encoder=None,
+    lr: float = 0.1,
+    optimize_noise: bool = False,
+    clip_lambda: float = 0.1,
+    id_lambda: float = 0.1,
+    progress: bool = True,
+    return_details: bool = False,
+):
     """Project images [B, 3, R, R] in [-1, 1] (the generator's resolution) into W+ -> [B, num_ws, w_dim].
 
     encoder (models.encoder.load_encoder): start from its codes instead of mean_w (steps=0: the encoder alone).
     Details (return_details): psnr per image (const noise), curves, the config, and the noise maps if optimised.
     """
-    cfg = InvertConfig(steps=steps, lr=lr, clip_lambda=clip_lambda, id_lambda=id_lambda,
-                       optimize_noise=optimize_noise, seed=seed).check()
+    cfg = InvertConfig(
+        steps=steps, lr=lr, clip_lambda=clip_lambda, id_lambda=id_lambda, optimize_noise=optimize_noise, seed=seed
+    ).check()
     res = int(generator.resolution)
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise AtlasError(f"invert takes images [B, 3, {res}, {res}] in [-1, 1], got {shape}.")
     if images.shape[-2:] != (res, res):
-        raise AtlasError(f"images are {images.shape[-1]}x{images.shape[-2]} px; this generator makes {res}x{res} "
-                         "(query.images.read_images resizes files).")
+        raise AtlasError(
+            f"images are {images.shape[-1]}x{images.shape[-2]} px; this generator makes {res}x{res} "
+            "(query.images.read_images resizes files)."
+        )
     device = generator.mean_w.device
     target = images.detach().float().to(device)
     b = target.shape[0]
@@ -100,8 +118,10 @@ def invert(generator, images: torch.Tensor, *, steps: int = 500, embedder=None, 
     params = [latent]
     noises = None
     if optimize_noise:
-        noises = [getattr(generator.noises, f"noise_{j}").detach().float().repeat(b, 1, 1, 1).clone().to(device)
-                  for j in range(generator.num_layers)]  # start at the const noise: [B, 1, r, r] each
+        noises = [
+            getattr(generator.noises, f"noise_{j}").detach().float().repeat(b, 1, 1, 1).clone().to(device)
+            for j in range(generator.num_layers)
+        ]  # start at the const noise: [B, 1, r, r] each
         for n in noises:
             n.requires_grad_(True)
         params += noises
@@ -157,8 +177,12 @@ def invert(generator, images: torch.Tensor, *, steps: int = 500, embedder=None, 
         return result
     with torch.no_grad():
         recon = generator.synthesize(generator.styles(result), noise_mode="const")
-        details = dict(psnr=psnr(recon, target).tolist(), curves=curves, config=asdict(cfg),
-                       start="encoder" if encoder is not None else "mean_w")
+        details = dict(
+            psnr=psnr(recon, target).tolist(),
+            curves=curves,
+            config=asdict(cfg),
+            start="encoder" if encoder is not None else "mean_w",
+        )
         if noises is not None:
             recon_n = generator.synthesize(generator.styles(result), noise=noises)
             details.update(psnr_optimized_noise=psnr(recon_n, target).tolist(), noise=[n.detach() for n in noises])

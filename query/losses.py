@@ -3,6 +3,7 @@
 Every loss returns one value per image ([B]); callers sum them, so each latent's gradient (and, with
 Adam's per-element steps, its whole trajectory) is independent of the batch it is optimised in.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,9 +59,9 @@ def w_variance(generator, n: int = 10_000, seed: int = 0, batch: int = 1000) -> 
     for start in range(0, n, batch):
         z = torch.randn(min(batch, n - start), int(generator.z_dim), generator=g)
         w = generator.mapping(z.to(device)).double()  # [b, w_dim]
-        total, total_sq, count = total + w.sum(0), total_sq + (w ** 2).sum(0), count + w.shape[0]
+        total, total_sq, count = total + w.sum(0), total_sq + (w**2).sum(0), count + w.shape[0]
     mean = total / count
-    return float((total_sq / count - mean ** 2).clamp_min(0).mean())
+    return float((total_sq / count - mean**2).clamp_min(0).mean())
 
 
 def l2_scale(generator, mode: str = "generator") -> float:

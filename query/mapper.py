@@ -5,6 +5,7 @@
 writes (`{"state_dict": {"mapper.course_mapping.mapping.1.weight": ..., "decoder.*": ...}, "opts": {...}}`),
 so mappers trained with the reference code carry over.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,8 +65,9 @@ class MapperConfig:
             raise CheckpointError(f"mapper norm must be one of {', '.join(NORMS)}, got {self.norm!r}.")
         bad = [l for l in self.levels if l not in LEVELS]
         if bad or not self.levels:
-            raise CheckpointError(f"mapper levels must be a non-empty subset of {', '.join(LEVELS)}, got "
-                                  f"{list(self.levels)}.")
+            raise CheckpointError(
+                f"mapper levels must be a non-empty subset of {', '.join(LEVELS)}, got {list(self.levels)}."
+            )
 
     def slices(self) -> dict[str, slice]:
         a, b = self.bounds
@@ -91,8 +93,9 @@ class LevelMapper(nn.Module):
     def __init__(self, w_dim: int, num_layers: int = 4, lr_mul: float = 0.01, norm: str = "ws"):
         super().__init__()
         self.norm = norm
-        self.layers = nn.ModuleList([EqualLinear(w_dim, w_dim, lr_mul=lr_mul, activation=True)
-                                     for _ in range(num_layers)])
+        self.layers = nn.ModuleList(
+            [EqualLinear(w_dim, w_dim, lr_mul=lr_mul, activation=True) for _ in range(num_layers)]
+        )
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """StyleCLIP's init: weight ~ N(0, 1) / lr_mul (unit gain once scaled), bias 0."""
@@ -118,8 +121,9 @@ class Mapper(nn.Module):
     def __init__(self, config: MapperConfig, seed: int = 0):
         super().__init__()
         self.config = config
-        self.levels = nn.ModuleDict({l: LevelMapper(config.w_dim, config.num_layers, config.lr_mul, config.norm)
-                                     for l in config.levels})
+        self.levels = nn.ModuleDict(
+            {l: LevelMapper(config.w_dim, config.num_layers, config.lr_mul, config.norm) for l in config.levels}
+        )
         g = torch.Generator().manual_seed(int(seed))
         for l in config.levels:
             self.levels[l].reset_parameters(g)
@@ -149,17 +153,23 @@ class Mapper(nn.Module):
         if ws.ndim == 2 and ws.shape[1] == w_dim:
             ws = ws[:, None].expand(-1, num_ws, -1)
         if ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim) or not ws.is_floating_point():
-            raise AtlasError(f"this mapper takes W [B, {w_dim}] or W+ [B, {num_ws}, {w_dim}] floats, got "
-                             f"{tuple(ws.shape)} ({ws.dtype}).")
+            raise AtlasError(
+                f"this mapper takes W [B, {w_dim}] or W+ [B, {num_ws}, {w_dim}] floats, got "
+                f"{tuple(ws.shape)} ({ws.dtype})."
+            )
         p = next(self.parameters())
         return ws.to(p.device, p.dtype)
 
     # ------------------------------------------------------------------ files
     def checkpoint(self) -> dict:
         """Our file's content: format, config, weights (keys `{level}.layers.{i}.{weight,bias}`), training info."""
-        return dict(format=FORMAT, version=FORMAT_VERSION, config=self.config.to_dict(),
-                    state_dict={k: v.detach().cpu() for k, v in self.levels.state_dict().items()},
-                    info=dict(self.info))
+        return dict(
+            format=FORMAT,
+            version=FORMAT_VERSION,
+            config=self.config.to_dict(),
+            state_dict={k: v.detach().cpu() for k, v in self.levels.state_dict().items()},
+            info=dict(self.info),
+        )
 
     def save(self, path) -> Path:
         """Write the mapper to `path` (.pt, atomically; read it back with query.load_mapper)."""
@@ -176,9 +186,13 @@ class Mapper(nn.Module):
                 prefix = f"mapper.{STYLECLIP_NAMES[level]}.mapping.{i + 1}"
                 sd[f"{prefix}.weight"] = layer.weight.detach().cpu().clone()
                 sd[f"{prefix}.bias"] = layer.bias.detach().cpu().clone()
-        opts = dict(description=self.prompt, mapper_type="LevelsMapper", work_in_stylespace=False,
-                    stylegan_size=2 ** ((self.config.num_ws + 2) // 2),
-                    **{f"no_{l}_mapper": l not in self.levels for l in LEVELS})
+        opts = dict(
+            description=self.prompt,
+            mapper_type="LevelsMapper",
+            work_in_stylespace=False,
+            stylegan_size=2 ** ((self.config.num_ws + 2) // 2),
+            **{f"no_{l}_mapper": l not in self.levels for l in LEVELS},
+        )
         return dict(state_dict=sd, opts=opts)
 
 
@@ -198,8 +212,10 @@ def mapper_from_checkpoint(ckpt, name: str = "checkpoint") -> Mapper:
         raise CheckpointError(f"{name} holds a {type(ckpt).__name__}, not a mapper checkpoint.")
     if ckpt.get("format") == FORMAT:
         if int(ckpt.get("version", 0)) > FORMAT_VERSION:
-            raise CheckpointError(f"{name} is a mapper file of version {ckpt['version']}; this StyleAtlas reads "
-                                  f"version {FORMAT_VERSION}. Update StyleAtlas.")
+            raise CheckpointError(
+                f"{name} is a mapper file of version {ckpt['version']}; this StyleAtlas reads "
+                f"version {FORMAT_VERSION}. Update StyleAtlas."
+            )
         config = MapperConfig.from_dict(ckpt["config"])
         mapper = Mapper(config)
         _load_strict(mapper.levels, ckpt["state_dict"], name)
@@ -210,20 +226,26 @@ def mapper_from_checkpoint(ckpt, name: str = "checkpoint") -> Mapper:
     if "g_ema" in ckpt or "latent_avg" in ckpt:
         raise CheckpointError(f"{name} is a StyleGAN2 generator, not a mapper; pass it as --generator.")
     keys = ", ".join(map(str, list(ckpt)[:3]))
-    raise CheckpointError(f"{name} is not a mapper checkpoint (neither a StyleAtlas mapper nor StyleCLIP's "
-                          f"{{'state_dict': mapper.*, 'opts'}}; keys start {keys}).")
+    raise CheckpointError(
+        f"{name} is not a mapper checkpoint (neither a StyleAtlas mapper nor StyleCLIP's "
+        f"{{'state_dict': mapper.*, 'opts'}}; keys start {keys})."
+    )
 
 
 def _from_styleclip(ckpt: dict, name: str) -> Mapper:
     """StyleCLIP LevelsMapper: groups [:4], [4:8], [8:] as their code slices them, PixelNorm over dim 1."""
     opts = ckpt.get("opts") if isinstance(ckpt.get("opts"), dict) else {}
     if opts.get("work_in_stylespace"):
-        raise CheckpointError(f"{name} is a StyleCLIP StyleSpace mapper (work_in_stylespace); only W+ mappers "
-                              "(LevelsMapper) are supported.")
+        raise CheckpointError(
+            f"{name} is a StyleCLIP StyleSpace mapper (work_in_stylespace); only W+ mappers "
+            "(LevelsMapper) are supported."
+        )
     if opts.get("mapper_type", "LevelsMapper") != "LevelsMapper":
-        raise CheckpointError(f"{name} is a StyleCLIP {opts.get('mapper_type')}; only LevelsMapper checkpoints "
-                              "(their default) are supported.")
-    sd = {k[len("mapper."):]: v for k, v in ckpt["state_dict"].items() if str(k).startswith("mapper.")}
+        raise CheckpointError(
+            f"{name} is a StyleCLIP {opts.get('mapper_type')}; only LevelsMapper checkpoints "
+            "(their default) are supported."
+        )
+    sd = {k[len("mapper.") :]: v for k, v in ckpt["state_dict"].items() if str(k).startswith("mapper.")}
     levels = tuple(l for l in LEVELS if any(k.startswith(STYLECLIP_NAMES[l] + ".") for k in sd))
     if not levels:
         raise CheckpointError(f"{name} has mapper weights but no course_mapping / medium_mapping / fine_mapping.")
@@ -234,8 +256,15 @@ def _from_styleclip(ckpt: dict, name: str) -> Mapper:
     num_layers = len({k.split(".")[2] for k in sd if k.startswith(STYLECLIP_NAMES[levels[0]] + ".mapping.")})
     size = int(opts.get("stylegan_size", 1024) or 1024)
     num_ws = 2 * int(round(math.log2(size))) - 2
-    config = MapperConfig(prompt=str(opts.get("description", "")), num_ws=num_ws, w_dim=w_dim,
-                          bounds=REFERENCE_BOUNDS, levels=levels, num_layers=num_layers, norm="ws")
+    config = MapperConfig(
+        prompt=str(opts.get("description", "")),
+        num_ws=num_ws,
+        w_dim=w_dim,
+        bounds=REFERENCE_BOUNDS,
+        levels=levels,
+        num_layers=num_layers,
+        norm="ws",
+    )
     mapper = Mapper(config)
     ours = {}
     for key, value in sd.items():
@@ -247,8 +276,9 @@ def _from_styleclip(ckpt: dict, name: str) -> Mapper:
             raise CheckpointError(f"{name}: unexpected mapper key mapper.{key}.")
         ours[f"{level}.layers.{int(parts[2]) - 1}.{parts[3]}"] = value  # their index 0 is the PixelNorm
     _load_strict(mapper.levels, ours, name)
-    mapper.info = dict(source="styleclip", opts={k: v for k, v in opts.items()
-                                                 if isinstance(v, (str, int, float, bool, type(None)))})
+    mapper.info = dict(
+        source="styleclip", opts={k: v for k, v in opts.items() if isinstance(v, (str, int, float, bool, type(None)))}
+    )
     return mapper
 
 
@@ -257,8 +287,7 @@ def _load_strict(module: nn.Module, state: dict, name: str) -> None:
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
     if missing or extra:
-        raise CheckpointError(f"{name} does not fit the mapper layout (missing {missing[:2]}, unexpected "
-                              f"{extra[:2]}).")
+        raise CheckpointError(f"{name} does not fit the mapper layout (missing {missing[:2]}, unexpected {extra[:2]}).")
     for k, v in state.items():
         if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(own[k].shape):
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__

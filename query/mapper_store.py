@@ -1,4 +1,5 @@
 """Mappers inside an atlas: train one for a prompt with the atlas's models, store it, find it (index/mappers.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,11 @@ def check_mapper_generator(atlas, fingerprint, what: str) -> None:
     """Refuse a mapper trained for another generator than the atlas's (AtlasFormatError naming both)."""
     mine = atlas.data.generator_fingerprint
     if fingerprint != mine:
-        raise AtlasFormatError(f"{what} was trained for generator {str(fingerprint)[:16]}..., but this atlas was "
-                               f"built with {str(mine)[:16]}...; train a mapper for this generator "
-                               "(query.py mapper train PROMPT).")
+        raise AtlasFormatError(
+            f"{what} was trained for generator {str(fingerprint)[:16]}..., but this atlas was "
+            f"built with {str(mine)[:16]}...; train a mapper for this generator "
+            "(query.py mapper train PROMPT)."
+        )
 
 
 def store_mapper(atlas, mapper: Mapper) -> dict:
@@ -30,8 +33,9 @@ def store_mapper(atlas, mapper: Mapper) -> dict:
     check_mapper_generator(atlas, mapper.info.get("generator_fingerprint"), f"the mapper for {mapper.prompt!r}")
     out_dir = _atlas_dir(atlas)
     mapper.save(mapper_path(out_dir, mapper.prompt))
-    return add_mapper_record(out_dir, mapper.prompt, dict(mapper.info, levels=list(mapper.config.levels),
-                                                          norm=mapper.config.norm))
+    return add_mapper_record(
+        out_dir, mapper.prompt, dict(mapper.info, levels=list(mapper.config.levels), norm=mapper.config.norm)
+    )
 
 
 def atlas_mapper(atlas, prompt: str, device=None) -> Mapper | None:
@@ -42,8 +46,9 @@ def atlas_mapper(atlas, prompt: str, device=None) -> Mapper | None:
         return None
     file = Path(path) / record["file"]
     if sha256_file(file) != record.get("sha256"):
-        raise AtlasFormatError(f"mapper file {file} does not match its record (sha256 differs); train the mapper "
-                               "for this prompt again.")
+        raise AtlasFormatError(
+            f"mapper file {file} does not match its record (sha256 differs); train the mapper for this prompt again."
+        )
     check_mapper_generator(atlas, record.get("generator_fingerprint"), f"the stored mapper for {prompt!r}")
     return load_mapper(file, device=device or "cpu")
 
@@ -58,8 +63,9 @@ def train_atlas_mapper(atlas, prompt: str, *, identity=None, progress: bool = Tr
         raise AtlasError("training a mapper needs the atlas's CLIP; pass embedder= (CLI: --clip).")
     final = mapper_path(out_dir, prompt)
     progress_file = final.with_name(final.stem + ".training.pt")
-    mapper = train_mapper(generator, embedder, prompt, identity=identity, checkpoint=progress_file,
-                          progress=progress, **options)
+    mapper = train_mapper(
+        generator, embedder, prompt, identity=identity, checkpoint=progress_file, progress=progress, **options
+    )
     record = store_mapper(atlas, mapper)
     progress_file.unlink(missing_ok=True)
     return record

@@ -4,6 +4,7 @@ Training latents are sampled from the generator (truncated with psi, as StyleCLI
 latents file) or given (e.g. e4e inversions). Batches are drawn from a seeded permutation per epoch, so a
 run is reproducible and, with `checkpoint=`, resumable from its last saved step with the same result.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,7 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch))
     if n < batch_size:
         return perm
-    return perm[i * batch_size:(i + 1) * batch_size]
+    return perm[i * batch_size : (i + 1) * batch_size]
 
 
 def render(generator, ws: torch.Tensor) -> torch.Tensor:
@@ -63,12 +64,30 @@ def render(generator, ws: torch.Tensor) -> torch.Tensor:
     return generator.synthesize(generator.styles(ws), noise_mode="const")
 
 
-def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS,
-                 batch_size: int = DEFAULT_BATCH_SIZE, l2_lambda: float = 0.8, id_lambda: float = 0.1,
-                 identity=None, seed: int = 0, ws=None, clip_lambda: float = 1.0, lr: float = DEFAULT_LR,
-                 psi: float = 0.7, num_latents: int = NUM_LATENTS, levels=LEVELS, norm: str = "ws",
-                 l2_norm: str = "generator", preprocess: str = "pool", checkpoint=None, save_every: int = 50,
-                 progress: bool = True) -> Mapper:
+def train_mapper(
+    generator,
+    embedder,
+    prompt: str,
+    *,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    l2_lambda: float = 0.8,
+    id_lambda: float = 0.1,
+    identity=None,
+    seed: int = 0,
+    ws=None,
+    clip_lambda: float = 1.0,
+    lr: float = DEFAULT_LR,
+    psi: float = 0.7,
+    num_latents: int = NUM_LATENTS,
+    levels=LEVELS,
+    norm: str = "ws",
+    l2_norm: str = "generator",
+    preprocess: str = "pool",
+    checkpoint=None,
+    save_every: int = 50,
+    progress: bool = True,
+) -> Mapper:
     """A Mapper for `prompt` (SPEC §7): minimise l_CLIP (1 - cos) + l_L2 MSE(w_hat, w) + l_ID (1 - identity cos).
 
     The identity term is used only when `identity` (an object with encode(images) -> unit [B, dim]) is given;
@@ -95,19 +114,33 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
 
     latents = training_latents(generator, ws, num_latents, psi, seed)  # [N, num_ws, w_dim]
     num_ws, w_dim = int(generator.num_ws), int(generator.w_dim)
-    config = MapperConfig(prompt=prompt, num_ws=num_ws, w_dim=w_dim, bounds=level_bounds(num_ws),
-                          levels=tuple(levels), norm=norm)
+    config = MapperConfig(
+        prompt=prompt, num_ws=num_ws, w_dim=w_dim, bounds=level_bounds(num_ws), levels=tuple(levels), norm=norm
+    )
     device = latents.device
     mapper = Mapper(config, seed=seed).to(device).train()
     optimizer = torch.optim.Adam(mapper.parameters(), lr=lr)
     id_weight = float(id_lambda) * float(getattr(identity, "lambda_scale", 1.0)) if identity is not None else 0.0
     l2_scale = 1.0 / max(w_variance(generator), 1e-12) if l2_norm == "generator" else 1.0
-    settings = dict(prompt=prompt, seed=int(seed), batch_size=batch_size, lr=float(lr), clip_lambda=float(clip_lambda),
-                    l2_lambda=float(l2_lambda), l2_norm=l2_norm, l2_scale=l2_scale, preprocess=preprocess,
-                    id_lambda=float(id_lambda), id_weight=id_weight, psi=float(psi), num_latents=int(len(latents)), latents="given" if ws is not None else "sampled",
-                    generator_fingerprint=fingerprint_generator(generator),
-                    clip_fingerprint=fingerprint_embedder(embedder, ()),
-                    identity=getattr(identity, "source", type(identity).__name__) if identity is not None else None)
+    settings = dict(
+        prompt=prompt,
+        seed=int(seed),
+        batch_size=batch_size,
+        lr=float(lr),
+        clip_lambda=float(clip_lambda),
+        l2_lambda=float(l2_lambda),
+        l2_norm=l2_norm,
+        l2_scale=l2_scale,
+        preprocess=preprocess,
+        id_lambda=float(id_lambda),
+        id_weight=id_weight,
+        psi=float(psi),
+        num_latents=int(len(latents)),
+        latents="given" if ws is not None else "sampled",
+        generator_fingerprint=fingerprint_generator(generator),
+        clip_fingerprint=fingerprint_embedder(embedder, ()),
+        identity=getattr(identity, "source", type(identity).__name__) if identity is not None else None,
+    )
     history, start, seconds = [], 0, 0.0
     if checkpoint is not None and Path(checkpoint).exists():
         start, history, seconds = _resume(checkpoint, mapper, optimizer, config, settings)
@@ -118,8 +151,15 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
         p.requires_grad_(False)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=min(start, steps), desc=f"mapper {prompt!r}", unit="step",
-               disable=not progress, dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=steps,
+        initial=min(start, steps),
+        desc=f"mapper {prompt!r}",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         for step in range(start, steps):
@@ -145,8 +185,9 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
             bar.set_postfix(clip=f"{losses['clip']:.4f}", l2=f"{losses['l2']:.4f}", refresh=False)
             done = step + 1
             if checkpoint is not None and (done % max(int(save_every), 1) == 0 or done == steps):
-                _save_progress(checkpoint, mapper, optimizer, config, settings, done, history,
-                               seconds + time.perf_counter() - t0)
+                _save_progress(
+                    checkpoint, mapper, optimizer, config, settings, done, history, seconds + time.perf_counter() - t0
+                )
     finally:
         bar.close()
         for p, flag in frozen:
@@ -154,11 +195,16 @@ def train_mapper(generator, embedder, prompt: str, *, steps: int = DEFAULT_STEPS
     seconds += time.perf_counter() - t0
     cpu_seconds = time.process_time() - c0  # this process's CPU time (all threads) since start or resume
     mapper.eval()
-    tail = history[-min(len(history), 20):]
+    tail = history[-min(len(history), 20) :]
     final = {k: float(np.mean([h[k] for h in tail if k in h])) for k in (tail[0] if tail else {})}
-    mapper.info = dict(settings, steps=steps, final_losses=final, seconds=round(seconds, 3),
-                       cpu_seconds=round(cpu_seconds, 3),
-                       history=[{k: round(v, 6) for k, v in h.items()} for h in history])
+    mapper.info = dict(
+        settings,
+        steps=steps,
+        final_losses=final,
+        seconds=round(seconds, 3),
+        cpu_seconds=round(cpu_seconds, 3),
+        history=[{k: round(v, 6) for k, v in h.items()} for h in history],
+    )
     return mapper
 
 
@@ -175,9 +221,16 @@ def _frozen_parameters(*models):
 
 
 def _save_progress(path, mapper, optimizer, config, settings, step, history, seconds) -> None:
-    state = dict(format=TRAINING_FORMAT, config=config.to_dict(), settings=settings, step=int(step),
-                 mapper=mapper.levels.state_dict(), optimizer=optimizer.state_dict(), history=history,
-                 seconds=float(seconds))
+    state = dict(
+        format=TRAINING_FORMAT,
+        config=config.to_dict(),
+        settings=settings,
+        step=int(step),
+        mapper=mapper.levels.state_dict(),
+        optimizer=optimizer.state_dict(),
+        history=history,
+        seconds=float(seconds),
+    )
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(state, tmp)
 
@@ -192,8 +245,10 @@ def _resume(path, mapper, optimizer, config, settings) -> tuple[int, list, float
     theirs = {k: state["settings"].get(k) for k in mine}
     if theirs != mine or state["config"] != config.to_dict():
         diff = sorted(k for k in mine if theirs.get(k) != mine[k]) or ["config"]
-        raise CheckpointError(f"{path} was saved by a run with other settings ({', '.join(diff)}); use the same "
-                              "settings to resume, or remove the file to start again.")
+        raise CheckpointError(
+            f"{path} was saved by a run with other settings ({', '.join(diff)}); use the same "
+            "settings to resume, or remove the file to start again."
+        )
     mapper.levels.load_state_dict(state["mapper"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"]), list(state["history"]), float(state.get("seconds", 0.0))

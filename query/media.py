@@ -1,4 +1,5 @@
 """Files around edits: latent codes in (.npy / .pt), PNG strips and grids out (with their settings), bar charts."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,10 @@ if TYPE_CHECKING:  # torch loads when an image or a latent file is handled, not 
 LATENT_KEYS = ("ws", "w", "latent", "latents", "codes", "w_plus")
 
 
-MAX_ALPHAS = 64   # columns of one strip
-MAX_CELL = 1024   # pixels of one grid cell
-MAX_STEPS = 64    # columns of one channel grid
-MAX_SEEDS = 64    # rows of one strip or grid
+MAX_ALPHAS = 64  # columns of one strip
+MAX_CELL = 1024  # pixels of one grid cell
+MAX_STEPS = 64  # columns of one channel grid
+MAX_SEEDS = 64  # rows of one strip or grid
 
 
 def check_count(value, name: str, low: int, high: int) -> int:
@@ -52,8 +53,9 @@ def parse_alphas(specs) -> list[float]:
                 else:
                     out.append(float(part))
             except ValueError:
-                raise AtlasError(f"alpha {part!r} is not a number, a comma list or start:stop:count "
-                                 "(e.g. -6:6:5).") from None
+                raise AtlasError(
+                    f"alpha {part!r} is not a number, a comma list or start:stop:count (e.g. -6:6:5)."
+                ) from None
     if not out:
         raise AtlasError("give at least one alpha, e.g. --alpha 4 or --alpha -6:6:5.")
     if len(out) > MAX_ALPHAS:
@@ -78,8 +80,10 @@ def load_latent(path, w_dim: int, num_ws: int) -> torch.Tensor:
     except AtlasError:
         raise
     except Exception as exc:  # pickles, truncated files, unsupported objects
-        raise AtlasError(f"cannot read latent file {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
-                         "; save a tensor with torch.save or np.save.") from None
+        raise AtlasError(
+            f"cannot read latent file {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
+            "; save a tensor with torch.save or np.save."
+        ) from None
     if isinstance(x, dict):
         found = [x[k] for k in LATENT_KEYS if k in x]
         tensors = [v for v in x.values() if isinstance(v, torch.Tensor)]
@@ -93,8 +97,10 @@ def load_latent(path, w_dim: int, num_ws: int) -> torch.Tensor:
         x = x[None]  # one W+ code [1, num_ws, w_dim]
     ok = (x.ndim == 2 and x.shape[1] == w_dim) or (x.ndim == 3 and tuple(x.shape[1:]) == (num_ws, w_dim))
     if not ok:
-        raise AtlasError(f"latent in {path.name} has shape {tuple(x.shape)}; this generator takes W [B, {w_dim}] or "
-                         f"W+ [B, {num_ws}, {w_dim}].")
+        raise AtlasError(
+            f"latent in {path.name} has shape {tuple(x.shape)}; this generator takes W [B, {w_dim}] or "
+            f"W+ [B, {num_ws}, {w_dim}]."
+        )
     if x.shape[0] == 0:
         raise AtlasError(f"latent file {path.name} holds no codes (shape {tuple(x.shape)}); save at least one.")
     if x.shape[0] > 4096:
@@ -139,15 +145,17 @@ def image_grid(rows: list[torch.Tensor], cell: int = 0, gap: int = 2) -> np.ndar
     for i, row in enumerate(rows):
         for j, img in enumerate(to_uint8(row)):
             y, x = i * (cell_h + gap), j * (cell_w + gap)
-            canvas[y:y + cell_h, x:x + cell_w] = fit_cell(img, cell_h, cell_w)
+            canvas[y : y + cell_h, x : x + cell_w] = fit_cell(img, cell_h, cell_w)
     return canvas
 
 
 def png_path(path) -> Path:
     path = Path(path).expanduser()
     if path.suffix.lower() != ".png":
-        raise AtlasError(f"{path.name} is not a .png name; images are written as PNG (their settings ride in the "
-                         "PNG text chunk), e.g. -o edit.png.")
+        raise AtlasError(
+            f"{path.name} is not a .png name; images are written as PNG (their settings ride in the "
+            "PNG text chunk), e.g. -o edit.png."
+        )
     return path
 
 
@@ -178,6 +186,7 @@ def plot_layers(path, atlas, d, title: str = "") -> Path:
 
     refuse_inside(atlas.data.path, png_path(path), "plot")
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -6,6 +6,7 @@ W+ starts at the given codes; Adam with the reference's ramped lr minimises, per
 `scale` (losses.l2_scale) carries the L2 weight over to generators of other latent sizes; the identity's
 `lambda_scale` carries id_lambda (tuned with ArcFace) over to other identity models.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,23 +43,46 @@ class OptimizeConfig:
         return self
 
 
-def optimize(generator, embedder, ws, prompt: str, *, steps: int = 300, lr: float = 0.1, l2_lambda: float = 0.008,
-             id_lambda: float = 0.005, identity=None, seed: int = 0, preprocess: str = "pool",
-             l2_norm: str = "generator", noise_mode: str = "const", progress: bool = True,
-             return_curves: bool = False):
+def optimize(
+    generator,
+    embedder,
+    ws,
+    prompt: str,
+    *,
+    steps: int = 300,
+    lr: float = 0.1,
+    l2_lambda: float = 0.008,
+    id_lambda: float = 0.005,
+    identity=None,
+    seed: int = 0,
+    preprocess: str = "pool",
+    l2_norm: str = "generator",
+    noise_mode: str = "const",
+    progress: bool = True,
+    return_curves: bool = False,
+):
     """Edit W/W+ codes toward `prompt` by optimisation -> W+ [B, num_ws, w_dim] (and the loss curves if asked).
 
     `identity` (an identity embedder, e.g. models.identity.load_identity) adds the identity term; without one
     it is off whatever id_lambda says. Curves: per step, the mean over images of each term and the lr.
     """
-    cfg = OptimizeConfig(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, preprocess=preprocess,
-                         l2_norm=l2_norm, noise_mode=noise_mode, seed=seed).check()
+    cfg = OptimizeConfig(
+        steps=steps,
+        lr=lr,
+        l2_lambda=l2_lambda,
+        id_lambda=id_lambda,
+        preprocess=preprocess,
+        l2_norm=l2_norm,
+        noise_mode=noise_mode,
+        seed=seed,
+    ).check()
     source = w_plus(generator, ws)  # [B, num_ws, w_dim]
     gen_noise = torch.Generator().manual_seed(int(seed))
 
     def render(w):
-        return generator.synthesize(generator.styles(w), noise_mode=noise_mode,
-                                    **({"generator": gen_noise} if noise_mode == "random" else {}))
+        return generator.synthesize(
+            generator.styles(w), noise_mode=noise_mode, **({"generator": gen_noise} if noise_mode == "random" else {})
+        )
 
     clip_loss = ClipLoss(embedder, prompt, preprocess)
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """Pictures a person can read: a grid of images under a header row (what was edited, how), with a label over
 every column (alpha) and beside every row (seed or latent index); and the frames and codes behind them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ PAD = 4  # pixels around text
 @dataclass(frozen=True)
 class Layout:
     """Where the cells of a labelled grid sit: cell (row i, column j) is [y0 + i*(h+gap), x0 + j*(w+gap)]."""
+
     x0: int
     y0: int
     cell_h: int
@@ -61,8 +63,16 @@ def _wrap(draw, text: str, face, width: int) -> list[str]:
     return lines + ([line] if line else [])
 
 
-def labelled_grid(grid: np.ndarray, layout: Layout, n_rows: int, n_cols: int, header: str, columns: list[str],
-                  rows: list[str], size: int = 0) -> tuple[np.ndarray, Layout]:
+def labelled_grid(
+    grid: np.ndarray,
+    layout: Layout,
+    n_rows: int,
+    n_cols: int,
+    header: str,
+    columns: list[str],
+    rows: list[str],
+    size: int = 0,
+) -> tuple[np.ndarray, Layout]:
     """Put a header (wrapped), column labels and row labels around an image grid; return it and the new layout.
 
     grid: [H, W, 3] uint8 from media.image_grid, whose cells sit at `layout`. size: text height in pixels
@@ -166,7 +176,18 @@ def save_styles(path, styles: list, ws, alphas: list[float], settings: dict) -> 
         arrays = {f"style_{i:02d}": s.numpy() for i, s in enumerate(layers)}
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, ws=ws.numpy(), alphas=np.asarray(alphas, np.float64),
-                         settings=np.array(json.dumps(settings, default=str)), space=np.array("S"), **arrays)
-    return dict(path=str(path), space="S", layers=len(layers), shape=[list(s.shape) for s in layers[:1]],
-                ws_shape=list(ws.shape))
+                np.savez(
+                    f,
+                    ws=ws.numpy(),
+                    alphas=np.asarray(alphas, np.float64),
+                    settings=np.array(json.dumps(settings, default=str)),
+                    space=np.array("S"),
+                    **arrays,
+                )
+    return dict(
+        path=str(path),
+        space="S",
+        layers=len(layers),
+        shape=[list(s.shape) for s in layers[:1]],
+        ws_shape=list(ws.shape),
+    )

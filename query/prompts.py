@@ -1,4 +1,5 @@
 """Prompts as people type them: vocabulary look-up, nearest phrases, compositions, prompt files."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,11 @@ from models.errors import AtlasError, PromptError
 from models.prompts import validate_prompt
 
 # nan / inf are matched as weights so that they are refused as weights, not embedded as phrases ("red:nan")
-_WEIGHT = re.compile(r"^(?P<prompt>.*?)\s*:\s*"
-                     r"(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*$", re.I)
+_WEIGHT = re.compile(
+    r"^(?P<prompt>.*?)\s*:\s*"
+    r"(?P<weight>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*$",
+    re.I,
+)
 _PLUS = re.compile(r"(?<!:)\s*\+\s*(?![\d.])")  # a '+' joining terms, not the sign of a weight (":+1")
 
 
@@ -63,7 +67,7 @@ def format_composition(terms) -> str:
 
 def _grams(text: str, n: int = 3) -> set:
     t = f"  {lookup_key(text)} "
-    return {t[i:i + n] for i in range(len(t) - n + 1)}
+    return {t[i : i + n] for i in range(len(t) - n + 1)}
 
 
 def nearest_phrases(prompt: str, vocab: list[str], k: int = 5) -> list[str]:
@@ -86,8 +90,9 @@ def read_text_file(path, what: str = "prompt file") -> str:
     except IsADirectoryError:
         raise AtlasError(f"{what} {path} is a folder; pass a text file.") from None
     except UnicodeDecodeError as exc:
-        raise AtlasError(f"{what} {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8."
-                         ) from None
+        raise AtlasError(
+            f"{what} {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8."
+        ) from None
 
 
 def read_prompts(path) -> list[str]:

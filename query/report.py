@@ -1,4 +1,5 @@
 """The JSON objects of the `direction`, `channels` and `channel` commands, shared by the CLI and the web API."""
+
 from __future__ import annotations
 
 

@@ -5,6 +5,7 @@
 
 A layer above `query`: it reads atlases only through query.Atlas and shares the CLI's JSON builders.
 """
+
 from serve.app import create_app
 
 __all__ = ["create_app"]

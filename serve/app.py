@@ -2,6 +2,7 @@
 
 No SQL over HTTP: the catalog stays with the CLI. Every refusal is a 4xx JSON {"error": one line}.
 """
+
 from __future__ import annotations
 
 import io
@@ -41,19 +42,46 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
 
     def info(request: Request):
         data = atlas.data
-        layers = [dict(index=int(l["index"]), kind=l["kind"], resolution=int(l["resolution"]), width=int(l["width"]),
-                       in_atlas=bool(l["in_atlas"])) for l in data.layers]
-        return json_response(dict(
-            atlas=str(data.path), name=Path(str(data.path)).name, neutral=data.neutral,
-            num_channels=len(atlas.channels), vocab_size=len(data.vocab), num_templates=len(data.templates),
-            resolution=max(l["resolution"] for l in layers), layers=layers,
-            generator_fingerprint=data.generator_fingerprint, embedder_fingerprint=data.embedder_fingerprint,
-            methods=list(P.METHODS), image_upload=True,
-            sliders=dict(alpha=[-10, 10], beta=[0.08, 0.3], default_beta=0.15, psi=0.7),
-            limits=dict(prompt_chars=P.MAX_PROMPT_CHARS, sources=P.MAX_SOURCES, alphas=P.MAX_ALPHAS,
-                        renders=P.MAX_RENDERS, abs_alpha=P.MAX_ABS_ALPHA, stack=P.MAX_STACK, off=P.MAX_OFF,
-                        upload_bytes=P.MAX_UPLOAD_BYTES, cell=P.MAX_CELL,
-                        optimize_steps=P.MAX_OPTIMIZE_STEPS, invert_steps=P.MAX_INVERT_STEPS)))
+        layers = [
+            dict(
+                index=int(l["index"]),
+                kind=l["kind"],
+                resolution=int(l["resolution"]),
+                width=int(l["width"]),
+                in_atlas=bool(l["in_atlas"]),
+            )
+            for l in data.layers
+        ]
+        return json_response(
+            dict(
+                atlas=str(data.path),
+                name=Path(str(data.path)).name,
+                neutral=data.neutral,
+                num_channels=len(atlas.channels),
+                vocab_size=len(data.vocab),
+                num_templates=len(data.templates),
+                resolution=max(l["resolution"] for l in layers),
+                layers=layers,
+                generator_fingerprint=data.generator_fingerprint,
+                embedder_fingerprint=data.embedder_fingerprint,
+                methods=list(P.METHODS),
+                image_upload=True,
+                sliders=dict(alpha=[-10, 10], beta=[0.08, 0.3], default_beta=0.15, psi=0.7),
+                limits=dict(
+                    prompt_chars=P.MAX_PROMPT_CHARS,
+                    sources=P.MAX_SOURCES,
+                    alphas=P.MAX_ALPHAS,
+                    renders=P.MAX_RENDERS,
+                    abs_alpha=P.MAX_ABS_ALPHA,
+                    stack=P.MAX_STACK,
+                    off=P.MAX_OFF,
+                    upload_bytes=P.MAX_UPLOAD_BYTES,
+                    cell=P.MAX_CELL,
+                    optimize_steps=P.MAX_OPTIMIZE_STEPS,
+                    invert_steps=P.MAX_INVERT_STEPS,
+                ),
+            )
+        )
 
     def suggest(request: Request):
         q = request.query_params
@@ -81,31 +109,50 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
         with ex.lock:
             obj = channels_report(atlas, d, show)
         rows = atlas.data.channels[d.active]  # [n, 2]
-        obj["layers"] = [dict(index=int(l["index"]), resolution=int(l["resolution"]),
-                              up=int(((rows[:, 0] == l["index"]) & (d.delta_s[d.active] > 0)).sum()),
-                              down=int(((rows[:, 0] == l["index"]) & (d.delta_s[d.active] < 0)).sum()))
-                         for l in atlas.data.layers if l["in_atlas"]]
+        obj["layers"] = [
+            dict(
+                index=int(l["index"]),
+                resolution=int(l["resolution"]),
+                up=int(((rows[:, 0] == l["index"]) & (d.delta_s[d.active] > 0)).sum()),
+                down=int(((rows[:, 0] == l["index"]) & (d.delta_s[d.active] < 0)).sum()),
+            )
+            for l in atlas.data.layers
+            if l["in_atlas"]
+        ]
         obj["top_k"] = d.top_k
         obj["overlaps"] = d.overlaps
         return json_response(obj)
 
     def settings(view, sources, psi, **extra) -> dict:
         data = atlas.data
-        return dict(atlas=str(data.path), generator_fingerprint=data.generator_fingerprint,
-                    embedder_fingerprint=data.embedder_fingerprint, method=view.method, edit=view.edit.to_dict(),
-                    stack=[s.to_dict() for s in view.stack], sources=[list(s) for s in sources], psi=psi,
-                    noise_mode=ex.noise_mode, **extra)
+        return dict(
+            atlas=str(data.path),
+            generator_fingerprint=data.generator_fingerprint,
+            embedder_fingerprint=data.embedder_fingerprint,
+            method=view.method,
+            edit=view.edit.to_dict(),
+            stack=[s.to_dict() for s in view.stack],
+            sources=[list(s) for s in sources],
+            psi=psi,
+            noise_mode=ex.noise_mode,
+            **extra,
+        )
 
     def png(picture_, text, filename, download):
         headers = {"Cache-Control": "private, max-age=600"}
         if download:
             headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return Response(png_bytes(picture_, text, compress_level=6 if download else 1), media_type="image/png",
-                        headers=headers)
+        return Response(
+            png_bytes(picture_, text, compress_level=6 if download else 1), media_type="image/png", headers=headers
+        )
 
     def image_options(q):
-        return (P.sources_value(q), P.float_value(q.get("psi"), "psi", 0.7, -2.0, 2.0),
-                P.int_value(q.get("size"), "size", None, 8, P.MAX_CELL), q.get("download") in ("1", "true"))
+        return (
+            P.sources_value(q),
+            P.float_value(q.get("psi"), "psi", 0.7, -2.0, 2.0),
+            P.int_value(q.get("size"), "size", None, 8, P.MAX_CELL),
+            q.get("download") in ("1", "true"),
+        )
 
     def edit_png(request: Request):
         """The images (one row, side by side) with the view's edit applied; no prompt and no stack: originals."""
@@ -127,23 +174,33 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
         base = ex.delta(P.View(edit=P.EditSpec(), stack=view.stack))  # [C]
         unit = ex.delta(P.View(edit=_with_alpha(view.edit, 1.0))) if view.edit.prompt else base * 0
         columns = ex.render(sources, psi, [base + np.float32(a) * unit for a in alphas])  # A x [B, 3, H, W]
-        return png(picture(_rows(columns), size), settings(view, sources, psi, alphas=alphas),
-                   _filename(view, "strip.png"), download)
+        return png(
+            picture(_rows(columns), size),
+            settings(view, sources, psi, alphas=alphas),
+            _filename(view, "strip.png"),
+            download,
+        )
 
     def delta_npy(request: Request):
         """Σ alpha Δs [C] of the view as .npy (float32, rows in the order of /api/info's channels)."""
         view = P.view_value(request.query_params)
         buf = io.BytesIO()
         np.save(buf, ex.delta(view), allow_pickle=False)
-        return Response(buf.getvalue(), media_type="application/octet-stream",
-                        headers={"Content-Disposition": f'attachment; filename="{_filename(view, "npy")}"'})
+        return Response(
+            buf.getvalue(),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{_filename(view, "npy")}"'},
+        )
 
     def channels_npy(request: Request):
         """(layer, channel) [C, 2] int64: the row order of delta.npy."""
         buf = io.BytesIO()
         np.save(buf, np.asarray(atlas.data.channels, np.int64), allow_pickle=False)
-        return Response(buf.getvalue(), media_type="application/octet-stream",
-                        headers={"Content-Disposition": 'attachment; filename="channels.npy"'})
+        return Response(
+            buf.getvalue(),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": 'attachment; filename="channels.npy"'},
+        )
 
     def channel(request: Request):
         layer, ch = _layer_channel(request)
@@ -162,8 +219,14 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
             d = atlas.channel_direction(layer, ch)
         alphas = np.linspace(-alpha, alpha, steps).tolist()
         columns = ex.render(sources, psi, [np.float32(a) * d.delta_s for a in alphas])
-        text = dict(atlas=str(atlas.data.path), layer=layer, channel=ch, alphas=alphas, psi=psi,
-                    sources=[list(s) for s in sources])
+        text = dict(
+            atlas=str(atlas.data.path),
+            layer=layer,
+            channel=ch,
+            alphas=alphas,
+            psi=psi,
+            sources=[list(s) for s in sources],
+        )
         return png(picture(_rows(columns), size), text, f"channel_{layer}_{ch}.png", download)
 
     async def upload_latent(request: Request):
@@ -182,8 +245,10 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
         if not spec.prompt:
             raise P.RequestError("an edit needs a prompt.")
         if view.stack or spec.off:
-            raise P.RequestError("stacked edits and channels turned off apply to the global view only "
-                                 "(GET /api/edit.png); POST /api/edit applies one edit.")
+            raise P.RequestError(
+                "stacked edits and channels turned off apply to the global view only "
+                "(GET /api/edit.png); POST /api/edit applies one edit."
+            )
         sources, psi, size, _ = image_options(q)
         steps = P.int_value(q.get("steps"), "steps", 20, 1, P.MAX_OPTIMIZE_STEPS)
         for s in sources:
@@ -191,10 +256,14 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
                 ex.latent(s[1], s[2])  # 404 now, not as the job's error, when the upload is gone
         if view.method == "mapper":
             from query.mapper_store import atlas_mapper
+
             with ex.lock:
                 if atlas_mapper(atlas, spec.prompt) is None:
-                    raise P.RequestError(f"no mapper is stored for {spec.prompt!r} in this atlas; train one with "
-                                         f"query.py mapper train, or choose global / optimize.", status=404)
+                    raise P.RequestError(
+                        f"no mapper is stored for {spec.prompt!r} in this atlas; train one with "
+                        f"query.py mapper train, or choose global / optimize.",
+                        status=404,
+                    )
         total = steps if view.method in ("optimize", "auto") else 1
 
         def run(job):
@@ -202,14 +271,24 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
 
             with ex.lock:
                 ws = ex.source_ws(sources, psi)  # [B, num_ws, w_dim]
-                result = atlas.edit_text(ws, spec.prompt, method=view.method, neutral=spec.neutral,
-                                         alpha=spec.alpha if spec.alpha else 4.0, beta=spec.beta,
-                                         noise_mode=ex.noise_mode, optimize_options=dict(steps=steps),
-                                         progress=job.progress)
+                result = atlas.edit_text(
+                    ws,
+                    spec.prompt,
+                    method=view.method,
+                    neutral=spec.neutral,
+                    alpha=spec.alpha if spec.alpha else 4.0,
+                    beta=spec.beta,
+                    noise_mode=ex.noise_mode,
+                    optimize_options=dict(steps=steps),
+                    progress=job.progress,
+                )
             job.step = job.total
             job.result = as_dict(result)
-            job.png = png_bytes(picture([result.images], size),
-                                dict(settings(view, sources, psi, steps=steps), **job.result), compress_level=1)
+            job.png = png_bytes(
+                picture([result.images], size),
+                dict(settings(view, sources, psi, steps=steps), **job.result),
+                compress_level=1,
+            )
 
         job = jobs.start("edit", total, run)
         return json_response(job.to_dict(), status=202)
@@ -235,8 +314,9 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
     def job_image(request: Request):
         job = jobs.get(request.path_params["id"])
         if job.png is None:
-            raise P.RequestError(f"job {job.id} has no image ({job.status}).", status=409 if job.status != "done"
-                                 else 404)
+            raise P.RequestError(
+                f"job {job.id} has no image ({job.status}).", status=409 if job.status != "done" else 404
+            )
         return Response(job.png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
 
     def index(request: Request):
@@ -273,8 +353,9 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
         log.exception("unexpected error on %s", request.url.path)
         return error(f"internal error ({type(exc).__name__}); the server log has the details.", 500)
 
-    app = Starlette(routes=routes, exception_handlers={AtlasError: atlas_error, HTTPException: http_error,
-                                                       Exception: server_error})
+    app = Starlette(
+        routes=routes, exception_handlers={AtlasError: atlas_error, HTTPException: http_error, Exception: server_error}
+    )
     app.state.explorer = ex
     app.state.jobs = jobs
     return app
@@ -304,8 +385,10 @@ async def _body(request, what: str, send: str) -> bytes:
 
 def _global_only(view) -> None:
     if view.method != "global":
-        raise P.RequestError(f"method={view.method} edits run as jobs: POST /api/edit with the same parameters, "
-                             "then GET /api/job/{id}.")
+        raise P.RequestError(
+            f"method={view.method} edits run as jobs: POST /api/edit with the same parameters, "
+            "then GET /api/job/{id}."
+        )
 
 
 def _layer_channel(request) -> tuple[int, int]:
@@ -315,12 +398,14 @@ def _layer_channel(request) -> tuple[int, int]:
 
 def _with_alpha(spec, alpha):
     from dataclasses import replace
+
     return replace(spec, alpha=alpha)
 
 
 def _rows(columns):
     """alphas x [B, 3, H, W] -> B rows of [alphas, 3, H, W]."""
     import torch
+
     return [torch.stack([c[b] for c in columns]) for b in range(len(columns[0]))]
 
 

@@ -1,4 +1,5 @@
 """`styleatlas-serve --atlas DIR [--port N] [--host H]`: the local web page over one atlas (uvicorn)."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,29 @@ LOCAL = "127.0.0.1"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--atlas", type=click.Path(path_type=Path), default=Path("atlas"), show_default=True,
-              help="Atlas folder (built by build_index.py).")
+@click.option(
+    "--atlas",
+    type=click.Path(path_type=Path),
+    default=Path("atlas"),
+    show_default=True,
+    help="Atlas folder (built by build_index.py).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="TCP port.")
-@click.option("--host", default=LOCAL, show_default=True,
-              help="Address to bind; anything but 127.0.0.1 / localhost exposes the page to the network.")
+@click.option(
+    "--host",
+    default=LOCAL,
+    show_default=True,
+    help="Address to bind; anything but 127.0.0.1 / localhost exposes the page to the network.",
+)
 @click.option("--generator", default=None, help='Generator checkpoint or "demo" (default: the atlas\'s, else demo).')
 @click.option("--clip", default=None, help='CLIP model name, JSON config or "demo" (default: the atlas\'s, else demo).')
 @click.option("--pretrained", default=None, help="open_clip pretrained tag or local weights.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... (the query CLI's rule).")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... (the query CLI's rule).",
+)
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the address as JSON before serving.")
 def cli(atlas, port, host, generator, clip, pretrained, device, threads, as_json):
@@ -46,8 +60,10 @@ def cli(atlas, port, host, generator, clip, pretrained, device, threads, as_json
     if as_json:
         click.echo(json.dumps(dict(url=url, host=host, port=port, atlas=str(atlas))))
     else:
-        click.echo(f"StyleAtlas page for {atlas} on {url}" + (
-            "" if host in (LOCAL, "localhost", "::1") else f"  (bound to {host}: reachable from the network)"))
+        click.echo(
+            f"StyleAtlas page for {atlas} on {url}"
+            + ("" if host in (LOCAL, "localhost", "::1") else f"  (bound to {host}: reachable from the network)")
+        )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -3,6 +3,7 @@
 The style codes of every image are computed once and kept, so a slider move costs one synthesis and one
 PNG encode: s + Σ alpha_i Δs_i over the stacked edits is the whole of a global-direction edit (SPEC §5).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,8 @@ class Explorer:
         self.noise_mode = noise_mode
         self.lock = threading.RLock()  # the atlas caches and the models are not shared across threads
         self._directions = LRU(128)
-        self._styles = LRU(256)       # source -> list of [1, width] style tensors
-        self._latents = LRU(32)       # upload id -> [B, w_dim] or [B, num_ws, w_dim]
+        self._styles = LRU(256)  # source -> list of [1, width] style tensors
+        self._latents = LRU(32)  # upload id -> [B, w_dim] or [B, num_ws, w_dim]
         self._vocab_keys = None
 
     # ------------------------------------------------------------------ directions
@@ -100,8 +101,10 @@ class Explorer:
     def render(self, sources, psi: float, deltas) -> list[torch.Tensor]:
         """Images [B, 3, H, W] for every [C] offset in `deltas` (one synthesis per offset)."""
         if len(sources) * len(deltas) > MAX_RENDERS:
-            raise RequestError(f"{len(sources)} images x {len(deltas)} edits is more than {MAX_RENDERS} renders; "
-                               "ask for fewer seeds or alphas.")
+            raise RequestError(
+                f"{len(sources)} images x {len(deltas)} edits is more than {MAX_RENDERS} renders; "
+                "ask for fewer seeds or alphas."
+            )
         with self.lock:
             styles = self.batch_styles(sources, psi)
             gen = self.atlas.generator
@@ -129,8 +132,9 @@ class Explorer:
             except RequestError:
                 raise
             except Exception as exc:  # AtlasError names the temporary path: say it of the upload instead
-                raise RequestError(str(exc).replace(str(path), Path(name).name[:60]).replace(
-                    path.name, Path(name).name[:60])) from None
+                raise RequestError(
+                    str(exc).replace(str(path), Path(name).name[:60]).replace(path.name, Path(name).name[:60])
+                ) from None
         with self.lock:
             self._latents.put(ident, ws)
         return dict(id=ident, count=int(ws.shape[0]), shape=list(ws.shape), name=Path(name).name[:60])
@@ -168,8 +172,9 @@ class Explorer:
             try:
                 return read_image(path, int(self.atlas.generator.resolution))
             except Exception as exc:
-                raise RequestError(f"{shown!r} is not a readable image ({type(exc).__name__}); upload a PNG or "
-                                   "JPEG file.") from None
+                raise RequestError(
+                    f"{shown!r} is not a readable image ({type(exc).__name__}); upload a PNG or JPEG file."
+                ) from None
 
     def invert_image(self, image: torch.Tensor, data: bytes, name: str, steps: int, progress) -> dict:
         """Invert [3, R, R] into W+ (query.invert, pixel loss only) and keep it as an uploaded latent."""
@@ -181,17 +186,25 @@ class Explorer:
             ws, details = invert(gen, image[None], steps=steps, progress=progress, return_details=True)
             ws = ws.detach()  # [1, num_ws, w_dim]
             self._latents.put(ident, ws)
-        return dict(id=ident, count=1, shape=list(ws.shape), name=Path(name).name[:60], steps=steps,
-                    psnr=round(float(details["psnr"][0]), 2))
+        return dict(
+            id=ident,
+            count=1,
+            shape=list(ws.shape),
+            name=Path(name).name[:60],
+            steps=steps,
+            psnr=round(float(details["psnr"][0]), 2),
+        )
 
     def latent(self, ident: str, i: int) -> torch.Tensor:
         ws = self._latents.get(ident)
         if ws is None:
-            raise RequestError(f"latent {ident[:20]!r} is not on this server (uploads last while it runs); upload "
-                               "the file again.", status=404)
+            raise RequestError(
+                f"latent {ident[:20]!r} is not on this server (uploads last while it runs); upload the file again.",
+                status=404,
+            )
         if not 0 <= i < len(ws):
             raise RequestError(f"latent {ident} holds {len(ws)} codes; index {i} is out of range.")
-        return ws[i:i + 1]
+        return ws[i : i + 1]
 
     # ------------------------------------------------------------------ vocabulary
     def suggest(self, q: str, k: int = 10) -> list[str]:
@@ -221,8 +234,9 @@ def png_bytes(picture: np.ndarray, text: dict | None = None, compress_level: int
     from query.media import png_info
 
     buf = io.BytesIO()
-    Image.fromarray(picture).save(buf, format="PNG", pnginfo=png_info(text) if text else None,
-                                  compress_level=compress_level)
+    Image.fromarray(picture).save(
+        buf, format="PNG", pnginfo=png_info(text) if text else None, compress_level=compress_level
+    )
     return buf.getvalue()
 
 

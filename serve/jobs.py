@@ -3,6 +3,7 @@
 A job holds its step / total while it runs, then its result (a PNG, the method and reason, an uploaded latent)
 or its one-line error. Finished jobs are kept for the page to read (the last MAX_KEPT), then forgotten.
 """
+
 from __future__ import annotations
 
 import threading
@@ -12,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from serve.params import RequestError
 
-MAX_PENDING = 2   # jobs queued or running at once; a third is refused (429)
-MAX_KEPT = 32     # finished jobs remembered
+MAX_PENDING = 2  # jobs queued or running at once; a third is refused (429)
+MAX_KEPT = 32  # finished jobs remembered
 
 
 class Job:
@@ -33,8 +34,14 @@ class Job:
         self.step, self.total = int(step), int(total)
 
     def to_dict(self) -> dict:
-        out = dict(id=self.id, kind=self.kind, status=self.status, step=self.step, total=self.total,
-                   seconds=round(time.time() - self.started, 2))
+        out = dict(
+            id=self.id,
+            kind=self.kind,
+            status=self.status,
+            step=self.step,
+            total=self.total,
+            seconds=round(time.time() - self.started, 2),
+        )
         if self.error:
             out["error"] = self.error
         out.update(self.result)
@@ -56,12 +63,13 @@ class Jobs:
         with self._lock:
             pending = sum(j.status in ("queued", "running") for j in self._jobs.values())
             if pending >= self.max_pending:
-                raise RequestError(f"{pending} jobs are already running or waiting; wait for one to finish.",
-                                   status=429)
+                raise RequestError(
+                    f"{pending} jobs are already running or waiting; wait for one to finish.", status=429
+                )
             job = Job(kind, total)
             self._jobs[job.id] = job
             done = [k for k, j in self._jobs.items() if j.status in ("done", "error")]
-            for k in done[:max(0, len(done) - MAX_KEPT)]:
+            for k in done[: max(0, len(done) - MAX_KEPT)]:
                 del self._jobs[k]
         self._pool.submit(self._run, job, fn)
         return job

@@ -3,6 +3,7 @@
 A request is a view of the page: the current edit (prompt, neutral, beta, alpha, channels turned off),
 the accepted edits stacked under it, and the images it is applied to (seeds or uploaded latents).
 """
+
 from __future__ import annotations
 
 import json
@@ -11,20 +12,20 @@ from dataclasses import dataclass
 
 from models.errors import AtlasError
 
-MAX_PROMPT_CHARS = 300       # CLIP reads 77 tokens; a composition of a few phrases fits
-MAX_SOURCES = 16             # images (seeds + latents) in one request
-MAX_ALPHAS = 15              # columns of an alpha strip
-MAX_RENDERS = 64             # images synthesised for one request (sources x alphas)
-MAX_ABS_ALPHA = 100.0        # the sliders span -10..10; StyleCLIP's GUI -15..25
-MAX_STACK = 8                # accepted edits under the current one
-MAX_OFF = 4096               # channels turned off in one edit
+MAX_PROMPT_CHARS = 300  # CLIP reads 77 tokens; a composition of a few phrases fits
+MAX_SOURCES = 16  # images (seeds + latents) in one request
+MAX_ALPHAS = 15  # columns of an alpha strip
+MAX_RENDERS = 64  # images synthesised for one request (sources x alphas)
+MAX_ABS_ALPHA = 100.0  # the sliders span -10..10; StyleCLIP's GUI -15..25
+MAX_STACK = 8  # accepted edits under the current one
+MAX_OFF = 4096  # channels turned off in one edit
 MAX_UPLOAD_BYTES = 16 << 20  # a latent file (FFHQ W+ is 36 KB a code)
-MAX_CELL = 1024              # pixels of one image cell
-MAX_K = 100                  # words / suggestions in one answer
-MAX_SEED = 2 ** 32 - 1
+MAX_CELL = 1024  # pixels of one image cell
+MAX_K = 100  # words / suggestions in one answer
+MAX_SEED = 2**32 - 1
 METHODS = ("global", "mapper", "optimize", "auto")  # SPEC §5-§7; all but global run as jobs (POST /api/edit)
-MAX_OPTIMIZE_STEPS = 300     # optimization steps of one web edit (the reference's count); default 20
-MAX_INVERT_STEPS = 500       # inversion steps of one uploaded image; default 100
+MAX_OPTIMIZE_STEPS = 300  # optimization steps of one web edit (the reference's count); default 20
+MAX_INVERT_STEPS = 500  # inversion steps of one uploaded image; default 100
 MAX_IMAGE_PIXELS = 4096 * 4096  # an uploaded image, decoded
 
 
@@ -39,34 +40,44 @@ class RequestError(AtlasError):
 @dataclass(frozen=True)
 class EditSpec:
     """One edit: alpha times the global direction of prompt (neutral, beta / top_k), less the channels in off."""
+
     prompt: str = ""
     neutral: str = ""
     beta: float | str = 0.15
     top_k: int | None = None
     alpha: float = 0.0
-    off: tuple = ()              # ((layer, channel), ...) left out of the edit
+    off: tuple = ()  # ((layer, channel), ...) left out of the edit
 
     def key(self) -> tuple:
         return (self.prompt, self.neutral, self.beta, self.top_k)
 
     def to_dict(self) -> dict:
-        return dict(prompt=self.prompt, neutral=self.neutral, beta=self.beta, top_k=self.top_k, alpha=self.alpha,
-                    off=[list(o) for o in self.off])
+        return dict(
+            prompt=self.prompt,
+            neutral=self.neutral,
+            beta=self.beta,
+            top_k=self.top_k,
+            alpha=self.alpha,
+            off=[list(o) for o in self.off],
+        )
 
 
 @dataclass(frozen=True)
 class View:
     """The current edit, the accepted edits stacked under it, and the method that applies them."""
+
     edit: EditSpec
-    stack: tuple = ()            # (EditSpec, ...)
+    stack: tuple = ()  # (EditSpec, ...)
     method: str = "global"
 
 
 def prompt_value(text, what: str = "prompt", required: bool = False) -> str:
     text = "" if text is None else str(text)
     if len(text) > MAX_PROMPT_CHARS:
-        raise RequestError(f"the {what} is {len(text):,} characters; the page takes at most {MAX_PROMPT_CHARS} "
-                           "(CLIP reads about 77 tokens).")
+        raise RequestError(
+            f"the {what} is {len(text):,} characters; the page takes at most {MAX_PROMPT_CHARS} "
+            "(CLIP reads about 77 tokens)."
+        )
     text = text.strip()
     if required and not text:
         raise RequestError(f"the {what} is empty; give a phrase such as 'red'.")
@@ -134,9 +145,14 @@ def off_value(text) -> tuple:
 def edit_spec(q, required: bool = False) -> EditSpec:
     """The current edit from query parameters prompt, neutral, beta, top_k, alpha (4 as in the CLI), off."""
     prompt = prompt_value(q.get("prompt"), required=required)
-    return EditSpec(prompt=prompt, neutral=prompt_value(q.get("neutral"), "neutral prompt"),
-                    beta=beta_value(q.get("beta")), top_k=int_value(q.get("top_k"), "top_k", None, 1, 100_000),
-                    alpha=alpha_value(q.get("alpha"), 4.0 if prompt else 0.0), off=off_value(q.get("off")))
+    return EditSpec(
+        prompt=prompt,
+        neutral=prompt_value(q.get("neutral"), "neutral prompt"),
+        beta=beta_value(q.get("beta")),
+        top_k=int_value(q.get("top_k"), "top_k", None, 1, 100_000),
+        alpha=alpha_value(q.get("alpha"), 4.0 if prompt else 0.0),
+        off=off_value(q.get("off")),
+    )
 
 
 def stack_value(text) -> tuple:
@@ -148,9 +164,9 @@ def stack_value(text) -> tuple:
     try:
         items = json.loads(text)
     except ValueError:
-        raise RequestError("stack must be a JSON list of edits like [{\"prompt\": \"red\", \"alpha\": 4}].") from None
+        raise RequestError('stack must be a JSON list of edits like [{"prompt": "red", "alpha": 4}].') from None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise RequestError("stack must be a JSON list of edits like [{\"prompt\": \"red\", \"alpha\": 4}].")
+        raise RequestError('stack must be a JSON list of edits like [{"prompt": "red", "alpha": 4}].')
     if len(items) > MAX_STACK:
         raise RequestError(f"{len(items)} accepted edits; at most {MAX_STACK} can be stacked.")
     out = []
@@ -158,8 +174,19 @@ def stack_value(text) -> tuple:
         off = item.get("off")
         if isinstance(off, list):
             off = ",".join(f"{o[0]}:{o[1]}" if isinstance(o, list) and len(o) == 2 else str(o) for o in off)
-        out.append(edit_spec(dict(prompt=item.get("prompt"), neutral=item.get("neutral"), beta=item.get("beta"),
-                                  top_k=item.get("top_k"), alpha=item.get("alpha"), off=off), required=True))
+        out.append(
+            edit_spec(
+                dict(
+                    prompt=item.get("prompt"),
+                    neutral=item.get("neutral"),
+                    beta=item.get("beta"),
+                    top_k=item.get("top_k"),
+                    alpha=item.get("alpha"),
+                    off=off,
+                ),
+                required=True,
+            )
+        )
     return tuple(out)
 
 

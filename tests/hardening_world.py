@@ -1,4 +1,5 @@
 """A tiny real atlas for the hardening tests: a seeded small StyleGAN2 + tiny CLIP saved as files."""
+
 import json
 
 VOCAB = ["red", "green", "blue", "circle", "square", "dark", "light", "shape"]
@@ -18,6 +19,7 @@ def shared_world(tmp_path_factory):
 def build_world(root):
     """(atlas dir, generator checkpoint, CLIP config json, the models) for one small build into `root`."""
     from conftest import tiny_clip_config
+
     from models.clip import load_clip
     from models.stylegan2 import save_generator, small_generator
     from pipeline import build_atlas
@@ -28,10 +30,18 @@ def build_world(root):
     clip_cfg.write_text(json.dumps(tiny_clip_config()))
     embedder = load_clip(str(clip_cfg))  # random weights: a library call may ask for them
     gen.source = str(root / "gen.pt")  # what load_generator would record
-    build_atlas(gen, embedder, root / "atlas", num_images=2, num_samples=200, vocabulary=VOCAB, templates=TEMPLATES,
-                neutral="shape", progress=False)
-    return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen,
-                embedder=embedder)
+    build_atlas(
+        gen,
+        embedder,
+        root / "atlas",
+        num_images=2,
+        num_samples=200,
+        vocabulary=VOCAB,
+        templates=TEMPLATES,
+        neutral="shape",
+        progress=False,
+    )
+    return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen, embedder=embedder)
 
 
 def query_error(capsys, *args, notes: bool = False) -> str:

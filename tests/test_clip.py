@@ -1,4 +1,5 @@
 """CLIP embedder: unit embeddings, CLIP's preprocessing on tensors, the fast text path, loading weights safely."""
+
 import io
 import json
 import pickle
@@ -17,8 +18,14 @@ from safetensors.torch import save_file
 from models.clip import ClipEmbedder, PromptTruncatedWarning, causal_text_tower, load_clip
 from models.errors import CheckpointError, PromptError
 
-PROMPTS = ["a", "a photo of a smiling face", "an extremely detailed oil painting of a red sports car parked "
-           "beside an old stone bridge at sunset, with long shadows", "hair", "a bad photo of the {} big dog"]
+PROMPTS = [
+    "a",
+    "a photo of a smiling face",
+    "an extremely detailed oil painting of a red sports car parked "
+    "beside an old stone bridge at sunset, with long shadows",
+    "hair",
+    "a bad photo of the {} big dog",
+]
 
 
 def striped_image(h, w, seed=0) -> np.ndarray:
@@ -26,9 +33,14 @@ def striped_image(h, w, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     phase = rng.uniform(0, 6, size=3)
-    img = np.stack([0.5 + 0.25 * np.sin(6 * xx + 2 * yy + phase[0]) + 0.2 * np.sin(60 * xx),
-                    0.5 + 0.4 * np.cos(5 * yy - 3 * xx + phase[1]),
-                    0.5 + 0.25 * np.sin(4 * (xx + yy) + phase[2]) + 0.2 * np.cos(60 * yy)], -1)
+    img = np.stack(
+        [
+            0.5 + 0.25 * np.sin(6 * xx + 2 * yy + phase[0]) + 0.2 * np.sin(60 * xx),
+            0.5 + 0.4 * np.cos(5 * yy - 3 * xx + phase[1]),
+            0.5 + 0.25 * np.sin(4 * (xx + yy) + phase[2]) + 0.2 * np.cos(60 * yy),
+        ],
+        -1,
+    )
     return (img * 255).round().astype(np.uint8)
 
 
@@ -102,8 +114,7 @@ def test_empty_or_non_text_prompt_raises(tiny_clip, bad):
 @pytest.mark.parametrize("h, w", [(60, 84), (84, 60), (45, 45)])
 def test_tensor_preprocessing_matches_open_clip_pil_transform(tiny_clip, h, w):
     pixels = striped_image(h, w, seed=h + w)
-    transform = open_clip.image_transform(tiny_clip.image_size, is_train=False, mean=tiny_clip.mean,
-                                          std=tiny_clip.std)
+    transform = open_clip.image_transform(tiny_clip.image_size, is_train=False, mean=tiny_clip.mean, std=tiny_clip.std)
     reference = transform(Image.fromarray(pixels))  # [3, S, S], normalised
     tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, h, w] in [-1, 1]
     ours = tiny_clip.preprocess(tensor)[0]
@@ -125,8 +136,9 @@ def test_gradients_flow_to_the_input_image(tiny_clip):
 def test_pool_preprocess_averages_to_the_input_size(tiny_clip):
     images = torch.rand(1, 3, 64, 64) * 2 - 1
     x = tiny_clip.preprocess(images, preprocess="pool")
-    expected = (F.avg_pool2d((images + 1) / 2, 2) - torch.tensor(tiny_clip.mean).view(1, 3, 1, 1)) / \
-        torch.tensor(tiny_clip.std).view(1, 3, 1, 1)
+    expected = (F.avg_pool2d((images + 1) / 2, 2) - torch.tensor(tiny_clip.mean).view(1, 3, 1, 1)) / torch.tensor(
+        tiny_clip.std
+    ).view(1, 3, 1, 1)
     assert torch.allclose(x, expected, atol=1e-6)
 
 
@@ -197,9 +209,15 @@ def test_missing_corrupt_and_wrong_kind_files_raise_one_line_errors(tiny_clip, t
     wider = load_clip(tiny_clip_config(width=32, heads=2), seed=0).model.state_dict()
     torch.save(wider, tmp_path / "wider.pt")
     (tmp_path / "empty.bin").write_bytes(b"")
-    cases = {"nope.pt": "does not exist", "cut.safetensors": "safetensors", "cut.pt": "corrupt",
-             "gan.pt": "StyleGAN2", "other.pt": "not a CLIP state dict", "wider.pt": "does not match",
-             "empty.bin": "empty"}
+    cases = {
+        "nope.pt": "does not exist",
+        "cut.safetensors": "safetensors",
+        "cut.pt": "corrupt",
+        "gan.pt": "StyleGAN2",
+        "other.pt": "not a CLIP state dict",
+        "wider.pt": "does not match",
+        "empty.bin": "empty",
+    }
     for name, match in cases.items():
         with pytest.raises(CheckpointError, match=match) as err:
             load_clip(tiny_clip_config(), pretrained=tmp_path / name)

@@ -1,5 +1,6 @@
 """Commands that answer from the atlas alone (vocabulary prompts, channel words, SQL, export) import neither torch
 nor open_clip: a shell query costs the atlas read, not a 2 s torch import. Models load only when needed."""
+
 import json
 import os
 import subprocess
@@ -10,14 +11,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "open_clip", "torchvision")
-PROBE = ("import sys; from query.cli import main; main(sys.argv[1:]); "
-         f"print('heavy:', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+PROBE = (
+    "import sys; from query.cli import main; main(sys.argv[1:]); "
+    f"print('heavy:', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)"
+)
 VOCAB = ["red", "green", "blue", "circle", "square", "shape"]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from conftest import tiny_clip_config
+
     from models.clip import load_clip
     from models.stylegan2 import small_generator
     from pipeline import build_atlas
@@ -25,16 +29,30 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("cold")
     clip_cfg = root / "clip.json"
     clip_cfg.write_text(json.dumps(tiny_clip_config()))
-    build_atlas(small_generator(seed=0, resolution=16, style_dim=16, width=8), load_clip(str(clip_cfg)), root / "atlas",
-                num_images=2, num_samples=200, vocabulary=VOCAB, templates=["a photo of a {}.", "a {}."],
-                neutral="shape", progress=False)
+    build_atlas(
+        small_generator(seed=0, resolution=16, style_dim=16, width=8),
+        load_clip(str(clip_cfg)),
+        root / "atlas",
+        num_images=2,
+        num_samples=200,
+        vocabulary=VOCAB,
+        templates=["a photo of a {}.", "a {}."],
+        neutral="shape",
+        progress=False,
+    )
     (root / "prompts.txt").write_text("red\ngreen\n")
     return root
 
 
 def heavy_modules(world, *argv):
-    done = subprocess.run([sys.executable, "-c", PROBE, *argv, "--atlas", str(world / "atlas"), "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv, "--atlas", str(world / "atlas"), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert done.returncode == 0, done.stderr[-1500:]
     line = [l for l in done.stderr.splitlines() if l.startswith("heavy:")][-1]
     return line.split(":", 1)[1].strip()
@@ -42,11 +60,17 @@ def heavy_modules(world, *argv):
 
 @pytest.mark.slow
 def test_atlas_only_commands_import_no_torch(world, tmp_path):
-    for argv in (["direction", "red"], ["direction", "Red", "--beta", "auto", "-n", "3"],
-                 ["direction", "red:1 + green:0.5"], ["channels", "blue", "--top-k", "4"], ["similar", "red"],
-                 ["channel", "0", "3"], ["sql", "SELECT count(*) AS n FROM channels"],
-                 ["export", str(world / "prompts.txt"), "-o", str(tmp_path / "lib.npz")],
-                 ["export", str(world / "prompts.txt"), "-o", str(tmp_path / "lib.h5")]):
+    for argv in (
+        ["direction", "red"],
+        ["direction", "Red", "--beta", "auto", "-n", "3"],
+        ["direction", "red:1 + green:0.5"],
+        ["channels", "blue", "--top-k", "4"],
+        ["similar", "red"],
+        ["channel", "0", "3"],
+        ["sql", "SELECT count(*) AS n FROM channels"],
+        ["export", str(world / "prompts.txt"), "-o", str(tmp_path / "lib.npz")],
+        ["export", str(world / "prompts.txt"), "-o", str(tmp_path / "lib.h5")],
+    ):
         assert heavy_modules(world, *argv) == "[]", argv
 
 

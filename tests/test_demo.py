@@ -1,4 +1,5 @@
 """The shapes world and its shipped models: a world you can trust, a classifier that reads it, models that load."""
+
 import hashlib
 import os
 import re
@@ -29,8 +30,12 @@ def test_world_is_deterministic_by_seed_and_images_are_in_range():
 
 def test_every_attribute_value_occurs_and_pixels_show_it():
     imgs, attrs = world.sample(400, np.random.default_rng(0))
-    for name, names in (("shape", world.SHAPES), ("colour", world.COLOURS), ("size", world.SIZES),
-                        ("background", world.BACKGROUNDS)):
+    for name, names in (
+        ("shape", world.SHAPES),
+        ("colour", world.COLOURS),
+        ("size", world.SIZES),
+        ("background", world.BACKGROUNDS),
+    ):
         assert set(attrs[name]) == set(range(len(names)))
     x = (imgs + 1) / 2
     cx, cy = world.centres(attrs)
@@ -46,9 +51,11 @@ def test_every_attribute_value_occurs_and_pixels_show_it():
 def test_captions_name_the_attributes():
     attrs = world.sample_attributes(50, np.random.default_rng(1))
     for i, text in enumerate(world.caption(attrs)):
-        assert text == (f"a {world.SIZES[attrs['size'][i]]} {world.COLOURS[attrs['colour'][i]]} "
-                        f"{world.SHAPES[attrs['shape'][i]]} on a {world.BACKGROUNDS[attrs['background'][i]]} "
-                        "background")
+        assert text == (
+            f"a {world.SIZES[attrs['size'][i]]} {world.COLOURS[attrs['colour'][i]]} "
+            f"{world.SHAPES[attrs['shape'][i]]} on a {world.BACKGROUNDS[attrs['background'][i]]} "
+            "background"
+        )
     with_pos = world.caption(world.subset(attrs, slice(0, 5)), position=True)
     assert all(re.search(r"(left|right|top|bottom|center)$", t) for t in with_pos)
 
@@ -106,7 +113,7 @@ def test_shipped_files_match_the_model_card():
         data = (DEMO_DIR / name).read_bytes()
         total += len(data)
         assert hashlib.sha256(data).hexdigest() == sums[name], f"{name} differs from MODEL_CARD.md"
-    assert total <= 30 * 2 ** 20
+    assert total <= 30 * 2**20
 
 
 @pytest.fixture(scope="module")
@@ -145,13 +152,17 @@ def test_clip_ranks_the_true_caption_first(demo_clip):
     hits = 0
     for i in range(8):
         rivals = [true[i]]  # the true caption and every caption one attribute away from it
-        for name, names in (("colour", world.COLOURS), ("shape", world.SHAPES), ("size", world.SIZES),
-                            ("background", world.BACKGROUNDS)):
+        for name, names in (
+            ("colour", world.COLOURS),
+            ("shape", world.SHAPES),
+            ("size", world.SIZES),
+            ("background", world.BACKGROUNDS),
+        ):
             for v in range(len(names)):
                 if v != attrs[name][i]:
-                    other = {k: a[i:i + 1].copy() for k, a in attrs.items()}
+                    other = {k: a[i : i + 1].copy() for k, a in attrs.items()}
                     other[name][0] = v
                     rivals.append(world.caption(other)[0])
-        sims = demo_clip.encode_image(imgs[i:i + 1]) @ demo_clip.encode_text(rivals).T  # [1, len(rivals)]
+        sims = demo_clip.encode_image(imgs[i : i + 1]) @ demo_clip.encode_text(rivals).T  # [1, len(rivals)]
         hits += int(sims.argmax()) == 0
     assert hits >= 7, f"the true caption ranked first for only {hits} of 8 images"

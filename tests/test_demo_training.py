@@ -1,4 +1,5 @@
 """The demo generator's trainer: an interrupted run resumes to the same weights as an uninterrupted one."""
+
 import pytest
 import torch
 
@@ -15,8 +16,15 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(tmp_path, monke
     # refine re-centres truncation at its step 3: a resumed run must use the centre saved with the step-2
     # checkpoint for step 2, not one recomputed from the mapping it resumed with
     monkeypatch.setattr(tg, "MEAN_W_EVERY", 3)
-    steps = dict(synthesis_steps=4, mapping_steps=4, joint_steps=4, refine_steps=4, batch_size=4,
-                 mapping_batch_size=16, checkpoint_every=2)
+    steps = dict(
+        synthesis_steps=4,
+        mapping_steps=4,
+        joint_steps=4,
+        refine_steps=4,
+        batch_size=4,
+        mapping_batch_size=16,
+        checkpoint_every=2,
+    )
     full = tg.train(tg.GeneratorTrainConfig(**steps, work_dir=str(tmp_path / "a"), out=str(tmp_path / "a.pt")))
 
     calls = {"n": 0}

@@ -1,5 +1,6 @@
 """The one-prompt path of global_directions (what Atlas.direction runs) gives, bit for bit, what the batch
 machinery gives for the same scores: it only skips allocations and broadcasts."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """The same build split across workers gives the same atlas: torchrun with 2 CPU ranks, and --shard i/n + merge."""
+
 import json
 import os
 import shutil
@@ -15,13 +16,23 @@ from pipeline import merge, run_build
 from pipeline.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
-ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "vocab_embeddings", "neutral_embedding",
-          "labels_index", "labels_score")
+ARRAYS = (
+    "channels",
+    "relevance",
+    "consistency",
+    "style_mean",
+    "style_std",
+    "vocab_embeddings",
+    "neutral_embedding",
+    "labels_index",
+    "labels_score",
+)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     from conftest import tiny_clip_config
+
     from models.stylegan2 import save_generator, small_generator
 
     folder = tmp_path_factory.mktemp("models")
@@ -33,10 +44,30 @@ def models(tmp_path_factory):
 
 
 def _args(models, out, *extra):
-    return ["--generator", str(models / "gen.pt"), "--clip", str(models / "clip.json"), "--out", str(out),
-            "--num-images", "4", "--num-samples", "600", "--batch-size", "6", "--vocabulary", str(models / "vocab.txt"),
-            "--templates", str(models / "templates.txt"), "--device", "cpu", "--neutral", "shape", "--random-weights",
-            *extra]
+    return [
+        "--generator",
+        str(models / "gen.pt"),
+        "--clip",
+        str(models / "clip.json"),
+        "--out",
+        str(out),
+        "--num-images",
+        "4",
+        "--num-samples",
+        "600",
+        "--batch-size",
+        "6",
+        "--vocabulary",
+        str(models / "vocab.txt"),
+        "--templates",
+        str(models / "templates.txt"),
+        "--device",
+        "cpu",
+        "--neutral",
+        "shape",
+        "--random-weights",
+        *extra,
+    ]
 
 
 def _run(cmd):
@@ -70,8 +101,16 @@ def _load(models):
 
 
 def _kwargs(models):
-    return dict(num_images=4, num_samples=600, batch_size=6, vocabulary=models / "vocab.txt",
-                templates=str(models / "templates.txt"), device="cpu", neutral="shape", progress=False)
+    return dict(
+        num_images=4,
+        num_samples=600,
+        batch_size=6,
+        vocabulary=models / "vocab.txt",
+        templates=str(models / "templates.txt"),
+        device="cpu",
+        neutral="shape",
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +124,9 @@ def single(models, one_thread, tmp_path_factory):
 @pytest.mark.slow
 def test_torchrun_two_cpu_ranks_match_one_process(models, single, tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
-    res = _run([torchrun, "--standalone", "--nproc_per_node=2", "build_index.py", *_args(models, tmp_path / "tr"),
-                "--json"])
+    res = _run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "build_index.py", *_args(models, tmp_path / "tr"), "--json"]
+    )
     report = json.loads(res.stdout)  # rank 0 alone prints
     assert report["workers"] == 2 and report["status"] == "complete"
     assert report["images_rendered"] == 320  # the run's renders, summed over both ranks (issue 9 item 16)

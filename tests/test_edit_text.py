@@ -1,5 +1,6 @@
 """atlas.edit_text picks the method: the global direction where it works, else a stored mapper, else optimization;
 and the CLI around it (mapper train / list, edit --method, compare). Planted and tiny worlds, seconds."""
+
 import json
 import os
 
@@ -34,12 +35,21 @@ def test_global_and_mapper_on_request_and_the_fallback_order(planted):
     with pytest.raises(AtlasError, match="method must be one of"):
         planted.edit_text(ws, "green", method="magic")
 
-    mapper = train_mapper(planted.generator, planted.embedder, "green", steps=30, batch_size=8, num_latents=64,
-                          norm="channels", progress=False)
+    mapper = train_mapper(
+        planted.generator,
+        planted.embedder,
+        "green",
+        steps=30,
+        batch_size=8,
+        num_latents=64,
+        norm="channels",
+        progress=False,
+    )
     store_mapper(planted, mapper)
     from test_planted import MeanColourEmbedder, PlantedGenerator
 
     from query import Atlas
+
     Atlas.open(planted.data.path, generator=PlantedGenerator(), embedder=MeanColourEmbedder())  # still verifies
     by_mapper = planted.edit_text(ws, "green", method="mapper")
     assert by_mapper.method == "mapper" and by_mapper.ws.shape == (4, 1, 8)
@@ -81,15 +91,18 @@ def test_cli_mapper_train_list_edit_and_compare(world, tmp_path):
     listed = cli_json("mapper", "list", *world)
     assert [m["prompt"] for m in listed["mappers"]] == ["red"]
     assert json.loads(json.dumps(cli_json("sql", "SELECT prompt, steps FROM mappers", *world)))["rows"] == [
-        dict(prompt="red", steps=2)]
+        dict(prompt="red", steps=2)
+    ]
 
-    strip = cli_json("edit", "red", "--method", "mapper", "--seed", "1", "--seed", "2", "-o",
-                     str(tmp_path / "m.png"), *world)
+    strip = cli_json(
+        "edit", "red", "--method", "mapper", "--seed", "1", "--seed", "2", "-o", str(tmp_path / "m.png"), *world
+    )
     assert strip["method"] == "mapper" and strip["reason"].startswith("asked for the mapper")
     assert strip["seeds"] == [1, 2] and (tmp_path / "m.png").exists()
 
-    report = cli_json("compare", "red", "--seed", "3", "--methods", "global,mapper", "-o", str(tmp_path / "c.png"),
-                      *world)
+    report = cli_json(
+        "compare", "red", "--seed", "3", "--methods", "global,mapper", "-o", str(tmp_path / "c.png"), *world
+    )
     assert [m["method"] for m in report["methods"]] == ["global", "mapper"]
     for m in report["methods"]:
         assert {"clip_before", "clip_after", "mean_abs_change", "seconds_per_image"} <= set(m)

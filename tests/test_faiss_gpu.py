@@ -1,6 +1,7 @@
 """FAISS on GPUs (index/gpu.py): which indexes go to the GPUs and when, and that what is written and found is
 what the CPU path writes and finds. No GPU here: faiss is given a stand-in for its GPU calls that records them
 and computes on the CPU, so these tests cover the selection and the data flow, not GPU arithmetic."""
+
 import numpy as np
 import pytest
 

@@ -2,6 +2,7 @@
 
 Small seeded models here; the shapes-world acceptance figures are in tests/test_fallbacks_shapes.py.
 """
+
 import json
 import math
 import pickle
@@ -68,7 +69,7 @@ def test_each_image_is_optimised_as_if_alone(gen, tiny_clip):
 
     ws = gen.sample_ws(3, seed=2, psi=0.7)
     together = optimize(gen, tiny_clip, ws, "blue", steps=6, progress=False)
-    alone = torch.cat([optimize(gen, tiny_clip, ws[i:i + 1], "blue", steps=6, progress=False) for i in range(3)])
+    alone = torch.cat([optimize(gen, tiny_clip, ws[i : i + 1], "blue", steps=6, progress=False) for i in range(3)])
     assert torch.allclose(together, alone, atol=1e-4), (together - alone).abs().max()
 
 
@@ -149,8 +150,16 @@ def test_invert_with_noise_and_terms(gen, tiny_clip):
     ws = gen.sample_ws(2, seed=6, psi=0.7)
     with torch.no_grad():
         target = gen.synthesize(gen.styles(ws))
-    out, details = invert(gen, target, steps=10, embedder=tiny_clip, identity=PixelIdentity(), optimize_noise=True,
-                          progress=False, return_details=True)
+    out, details = invert(
+        gen,
+        target,
+        steps=10,
+        embedder=tiny_clip,
+        identity=PixelIdentity(),
+        optimize_noise=True,
+        progress=False,
+        return_details=True,
+    )
     assert len(details["noise"]) == gen.num_layers and details["noise"][0].shape[0] == 2
     assert len(details["psnr_optimized_noise"]) == 2 and details["curves"]["clip"][-1] > 0
     white = [torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))]
@@ -184,6 +193,7 @@ def test_read_images_crops_resizes_and_refuses_non_images(tmp_path):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, gen):
     from conftest import tiny_clip_config
+
     from models.stylegan2 import save_generator
 
     root = tmp_path_factory.mktemp("fallback_cli")
@@ -192,6 +202,7 @@ def files(tmp_path_factory, gen):
     with torch.no_grad():
         img = gen.synthesize(gen.styles(gen.sample_ws(1, seed=9, psi=0.7)))
     from query.media import to_uint8
+
     Image.fromarray(to_uint8(img)[0]).resize((48, 40)).save(root / "photo.png")
     return root
 
@@ -199,8 +210,14 @@ def files(tmp_path_factory, gen):
 def cli_json(files, *args):
     from query.cli import cli
 
-    extra = ["--atlas", str(files / "no_atlas"), "--generator", str(files / "gen.pt"),
-             "--clip", str(files / "clip.json")]
+    extra = [
+        "--atlas",
+        str(files / "no_atlas"),
+        "--generator",
+        str(files / "gen.pt"),
+        "--clip",
+        str(files / "clip.json"),
+    ]
     result = CliRunner().invoke(cli, [*args, *extra, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -212,14 +229,36 @@ def test_cli_invert_and_optimize(files, gen):
     assert lat.shape == (1, gen.num_ws, gen.w_dim) and out["shape"] == list(lat.shape) and out["identity"] == "none"
     assert len(out["psnr"]) == 1 and out["psnr"][0] > 10
     strip = files / "opt.png"
-    out = cli_json(files, "optimize", "red", "--latent", str(files / "lat.npy"), "--steps", "4", "-o", str(strip),
-                   "--save-latent", str(files / "edited.pt"))
+    out = cli_json(
+        files,
+        "optimize",
+        "red",
+        "--latent",
+        str(files / "lat.npy"),
+        "--steps",
+        "4",
+        "-o",
+        str(strip),
+        "--save-latent",
+        str(files / "edited.pt"),
+    )
     assert strip.exists() and out["clip_last"] <= out["clip_first"] + 0.05 and len(out["curves"]["loss"]) == 4
     assert torch.load(files / "edited.pt", weights_only=True).shape == (1, gen.num_ws, gen.w_dim)
     with Image.open(strip) as im:
         assert json.loads(im.text["styleatlas"])["prompt"] == "red"
-    out = cli_json(files, "optimize", "blue", "--image", str(files / "photo.png"), "--invert-steps", "5",
-                   "--steps", "3", "-o", str(files / "opt2.png"))
+    out = cli_json(
+        files,
+        "optimize",
+        "blue",
+        "--image",
+        str(files / "photo.png"),
+        "--invert-steps",
+        "5",
+        "--steps",
+        "3",
+        "-o",
+        str(files / "opt2.png"),
+    )
     assert len(out["inversion_psnr"]) == 1
     with Image.open(files / "opt2.png") as im:
         assert im.size[0] > 3 * 128  # photo, reconstruction's original, edit
@@ -239,12 +278,15 @@ def one_line_error(capsys, *args):
 def test_cli_bad_input_is_one_line(files, capsys, tmp_path):
     models = ["--atlas", str(tmp_path), "--generator", str(files / "gen.pt"), "--clip", str(files / "clip.json")]
     (tmp_path / "fake.png").write_text("hello")
-    assert "not a readable image" in one_line_error(capsys, "invert", str(tmp_path / "fake.png"), "-o",
-                                                    str(tmp_path / "x.npy"), *models)
+    assert "not a readable image" in one_line_error(
+        capsys, "invert", str(tmp_path / "fake.png"), "-o", str(tmp_path / "x.npy"), *models
+    )
     np.save(tmp_path / "bad.npy", np.zeros((2, 5), np.float32))
     assert "shape" in one_line_error(capsys, "optimize", "red", "--latent", str(tmp_path / "bad.npy"), *models)
-    torch.save({"state_dict": {"encoder.input_layer.0.weight": torch.zeros(1)}, "latent_avg": torch.zeros(4)},
-               tmp_path / "e4e.pt")
+    torch.save(
+        {"state_dict": {"encoder.input_layer.0.weight": torch.zeros(1)}, "latent_avg": torch.zeros(4)},
+        tmp_path / "e4e.pt",
+    )
     assert "e4e" in one_line_error(capsys, "optimize", "red", "--identity", str(tmp_path / "e4e.pt"), *models)
 
     class Boom:
@@ -253,10 +295,27 @@ def test_cli_bad_input_is_one_line(files, capsys, tmp_path):
 
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"x": Boom()}, f, protocol=2)
-    one_line_error(capsys, "invert", str(files / "photo.png"), "-o", str(tmp_path / "x.npy"), "--encoder",
-                   str(tmp_path / "evil.pt"), *models)
-    assert "not an e4e encoder" in one_line_error(capsys, "invert", str(files / "photo.png"), "-o",
-                                                  str(tmp_path / "x.npy"), "--encoder", str(files / "gen.pt"), *models)
+    one_line_error(
+        capsys,
+        "invert",
+        str(files / "photo.png"),
+        "-o",
+        str(tmp_path / "x.npy"),
+        "--encoder",
+        str(tmp_path / "evil.pt"),
+        *models,
+    )
+    assert "not an e4e encoder" in one_line_error(
+        capsys,
+        "invert",
+        str(files / "photo.png"),
+        "-o",
+        str(tmp_path / "x.npy"),
+        "--encoder",
+        str(files / "gen.pt"),
+        *models,
+    )
     assert ".npy" in one_line_error(capsys, "invert", str(files / "photo.png"), "-o", str(tmp_path / "x.txt"), *models)
-    assert "one of" in one_line_error(capsys, "optimize", "red", "--seed", "1", "--image", str(files / "photo.png"),
-                                      *models)
+    assert "one of" in one_line_error(
+        capsys, "optimize", "red", "--seed", "1", "--image", str(files / "photo.png"), *models
+    )

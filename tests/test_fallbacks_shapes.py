@@ -3,6 +3,7 @@ optimising toward "circle" makes circles and keeps the colour, toward "red" keep
 recovers generator samples. Default settings (SPEC §6) with the demo identity. Slow: about a minute each on
 an idle 2-core machine. The samples (seed 2) were not used to choose the defaults (seed 1 was).
 """
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -79,8 +80,11 @@ def red_edit(demo):
     ws, before = pick(demo[0], "colour", red)
     after = edit_and_read(demo, ws, "red")
     shape_kept = float((after["shape"] == before["shape"]).mean())
-    redder = float(((after["rgb"][:, 0] - after["rgb"][:, 1:].mean(1)) >
-                    (before["rgb"][:, 0] - before["rgb"][:, 1:].mean(1))).mean())
+    redder = float(
+        (
+            (after["rgb"][:, 0] - after["rgb"][:, 1:].mean(1)) > (before["rgb"][:, 0] - before["rgb"][:, 1:].mean(1))
+        ).mean()
+    )
     print(f"red: shape kept {shape_kept:.2f}, red {float((after['colour'] == red).mean()):.2f}, redder {redder:.2f}")
     return shape_kept, redder
 
@@ -125,7 +129,8 @@ def test_demo_identities(demo):
             b["radius"] = np.where(b["size"] == 1, 9.0, 4.75).astype(np.float32)
         with torch.no_grad():
             other = world.render(b)
-            changed[name] = [float((1 - (m.encode(images) * m.encode(other)).sum(1)).mean())
-                             for m in (full, appearance)]
+            changed[name] = [
+                float((1 - (m.encode(images) * m.encode(other)).sum(1)).mean()) for m in (full, appearance)
+            ]
     assert min(changed["shape"][0], changed["colour"][0]) > 0.1, changed
     assert changed["colour"][1] > 0.5 > 0.1 > max(changed["shape"][1], changed["size"][1]), changed

@@ -1,5 +1,6 @@
 """add_vocabulary: an atlas grown by new phrases equals one built with them from the start, refuses another
 CLIP, leaves relevance alone, and a run killed at any write leaves an atlas that opens (the old or the grown)."""
+
 import json
 import os
 import shutil
@@ -16,8 +17,17 @@ from models.errors import AtlasFormatError
 
 OLD = ["red", "green", "smiling", "shape"]
 NEW = ["blue", "red", "big square", "dark", "light"]  # "red" is there already
-SMALL = dict(num_images=2, num_samples=300, stats_chunk_size=150, batch_size=12, chunk_channels=7,
-             templates=["a photo of a {}.", "a {}."], chunk_phrases=3, neutral="shape", progress=False)
+SMALL = dict(
+    num_images=2,
+    num_samples=300,
+    stats_chunk_size=150,
+    batch_size=12,
+    chunk_channels=7,
+    templates=["a photo of a {}.", "a {}."],
+    chunk_phrases=3,
+    neutral="shape",
+    progress=False,
+)
 ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "neutral_embedding", "labels_index")
 
 
@@ -32,6 +42,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def gen():
     from models.stylegan2 import small_generator
+
     return small_generator(seed=0, resolution=16, style_dim=16, width=8)
 
 
@@ -49,8 +60,10 @@ def built(gen, tiny_clip, tmp_path_factory):
 def _catalog_rows(folder):
     con = index.open_catalog(folder)
     try:
-        tables = {t: con.execute(f'SELECT * FROM {t} ORDER BY ALL').fetchall()
-                  for t in ("layers", "channels", "vocabulary", "labels")}
+        tables = {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in ("layers", "channels", "vocabulary", "labels")
+        }
         tables["builds"] = con.execute("SELECT vocabulary_size, config, extra FROM builds").fetchall()
     finally:
         con.close()
@@ -73,8 +86,10 @@ def assert_same_atlas(a_dir, b_dir):
             assert [r[:-1] for r in ca[table]] == [r[:-1] for r in cb[table]], table
         else:
             assert ca[table] == cb[table], table
-    assert json.loads((a_dir / "MANIFEST.json").read_text())["files"].keys() == \
-        json.loads((b_dir / "MANIFEST.json").read_text())["files"].keys()
+    assert (
+        json.loads((a_dir / "MANIFEST.json").read_text())["files"].keys()
+        == json.loads((b_dir / "MANIFEST.json").read_text())["files"].keys()
+    )
     va, vb = index.load_vocab_index(a_dir), index.load_vocab_index(b_dir)
     q = b.vocab_embeddings[:4]
     assert np.array_equal(va.search(q, 3)[1], vb.search(q, 3)[1])
@@ -104,6 +119,7 @@ def test_grown_atlas_equals_full_build(built, tiny_clip, tmp_path):
 
 def test_refuses_another_clip(built, tmp_path):
     from conftest import tiny_clip_config
+
     from models.clip import load_clip
     from pipeline import add_vocabulary
 
@@ -117,6 +133,7 @@ def test_refuses_another_clip(built, tmp_path):
 
 def test_cli_add_vocabulary(built, tmp_path):
     from conftest import tiny_clip_config
+
     from pipeline.cli import main
 
     grown = tmp_path / "atlas"
@@ -131,6 +148,7 @@ def test_cli_add_vocabulary(built, tmp_path):
         main(args + ["--clip", str(other)])
     assert exit_info.value.code == 2 and index.read_atlas(grown).vocab == OLD
     from pipeline.cli import cli
+
     result = CliRunner().invoke(cli, args + ["--clip", str(same)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -156,7 +174,9 @@ def _killed_at(n, target, embedder) -> int:
                     if calls[0] == n:
                         os.kill(os.getpid(), signal.SIGKILL)
                     return fn(*args, **kwargs)
+
                 return wrapped
+
             os.replace, os.link = killing(os.replace), killing(os.link)
             index.swap.exchange = killing(index.swap.exchange)
             add_vocabulary(target, embedder, NEW)

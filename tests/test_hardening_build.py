@@ -1,15 +1,16 @@
 """Issue 9 items 2, 3, 6, 7, 10, 11, 13, 14, 16 on the build side: builds write only into their own folders and
 delete only what they wrote, NaN never reaches a chunk, bad phrases fail at planning, reruns repair, one build
 at a time, and the atlas remembers its models."""
+
 import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
+from hardening_world import TEMPLATES, VOCAB, shared_world
 
 import index
-from hardening_world import TEMPLATES, VOCAB, shared_world
 from index.work import chunk_path, plan_path, work_dir
 from models.errors import AtlasError
 from pipeline import build_atlas, run_build
@@ -33,8 +34,21 @@ def build_cli_error(capsys, *args):
 
 
 def cli_models(world):
-    return ["--generator", str(world["gen"]), "--clip", str(world["clip"]), "--random-weights", "--neutral", "shape",
-            "--num-images", "2", "--num-samples", "200", "--device", "cpu"]
+    return [
+        "--generator",
+        str(world["gen"]),
+        "--clip",
+        str(world["clip"]),
+        "--random-weights",
+        "--neutral",
+        "shape",
+        "--num-images",
+        "2",
+        "--num-samples",
+        "200",
+        "--device",
+        "cpu",
+    ]
 
 
 # ---------------------------------------------------------------- item 2: other people's folders
@@ -105,12 +119,22 @@ def test_a_nan_chunk_is_refused_not_written(world, tmp_path, what, stage):
 
 
 def test_build_json_is_strict(world, tmp_path, capsys):
-    build_main([*cli_models(world), "--out", str(tmp_path / "j"), "--json", "--vocabulary",
-                str(_vocab_file(tmp_path)), "--dry-run"])
+    build_main(
+        [
+            *cli_models(world),
+            "--out",
+            str(tmp_path / "j"),
+            "--json",
+            "--vocabulary",
+            str(_vocab_file(tmp_path)),
+            "--dry-run",
+        ]
+    )
     text = capsys.readouterr().out
 
     def refuse(name):
         raise ValueError(name)
+
     json.loads(text, parse_constant=refuse)
 
 
@@ -135,6 +159,7 @@ def test_control_characters_fail_at_planning(world, tmp_path):
 
 def test_bom_and_case_variants_are_one_phrase(world, tmp_path):
     from pipeline.vocabulary import resolve
+
     path = tmp_path / "bom.txt"
     path.write_bytes("\ufeffred\nRed\n  RED \nblue\n".encode("utf-8"))
     assert resolve([str(path)], 10, "shape") == ["red", "blue"]
@@ -185,6 +210,7 @@ def test_unreadable_plan_is_named_and_a_truncated_chunk_is_recomputed(world, tmp
 # ---------------------------------------------------------------- item 10: one build at a time
 def test_a_second_build_says_who_holds_the_lock(world, tmp_path):
     from index.work import BuildLock
+
     out = tmp_path / "atlas"
     out.mkdir()
     with BuildLock(out):
@@ -212,11 +238,23 @@ def test_model_sources_are_recorded_everywhere(world):
 
 
 def test_cli_build_records_the_demo_and_refuses_random_clip_weights(world, tmp_path, capsys):
-    err = build_cli_error(capsys, "--generator", str(world["gen"]), "--clip", str(world["clip"]), "--neutral",
-                          "shape", "--out", str(tmp_path / "a"), "--device", "cpu")
+    err = build_cli_error(
+        capsys,
+        "--generator",
+        str(world["gen"]),
+        "--clip",
+        str(world["clip"]),
+        "--neutral",
+        "shape",
+        "--out",
+        str(tmp_path / "a"),
+        "--device",
+        "cpu",
+    )
     assert "--pretrained" in err and "--random-weights" in err
-    from pipeline.build import model_sources
     from models.stylegan2 import load_generator
+    from pipeline.build import model_sources
+
     assert model_sources(load_generator("demo"), world["embedder"])["generator"] == "demo"
 
 
@@ -226,6 +264,7 @@ def test_neutral_is_required_except_for_the_demo(world, tmp_path, capsys):
         build_atlas(world["generator"], world["embedder"], tmp_path / "a", **{**SMALL, "neutral": None})
     from models.stylegan2 import load_generator
     from pipeline.build import default_neutral
+
     assert default_neutral(load_generator("demo")) == "shape"
     big = type("Big", (), dict(resolution=1024))()
     with pytest.raises(AtlasError, match="--neutral"):
@@ -235,13 +274,16 @@ def test_neutral_is_required_except_for_the_demo(world, tmp_path, capsys):
 # ---------------------------------------------------------------- item 16: one device rule, honest summaries
 def test_one_device_rule_and_merge_summary(world, tmp_path, capsys, monkeypatch):
     from models.device import resolve_device
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == resolve_device(None) == "cpu"
     with pytest.raises(AtlasError, match="no CUDA GPU"):
         resolve_device("cuda")
     from click.testing import CliRunner
+
     from pipeline.cli import cli as build_cli
     from query.cli import cli as query_cli
+
     assert "[default: auto]" in CliRunner().invoke(build_cli, ["--help"]).output
     assert "[default: auto]" in CliRunner().invoke(query_cli, ["direction", "--help"]).output
     out = tmp_path / "sharded"
@@ -253,6 +295,7 @@ def test_one_device_rule_and_merge_summary(world, tmp_path, capsys, monkeypatch)
 
 def test_auto_beta_says_what_it_chose(world, capsys):
     from query.cli import main as query_main
+
     query_main(["direction", "red", "--beta", "auto", "--atlas", str(world["atlas"])])
     first = capsys.readouterr().out.splitlines()[0]
     assert "beta auto -> 0.10" in first and "channels" in first and "fewer than the 20" in first
@@ -276,7 +319,8 @@ def test_build_inputs_that_gave_tracebacks_are_one_line(world, tmp_path, capsys)
 
 
 def test_build_says_which_weights_it_loaded(world, tmp_path, capsys):
-    build_main([*cli_models(world), "--out", str(tmp_path / "w"), "--vocabulary", str(_vocab_file(tmp_path)),
-                "--dry-run"])
+    build_main(
+        [*cli_models(world), "--out", str(tmp_path / "w"), "--vocabulary", str(_vocab_file(tmp_path)), "--dry-run"]
+    )
     err = capsys.readouterr().err
     assert f"generator: {world['gen']}" in err and "RANDOM weights" in err

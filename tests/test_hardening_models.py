@@ -1,5 +1,6 @@
 """Issue 9 items 11, 12, 13, 15: the query CLI defaults to the models an atlas records (safely), the CLIP
 fingerprint covers the architecture, random CLIP weights are asked for, tags fail at once offline."""
+
 import json
 import logging
 import shutil
@@ -8,9 +9,9 @@ import time
 import h5py
 import pytest
 from click.testing import CliRunner
+from hardening_world import query_error, reseal, shared_world
 
 import index
-from hardening_world import query_error, reseal, shared_world
 from models.errors import AtlasFormatError, CheckpointError
 from query.cli import cli
 
@@ -20,15 +21,20 @@ def world(tmp_path_factory):
     return shared_world(tmp_path_factory)
 
 
-
 # ---------------------------------------------------------------- item 11
 def test_edit_and_new_prompts_use_the_recorded_models(world, tmp_path):
-    result = CliRunner().invoke(cli, ["edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
-                                      str(world["atlas"]), "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas", str(world["atlas"]), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert f"generator: {world['gen'].resolve()} (recorded in the atlas)" in result.stderr
-    result = CliRunner().invoke(cli, ["direction", "a crimson blob", "--beta", "0.01", "--atlas", str(world["atlas"]),
-                                      "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["direction", "a crimson blob", "--beta", "0.01", "--atlas", str(world["atlas"]), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert f"CLIP: {world['clip'].resolve()}" in result.stderr and "recorded in the atlas" in result.stderr
 
@@ -42,8 +48,9 @@ def test_a_recorded_model_that_is_gone_names_the_flag(world, tmp_path, capsys):
         models["generator"] = str(root / "gen.pt")
         h5.attrs["models"] = json.dumps(models)
     reseal(root / "atlas")
-    err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
-                      str(root / "atlas"))
+    err = query_error(
+        capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas", str(root / "atlas")
+    )
     assert "not on this machine" in err and "--generator" in err and str(root / "gen.pt") in err
 
 
@@ -53,6 +60,7 @@ def test_a_hub_tag_only_the_atlas_names_is_not_downloaded(world, tmp_path, monke
 
     def no_network(*args, **kwargs):
         raise AssertionError("a download was attempted")
+
     monkeypatch.setattr(clip_module.open_clip, "download_pretrained", no_network)
     monkeypatch.setattr(clip_module, "_hub_cache_file", lambda tag: None)
     monkeypatch.setattr(clip_module.Path, "is_file", lambda self: False)
@@ -63,26 +71,54 @@ def test_a_hub_tag_only_the_atlas_names_is_not_downloaded(world, tmp_path, monke
 
 def test_wrong_model_error_names_the_demo_and_the_fix(world, tmp_path, capsys):
     from hardening_world import TEMPLATES, VOCAB
+
     from models.stylegan2 import small_generator
     from pipeline import build_atlas
+
     out = tmp_path / "unrecorded"
-    build_atlas(small_generator(seed=0, resolution=16, width=16), world["embedder"], out, num_images=2,
-                num_samples=200, vocabulary=VOCAB, templates=TEMPLATES, neutral="shape", progress=False)
+    build_atlas(
+        small_generator(seed=0, resolution=16, width=16),
+        world["embedder"],
+        out,
+        num_images=2,
+        num_samples=200,
+        vocabulary=VOCAB,
+        templates=TEMPLATES,
+        neutral="shape",
+        progress=False,
+    )
     with h5py.File(out / "atlas.h5", "r+") as h5:
         h5.attrs["models"] = "{}"  # an atlas made before models were recorded
     reseal(out)
-    err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas", str(out),
-                      notes=True)  # after "generator: demo (the demo: the atlas records no generator)"
+    err = query_error(
+        capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas", str(out), notes=True
+    )  # after "generator: demo (the demo: the atlas records no generator)"
     assert "the demo" in err and "--generator" in err
-    result = CliRunner().invoke(cli, ["edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
-                                      str(out), "--no-check-fingerprints", "--generator", str(world["gen"]), "--json"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "edit",
+            "red",
+            "--beta",
+            "0.05",
+            "-o",
+            str(tmp_path / "e.png"),
+            "--atlas",
+            str(out),
+            "--no-check-fingerprints",
+            "--generator",
+            str(world["gen"]),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
 
 
 # ---------------------------------------------------------------- item 12
 def test_clip_fingerprint_covers_the_architecture(world, tmp_path):
     from conftest import tiny_clip_config
+
     from models.clip import load_clip
 
     plain = load_clip(tiny_clip_config(), seed=0)
@@ -115,6 +151,7 @@ def test_old_atlases_without_the_new_attributes_open(world, tmp_path):
 # ---------------------------------------------------------------- item 13
 def test_named_clip_without_weights_is_refused_unless_asked(world):
     from models.clip import load_clip
+
     t0 = time.perf_counter()
     with pytest.raises(CheckpointError, match="--random-weights"):
         load_clip("ViT-B-32", random_weights=False)
@@ -126,6 +163,7 @@ def test_named_clip_without_weights_is_refused_unless_asked(world):
 @pytest.mark.slow
 def test_no_false_random_weights_warning(caplog):
     from models.clip import load_clip
+
     with caplog.at_level(logging.WARNING):
         load_clip("ViT-B-32", random_weights=True)
     assert not any("initialized randomly" in r.getMessage() for r in caplog.records)
@@ -134,12 +172,14 @@ def test_no_false_random_weights_warning(caplog):
 # ---------------------------------------------------------------- item 15
 def test_a_tag_offline_fails_at_once_with_a_whole_message(monkeypatch):
     import models.clip as clip_module
+
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(clip_module, "network_reachable", lambda *a, **k: False)
 
     def no_download(*args, **kwargs):
         raise AssertionError("a download was attempted offline")
+
     monkeypatch.setattr(clip_module.open_clip, "download_pretrained", no_download)
     monkeypatch.setattr(clip_module.Path, "is_file", lambda self: False)  # nothing in ~/.cache/clip
     t0 = time.perf_counter()
@@ -152,5 +192,6 @@ def test_a_tag_offline_fails_at_once_with_a_whole_message(monkeypatch):
 
 def test_long_errors_are_cut_at_a_word():
     from models.clip import _short
+
     text = _short(RuntimeError("word " * 100))
     assert text.endswith(" …") and "wor …" not in text and len(text) < 170

@@ -1,5 +1,6 @@
 """Issue 9 items 3, 4, 5, 8, 9: an atlas is checked when opened (every corruption is one line, never a wrong
 answer), NaN never passes, outputs never land inside the atlas, bad input is one line, one composition parser."""
+
 import json
 import shutil
 
@@ -7,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from hardening_world import query_error, reseal, shared_world
 
 import index
-from hardening_world import query_error, reseal, shared_world
 from models.errors import AtlasError, AtlasFormatError
 from query import Atlas
 from query.cli import main
@@ -50,14 +51,17 @@ def test_flipped_byte_is_caught_by_the_manifest_hash(world, tmp_path):
         index.read_atlas(atlas)
 
 
-@pytest.mark.parametrize("corruption, message", [
-    (lambda h5: replace(h5, "channels", h5["channels"][()] + np.array([0, 10_000])), "outside their layer"),
-    (lambda h5: replace(h5, "style/std", -np.abs(h5["style/std"][()]) - 1), "negative"),
-    (lambda h5: replace(h5, "relevance", h5["relevance"][()] * 1e4), "norm"),
-    (lambda h5: replace(h5, "consistency", h5["consistency"][()][:-3]), "consistency has shape"),
-    (lambda h5: replace(h5, "vocabulary/embeddings", h5["vocabulary/embeddings"][()][:, :5]), "vocab_embeddings"),
-    (lambda h5: replace(h5, "labels/index", h5["labels/index"][()] + 100), "labels/index"),
-])
+@pytest.mark.parametrize(
+    "corruption, message",
+    [
+        (lambda h5: replace(h5, "channels", h5["channels"][()] + np.array([0, 10_000])), "outside their layer"),
+        (lambda h5: replace(h5, "style/std", -np.abs(h5["style/std"][()]) - 1), "negative"),
+        (lambda h5: replace(h5, "relevance", h5["relevance"][()] * 1e4), "norm"),
+        (lambda h5: replace(h5, "consistency", h5["consistency"][()][:-3]), "consistency has shape"),
+        (lambda h5: replace(h5, "vocabulary/embeddings", h5["vocabulary/embeddings"][()][:, :5]), "vocab_embeddings"),
+        (lambda h5: replace(h5, "labels/index", h5["labels/index"][()] + 100), "labels/index"),
+    ],
+)
 def test_inconsistent_arrays_are_refused_on_open(world, tmp_path, corruption, message):
     atlas = copy_atlas(world, tmp_path)
     edit_h5(atlas, corruption)
@@ -73,6 +77,7 @@ def test_nan_in_an_atlas_is_refused_on_open(world, tmp_path, name):
         a = h5[name][()]
         a.reshape(-1)[0] = np.nan
         replace(h5, name, a)
+
     edit_h5(atlas, poison)
     with pytest.raises(AtlasFormatError, match="NaN"):
         index.read_atlas(atlas)
@@ -83,6 +88,7 @@ def test_swapped_vocab_index_is_refused(world, tmp_path):
     data = index.read_atlas(atlas)
     swapped = index.build_ip_index(data.vocab_embeddings[::-1].copy())  # same size, other order
     from index.search import write_index
+
     write_index(swapped, atlas / "vocab.faiss")
     with pytest.raises(AtlasFormatError, match="sha256"):
         index.read_atlas(atlas)
@@ -96,9 +102,10 @@ def test_forged_header_declaring_a_huge_dataset_is_refused_without_allocating(wo
 
     def forge(h5):
         del h5["relevance"]
-        h5.create_dataset("relevance", shape=(10 ** 8, 32), dtype="f4")  # declared, never written
+        h5.create_dataset("relevance", shape=(10**8, 32), dtype="f4")  # declared, never written
+
     edit_h5(atlas, forge)
-    assert (atlas / "atlas.h5").stat().st_size < 10 ** 7
+    assert (atlas / "atlas.h5").stat().st_size < 10**7
     with pytest.raises(AtlasFormatError, match="declares"):
         index.read_atlas(atlas)
 
@@ -119,6 +126,7 @@ def test_garbage_manifest_index_and_catalog_are_one_line(world, tmp_path, capsys
 
 def test_locked_catalog_is_one_line(world, tmp_path, capsys):
     import duckdb
+
     atlas = copy_atlas(world, tmp_path)
     holder = duckdb.connect(str(atlas / "catalog.duckdb"))  # a writer holding the file
     try:
@@ -131,8 +139,9 @@ def test_locked_catalog_is_one_line(world, tmp_path, capsys):
 def test_alpha_that_overflows_float32_is_refused(world, tmp_path, capsys):
     atlas = ["--atlas", str(world["atlas"]), "--generator", str(world["gen"])]
     for alpha in ("1e39", "inf", "nan", "1e400"):
-        err = query_error(capsys, "edit", "red", "--beta", "0.05", "--alpha", alpha, "-o", str(tmp_path / "e.png"),
-                             *atlas)
+        err = query_error(
+            capsys, "edit", "red", "--beta", "0.05", "--alpha", alpha, "-o", str(tmp_path / "e.png"), *atlas
+        )
         assert "alpha" in err
         err = query_error(capsys, "channel", "0", "0", "--alpha", alpha, "-o", str(tmp_path / "c.png"), *atlas)
         assert "alpha" in err
@@ -145,6 +154,7 @@ def test_json_output_is_strict(world, capsys):
 
     def refuse(name):
         raise ValueError(f"non-standard JSON constant {name}")
+
     assert json.loads(text, parse_constant=refuse)["rows"] == [dict(x=None, y=None, z=1.5)]
 
 
@@ -157,11 +167,11 @@ def test_outputs_inside_the_atlas_are_refused(world, tmp_path, capsys):
     args = ["--atlas", str(atlas), "--generator", str(world["gen"])]
     for target in ("atlas.h5", "lib.npz", "sub/lib.pt"):
         assert "inside the atlas" in query_error(capsys, "export", str(prompts), "-o", str(atlas / target), *args)
-    assert "inside the atlas" in query_error(capsys, "edit", "red", "--beta", "0.05", "-o",
-                                                str(atlas / "e.png"), *args)
+    assert "inside the atlas" in query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(atlas / "e.png"), *args)
     assert "inside the atlas" in query_error(capsys, "channel", "0", "0", "-o", str(atlas / "g.png"), *args)
-    assert "inside the atlas" in query_error(capsys, "channels", "red", "--beta", "0.05", "--plot",
-                                                str(atlas / "p.png"), *args)
+    assert "inside the atlas" in query_error(
+        capsys, "channels", "red", "--beta", "0.05", "--plot", str(atlas / "p.png"), *args
+    )
     assert {p.name: p.read_bytes() for p in atlas.iterdir() if p.is_file()} == before
     index.read_atlas(atlas)
 
@@ -172,28 +182,56 @@ def test_inputs_that_gave_tracebacks_are_one_line(world, tmp_path, capsys):
     gen = ["--generator", str(world["gen"])]
     assert "-k" in query_error(capsys, "similar", "red", "-k", "0", *atlas)
     assert "-k" in query_error(capsys, "similar", "red", "-k", "-3", *atlas)
-    assert "seed" in query_error(capsys, "edit", "red", "--beta", "0.05", "--seed", "99999999999999999999",
-                                    "-o", str(tmp_path / "e.png"), *atlas, *gen)
-    assert "seed" in query_error(capsys, "channel", "0", "0", "--seeds", "99999999999999999999",
-                                    "-o", str(tmp_path / "g.png"), *atlas, *gen)
+    assert "seed" in query_error(
+        capsys,
+        "edit",
+        "red",
+        "--beta",
+        "0.05",
+        "--seed",
+        "99999999999999999999",
+        "-o",
+        str(tmp_path / "e.png"),
+        *atlas,
+        *gen,
+    )
+    assert "seed" in query_error(
+        capsys, "channel", "0", "0", "--seeds", "99999999999999999999", "-o", str(tmp_path / "g.png"), *atlas, *gen
+    )
     torch.save(torch.zeros(0, world["generator"].w_dim), tmp_path / "empty.pt")
-    assert "no codes" in query_error(capsys, "edit", "red", "--beta", "0.05", "--latent",
-                                        str(tmp_path / "empty.pt"), "-o", str(tmp_path / "e.png"), *atlas, *gen)
-    assert "--cell" in query_error(capsys, "edit", "red", "--beta", "0.05", "--cell", "100000", "-o",
-                                      str(tmp_path / "e.png"), *atlas, *gen)
-    assert "--cell" in query_error(capsys, "channel", "0", "0", "--cell", "100000", "-o",
-                                      str(tmp_path / "g.png"), *atlas, *gen)
-    assert "--steps" in query_error(capsys, "channel", "0", "0", "--steps", "1000000", "-o",
-                                       str(tmp_path / "g.png"), *atlas, *gen)
+    assert "no codes" in query_error(
+        capsys,
+        "edit",
+        "red",
+        "--beta",
+        "0.05",
+        "--latent",
+        str(tmp_path / "empty.pt"),
+        "-o",
+        str(tmp_path / "e.png"),
+        *atlas,
+        *gen,
+    )
+    assert "--cell" in query_error(
+        capsys, "edit", "red", "--beta", "0.05", "--cell", "100000", "-o", str(tmp_path / "e.png"), *atlas, *gen
+    )
+    assert "--cell" in query_error(
+        capsys, "channel", "0", "0", "--cell", "100000", "-o", str(tmp_path / "g.png"), *atlas, *gen
+    )
+    assert "--steps" in query_error(
+        capsys, "channel", "0", "0", "--steps", "1000000", "-o", str(tmp_path / "g.png"), *atlas, *gen
+    )
     assert "at most" in query_error(capsys, "edit", "red", "--alpha", "0:1:1000000000", *atlas, *gen)
     assert "device" in query_error(capsys, "direction", "red", "--device", "gpu9", *atlas)
     if not torch.cuda.is_available():
-        assert "no CUDA GPU" in query_error(capsys, "edit", "red", "--beta", "0.05", "--device", "cuda", "-o",
-                                               str(tmp_path / "e.png"), *atlas, *gen)
+        assert "no CUDA GPU" in query_error(
+            capsys, "edit", "red", "--beta", "0.05", "--device", "cuda", "-o", str(tmp_path / "e.png"), *atlas, *gen
+        )
     text = tmp_path / "gen.txt"
     text.write_text("this is not a checkpoint\n")
-    assert "gen.txt" in query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"),
-                                       *atlas, "--generator", str(text))
+    assert "gen.txt" in query_error(
+        capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), *atlas, "--generator", str(text)
+    )
 
 
 def test_full_disk_and_unwritable_folder_are_one_line(world, tmp_path, capsys, monkeypatch):
@@ -204,17 +242,40 @@ def test_full_disk_and_unwritable_folder_are_one_line(world, tmp_path, capsys, m
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(index.io.os, "replace", full)
-    err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.png"), "--atlas",
-                         str(world["atlas"]), "--generator", str(world["gen"]))
+    err = query_error(
+        capsys,
+        "edit",
+        "red",
+        "--beta",
+        "0.05",
+        "-o",
+        str(tmp_path / "e.png"),
+        "--atlas",
+        str(world["atlas"]),
+        "--generator",
+        str(world["gen"]),
+    )
     assert "No space left on device" in err
     monkeypatch.undo()
     if os.geteuid() != 0:  # root writes anywhere
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o555)
-        err = query_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(ro / "e.png"), "--atlas",
-                             str(world["atlas"]), "--generator", str(world["gen"]))
+        err = query_error(
+            capsys,
+            "edit",
+            "red",
+            "--beta",
+            "0.05",
+            "-o",
+            str(ro / "e.png"),
+            "--atlas",
+            str(world["atlas"]),
+            "--generator",
+            str(world["gen"]),
+        )
         assert "ermission" in err
 
 
@@ -224,6 +285,7 @@ def test_ctrl_c_during_sql_is_one_line(world):
     import threading
 
     from query.catalog import run_sql
+
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -240,6 +302,7 @@ def test_export_composes_like_direction(world, tmp_path, capsys):
     atlas = Atlas.open(world["atlas"])
     composed = atlas.direction("red:1 + blue:1", beta=0.05)
     from query.export import compute_library
+
     lib = compute_library(atlas, ["red:1 + blue:1", "red"], beta=0.05)
     assert lib.source[0] == "composition" and lib.num_c[0] == composed.num_c
     np.testing.assert_array_equal(lib.delta_s[0], composed.delta_s)
@@ -251,7 +314,8 @@ def test_export_composes_like_direction(world, tmp_path, capsys):
         atlas.direction("red:nan", beta=0.05)
     prompts = tmp_path / "p.txt"
     prompts.write_text("red:nan\n")
-    assert "finite" in query_error(capsys, "export", str(prompts), "-o", str(tmp_path / "l.npz"), "--atlas",
-                                      str(world["atlas"]))
+    assert "finite" in query_error(
+        capsys, "export", str(prompts), "-o", str(tmp_path / "l.npz"), "--atlas", str(world["atlas"])
+    )
     lib = compute_library(atlas, ["red:1 + red:-1", "green"], beta=0.05)
     assert lib.num_c[0] == 0 and "cancels out" in lib.problems[0]["reason"]

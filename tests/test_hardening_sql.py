@@ -1,9 +1,10 @@
 """Issue 9 item 1: `sql` runs exactly one read-only statement, sees no other file, writes nothing, stops."""
+
 import os
 
 import pytest
-
 from hardening_world import query_error, shared_world
+
 from models.errors import AtlasError
 from query.catalog import run_sql
 
@@ -15,21 +16,23 @@ def world(tmp_path_factory):
     return shared_world(tmp_path_factory)
 
 
-
-@pytest.mark.parametrize("statement, says", [
-    ("SELECT content FROM read_blob('/etc/passwd')", "other files"),
-    ("SELECT * FROM read_csv('/etc/passwd', header=false)", "other files"),
-    ("SELECT file FROM glob('/etc/host*')", "other files"),
-    ("EXPLAIN ANALYZE COPY (SELECT 7 AS y) TO 'x.csv'", "EXPLAIN ANALYZE"),
-    ("SELECT 1; COPY (SELECT 42 AS x) TO 'y.csv'", "exactly one statement"),
-    ("SELECT 1; INSTALL httpfs", "exactly one statement"),
-    ("SELECT 1; SELECT 2", "exactly one statement"),
-    # refused on main too (first word); kept as regression checks
-    ("COPY (SELECT 42 AS x) TO 'atlas.h5'", "read-only"),
-    ("LOAD httpfs", "read-only"),
-    ("SET threads = 1", "read-only"),
-    ("ATTACH 'other.db' AS o", "read-only"),
-])
+@pytest.mark.parametrize(
+    "statement, says",
+    [
+        ("SELECT content FROM read_blob('/etc/passwd')", "other files"),
+        ("SELECT * FROM read_csv('/etc/passwd', header=false)", "other files"),
+        ("SELECT file FROM glob('/etc/host*')", "other files"),
+        ("EXPLAIN ANALYZE COPY (SELECT 7 AS y) TO 'x.csv'", "EXPLAIN ANALYZE"),
+        ("SELECT 1; COPY (SELECT 42 AS x) TO 'y.csv'", "exactly one statement"),
+        ("SELECT 1; INSTALL httpfs", "exactly one statement"),
+        ("SELECT 1; SELECT 2", "exactly one statement"),
+        # refused on main too (first word); kept as regression checks
+        ("COPY (SELECT 42 AS x) TO 'atlas.h5'", "read-only"),
+        ("LOAD httpfs", "read-only"),
+        ("SET threads = 1", "read-only"),
+        ("ATTACH 'other.db' AS o", "read-only"),
+    ],
+)
 def test_sql_refuses_files_writes_extensions_and_several_statements(world, tmp_path, statement, says, capsys):
     old = os.getcwd()
     os.chdir(tmp_path)
@@ -45,8 +48,15 @@ def test_sql_refuses_files_writes_extensions_and_several_statements(world, tmp_p
 
 
 def test_sql_reads_still_work(world):
-    for query in ("(SELECT 1 AS one)", "CALL pragma_version()", "EXPLAIN SELECT * FROM channels", "SHOW TABLES",
-                  "DESCRIBE channels", "SELECT 1; -- trailing comment", "WITH a AS (SELECT 1 AS x) SELECT * FROM a"):
+    for query in (
+        "(SELECT 1 AS one)",
+        "CALL pragma_version()",
+        "EXPLAIN SELECT * FROM channels",
+        "SHOW TABLES",
+        "DESCRIBE channels",
+        "SELECT 1; -- trailing comment",
+        "WITH a AS (SELECT 1 AS x) SELECT * FROM a",
+    ):
         columns, rows = run_sql(world["atlas"], query)
         assert columns and rows, query
 
@@ -54,16 +64,19 @@ def test_sql_reads_still_work(world):
 def test_sql_stops_runaway_queries_and_caps_limit(world, capsys):
     with pytest.raises(AtlasError, match="longer than"):
         run_sql(world["atlas"], "SELECT count(*) FROM range(1000000000000)", timeout_s=0.5)
-    err = query_error(capsys, "sql", "SELECT count(*) FROM range(1000000000000)", "--timeout", "0.5",
-                         "--atlas", str(world["atlas"]))
+    err = query_error(
+        capsys, "sql", "SELECT count(*) FROM range(1000000000000)", "--timeout", "0.5", "--atlas", str(world["atlas"])
+    )
     assert "0.5 s" in err
-    assert str(f"{MAX_LIMIT:,}") in query_error(capsys, "sql", "SELECT 1", "--limit", str(MAX_LIMIT + 1),
-                                                  "--atlas", str(world["atlas"]))
+    assert str(f"{MAX_LIMIT:,}") in query_error(
+        capsys, "sql", "SELECT 1", "--limit", str(MAX_LIMIT + 1), "--atlas", str(world["atlas"])
+    )
     assert "limit" in query_error(capsys, "sql", "SELECT 1", "--limit", "-3", "--atlas", str(world["atlas"]))
 
 
 def test_sql_on_garbage_or_missing_catalog_is_one_line(world, tmp_path, capsys):
     import shutil
+
     bad = tmp_path / "bad"
     shutil.copytree(world["atlas"], bad)
     (bad / "catalog.duckdb").write_bytes(b"not a database at all" * 100)

@@ -1,5 +1,6 @@
 """ArcFace IR-SE50 and the e4e encoder read files in the reference layouts (model_ir_se50.pth, e4e_ffhq_encode.pt)
 and match an independent functional forward written here from the state dict; wrong files fail in one line."""
+
 import math
 import pickle
 
@@ -70,8 +71,9 @@ def irse50_state(seed=0):
 
 # ---- the independent forward: plain functional ops, following the reference modules line by line -------------
 def f_bn(x, sd, p):
-    return F.batch_norm(x, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"], sd[p + ".bias"],
-                        False, 0.0, 1e-5)
+    return F.batch_norm(
+        x, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"], sd[p + ".bias"], False, 0.0, 1e-5
+    )
 
 
 def f_body(x, sd, prefix=""):
@@ -122,7 +124,9 @@ def test_arcface_matches_the_reference_forward(irse_file):
     path, sd = irse_file
     ident = load_identity(path)
     assert ident.dim == 512
-    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1  # pooled up to 256 as the reference
+    x = (
+        torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    )  # pooled up to 256 as the reference
     with torch.no_grad():
         got, want = ident.encode(x), f_arcface(x, sd)
     assert got.shape == (2, 512)
@@ -141,8 +145,9 @@ def test_identity_refuses_other_files(irse_file, tmp_path):
 
     _, sd = irse_file
     e4e = tmp_path / "e4e.pt"
-    torch.save({"state_dict": {"encoder." + k: v for k, v in list(sd.items())[:5]}, "latent_avg": torch.zeros(8, 32)},
-               e4e)
+    torch.save(
+        {"state_dict": {"encoder." + k: v for k, v in list(sd.items())[:5]}, "latent_avg": torch.zeros(8, 32)}, e4e
+    )
     with pytest.raises(CheckpointError, match="e4e"):
         load_identity(e4e)
     gen = tmp_path / "g.pt"
@@ -189,14 +194,20 @@ def e4e_checkpoint(num_ws=8, w_dim=64, seed=0, resolution=32):
     for k, v in gen.state_dict().items():
         enc["decoder." + k] = v.clone()
     latent_avg = torch.randn(num_ws, w_dim, generator=g)
-    return {"state_dict": enc, "latent_avg": latent_avg,
-            "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": resolution, "start_from_latent_avg": True}}, gen
+    return {
+        "state_dict": enc,
+        "latent_avg": latent_avg,
+        "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": resolution, "start_from_latent_avg": True},
+    }, gen
 
 
 def f_e4e(images, sd, latent_avg, num_ws, w_dim):
     """encoder4editing Encoder4Editing.forward (Inference stage) + latent_avg, from the state dict."""
-    x = F.interpolate(images, size=(256, 256), mode="bilinear", antialias=True, align_corners=False) \
-        if images.shape[-1] != 256 else images
+    x = (
+        F.interpolate(images, size=(256, 256), mode="bilinear", antialias=True, align_corners=False)
+        if images.shape[-1] != 256
+        else images
+    )
     _, outs = f_body(x, sd, "encoder.")
     c1, c2, c3 = outs[6], outs[20], outs[23]
 
@@ -249,8 +260,9 @@ def test_e4e_encoder_matches_the_reference_forward(e4e_file):
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
     small = F.interpolate(x, size=(64, 64), mode="area")  # any size is resized to 256 inside
     with torch.no_grad():
-        assert torch.allclose(enc.encode(small), f_e4e(small, ckpt["state_dict"], ckpt["latent_avg"], 8, 64),
-                              atol=1e-4, rtol=1e-4)
+        assert torch.allclose(
+            enc.encode(small), f_e4e(small, ckpt["state_dict"], ckpt["latent_avg"], 8, 64), atol=1e-4, rtol=1e-4
+        )
 
 
 def test_load_generator_reads_the_e4e_decoder(e4e_file):
@@ -272,8 +284,14 @@ def test_encoder_refuses_other_files(irse_file, tmp_path):
     path, _ = irse_file
     with pytest.raises(CheckpointError, match="identity"):
         load_encoder(path)
-    torch.save({"state_dict": {"encoder.input_layer.0.weight": torch.zeros(64, 3, 3, 3)},
-                "latent_avg": torch.zeros(8, 64), "opts": {"encoder_type": "GradualStyleEncoder"}}, tmp_path / "psp.pt")
+    torch.save(
+        {
+            "state_dict": {"encoder.input_layer.0.weight": torch.zeros(64, 3, 3, 3)},
+            "latent_avg": torch.zeros(8, 64),
+            "opts": {"encoder_type": "GradualStyleEncoder"},
+        },
+        tmp_path / "psp.pt",
+    )
     with pytest.raises(CheckpointError, match="pSp"):
         load_encoder(tmp_path / "psp.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")

@@ -1,4 +1,5 @@
 """The atlas storage: HDF5 round trip, atomic writes, unfinished atlases, fingerprints, vocabularies."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,19 +12,34 @@ from pipeline.vocabulary import FACE_ATTRIBUTES, english_words, read_phrase_file
 
 
 def _data(path, vocab=("red", "grün", "café au lait")):
-    layers = [dict(index=0, kind="conv", resolution=4, width=3, w_index=0, in_atlas=True),
-              dict(index=1, kind="torgb", resolution=4, width=2, w_index=1, in_atlas=False)]
+    layers = [
+        dict(index=0, kind="conv", resolution=4, width=3, w_index=0, in_atlas=True),
+        dict(index=1, kind="torgb", resolution=4, width=2, w_index=1, in_atlas=False),
+    ]
     rng = np.random.default_rng(0)
     rel = rng.standard_normal((3, 4)).astype(np.float32)
     emb = rng.standard_normal((len(vocab), 4)).astype(np.float32)  # FORMAT.md: unit rows (checked on open)
     return index.AtlasData(
-        path=path, channels=np.array([[0, 0], [0, 1], [0, 2]]), relevance=rel / np.linalg.norm(rel, axis=1)[:, None],
-        consistency=np.array([0.5, 0.1, 0.9], np.float32), style_mean=np.arange(3.0), style_std=np.ones(3),
-        layer_mean=[np.arange(3.0), np.array([7.0, 8.0])], layer_std=[np.ones(3), np.array([0.5, 0.25])],
-        layers=layers, vocab=list(vocab), vocab_embeddings=emb / np.linalg.norm(emb, axis=1)[:, None],
-        templates=["a {}."], neutral="shape", neutral_embedding=np.full(4, 0.5, np.float32),
-        labels_index=np.array([[0, 1]] * 3), labels_score=np.ones((3, 2), np.float32), config={"seed": 5},
-        generator_fingerprint="g" * 64, embedder_fingerprint="e" * 64)
+        path=path,
+        channels=np.array([[0, 0], [0, 1], [0, 2]]),
+        relevance=rel / np.linalg.norm(rel, axis=1)[:, None],
+        consistency=np.array([0.5, 0.1, 0.9], np.float32),
+        style_mean=np.arange(3.0),
+        style_std=np.ones(3),
+        layer_mean=[np.arange(3.0), np.array([7.0, 8.0])],
+        layer_std=[np.ones(3), np.array([0.5, 0.25])],
+        layers=layers,
+        vocab=list(vocab),
+        vocab_embeddings=emb / np.linalg.norm(emb, axis=1)[:, None],
+        templates=["a {}."],
+        neutral="shape",
+        neutral_embedding=np.full(4, 0.5, np.float32),
+        labels_index=np.array([[0, 1]] * 3),
+        labels_score=np.ones((3, 2), np.float32),
+        config={"seed": 5},
+        generator_fingerprint="g" * 64,
+        embedder_fingerprint="e" * 64,
+    )
 
 
 def test_round_trip_and_unfinished_outputs(tmp_path):
@@ -107,7 +123,7 @@ def test_vocabulary_selectors(tmp_path):
     assert len(words) == 500 and all(w.isalpha() and len(w) >= 3 for w in words)
     assert {"red", "happy", "beautiful"} <= set(words) and "the" not in words and "ting" not in words
     both = resolve(vocabulary_entries("faces,english"), 300, "face")
-    assert both[:len(faces)] == faces and len(both) == len(set(both)) and len(both) > len(faces)
+    assert both[: len(faces)] == faces and len(both) == len(set(both)) and len(both) > len(faces)
     assert resolve(vocabulary_entries(["red", " red ", "big   red"]), 10, "face") == ["red", "big red"]
     f = tmp_path / "v.txt"
     f.write_text("# mine\nred\n\nblue\n", encoding="utf-8")

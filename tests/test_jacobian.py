@@ -1,4 +1,5 @@
 """SPEC §3b first-order relevance, and the exact path's prefix reuse and early exit, against the plain exact path."""
+
 import dataclasses
 
 import numpy as np
@@ -12,9 +13,17 @@ from pipeline import jacobian, relevance, run_build, synthesis
 from pipeline.cli import main as cli_main
 from pipeline.config import RelevanceConfig
 
-BUILD = dict(num_images=4, num_samples=600, stats_chunk_size=200, batch_size=8, chunk_channels=4,
-             vocabulary=["red", "green", "smiling"], templates=["a photo of a {}.", "a {}."], neutral="shape",
-             progress=False)
+BUILD = dict(
+    num_images=4,
+    num_samples=600,
+    stats_chunk_size=200,
+    batch_size=8,
+    chunk_channels=4,
+    vocabulary=["red", "green", "smiling"],
+    templates=["a photo of a {}.", "a {}."],
+    neutral="shape",
+    progress=False,
+)
 
 
 def _stats(gen, n=2000):
@@ -50,8 +59,10 @@ def test_jacobian_columns_are_the_derivative_of_the_unit_clip_embedding(tiny, ti
             plus, minus = [s.clone().double() for s in styles], [s.clone().double() for s in styles]
             plus[l][:, c] += h
             minus[l][:, c] -= h
-            e = [F.normalize(tiny_clip.encode_image(tiny.synthesize([s.float() for s in x])), dim=-1)
-                 for x in (plus, minus)]
+            e = [
+                F.normalize(tiny_clip.encode_image(tiny.synthesize([s.float() for s in x])), dim=-1)
+                for x in (plus, minus)
+            ]
             fd = (e[0] - e[1]) / (2 * h)  # [K, D] central difference
             cos = F.cosine_similarity(fd, cols[:, j], dim=-1)
             assert (cos > 0.99).all(), (l, c, cos)
@@ -103,8 +114,23 @@ def test_dry_run_states_the_memory_and_time_plan(tiny, tiny_clip, tmp_path):
 
 
 def test_cli_dry_run_prints_the_jacobian_plan(tmp_path, capsys):
-    cli_main(["--out", str(tmp_path / "d"), "--num-images", "4", "--num-samples", "600", "--vocabulary", "demo",
-              "--device", "cpu", "--relevance-method", "jacobian", "--dry-run"])
+    cli_main(
+        [
+            "--out",
+            str(tmp_path / "d"),
+            "--num-images",
+            "4",
+            "--num-samples",
+            "600",
+            "--vocabulary",
+            "demo",
+            "--device",
+            "cpu",
+            "--relevance-method",
+            "jacobian",
+            "--dry-run",
+        ]
+    )
     out = capsys.readouterr().out
     assert "relevance method jacobian" in out and "forward-equivalents" in out and "jacobian memory" in out
 
@@ -129,8 +155,15 @@ def test_prefix_reuse_and_early_exit_against_the_plain_exact_path(tiny, tiny_cli
     styles = relevance.image_styles(tiny, cfg)
     mean, std = _stats(tiny)
     plain, plain_c = relevance.compute_chunk(tiny, tiny_clip, styles, channels, mean, std, cfg)
-    fast, fast_c = relevance.compute_chunk(tiny, tiny_clip, styles, channels, mean, std, dataclasses.replace(
-        cfg, prefix_reuse=True, clip_resolution_exit=exit_resolution))
+    fast, fast_c = relevance.compute_chunk(
+        tiny,
+        tiny_clip,
+        styles,
+        channels,
+        mean,
+        std,
+        dataclasses.replace(cfg, prefix_reuse=True, clip_resolution_exit=exit_resolution),
+    )
     res = np.array([layers[l]["resolution"] for l in channels[:, 0]])
     late = res > (exit_resolution or 0) if exit_resolution else np.ones(len(channels), bool)
     # prefix reuse is exact: the same rows up to float rounding of other batch shapes

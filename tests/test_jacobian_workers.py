@@ -1,5 +1,6 @@
 """A jacobian build (chunk = a block of images) killed with SIGKILL and resumed, or split over two workers,
 gives the atlas an uninterrupted single-process build gives, bit for bit."""
+
 import os
 import shutil
 import subprocess
@@ -17,14 +18,34 @@ from models.errors import AtlasFormatError
 from pipeline import merge, run_build
 
 ROOT = Path(__file__).resolve().parents[1]
-KW = dict(num_images=6, chunk_images=1, num_samples=600, stats_chunk_size=200, batch_size=4, chunk_channels=2,
-          check_channels=2, relevance_method="jacobian", vocabulary=["red", "green", "smiling"],
-          templates=["a photo of a {}.", "a {}."], neutral="shape", progress=False)
+KW = dict(
+    num_images=6,
+    chunk_images=1,
+    num_samples=600,
+    stats_chunk_size=200,
+    batch_size=4,
+    chunk_channels=2,
+    check_channels=2,
+    relevance_method="jacobian",
+    vocabulary=["red", "green", "smiling"],
+    templates=["a photo of a {}.", "a {}."],
+    neutral="shape",
+    progress=False,
+)
 # test_resume's killed-build script (the slowed-down tiny generator), building with KW instead
-SCRIPT = RESUME_SCRIPT[:RESUME_SCRIPT.index("build_atlas(gen,")] + (
-    "from test_jacobian_workers import KW\nbuild_atlas(gen, load_clip(tiny_clip_config(), seed=0), sys.argv[1], **KW)\n")
-ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "vocab_embeddings", "labels_index",
-          "labels_score")
+SCRIPT = RESUME_SCRIPT[: RESUME_SCRIPT.index("build_atlas(gen,")] + (
+    "from test_jacobian_workers import KW\nbuild_atlas(gen, load_clip(tiny_clip_config(), seed=0), sys.argv[1], **KW)\n"
+)
+ARRAYS = (
+    "channels",
+    "relevance",
+    "consistency",
+    "style_mean",
+    "style_std",
+    "vocab_embeddings",
+    "labels_index",
+    "labels_score",
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,21 +120,60 @@ def test_jacobian_torchrun_two_cpu_ranks_match_one_process(one_thread, tmp_path)
     gen, _ = _models()
     save_generator(gen, tmp_path / "gen.pt")
     from conftest import tiny_clip_config
+
     (tmp_path / "clip.json").write_text(json.dumps(tiny_clip_config()))
     (tmp_path / "vocab.txt").write_text("red\ngreen\nsmiling\n")
     (tmp_path / "templates.txt").write_text("a photo of a {}.\na {}.\n")
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "build_index.py", "--generator", str(tmp_path / "gen.pt"),
-           "--clip", str(tmp_path / "clip.json"), "--out", str(tmp_path / "tr"), "--num-images", "6",
-           "--chunk-images", "1", "--num-samples", "600", "--batch-size", "4", "--vocabulary",
-           str(tmp_path / "vocab.txt"), "--templates", str(tmp_path / "templates.txt"), "--device", "cpu",
-           "--neutral", "shape", "--random-weights", "--relevance-method", "jacobian", "--json"]
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node=2",
+        "build_index.py",
+        "--generator",
+        str(tmp_path / "gen.pt"),
+        "--clip",
+        str(tmp_path / "clip.json"),
+        "--out",
+        str(tmp_path / "tr"),
+        "--num-images",
+        "6",
+        "--chunk-images",
+        "1",
+        "--num-samples",
+        "600",
+        "--batch-size",
+        "4",
+        "--vocabulary",
+        str(tmp_path / "vocab.txt"),
+        "--templates",
+        str(tmp_path / "templates.txt"),
+        "--device",
+        "cpu",
+        "--neutral",
+        "shape",
+        "--random-weights",
+        "--relevance-method",
+        "jacobian",
+        "--json",
+    ]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout)  # rank 0 alone prints
     assert report["workers"] == 2 and report["status"] == "complete"
-    reference = run_build(*_models(), tmp_path / "one", num_images=6, chunk_images=1, num_samples=600, batch_size=4,
-                          vocabulary=tmp_path / "vocab.txt", templates=str(tmp_path / "templates.txt"), device="cpu",
-                          relevance_method="jacobian", neutral="shape", progress=False)
+    reference = run_build(
+        *_models(),
+        tmp_path / "one",
+        num_images=6,
+        chunk_images=1,
+        num_samples=600,
+        batch_size=4,
+        vocabulary=tmp_path / "vocab.txt",
+        templates=str(tmp_path / "templates.txt"),
+        device="cpu",
+        relevance_method="jacobian",
+        neutral="shape",
+        progress=False,
+    )
     _same(reference.path, tmp_path / "tr")

@@ -1,5 +1,6 @@
 """The latent mapper (SPEC §7): StyleCLIP checkpoints carry over, training is seeded and resumable, mappers
 live in the atlas (files + catalog table) and one for another generator is refused. Tiny models, seconds."""
+
 import dataclasses
 import math
 
@@ -26,10 +27,25 @@ def styleclip_checkpoint(seed=0, no_fine=False, size=1024):
             sd[f"mapper.{name}.mapping.{i}.bias"] = torch.randn(W_DIM, generator=g) * 10  # trained biases
     sd["decoder.style.1.weight"] = torch.randn(W_DIM, W_DIM, generator=g)  # the generator rides along
     sd["decoder.input.input"] = torch.randn(1, W_DIM, 4, 4, generator=g)
-    opts = dict(exp_dir="results/red", mapper_type="LevelsMapper", no_coarse_mapper=False, no_medium_mapper=False,
-                no_fine_mapper=no_fine, description="purple hair", batch_size=2, learning_rate=0.5,
-                optim_name="ranger", id_lambda=0.1, clip_lambda=1.0, latent_l2_lambda=0.8, stylegan_size=size,
-                work_in_stylespace=False, checkpoint_path=None, latents_test_path=None, device="cuda:0")
+    opts = dict(
+        exp_dir="results/red",
+        mapper_type="LevelsMapper",
+        no_coarse_mapper=False,
+        no_medium_mapper=False,
+        no_fine_mapper=no_fine,
+        description="purple hair",
+        batch_size=2,
+        learning_rate=0.5,
+        optim_name="ranger",
+        id_lambda=0.1,
+        clip_lambda=1.0,
+        latent_l2_lambda=0.8,
+        stylegan_size=size,
+        work_in_stylespace=False,
+        checkpoint_path=None,
+        latents_test_path=None,
+        device="cuda:0",
+    )
     return dict(state_dict=sd, opts=opts)
 
 
@@ -40,7 +56,7 @@ def reference_forward(ckpt, w):
         if f"mapper.{name}.mapping.1.weight" not in sd:
             out.append(torch.zeros_like(x))
             continue
-        x = x * torch.rsqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+        x = x * torch.rsqrt(torch.mean(x**2, dim=1, keepdim=True) + 1e-8)
         for i in range(1, 5):
             weight, bias = sd[f"mapper.{name}.mapping.{i}.weight"], sd[f"mapper.{name}.mapping.{i}.bias"]
             x = F.linear(x, weight * (0.01 / math.sqrt(W_DIM)))

@@ -1,5 +1,6 @@
 """The latent mapper and edit_text on the shapes world, judged by the pixel classifier (issue 12 acceptance at
 test size). Needs the trained demo models; slow (a 400-step mapper: ~45 s of CPU time)."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,11 +1,22 @@
 """NVIDIA StyleGAN2-ADA network pickles: safe reading, exact outputs, clear refusals, and the convert command."""
+
 import os
 import pickle
 
 import pytest
 import torch
-from nvidia_snapshot import (Persistent, fake_nvidia_modules, generator_module, make_net, module, nv_forward,
-                             nv_mapping, nv_styles, snapshot, write_pickle)
+from nvidia_snapshot import (
+    Persistent,
+    fake_nvidia_modules,
+    generator_module,
+    make_net,
+    module,
+    nv_forward,
+    nv_mapping,
+    nv_styles,
+    snapshot,
+    write_pickle,
+)
 
 from models.convert import convert
 from models.convert import main as convert_main
@@ -84,6 +95,7 @@ def test_convert_writes_a_rosinality_checkpoint_that_reproduces_it(tmp_path, cap
     src, dst = write_snapshot(tmp_path, net), tmp_path / "out" / "ffhq.pt"
     convert_main([str(src), str(dst), "--json"])
     import json
+
     report = json.loads(capsys.readouterr().out)
     assert report["format"] == "rosinality" and report["conv_clamp"] == 1.5 and report["n_mlp"] == 2
     assert report["snapshot"]["fp16_resolutions"] == [8, 16]
@@ -163,11 +175,22 @@ def test_module_source_stored_in_the_pickle_is_never_executed(tmp_path):
 
 def test_stylegan3_pickle_is_refused_by_name(tmp_path):
     layer = module("SynthesisLayer", params=dict(weight=torch.zeros(4, 4, 3, 3)), use_fir=True)
-    synthesis = module("SynthesisNetwork", children=dict(input=module("SynthesisInput", buffers=dict(
-        freqs=torch.zeros(4, 2))), L0_36_512=layer), layer_names=["L0_36_512"], img_resolution=16)
+    synthesis = module(
+        "SynthesisNetwork",
+        children=dict(input=module("SynthesisInput", buffers=dict(freqs=torch.zeros(4, 2))), L0_36_512=layer),
+        layer_names=["L0_36_512"],
+        img_resolution=16,
+    )
     mapping = module("MappingNetwork", children=dict(fc0=module("FullyConnectedLayer")), z_dim=8, c_dim=0)
-    G = module("Generator", children=dict(synthesis=synthesis, mapping=mapping), z_dim=8, c_dim=0, w_dim=8,
-               img_resolution=16, img_channels=3)
+    G = module(
+        "Generator",
+        children=dict(synthesis=synthesis, mapping=mapping),
+        z_dim=8,
+        c_dim=0,
+        w_dim=8,
+        img_resolution=16,
+        img_channels=3,
+    )
     path = tmp_path / "stylegan3-t-afhqv2-512x512.pkl"
     write_pickle(snapshot(G, 16), path)
     with pytest.raises(CheckpointError, match="StyleGAN3") as err:
@@ -217,8 +240,9 @@ def test_convert_is_reachable_with_python_m():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "models.convert", "--help"], cwd=root, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "models.convert", "--help"], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "Usage:" in out.stdout and "rosinality" in out.stdout, out.stderr
 
 

@@ -1,16 +1,17 @@
 """Edit strips and channel grids a person can read: a header, column and row labels, filled cells; the frames at
 full resolution and the edited style codes beside them (planted colour generator: each image is one colour)."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_query import PlantedColourGenerator, planted_data
 
 from query import Atlas
 from query.edit import channel_grid, edit_strip
 from query.media import image_grid, to_uint8
-from test_query import PlantedColourGenerator, planted_data
 
 WHITE = 255
 
@@ -36,25 +37,33 @@ def test_cells_are_filled(cell):
 
 def test_strip_has_header_labels_and_filled_cells(atlas, tmp_path):
     d = atlas.direction("red", beta=0.2)
-    out = edit_strip(atlas, d, tmp_path / "strip.png", [-3, 3], seeds=[1, 2, 5], cell=20,
-                     frames=tmp_path / "frames", latents=tmp_path / "codes.npz")
+    out = edit_strip(
+        atlas,
+        d,
+        tmp_path / "strip.png",
+        [-3, 3],
+        seeds=[1, 2, 5],
+        cell=20,
+        frames=tmp_path / "frames",
+        latents=tmp_path / "codes.npz",
+    )
     picture = np.asarray(Image.open(tmp_path / "strip.png").convert("RGB"))
     lay = out["layout"]
     assert lay == json.loads(Image.open(tmp_path / "strip.png").text["styleatlas"])["layout"]
     h, w, g = lay["cell_h"], lay["cell_w"], lay["gap"]
     assert picture.shape == (lay["y0"] + 3 * h + 2 * g, lay["x0"] + 3 * w + 2 * g, 3)
-    assert inked(picture[:lay["y0"] // 2])  # the header row (prompt, neutral, beta, method)
+    assert inked(picture[: lay["y0"] // 2])  # the header row (prompt, neutral, beta, method)
     ws = atlas.sample_ws([1, 2, 5], 0.7)
     columns = [atlas.render(ws)] + [atlas.edit(ws, d, a) for a in (-3, 3)]
     for j in range(3):
         x = lay["x0"] + j * (w + g)
-        assert inked(picture[lay["y0"] - 14:lay["y0"], x:x + w])  # a label over every column
+        assert inked(picture[lay["y0"] - 14 : lay["y0"], x : x + w])  # a label over every column
         for i in range(3):
             y = lay["y0"] + i * (h + g)
             if j == 0:
-                assert inked(picture[y:y + h, :lay["x0"]])  # a label beside every row (seed)
-            cell = picture[y:y + h, x:x + w].reshape(-1, 3)
-            assert (cell == to_uint8(columns[j][i:i + 1])[0, 0, 0]).all()  # the whole cell is the image
+                assert inked(picture[y : y + h, : lay["x0"]])  # a label beside every row (seed)
+            cell = picture[y : y + h, x : x + w].reshape(-1, 3)
+            assert (cell == to_uint8(columns[j][i : i + 1])[0, 0, 0]).all()  # the whole cell is the image
     assert out["method"] == "global" and out["seeds"] == [1, 2, 5]
 
     # every frame at full resolution, named by row and column
@@ -71,13 +80,15 @@ def test_strip_has_header_labels_and_filled_cells(atlas, tmp_path):
 
 
 def test_channel_grid_labels_and_frames(atlas, tmp_path):
-    out = channel_grid(atlas, 0, 2, tmp_path / "grid.png", alpha=4, steps=3, seeds=[0, 1], cell=24,
-                       frames=tmp_path / "frames")
+    out = channel_grid(
+        atlas, 0, 2, tmp_path / "grid.png", alpha=4, steps=3, seeds=[0, 1], cell=24, frames=tmp_path / "frames"
+    )
     picture = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB"))
     lay = out["layout"]
-    assert inked(picture[:lay["y0"] // 2]) and inked(picture[lay["y0"]:, :lay["x0"]])
+    assert inked(picture[: lay["y0"] // 2]) and inked(picture[lay["y0"] :, : lay["x0"]])
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == sorted(
-        f"seed{s}_alpha{a}.png" for s in (0, 1) for a in ("-4", "0", "+4"))
+        f"seed{s}_alpha{a}.png" for s in (0, 1) for a in ("-4", "0", "+4")
+    )
     assert Image.open(tmp_path / "frames" / "seed1_alpha+4.png").size == (8, 8)
 
 

@@ -1,4 +1,5 @@
 """build_atlas on a tiny StyleGAN2 and a tiny CLIP: what a user gets in the atlas folder, and what it refuses."""
+
 import json
 
 import numpy as np
@@ -15,8 +16,18 @@ from pipeline.config import StatsConfig
 
 VOCAB = ["red", "green", "smiling", "big shape", "shape", "red"]  # duplicate on purpose
 TEMPLATES = ["a photo of a {}.", "a {}."]
-SMALL = dict(num_images=4, num_samples=600, stats_chunk_size=250, stats_batch_size=100, batch_size=12,
-             chunk_channels=7, vocabulary=VOCAB, templates=TEMPLATES, neutral="shape", progress=False)
+SMALL = dict(
+    num_images=4,
+    num_samples=600,
+    stats_chunk_size=250,
+    stats_batch_size=100,
+    batch_size=12,
+    chunk_channels=7,
+    vocabulary=VOCAB,
+    templates=TEMPLATES,
+    neutral="shape",
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -99,8 +110,9 @@ def test_catalog_answers_sql(atlas):
     with index.open_catalog(atlas) as con:
         assert con.execute("SELECT count(*) FROM channels").fetchone()[0] == len(data.channels)
         assert con.execute("SELECT count(*) FROM layers WHERE in_atlas").fetchone()[0] == 5
-        top = con.execute("SELECT phrase FROM labels WHERE layer = 0 AND channel = 3 "
-                          "ORDER BY rank LIMIT 1").fetchone()[0]
+        top = con.execute("SELECT phrase FROM labels WHERE layer = 0 AND channel = 3 ORDER BY rank LIMIT 1").fetchone()[
+            0
+        ]
         r = int(np.where((data.channels == [0, 3]).all(1))[0][0])
         assert top == data.vocab[data.labels_index[r, 0]]
         config = json.loads(con.execute("SELECT config FROM builds").fetchone()[0])
@@ -131,8 +143,10 @@ def test_other_models_are_refused_naming_both_fingerprints(atlas, gen, tiny_clip
     data = index.read_atlas(atlas)
     assert data.generator_fingerprint[:16] in str(err.value) and other.fingerprint()[:16] in str(err.value)
     index.read_atlas(atlas, generator=other, check_fingerprints=False)  # the expert override
-    from models.clip import load_clip
     from conftest import tiny_clip_config
+
+    from models.clip import load_clip
+
     with pytest.raises(AtlasFormatError, match="CLIP"):
         index.check_fingerprints(data, embedder=load_clip(tiny_clip_config(), seed=1))
     index.check_fingerprints(data, generator=gen, embedder=tiny_clip)
@@ -167,6 +181,7 @@ def test_crash_while_assembling_leaves_an_atlas_that_says_so(gen, tiny_clip, atl
 
     def killed(data):
         raise KeyboardInterrupt  # the process dies between atlas.h5 and catalog.duckdb
+
     monkeypatch.setattr(pipeline.assemble, "write_catalog", killed)
     with pytest.raises(KeyboardInterrupt):
         build_atlas(gen, tiny_clip, tmp_path / "crash", **SMALL)
@@ -192,8 +207,9 @@ def test_bf16_autocast_relevance_is_close_to_fp32(gen, tiny_clip):
     mean = [s.double().mean(0).numpy() for s in s_img]
     std = [s.double().std(0).numpy() + 1e-3 for s in s_img]
     full, _ = rel_stage.compute_chunk(gen, tiny_clip, s_img, channels, mean, std, data_cfg)
-    half, _ = rel_stage.compute_chunk(gen, tiny_clip, s_img, channels, mean, std,
-                                      RelevanceConfig(num_images=4, batch_size=16, precision="bf16"))
+    half, _ = rel_stage.compute_chunk(
+        gen, tiny_clip, s_img, channels, mean, std, RelevanceConfig(num_images=4, batch_size=16, precision="bf16")
+    )
     assert not np.array_equal(full, half)  # it did run in bf16
     assert (full * half).sum(1).min() > 0.95  # the same directions, up to bf16 noise
 
@@ -218,8 +234,16 @@ def test_a_build_by_older_code_resumes_when_the_new_settings_hold_their_defaults
     from pipeline.config import BuildConfig
 
     new = {"config": BuildConfig().to_dict()}
-    old = {"config": {**new["config"], "relevance": {k: v for k, v in new["config"]["relevance"].items()
-                                                     if k not in ("method", "prefix_reuse", "check_channels")}}}
+    old = {
+        "config": {
+            **new["config"],
+            "relevance": {
+                k: v
+                for k, v in new["config"]["relevance"].items()
+                if k not in ("method", "prefix_reuse", "check_channels")
+            },
+        }
+    }
     _check_same(tmp_path, old, new, "a partial build")
     new["config"]["relevance"]["method"] = "jacobian"
     with pytest.raises(AtlasError, match="relevance.method"):

@@ -4,6 +4,7 @@ The generator's image redness is driven by one style channel and greenness by an
 changes texture (not mean colour) or brightness a little. The embedder sees only the mean colour, and its
 text side maps colour words to the matching directions. The atlas must rank the planted channels first.
 """
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,6 +23,7 @@ COLOUR_WORDS = {"red": 0, "green": 1, "blue": 2}
 
 class PlantedGenerator:
     """A plain object implementing the generator protocol; styles are plain tensors."""
+
     z_dim = w_dim = 8
     num_ws = 1
     resolution = 8
@@ -55,6 +57,7 @@ class PlantedGenerator:
 
 class MeanColourEmbedder:
     """Image embedding: a fixed rotation of [mean r, g, b, 1]; text: colour words to the same directions."""
+
     dim = 8
 
     def __init__(self):
@@ -83,9 +86,19 @@ class MeanColourEmbedder:
 @pytest.fixture(scope="module")
 def planted_atlas(tmp_path_factory):
     out = tmp_path_factory.mktemp("planted") / "atlas"
-    build_atlas(PlantedGenerator(), MeanColourEmbedder(), out, num_images=6, num_samples=500,
-                vocabulary=["red", "green", "blue", "texture"], templates=["a photo of a {}.", "a {} thing."],
-                neutral="shape", batch_size=7, chunk_channels=3, progress=False)
+    build_atlas(
+        PlantedGenerator(),
+        MeanColourEmbedder(),
+        out,
+        num_images=6,
+        num_samples=500,
+        vocabulary=["red", "green", "blue", "texture"],
+        templates=["a photo of a {}.", "a {} thing."],
+        neutral="shape",
+        batch_size=7,
+        chunk_channels=3,
+        progress=False,
+    )
     return out
 
 
@@ -127,6 +140,7 @@ def test_planted_query_atlas(planted_atlas):
 
 class BareGenerator:
     """Only the essentials: no mean_w (computed from mapping), no rgb_layers, styles as numpy arrays."""
+
     z_dim = w_dim = 8
     style_dims = [6, 5, 4]
 
@@ -144,8 +158,17 @@ class BareGenerator:
 
 
 def test_bare_protocol_generator(tmp_path):
-    build_atlas(BareGenerator(), MeanColourEmbedder(), tmp_path / "bare", num_images=4, num_samples=300,
-                vocabulary=["red", "green"], templates=["a {}."], neutral="shape", progress=False)
+    build_atlas(
+        BareGenerator(),
+        MeanColourEmbedder(),
+        tmp_path / "bare",
+        num_images=4,
+        num_samples=300,
+        vocabulary=["red", "green"],
+        templates=["a {}."],
+        neutral="shape",
+        progress=False,
+    )
     data = index.read_atlas(tmp_path / "bare")
     assert len(data.channels) == 6 + 5 + 4 and all(l["resolution"] == -1 for l in data.layers)
     assert _ranking(data, "red")[0] == RED and _ranking(data, "green")[0] == GREEN

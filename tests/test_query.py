@@ -1,5 +1,6 @@
 """query.Atlas on synthetic AtlasData: the SPEC §5 formula (recomputed here independently), beta handling,
 auto-beta, top-k, compositions, prompts outside the vocabulary, bulk export, and edits on a planted generator."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -141,8 +142,11 @@ def test_composition_sums_weighted_directions_and_reports_overlaps(atlas):
     assert overlap["shared"] == len(shared) and (overlap["a"], overlap["b"]) == ("red", "curly hair")
     assert overlap["same_sign"] + overlap["opposite_sign"] == len(shared)
     assert [p for p, _, _ in d.components] == ["red", "curly hair"] and d.prompt == "red:1 + curly hair:0.5"
-    np.testing.assert_allclose(atlas.direction("red + blue:-1", beta=0.1).delta_s,
-                               red.delta_s - atlas.direction("blue", beta=0.1).delta_s, rtol=1e-6)
+    np.testing.assert_allclose(
+        atlas.direction("red + blue:-1", beta=0.1).delta_s,
+        red.delta_s - atlas.direction("blue", beta=0.1).delta_s,
+        rtol=1e-6,
+    )
 
 
 def test_new_prompt_without_clip_lists_nearest_vocabulary(atlas):
@@ -159,6 +163,7 @@ def test_empty_prompt_is_refused(atlas, prompt):
 
 class CountingEmbedder:
     """Text embedder protocol: a seeded random unit vector per text; counts calls."""
+
     dim = 32
 
     def __init__(self):
@@ -235,6 +240,7 @@ def test_export_of_100_prompts_equals_100_directions(tmp_path):
 # --------------------------------------------------------------------------- edits, planted ground truth
 class PlantedColourGenerator:
     """Generator protocol: layer 0 channel 2 sets redness, layer 3 channel 1 greenness; toRGB (1, 4) tints blue."""
+
     z_dim = w_dim = 8
     num_ws = 4
     resolution = 8
@@ -267,7 +273,7 @@ def planted_data():
     data = synthetic_atlas_data(layers=layers, vocab=["red", "green", "blue"], dim=8, seed=5)
     e = np.eye(8, dtype=np.float32)
     data.neutral_embedding = e[0]
-    data.vocab_embeddings = np.stack([(e[0] + e[1]) / 2 ** 0.5, (e[0] + e[2]) / 2 ** 0.5, (e[0] + e[3]) / 2 ** 0.5])
+    data.vocab_embeddings = np.stack([(e[0] + e[1]) / 2**0.5, (e[0] + e[2]) / 2**0.5, (e[0] + e[3]) / 2**0.5])
     data.relevance = 0.05 * data.relevance  # background: weak, unrelated
     data.relevance[:, 1:4] = 0
     rows = {tuple(c): r for r, c in enumerate(data.channels)}

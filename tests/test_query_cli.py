@@ -2,6 +2,7 @@
 
 Every command with --json through click's CliRunner; bad input through main(), which must print one line.
 """
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,6 +27,7 @@ VOCAB = ["red", "green", "blue", "circle", "square", "dark", "light", "shape"]
 def world(tmp_path_factory):
     """(atlas dir, generator checkpoint, CLIP config json, the two models) for one small build."""
     from conftest import tiny_clip_config
+
     from models.clip import load_clip
     from models.stylegan2 import save_generator, small_generator
     from pipeline import build_atlas
@@ -35,11 +37,19 @@ def world(tmp_path_factory):
     clip_cfg = root / "tiny_clip.json"
     clip_cfg.write_text(json.dumps(tiny_clip_config()))
     embedder = load_clip(str(clip_cfg))
-    build_atlas(gen, embedder, root / "atlas", num_images=2, num_samples=200, vocabulary=VOCAB,
-                templates=["a photo of a {}.", "a {} thing."], neutral="shape", progress=False)
+    build_atlas(
+        gen,
+        embedder,
+        root / "atlas",
+        num_images=2,
+        num_samples=200,
+        vocabulary=VOCAB,
+        templates=["a photo of a {}.", "a {} thing."],
+        neutral="shape",
+        progress=False,
+    )
     save_generator(gen, root / "gen.pt")
-    return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen,
-                embedder=embedder)
+    return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen, embedder=embedder)
 
 
 def run(world, *args, models=True):
@@ -119,9 +129,29 @@ def test_sql_reads_and_refuses_writes(world, capsys):
 
 def test_edit_strip_records_its_settings(world, tmp_path):
     strip = tmp_path / "strip.png"
-    out = run(world, "edit", "red", "--beta", "0.05", "--seed", "3", "--seed", "4", "--alpha", "-2:2:3",
-              "--psi", "0.5", "-o", str(strip), "--cell", "16", "--save-frames", str(tmp_path / "frames"),
-              "--save-latents", str(tmp_path / "codes.pt"))
+    out = run(
+        world,
+        "edit",
+        "red",
+        "--beta",
+        "0.05",
+        "--seed",
+        "3",
+        "--seed",
+        "4",
+        "--alpha",
+        "-2:2:3",
+        "--psi",
+        "0.5",
+        "-o",
+        str(strip),
+        "--cell",
+        "16",
+        "--save-frames",
+        str(tmp_path / "frames"),
+        "--save-latents",
+        str(tmp_path / "codes.pt"),
+    )
     img = Image.open(strip)
     lay = out["layout"]  # header and row labels, then original + 3 alphas, two seeds
     assert img.size == (lay["x0"] + 4 * 16 + 3 * 2, lay["y0"] + 2 * 16 + 2) and lay["y0"] > 0 and lay["x0"] > 0
@@ -141,15 +171,35 @@ def test_edit_from_latent_files(world, tmp_path, capsys):
     torch.save(wplus, tmp_path / "wplus.pt")
     np.save(tmp_path / "w.npy", ws.numpy())
     for name in ("wplus.pt", "w.npy"):
-        out = run(world, "edit", "blue", "--beta", "0.05", "--latent", str(tmp_path / name), "-o",
-                  str(tmp_path / f"{name}.png"))
+        out = run(
+            world,
+            "edit",
+            "blue",
+            "--beta",
+            "0.05",
+            "--latent",
+            str(tmp_path / name),
+            "-o",
+            str(tmp_path / f"{name}.png"),
+        )
         assert out["latent_shape"][0] == 2
     a = np.asarray(Image.open(tmp_path / "wplus.pt.png"))
     b = np.asarray(Image.open(tmp_path / "w.npy.png"))
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # W and its W+ broadcast edit alike
     torch.save(torch.zeros(2, 3, 5), tmp_path / "bad.pt")
-    err = one_line_error(capsys, "edit", "red", "--latent", str(tmp_path / "bad.pt"), "--atlas", str(world["atlas"]),
-                         "--generator", str(world["gen"]), "-o", str(tmp_path / "x.png"))
+    err = one_line_error(
+        capsys,
+        "edit",
+        "red",
+        "--latent",
+        str(tmp_path / "bad.pt"),
+        "--atlas",
+        str(world["atlas"]),
+        "--generator",
+        str(world["gen"]),
+        "-o",
+        str(tmp_path / "x.png"),
+    )
     assert "shape (2, 3, 5)" in err
 
 
@@ -164,8 +214,9 @@ def test_export_with_new_prompts_and_styleclip_layout(world, tmp_path):
     assert [p["source"] for p in manifest["prompts"]] == ["vocabulary", "vocabulary", "embedded", "neutral"]
     atlas = Atlas.open(world["atlas"], embedder=world["embedder"])
     with h5py.File(out_file, "r") as h5:
-        np.testing.assert_allclose(h5["delta_s"][2], atlas.direction("a blue circle", beta=0.05).delta_s,
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            h5["delta_s"][2], atlas.direction("a blue circle", beta=0.05).delta_s, rtol=1e-4, atol=1e-6
+        )
         assert len(h5["styleclip"]) == len(atlas.data.layers) == 8
         assert not h5["styleclip/layer_01"][()].any()  # toRGB zero
 
@@ -177,8 +228,9 @@ def test_bad_input_is_one_line(world, tmp_path, capsys):
     assert "beta" in one_line_error(capsys, "direction", "red", "--beta", "0", *atlas)
     assert "use beta <=" in one_line_error(capsys, "direction", "red", "--beta", "0.99", *atlas)
     assert "alpha" in one_line_error(capsys, "edit", "red", "--alpha", "nan", *atlas)
-    assert ".png" in one_line_error(capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.jpg"), *atlas,
-                                    "--generator", str(world["gen"]))
+    assert ".png" in one_line_error(
+        capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.jpg"), *atlas, "--generator", str(world["gen"])
+    )
     assert "does not exist" in one_line_error(capsys, "direction", "red", "--atlas", str(tmp_path / "nope"))
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9\n".encode("latin-1"))
@@ -194,15 +246,27 @@ def test_bad_input_is_one_line(world, tmp_path, capsys):
     assert "incomplete" in one_line_error(capsys, "direction", "red", "--atlas", str(partial))
     other = tmp_path / "other.pt"
     from models.stylegan2 import save_generator, small_generator
+
     save_generator(small_generator(seed=1, resolution=16, width=16), other)
-    err = one_line_error(capsys, "edit", "red", "--beta", "0.05", *atlas, "--generator", str(other), "-o",
-                         str(tmp_path / "e.png"))
+    err = one_line_error(
+        capsys, "edit", "red", "--beta", "0.05", *atlas, "--generator", str(other), "-o", str(tmp_path / "e.png")
+    )
     assert "generator" in err and "built with" in err
 
 
 def test_long_new_prompt_warns_in_one_line(world, capsys):
-    main(["direction", "a very " * 60 + "red circle", "--beta", "0.01", "--atlas", str(world["atlas"]),
-          "--clip", str(world["clip"])])  # returns: success
+    main(
+        [
+            "direction",
+            "a very " * 60 + "red circle",
+            "--beta",
+            "0.01",
+            "--atlas",
+            str(world["atlas"]),
+            "--clip",
+            str(world["clip"]),
+        ]
+    )  # returns: success
     captured = capsys.readouterr()
     assert "channels" in captured.out
     lines = [l for l in captured.err.splitlines() if l.strip()]

@@ -1,5 +1,6 @@
 """Edits through a built atlas move images the planted way: pipeline.build_atlas on test_planted's generator
 (one style channel drives redness, another greenness) and its mean-colour embedder, then Atlas.open + edit."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,9 +18,17 @@ def planted(tmp_path_factory):
     from pipeline import build_atlas
 
     out = tmp_path_factory.mktemp("planted_query") / "atlas"
-    build_atlas(PlantedGenerator(), MeanColourEmbedder(), out, num_images=6, num_samples=500,
-                vocabulary=["red", "green", "blue", "texture"], templates=["a photo of a {}.", "a {} thing."],
-                neutral="shape", progress=False)
+    build_atlas(
+        PlantedGenerator(),
+        MeanColourEmbedder(),
+        out,
+        num_images=6,
+        num_samples=500,
+        vocabulary=["red", "green", "blue", "texture"],
+        templates=["a photo of a {}.", "a {} thing."],
+        neutral="shape",
+        progress=False,
+    )
     return Atlas.open(out, generator=PlantedGenerator(), embedder=MeanColourEmbedder())
 
 
@@ -29,8 +38,9 @@ def test_delta_s_is_the_formula_on_the_atlas_arrays(planted):
     dt = (t - data.neutral_embedding) / np.linalg.norm(t - data.neutral_embedding)
     r = data.relevance.astype(np.float64) @ dt
     r[np.abs(r) < 0.1] = 0
-    np.testing.assert_allclose(planted.direction("red", beta=0.1).delta_s, r / np.abs(r).max() * data.style_std,
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        planted.direction("red", beta=0.1).delta_s, r / np.abs(r).max() * data.style_std, rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("prompt,channel,other", [("red", 0, 1), ("green", 1, 0)])

@@ -6,6 +6,7 @@ The atlas: $STYLEATLAS_DEMO_ATLAS or ./atlas when it was built with the demo mod
 (8 images per channel, 5,000 samples, the demo vocabulary) into out/test_cache/, named by the two model
 fingerprints and reused by later runs (the first takes minutes on two CPU cores; the build resumes if cut).
 """
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,9 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "models" / "demo"
 NEEDED = ("generator.pt", "clip_config.json", "clip.safetensors")
 _missing = [name for name in NEEDED if not (DEMO / name).exists()]
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    bool(_missing), reason=f"the shapes-world models are not trained yet ({', '.join(_missing)} missing in "
-                           "models/demo); they come from models/demo/train_generator.py and train_clip.py")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(_missing),
+        reason=f"the shapes-world models are not trained yet ({', '.join(_missing)} missing in "
+        "models/demo); they come from models/demo/train_generator.py and train_clip.py",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +113,11 @@ def test_cli_edit_with_the_demo_models_by_default(shapes, tmp_path):
 
     _, path = shapes
     out = tmp_path / "red.png"
-    result = CliRunner().invoke(cli, ["edit", "red", "--atlas", str(path), "--seed", "1", "--alpha", "0,4",
-                                      "-o", str(out), "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["edit", "red", "--atlas", str(path), "--seed", "1", "--alpha", "0,4", "-o", str(out), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     numbers = json.loads(result.stdout)
     assert numbers["seeds"] == [1] and Image.open(out).text["noise_mode"] == "const"

@@ -1,5 +1,6 @@
 """A build killed with SIGKILL (mid-relevance, then at a random moment) and restarted gives the atlas an
 uninterrupted build gives, bit for bit."""
+
 import os
 import signal
 import subprocess
@@ -40,14 +41,29 @@ build_atlas(gen, load_clip(tiny_clip_config(), seed=0), sys.argv[1], num_images=
             stats_chunk_size=200, batch_size=4, chunk_channels=2, vocabulary=["red", "green", "smiling"],
             templates=["a photo of a {}.", "a {}."], neutral="shape", progress=False)
 '''
-ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "vocab_embeddings", "neutral_embedding",
-          "labels_index", "labels_score")
+ARRAYS = (
+    "channels",
+    "relevance",
+    "consistency",
+    "style_mean",
+    "style_std",
+    "vocab_embeddings",
+    "neutral_embedding",
+    "labels_index",
+    "labels_score",
+)
 
 
 def _start(script, out, delay):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, str(script), str(out), str(delay), str(ROOT / "tests")], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(out), str(delay), str(ROOT / "tests")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_after_chunks(proc, chunks: Path, count: int) -> int:
@@ -78,14 +94,25 @@ def one_thread():
 def _reference(out):
     """The uninterrupted build, in this process (what the script does, without the slow-down)."""
     from conftest import tiny_clip_config
+
     from models.clip import load_clip
     from models.stylegan2 import small_generator
     from pipeline import build_atlas
 
-    build_atlas(small_generator(seed=0, resolution=16, style_dim=16, width=8), load_clip(tiny_clip_config(), seed=0),
-                out, num_images=4, num_samples=600, stats_chunk_size=200, batch_size=4, chunk_channels=2,
-                vocabulary=["red", "green", "smiling"], templates=["a photo of a {}.", "a {}."], neutral="shape",
-                progress=False)
+    build_atlas(
+        small_generator(seed=0, resolution=16, style_dim=16, width=8),
+        load_clip(tiny_clip_config(), seed=0),
+        out,
+        num_images=4,
+        num_samples=600,
+        stats_chunk_size=200,
+        batch_size=4,
+        chunk_channels=2,
+        vocabulary=["red", "green", "smiling"],
+        templates=["a photo of a {}.", "a {}."],
+        neutral="shape",
+        progress=False,
+    )
 
 
 @pytest.mark.slow
@@ -116,4 +143,3 @@ def test_sigkill_twice_then_resume_is_bit_identical(tmp_path, one_thread):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert a.vocab == b.vocab and a.config == b.config
     assert a.generator_fingerprint == b.generator_fingerprint
-

@@ -1,5 +1,6 @@
 """The web API (Starlette TestClient) on the shapes-world atlas: the same numbers and images as the library and
 the CLI, stacked edits and channels turned off, latent uploads, and one-line 4xx answers to bad requests."""
+
 import io
 import json
 import pickle
@@ -9,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_query_shapes import pytestmark, shapes  # noqa: F401  the shapes-world atlas, cached under out/test_cache
 
 from models.errors import AtlasError
-from test_query_shapes import pytestmark, shapes  # noqa: F401  the shapes-world atlas, cached under out/test_cache
 
 pytest.importorskip("starlette", reason="the web extra is not installed (pip install -e '.[webtest]')")
 
@@ -36,6 +37,7 @@ def image(response) -> np.ndarray:
 
 def pixels(images: torch.Tensor) -> np.ndarray:
     from query.media import to_uint8
+
     return to_uint8(images)
 
 
@@ -53,8 +55,14 @@ def test_the_page_and_info_are_served(client):
     c, atlas, _ = client
     page = c.get("/")
     assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
-    for asset in ("/", "/static/app.js", "/static/channels.js", "/static/suggest.js", "/static/jobs.js",
-                  "/static/style.css"):
+    for asset in (
+        "/",
+        "/static/app.js",
+        "/static/channels.js",
+        "/static/suggest.js",
+        "/static/jobs.js",
+        "/static/style.css",
+    ):
         r = c.get(asset)
         assert r.status_code == 200 and len(r.text) > 400
         urls = re.findall(r"(?:https?:)?//[\w.-]+\.\w+[^\s\"']*", r.text.replace("http://www.w3.org/2000/svg", ""))
@@ -66,8 +74,9 @@ def test_the_page_and_info_are_served(client):
 
 def test_direction_and_channel_answers_are_the_cli_json(client):
     c, atlas, path = client
-    assert c.get("/api/direction", params=dict(prompt="red", beta="auto")).json() == \
-        cli_json(path, "direction", "red", "--beta", "auto")
+    assert c.get("/api/direction", params=dict(prompt="red", beta="auto")).json() == cli_json(
+        path, "direction", "red", "--beta", "auto"
+    )
     layer, channel, _ = atlas.direction("red", beta="auto").top(1)[0]
     assert c.get(f"/api/channel/{layer}/{channel}").json() == cli_json(path, "channel", str(layer), str(channel))
     rows = c.get("/api/channels", params=dict(prompt="red", beta="auto", show=20)).json()
@@ -84,8 +93,11 @@ def test_edit_png_is_the_library_edit(client):
     got = image(c.get("/api/edit.png", params=dict(prompt="red", beta="auto", alpha=4, seed=1)))
     assert np.array_equal(got, pixels(atlas.edit(ws[:1], d, 4.0))[0])
     assert np.array_equal(got, image(c.get("/api/edit.png", params=dict(prompt="red", beta="auto", seed=1))))
-    row = image(c.get("/api/edit.png", params=[("prompt", "red"), ("beta", "auto"), ("alpha", "4"), ("seed", "1"),
-                                                ("seed", "2")]))
+    row = image(
+        c.get(
+            "/api/edit.png", params=[("prompt", "red"), ("beta", "auto"), ("alpha", "4"), ("seed", "1"), ("seed", "2")]
+        )
+    )
     assert row.shape == (32, 2 * 32 + 2, 3) and np.array_equal(row[:, 34:], pixels(atlas.edit(ws[1:], d, 4.0))[0])
     original = image(c.get("/api/edit.png", params=dict(seed=1)))
     assert np.array_equal(original, pixels(atlas.render(ws[:1]))[0])
@@ -121,8 +133,12 @@ def test_channels_off_and_stacked_edits(client):
 
 def test_alpha_and_channel_strips(client):
     c, atlas, path = client
-    strip = image(c.get("/api/strip.png", params=[("prompt", "red"), ("beta", "auto"), ("alphas", "-4,0,4"),
-                                                  ("seed", "1"), ("seed", "2")]))
+    strip = image(
+        c.get(
+            "/api/strip.png",
+            params=[("prompt", "red"), ("beta", "auto"), ("alphas", "-4,0,4"), ("seed", "1"), ("seed", "2")],
+        )
+    )
     assert strip.shape == (2 * 32 + 2, 3 * 32 + 4, 3)
     assert np.array_equal(strip[:32, 34:66], image(c.get("/api/edit.png", params=dict(seed=1))))
     layer, channel, _ = atlas.direction("red", beta="auto").top(1)[0]
@@ -133,8 +149,9 @@ def test_alpha_and_channel_strips(client):
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/grid.png"
         lay = cli_json(path, "channel", str(layer), str(channel), "-o", out, "--seeds", "1", "--cell", "32")["grid"][
-            "layout"]
-        cli_grid = np.asarray(Image.open(out).convert("RGB"))[lay["y0"]:, lay["x0"]:]  # the cells, not the labels
+            "layout"
+        ]
+        cli_grid = np.asarray(Image.open(out).convert("RGB"))[lay["y0"] :, lay["x0"] :]  # the cells, not the labels
     ours = image(c.get(f"/api/channel/{layer}/{channel}/strip.png", params=dict(seed=1, alpha=10, steps=5)))
     assert np.array_equal(ours, cli_grid)
 
@@ -147,16 +164,20 @@ def test_latent_uploads(client):
     up = c.post("/api/latents", params=dict(name="two.npy"), content=buf.getvalue()).json()
     assert up["count"] == 2 and up["shape"] == list(ws.shape)
     params = dict(prompt="red", beta="auto", alpha=4)
-    assert np.array_equal(image(c.get("/api/edit.png", params=dict(params, latent=f"{up['id']}:1"))),
-                          image(c.get("/api/edit.png", params=dict(params, seed=2))))
+    assert np.array_equal(
+        image(c.get("/api/edit.png", params=dict(params, latent=f"{up['id']}:1"))),
+        image(c.get("/api/edit.png", params=dict(params, seed=2))),
+    )
     gen = atlas.generator
     plus = ws[:1, None].repeat(1, int(gen.num_ws), 1)  # W+ [1, num_ws, w_dim]
     buf = io.BytesIO()
     torch.save(plus, buf)
     up = c.post("/api/latents", params=dict(name="one.pt"), content=buf.getvalue()).json()
     assert up["shape"] == [1, int(gen.num_ws), int(gen.w_dim)]
-    assert np.array_equal(image(c.get("/api/edit.png", params=dict(params, latent=f"{up['id']}:0"))),
-                          image(c.get("/api/edit.png", params=dict(params, seed=1))))
+    assert np.array_equal(
+        image(c.get("/api/edit.png", params=dict(params, latent=f"{up['id']}:0"))),
+        image(c.get("/api/edit.png", params=dict(params, seed=1))),
+    )
 
 
 def test_suggestions_from_the_vocabulary(client):
@@ -209,6 +230,7 @@ def test_bad_requests_get_a_one_line_4xx(client, method, url, params, status, wo
 
 class Evil:
     """A pickle that runs code when loaded (here: flips a flag); uploads are read with weights_only."""
+
     ran = False
 
     def __reduce__(self):
@@ -250,6 +272,11 @@ def test_serve_help_from_a_checkout():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "serve", "--help"], cwd=Path(__file__).resolve().parents[1],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "serve", "--help"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and "--atlas" in out.stdout and "127.0.0.1" in out.stdout, out.stderr

@@ -4,6 +4,7 @@ watch the image change, click a channel, turn it off, reload the permalink; a sc
 Chromium runs off the network: no proxy, every host name but 127.0.0.1 unresolvable, background services
 off. Skipped (with the reason) only when the chromium / chromium-driver packages or selenium are missing.
 """
+
 import os
 import shutil
 import socket
@@ -12,19 +13,37 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_query_shapes import pytestmark, shapes  # noqa: F401  the shapes-world atlas, cached under out/test_cache
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser"))
-                 if p and os.path.exists(p)), None)
+CHROMIUM = next(
+    (
+        p
+        for p in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser"))
+        if p and os.path.exists(p)
+    ),
+    None,
+)
 DRIVER = next((p for p in (shutil.which("chromedriver"), "/usr/bin/chromedriver") if p and os.path.exists(p)), None)
 OFFLINE_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1500,1000",
-    "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-default-apps",
-    "--disable-extensions", "--no-first-run", "--no-default-browser-check", "--disable-domain-reliability",
-    "--disable-client-side-phishing-detection", "--metrics-recording-only", "--disable-breakpad",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--window-size=1500,1000",
+    "--no-proxy-server",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--metrics-recording-only",
+    "--disable-breakpad",
     "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
 ]
 
@@ -58,8 +77,9 @@ def server(shapes):  # noqa: F811
 def browser(tmp_path_factory):
     if CHROMIUM is None or DRIVER is None:
         pytest.skip("no Chromium here: apt-get install chromium chromium-driver (.ci/run does) to run the page test")
-    webdriver = pytest.importorskip("selenium.webdriver",
-                                    reason="selenium is not installed (pip install -e '.[webtest]')")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install -e '.[webtest]')"
+    )
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
@@ -106,15 +126,21 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser,
     d = browser
     d.get(server + "/?seeds=0,1,2,3")
     wait(d, lambda d: d.execute_script("return document.body.dataset.ready") == "1", "the page never got ready")
-    wait(d, lambda d: all(i.get_attribute("data-url") for i in d.find_elements("css selector", "img.original")),
-         "the original images never loaded")
+    wait(
+        d,
+        lambda d: all(i.get_attribute("data-url") for i in d.find_elements("css selector", "img.original")),
+        "the original images never loaded",
+    )
     assert len(d.find_elements("css selector", ".card")) == 4
 
     # typing shows vocabulary suggestions; Enter applies the prompt
     box = d.find_element("id", "prompt")
     box.send_keys("re")
-    wait(d, lambda d: "red" in [li.text for li in d.find_elements("css selector", "#prompt-suggest li")],
-         "no suggestion 'red' while typing 're'")
+    wait(
+        d,
+        lambda d: "red" in [li.text for li in d.find_elements("css selector", "#prompt-suggest li")],
+        "no suggestion 'red' while typing 're'",
+    )
     box.send_keys("d", Keys.ENTER)
     wait(d, lambda d: d.find_elements("css selector", "#chart rect.bar"), "the channel chart never appeared")
     wait(d, lambda d: loaded(d, edited(d), "prompt=red"), "the edited image never followed the prompt")
@@ -140,11 +166,15 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser,
     assert "consistency" in d.find_element("id", "channel-stats").text
     layer, channel = key.split(":")
     assert d.find_element("id", "channel-title").text.startswith(f"layer {layer} ")
-    wait(d, lambda d: loaded(d, d.find_element("id", "channel-strip"), f"/api/channel/{layer}/{channel}/strip.png"),
-         "the channel strip never loaded")
+    wait(
+        d,
+        lambda d: loaded(d, d.find_element("id", "channel-strip"), f"/api/channel/{layer}/{channel}/strip.png"),
+        "the channel strip never loaded",
+    )
     d.find_element("id", "channel-toggle").click()
-    wait(d, lambda d: loaded(d, edited(d), "off=" + key.replace(":", "%3A")),
-         "turning the channel off did not re-render")
+    wait(
+        d, lambda d: loaded(d, edited(d), "off=" + key.replace(":", "%3A")), "turning the channel off did not re-render"
+    )
     assert "bar off" in d.find_element("css selector", f'#chart rect[data-ch="{key}"]').get_attribute("class")
     toggled = d.execute_script(PIXELS, edited(d))
     assert toggled != after, "turning the strongest channel off changed nothing"
@@ -173,10 +203,14 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser,
     assert d.execute_script(PIXELS, edited(d)) == toggled, "Accept changed the picture"
     d.find_element("id", "reset").click()
     wait(d, lambda d: not d.find_elements("css selector", "#stack li"), "Reset did not clear the stack")
-    wait(d, lambda d: loaded(d, edited(d), "alpha=0") and "stack=" not in edited(d).get_attribute("data-url"),
-         "Reset never re-rendered")
-    assert d.execute_script(PIXELS, edited(d)) == d.execute_script(PIXELS, d.find_elements("css selector",
-                                                                                            "img.original")[0])
+    wait(
+        d,
+        lambda d: loaded(d, edited(d), "alpha=0") and "stack=" not in edited(d).get_attribute("data-url"),
+        "Reset never re-rendered",
+    )
+    assert d.execute_script(PIXELS, edited(d)) == d.execute_script(
+        PIXELS, d.find_elements("css selector", "img.original")[0]
+    )
 
     # W / W+ latents uploaded from a file become cards of their own
     import numpy as np
@@ -185,8 +219,11 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser,
     np.save(latents, shapes[0].sample_ws([5, 6], psi=0.7).numpy())
     d.find_element("id", "latent-file").send_keys(str(latents))
     wait(d, lambda d: len(d.find_elements("css selector", ".card")) == 6, "the uploaded latents never showed")
-    wait(d, lambda d: d.find_elements("css selector", "img.original")[5].get_attribute("data-url"),
-         "the uploaded latent never rendered")
+    wait(
+        d,
+        lambda d: d.find_elements("css selector", "img.original")[5].get_attribute("data-url"),
+        "the uploaded latent never rendered",
+    )
 
     # an image file is inverted (a job with progress) into a card of its own
     from PIL import Image
@@ -209,11 +246,17 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser,
     Select(d.find_element("id", "method")).select_by_value("optimize")
     d.execute_script("document.getElementById('method-steps').value = '2'")
     d.find_element("id", "run-method").click()
-    wait(d, lambda d: "method used: optimize" in d.find_element("id", "method-note").text,
-         "the optimize job never finished on the page")
+    wait(
+        d,
+        lambda d: "method used: optimize" in d.find_element("id", "method-note").text,
+        "the optimize job never finished on the page",
+    )
     assert "asked for optimization" in d.find_element("id", "method-note").text
-    wait(d, lambda d: d.execute_script("return document.getElementById('method-result').naturalWidth") > 0,
-         "the optimized images never loaded")
+    wait(
+        d,
+        lambda d: d.execute_script("return document.getElementById('method-result').naturalWidth") > 0,
+        "the optimized images never loaded",
+    )
     assert "method=optimize" in d.current_url
 
     # nothing but this server was asked for anything, and the page logged no errors
@@ -241,9 +284,11 @@ def test_live_server_refuses_bad_requests_in_one_line(server):
         r = c.getresponse()
         return r.status, json.loads(r.read())["error"]
 
-    for path, words in [("/api/edit.png?seed=" + ",".join(["7"] * 10_000), "at most 16"),
-                        ("/api/edit.png?prompt=" + "x" * 100_000, "at most 300"),
-                        ("/api/edit.png?prompt=red&alpha=NaN", "finite")]:
+    for path, words in [
+        ("/api/edit.png?seed=" + ",".join(["7"] * 10_000), "at most 16"),
+        ("/api/edit.png?prompt=" + "x" * 100_000, "at most 300"),
+        ("/api/edit.png?prompt=red&alpha=NaN", "finite"),
+    ]:
         status, message = ask("GET", path)
         assert status == 400 and words in message and "\n" not in message
     start = time.perf_counter()

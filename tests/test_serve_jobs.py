@@ -1,6 +1,7 @@
 """The web page's slow edits as jobs (TestClient on the shapes-world atlas): the method selector (global / mapper /
 optimize / auto through atlas.edit_text) with progress, image upload -> inversion -> a latent the page edits,
 and one-line 4xx answers to bad requests. Few steps: seconds."""
+
 import io
 import threading
 import time
@@ -8,7 +9,6 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from test_query_shapes import pytestmark, shapes  # noqa: F401  the shapes-world atlas, cached under out/test_cache
 from test_serve_api import client, image, pixels  # noqa: F401
 

@@ -1,4 +1,5 @@
 """Small things users hit (issue 16, item 5), one test each."""
+
 import io
 
 import pytest
@@ -110,14 +111,23 @@ def test_export_formats_of_one_stem_keep_their_own_manifests(tmp_path):
         assert manifest["file"] == f"lib{suffix}" and manifest["format"] == suffix[1:]
 
 
-SMALL = dict(num_images=2, num_samples=300, stats_chunk_size=100, batch_size=8, chunk_channels=8,
-             vocabulary=["red", "green", "blue", "shape"], templates=["a photo of a {}.", "a {}."], neutral="shape",
-             progress=False)
+SMALL = dict(
+    num_images=2,
+    num_samples=300,
+    stats_chunk_size=100,
+    batch_size=8,
+    chunk_channels=8,
+    vocabulary=["red", "green", "blue", "shape"],
+    templates=["a photo of a {}.", "a {}."],
+    neutral="shape",
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
 def models():
     from conftest import tiny_clip_config
+
     from models.clip import load_clip
     from models.stylegan2 import small_generator
 

@@ -1,4 +1,5 @@
 """StyleGAN2 generator: protocol shapes, StyleSpace layout, checkpoint round trips and clear errors."""
+
 import math
 import os
 import pickle
@@ -86,7 +87,12 @@ def test_ffhq_config_f_stylespace_layout():
     assert conv[:10] == [512] * 10 and conv[10:] == [256, 256, 128, 128, 64, 64, 32]
     layers = gen.style_layers
     assert [(l["kind"], l["resolution"], l["w_index"]) for l in layers[:5]] == [
-        ("conv", 4, 0), ("torgb", 4, 1), ("conv", 8, 1), ("conv", 8, 2), ("torgb", 8, 3)]
+        ("conv", 4, 0),
+        ("torgb", 4, 1),
+        ("conv", 8, 1),
+        ("conv", 8, 2),
+        ("torgb", 8, 3),
+    ]
     assert sum(p.numel() for p in gen.parameters()) > 28_000_000
 
 
@@ -185,8 +191,10 @@ def _bad_files(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "text.pt").write_text("definitely not a checkpoint")
     torch.save({"d": {"convs.0.0.weight": torch.zeros(1)}}, tmp_path / "disc.pt")
-    torch.save({"state_dict": {"mapper.coarse_mapping.mapping.1.weight": torch.zeros(2, 2)}, "opts": {}},
-               tmp_path / "mapper.pt")
+    torch.save(
+        {"state_dict": {"mapper.coarse_mapping.mapping.1.weight": torch.zeros(2, 2)}, "opts": {}},
+        tmp_path / "mapper.pt",
+    )
     sd = gen.state_dict()
     sd["convs.1.conv.weight"] = torch.zeros(1, 8, 5, 3, 3)
     torch.save({"g_ema": sd}, tmp_path / "shapes.pt")
@@ -196,9 +204,15 @@ def _bad_files(tmp_path):
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"g_ema": _Evil()}, f, protocol=2)
     return {
-        "missing.pt": "does not exist", "truncated.pt": "truncated or corrupt", "empty.pt": "empty",
-        "text.pt": "not a readable", "disc.pt": "discriminator", "mapper.pt": "mapper",
-        "shapes.pt": "inconsistent shapes", "nan.pt": "non-finite", "evil.pt": "not loaded for safety",
+        "missing.pt": "does not exist",
+        "truncated.pt": "truncated or corrupt",
+        "empty.pt": "empty",
+        "text.pt": "not a readable",
+        "disc.pt": "discriminator",
+        "mapper.pt": "mapper",
+        "shapes.pt": "inconsistent shapes",
+        "nan.pt": "non-finite",
+        "evil.pt": "not loaded for safety",
     }
 
 

@@ -1,4 +1,5 @@
 """Text side (SPEC §4): templates, template-averaged phrase embeddings t(p), text directions Δt."""
+
 import hashlib
 
 import pytest
@@ -19,8 +20,9 @@ class HashEmbedder:
 
     def encode_text(self, texts):
         self.calls.append(len(texts))
-        rows = [torch.tensor(list(hashlib.sha256(t.encode()).digest()[:16]), dtype=torch.float32) - 127.5
-                for t in texts]
+        rows = [
+            torch.tensor(list(hashlib.sha256(t.encode()).digest()[:16]), dtype=torch.float32) - 127.5 for t in texts
+        ]
         return F.normalize(torch.stack(rows), dim=-1)
 
     def encode_image(self, images):
@@ -41,8 +43,12 @@ def test_user_template_file_is_validated(tmp_path):
     (tmp_path / "no_slot.txt").write_text("a photo of {}.\na photo\n")
     (tmp_path / "latin1.txt").write_bytes("une photo d'un {} à Paris\n".encode("latin-1"))
     (tmp_path / "blank.txt").write_text("\n  \n")
-    for name, match in [("no_slot.txt", "template 2 .*has no"), ("latin1.txt", "not UTF-8"),
-                        ("blank.txt", "no templates"), ("missing.txt", "does not exist")]:
+    for name, match in [
+        ("no_slot.txt", "template 2 .*has no"),
+        ("latin1.txt", "not UTF-8"),
+        ("blank.txt", "no templates"),
+        ("missing.txt", "does not exist"),
+    ]:
         with pytest.raises(AtlasError, match=match):
             load_templates(tmp_path / name)
 

@@ -4,6 +4,7 @@
 pixels; `generator.pt`, `clip_config.json` + `clip.safetensors` and `vocabulary.txt` are the shipped models
 (see MODEL_CARD.md).
 """
+
 import argparse
 import dataclasses
 from pathlib import Path
@@ -21,5 +22,6 @@ def config_from_args(config_class, description: str, argv=None):
     for f in dataclasses.fields(config_class):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     return config_class(**vars(parser.parse_args(argv)))
+
 
 __all__ = ["DEMO_DIR", "NEUTRAL", "VOCABULARY"]

@@ -4,6 +4,7 @@ A caption mentions a random subset of the attributes in a random phrasing ("a re
 on a light background", "circle", "a photo of the small blue square."). Its `spec` row records what it
 mentions (-1 = not mentioned), so a batch knows every image a caption truly describes, not only its own.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,14 +39,24 @@ def _phrase(truth: np.ndarray, mention: np.ndarray, form: int) -> str:
     return " ".join(w for w in (*adjectives, noun, bg_phrase, pos) if w)
 
 
-def random_captions(attrs: dict, rng: np.random.Generator, templates: list[str] | None = None,
-                    ) -> tuple[list[str], np.ndarray]:
+def random_captions(
+    attrs: dict,
+    rng: np.random.Generator,
+    templates: list[str] | None = None,
+) -> tuple[list[str], np.ndarray]:
     """One varied caption per record, and spec [n, 6]: the truth where mentioned, -1 elsewhere."""
     truth = attribute_table(attrs)
     n = len(truth)
-    m = np.stack([rng.random(n) < MENTION_P["shape"], rng.random(n) < MENTION_P["colour"],
-                  rng.random(n) < MENTION_P["size"], rng.random(n) < MENTION_P["background"],
-                  rng.random(n) < MENTION_P["position"]], 1)  # [n, 5]
+    m = np.stack(
+        [
+            rng.random(n) < MENTION_P["shape"],
+            rng.random(n) < MENTION_P["colour"],
+            rng.random(n) < MENTION_P["size"],
+            rng.random(n) < MENTION_P["background"],
+            rng.random(n) < MENTION_P["position"],
+        ],
+        1,
+    )  # [n, 5]
     none = ~m.any(1)
     m[none, rng.integers(0, 4, int(none.sum()))] = True  # always mention something
     forms = rng.integers(0, 4, n)

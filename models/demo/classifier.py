@@ -7,6 +7,7 @@ centroid; the best soft IoU names the shape. An image is `valid` when it holds o
 colour within COLOUR_TOLERANCE, a uniform background, enough contrast, a shape fit of at least MIN_IOU, sharp
 edges (not a blurred blob) and almost every pixel explained as a blend of the two colours.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,9 +26,12 @@ MIN_STEEPNESS = 0.45  # rendered edges measure >= 0.52, after a 1-2-1 blur >= 0.
 SIZE_THRESHOLD = (world.RADIUS_RANGE[0][1] + world.RADIUS_RANGE[1][0]) / 2  # radius in px: small below
 
 # shape area in units of radius**2, for the geometry in world.shape_sdf
-_AREA = dict(circle=np.pi, square=(2 * world.EXTENT["square"]) ** 2,
-             triangle=(2 * world.EXTENT["triangle"]) ** 2 * np.sqrt(3) / 4,
-             cross=2 * (2 * world.EXTENT["cross"]) * 0.7 - 0.7 ** 2)
+_AREA = dict(
+    circle=np.pi,
+    square=(2 * world.EXTENT["square"]) ** 2,
+    triangle=(2 * world.EXTENT["triangle"]) ** 2 * np.sqrt(3) / 4,
+    cross=2 * (2 * world.EXTENT["cross"]) * 0.7 - 0.7**2,
+)
 
 
 def _border(x: np.ndarray) -> np.ndarray:
@@ -44,15 +48,16 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     valid (bool).
     """
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != world.RESOLUTION:
-        raise ValueError(f"classify takes [n, 3, {world.RESOLUTION}, {world.RESOLUTION}] images, got "
-                         f"{tuple(images.shape)}")
+        raise ValueError(
+            f"classify takes [n, 3, {world.RESOLUTION}, {world.RESOLUTION}] images, got {tuple(images.shape)}"
+        )
     x = ((images.detach().float().cpu().numpy() + 1) / 2).clip(0, 1)  # [n, 3, R, R] in [0, 1]
     n = x.shape[0]
     ring = _border(x)  # [n, 3, P]
     bg = np.median(ring, axis=2)  # [n, 3]
     border_std = np.sqrt(((ring - bg[:, :, None]) ** 2).sum(1).mean(1))  # [n]
     diff = x - bg[:, :, None, None]  # [n, 3, R, R]
-    dist = np.sqrt((diff ** 2).sum(1))  # [n, R, R]
+    dist = np.sqrt((diff**2).sum(1))  # [n, R, R]
     core = dist >= 0.75 * dist.reshape(n, -1).max(1)[:, None, None]  # [n, R, R]
     rgb = (x * core[:, None]).sum((2, 3)) / np.maximum(core.sum((1, 2)), 1)[:, None]  # [n, 3]
     axis = rgb - bg  # [n, 3]
@@ -68,7 +73,7 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     gx = np.pad(np.abs(np.diff(mask, axis=2)), ((0, 0), (0, 0), (0, 1)))
     gy = np.pad(np.abs(np.diff(mask, axis=1)), ((0, 0), (0, 1), (0, 0)))
     g = np.maximum(gx, gy)  # [n, R, R]
-    steepness = (g ** 2).sum((1, 2)) / np.maximum(g.sum((1, 2)), 1e-6)  # [n]
+    steepness = (g**2).sum((1, 2)) / np.maximum(g.sum((1, 2)), 1e-6)  # [n]
 
     # colour: nearest named colour to the shape colour
     d_col = np.linalg.norm(rgb[:, None, :] - world.COLOUR_RGB[None], axis=2)  # [n, 6]
@@ -99,13 +104,33 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     span = np.maximum(hi - lo, 1e-6)
 
     iou = ious[pick, shape]
-    valid = ((colour_distance < COLOUR_TOLERANCE) & (iou >= MIN_IOU) & (contrast >= MIN_CONTRAST)
-             & (border_std <= MAX_BORDER_STD) & (unexplained <= MAX_UNEXPLAINED) & (steepness >= MIN_STEEPNESS))
-    return dict(shape=shape, colour=colour, size=(radius >= SIZE_THRESHOLD).astype(np.int64),
-                background=(bg.mean(1) >= 0.5).astype(np.int64), x=((mx - lo) / span).clip(0, 1),
-                y=((cy - lo) / span).clip(0, 1), cx=mx, cy=cy, grey=bg.mean(1), radius=radius, rgb=rgb, iou=iou,
-                colour_distance=colour_distance, contrast=contrast, unexplained=unexplained, steepness=steepness,
-                valid=valid)
+    valid = (
+        (colour_distance < COLOUR_TOLERANCE)
+        & (iou >= MIN_IOU)
+        & (contrast >= MIN_CONTRAST)
+        & (border_std <= MAX_BORDER_STD)
+        & (unexplained <= MAX_UNEXPLAINED)
+        & (steepness >= MIN_STEEPNESS)
+    )
+    return dict(
+        shape=shape,
+        colour=colour,
+        size=(radius >= SIZE_THRESHOLD).astype(np.int64),
+        background=(bg.mean(1) >= 0.5).astype(np.int64),
+        x=((mx - lo) / span).clip(0, 1),
+        y=((cy - lo) / span).clip(0, 1),
+        cx=mx,
+        cy=cy,
+        grey=bg.mean(1),
+        radius=radius,
+        rgb=rgb,
+        iou=iou,
+        colour_distance=colour_distance,
+        contrast=contrast,
+        unexplained=unexplained,
+        steepness=steepness,
+        valid=valid,
+    )
 
 
 def accuracy(pred: dict, truth: dict) -> dict[str, float]:

@@ -1,4 +1,5 @@
 """Zero-shot attribute accuracy of an embedder on shapes-world images (template-averaged class prompts)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def held_out(n: int = 1000, seed: int = 12345) -> tuple[torch.Tensor, dict]:
 def generator_samples(gen, n: int = 1000, psi: float = 0.7, seed: int = 0, batch: int = 250):
     """(z [n, z_dim], images [n, 3, R, R]) for n seeded z at truncation psi, noise "const"."""
     z = torch.randn(n, gen.z_dim, generator=torch.Generator().manual_seed(seed))  # [n, z_dim]
-    images = torch.cat([gen(z[i:i + batch], psi=psi) for i in range(0, n, batch)])
+    images = torch.cat([gen(z[i : i + batch], psi=psi) for i in range(0, n, batch)])
     return z, images
 
 
@@ -56,19 +57,28 @@ EDIT_ATTRIBUTES = (*world.ATTRIBUTE_NAMES, "position")
 # one "unit" of each attribute, for comparing continuous shifts: the mean RGB distance between two named
 # colours, the gap between the dark and light backgrounds' mean greys, between the generator's two radii
 # (px), and about the span of shape centres it draws (px); shape has no scale: its shift is the flip rate
-SHIFT_UNITS = dict(colour=float(np.mean([np.linalg.norm(a - b) for i, a in enumerate(world.COLOUR_RGB)
-                                         for b in world.COLOUR_RGB[i + 1:]])),
-                   background=float(np.mean(world.BRIGHTNESS_RANGE[1]) - np.mean(world.BRIGHTNESS_RANGE[0])),
-                   size=float(np.mean(world.RADIUS_RANGE[1]) - np.mean(world.RADIUS_RANGE[0])), position=8.0)
+SHIFT_UNITS = dict(
+    colour=float(
+        np.mean([np.linalg.norm(a - b) for i, a in enumerate(world.COLOUR_RGB) for b in world.COLOUR_RGB[i + 1 :]])
+    ),
+    background=float(np.mean(world.BRIGHTNESS_RANGE[1]) - np.mean(world.BRIGHTNESS_RANGE[0])),
+    size=float(np.mean(world.RADIUS_RANGE[1]) - np.mean(world.RADIUS_RANGE[0])),
+    position=8.0,
+)
 
 
 def _shifts(a: dict, b: dict) -> np.ndarray:
     """[n, 5] how far each attribute moved between two classifications, in SHIFT_UNITS (shape: 0 or 1)."""
-    return np.stack([(a["shape"] != b["shape"]).astype(np.float64),
-                     np.linalg.norm(a["rgb"] - b["rgb"], axis=1) / SHIFT_UNITS["colour"],
-                     np.abs(a["radius"] - b["radius"]) / SHIFT_UNITS["size"],
-                     np.abs(a["grey"] - b["grey"]) / SHIFT_UNITS["background"],
-                     np.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]) / SHIFT_UNITS["position"]], 1)
+    return np.stack(
+        [
+            (a["shape"] != b["shape"]).astype(np.float64),
+            np.linalg.norm(a["rgb"] - b["rgb"], axis=1) / SHIFT_UNITS["colour"],
+            np.abs(a["radius"] - b["radius"]) / SHIFT_UNITS["size"],
+            np.abs(a["grey"] - b["grey"]) / SHIFT_UNITS["background"],
+            np.hypot(a["cx"] - b["cx"], a["cy"] - b["cy"]) / SHIFT_UNITS["position"],
+        ],
+        1,
+    )
 
 
 def _changed(a: dict, b: dict) -> np.ndarray:
@@ -79,8 +89,9 @@ def _changed(a: dict, b: dict) -> np.ndarray:
 
 
 @torch.no_grad()
-def channel_effects(gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed: int = 0,
-                    stats_samples: int = 2000, batch: int = 512) -> list[dict]:
+def channel_effects(
+    gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed: int = 0, stats_samples: int = 2000, batch: int = 512
+) -> list[dict]:
     """Per conv StyleSpace channel: what the pixel classifier sees change when the channel is set to
     mu +- alpha sigma (SPEC §3's perturbation) in n psi-truncated samples.
 
@@ -99,7 +110,7 @@ def channel_effects(gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed
     jobs = [(l, c) for l in range(len(base)) if l not in gen.rgb_layers for c in range(base[l].shape[1])]
     records = []
     for start in range(0, len(jobs), max(1, batch // (2 * n))):
-        chunk = jobs[start:start + max(1, batch // (2 * n))]
+        chunk = jobs[start : start + max(1, batch // (2 * n))]
         styles = [s.repeat(2 * len(chunk), 1) for s in base]  # [(2 * len(chunk) * n), width]
         for j, (l, c) in enumerate(chunk):
             for k, sign in enumerate((1.0, -1.0)):
@@ -107,14 +118,20 @@ def channel_effects(gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed
                 styles[l][rows, c] = mu[l][c] + sign * alpha * sigma[l][c]
         pred = classify(gen.synthesize(styles))
         for j, (l, c) in enumerate(chunk):
-            plus = {k: v[2 * j * n:(2 * j + 1) * n] for k, v in pred.items()}
-            minus = {k: v[(2 * j + 1) * n:(2 * j + 2) * n] for k, v in pred.items()}
+            plus = {k: v[2 * j * n : (2 * j + 1) * n] for k, v in pred.items()}
+            minus = {k: v[(2 * j + 1) * n : (2 * j + 2) * n] for k, v in pred.items()}
             ok = plus["valid"] & minus["valid"]
             rates = _changed(plus, minus)[ok].mean(0) if ok.any() else np.zeros(len(EDIT_ATTRIBUTES))
             shifts = _shifts(plus, minus)[ok].mean(0) if ok.any() else np.zeros(len(EDIT_ATTRIBUTES))
-            records.append(dict(layer=l, channel=c, valid=float(ok.mean()),
-                                rates={a: float(r) for a, r in zip(EDIT_ATTRIBUTES, rates)},
-                                shifts={a: float(r) for a, r in zip(EDIT_ATTRIBUTES, shifts)}))
+            records.append(
+                dict(
+                    layer=l,
+                    channel=c,
+                    valid=float(ok.mean()),
+                    rates={a: float(r) for a, r in zip(EDIT_ATTRIBUTES, rates)},
+                    shifts={a: float(r) for a, r in zip(EDIT_ATTRIBUTES, shifts)},
+                )
+            )
     return records
 
 
@@ -134,18 +151,22 @@ def _one_attribute_channels(records: list[dict], key: str, min_valid: float, sta
     return out
 
 
-def single_attribute_channels(records: list[dict], min_valid: float = 0.5, min_rate: float = 0.5,
-                              max_other: float = 0.1) -> dict[str, list[dict]]:
+def single_attribute_channels(
+    records: list[dict], min_valid: float = 0.5, min_rate: float = 0.5, max_other: float = 0.1
+) -> dict[str, list[dict]]:
     """Channels whose +- edit changes exactly one attribute: that attribute in >= min_rate of the valid
     samples, every other attribute in <= max_other; per attribute, strongest first."""
-    return _one_attribute_channels(records, "rates", min_valid,
-                                   lambda best, others: best >= min_rate and others <= max_other)
+    return _one_attribute_channels(
+        records, "rates", min_valid, lambda best, others: best >= min_rate and others <= max_other
+    )
 
 
-def dominant_attribute_channels(records: list[dict], min_valid: float = 0.5, min_shift: float = 0.2,
-                                max_ratio: float = 0.25) -> dict[str, list[dict]]:
+def dominant_attribute_channels(
+    records: list[dict], min_valid: float = 0.5, min_shift: float = 0.2, max_ratio: float = 0.25
+) -> dict[str, list[dict]]:
     """Channels whose +- edit moves one attribute by >= min_shift of its unit (SHIFT_UNITS; shape: flip
     rate) and every other by <= max_ratio of that: the continuous reading of "changes one attribute" (a
     channel can move a shape 2 px or shade its colour without flipping a class); per attribute, strongest first."""
-    return _one_attribute_channels(records, "shifts", min_valid,
-                                   lambda best, others: best >= min_shift and others <= max_ratio * best)
+    return _one_attribute_channels(
+        records, "shifts", min_valid, lambda best, others: best >= min_shift and others <= max_ratio * best
+    )

@@ -1,5 +1,6 @@
 """Judging text edits on the shapes world with the pixel classifier (not CLIP): which attribute a prompt asks
 for, fresh samples that do not have it yet, and the share of edits that reached it and kept the rest."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,10 +10,12 @@ from models.demo import world
 from models.demo.classifier import classify
 
 # the attribute each attribute word sets, and the value it asks for
-TARGETS = {**{c: ("colour", i) for i, c in enumerate(world.COLOURS)},
-           **{s: ("shape", i) for i, s in enumerate(world.SHAPES)},
-           **{s: ("size", i) for i, s in enumerate(world.SIZES)},
-           **{f"{b} background": ("background", i) for i, b in enumerate(world.BACKGROUNDS)}}
+TARGETS = {
+    **{c: ("colour", i) for i, c in enumerate(world.COLOURS)},
+    **{s: ("shape", i) for i, s in enumerate(world.SHAPES)},
+    **{s: ("size", i) for i, s in enumerate(world.SIZES)},
+    **{f"{b} background": ("background", i) for i, b in enumerate(world.BACKGROUNDS)},
+}
 
 
 def redness(rgb: np.ndarray) -> np.ndarray:

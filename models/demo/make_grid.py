@@ -1,7 +1,8 @@
 """Write docs/demo_samples.png: 16 demo-generator samples at psi 0.7 (fixed seed), 4x4, nearest-upscaled.
 
-    python -m models.demo.make_grid [--generator demo] [--out docs/demo_samples.png] [--seed 0]
+python -m models.demo.make_grid [--generator demo] [--out docs/demo_samples.png] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ def image_grid(images: torch.Tensor, columns: int = 4, cell: int = 128, gap: int
     canvas = torch.full((3, rows * (cell + gap) + gap, columns * (cell + gap) + gap), 255, dtype=torch.uint8)
     for i, img in enumerate(x):
         top, left = gap + (i // columns) * (cell + gap), gap + (i % columns) * (cell + gap)
-        canvas[:, top:top + cell, left:left + cell] = img
+        canvas[:, top : top + cell, left : left + cell] = img
     return Image.fromarray(canvas.permute(1, 2, 0).numpy())
 
 

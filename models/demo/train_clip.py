@@ -7,6 +7,7 @@ Every batch is freshly rendered from a seeded numpy Generator. The loss is CLIP'
 with one difference: a caption that mentions only some attributes ("a red circle") is a positive for every
 image in the batch it truly describes (multi-positive soft targets), because the ground truth is known.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,17 @@ def build_model(seed: int = 0) -> open_clip.CLIP:
         torch.manual_seed(seed)
         model = open_clip.CLIP(**json.loads(json.dumps(cfg)))
     pp = CLIP_CONFIG["preprocess_cfg"]
-    open_clip.set_model_preprocess_cfg(model, dict(size=32, mean=tuple(pp["mean"]), std=tuple(pp["std"]),
-                                                   interpolation="bicubic", resize_mode="shortest", fill_color=0))
+    open_clip.set_model_preprocess_cfg(
+        model,
+        dict(
+            size=32,
+            mean=tuple(pp["mean"]),
+            std=tuple(pp["std"]),
+            interpolation="bicubic",
+            resize_mode="shortest",
+            fill_color=0,
+        ),
+    )
     return model
 
 
@@ -123,8 +133,10 @@ def export(model: open_clip.CLIP, out_dir: Path) -> None:
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    sd = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
-          for k, v in model.state_dict().items()}
+    sd = {
+        k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous()
+        for k, v in model.state_dict().items()
+    }
     with atomic_path(out_dir / "clip.safetensors") as tmp:
         save_file(sd, str(tmp))
     with atomic_path(out_dir / "clip_config.json") as tmp:
@@ -138,8 +150,12 @@ def train(cfg: ClipTrainConfig) -> open_clip.CLIP:
     model = build_model(cfg.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0)],
-                            lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(
+        [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0)],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     ckpt_path, start = work / "checkpoint.pt", 0
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -169,14 +185,19 @@ def train(cfg: ClipTrainConfig) -> open_clip.CLIP:
         opt.step()
         done = step + 1
         if done % 20 == 0:
-            print(f"step {done}/{cfg.steps} loss {loss.item():.4f} scale {model.logit_scale.exp().item():.1f} "
-                  f"lr {lr_at(step, cfg):.2e} {time.time() - t0:.0f}s", flush=True)
+            print(
+                f"step {done}/{cfg.steps} loss {loss.item():.4f} scale {model.logit_scale.exp().item():.1f} "
+                f"lr {lr_at(step, cfg):.2e} {time.time() - t0:.0f}s",
+                flush=True,
+            )
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             with atomic_path(ckpt_path) as tmp:
                 torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=done), tmp)
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            print(f"step {done} zero-shot (500 held-out, 79 templates): {evaluate(model, eval_images, eval_attrs)}",
-                  flush=True)
+            print(
+                f"step {done} zero-shot (500 held-out, 79 templates): {evaluate(model, eval_images, eval_attrs)}",
+                flush=True,
+            )
     export(model, Path(cfg.out_dir))
     print(f"trained {cfg.steps - start} steps in {time.time() - t0:.0f}s; wrote {cfg.out_dir}", flush=True)
     return model

@@ -10,6 +10,7 @@ z is pixel-normalised first, as the mapping network sees it). The world renderer
 loss is a pixel loss (`pixel_loss`). Three stages (see `train`): synthesis + a linear attribute encoder,
 then the mapping network regressing the encoder's w, then everything end to end from z with truncation.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,10 +66,18 @@ def attributes_from_z(z: torch.Tensor) -> dict[str, np.ndarray]:
     zn = z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)  # PixelNorm, as the mapping sees z
     size = (zn[:, Z_SIZE] > 0).long().numpy()
     background = (zn[:, Z_BACKGROUND] > 0).long().numpy()
-    attrs = dict(colour=zn[:, Z_COLOUR].argmax(1).numpy(), shape=zn[:, Z_SHAPE].argmax(1).numpy(), size=size,
-                 background=background, x=_phi(zn[:, Z_X]), y=_phi(zn[:, Z_Y]))
-    for key, rng_key, idx, lo_hi in (("radius", Z_RADIUS, size, world.RADIUS_RANGE),
-                                     ("brightness", Z_BRIGHTNESS, background, world.BRIGHTNESS_RANGE)):
+    attrs = dict(
+        colour=zn[:, Z_COLOUR].argmax(1).numpy(),
+        shape=zn[:, Z_SHAPE].argmax(1).numpy(),
+        size=size,
+        background=background,
+        x=_phi(zn[:, Z_X]),
+        y=_phi(zn[:, Z_Y]),
+    )
+    for key, rng_key, idx, lo_hi in (
+        ("radius", Z_RADIUS, size, world.RADIUS_RANGE),
+        ("brightness", Z_BRIGHTNESS, background, world.BRIGHTNESS_RANGE),
+    ):
         lo = np.array([lo_hi[0][0], lo_hi[1][0]], np.float32)[idx]
         hi = np.array([lo_hi[0][1], lo_hi[1][1]], np.float32)[idx]
         attrs[key] = lo + (hi - lo) * _phi(zn[:, rng_key])
@@ -94,8 +103,9 @@ def attribute_code(attrs: dict) -> torch.Tensor:
     c = len(world.COLOURS) + len(world.SHAPES)
     code[:, c] = attrs["size"] * 2 - 1
     code[:, c + 1] = attrs["background"] * 2 - 1
-    for j, (key, idx, lo_hi) in enumerate((("radius", "size", world.RADIUS_RANGE),
-                                           ("brightness", "background", world.BRIGHTNESS_RANGE))):
+    for j, (key, idx, lo_hi) in enumerate(
+        (("radius", "size", world.RADIUS_RANGE), ("brightness", "background", world.BRIGHTNESS_RANGE))
+    ):
         lo = np.array([lo_hi[0][0], lo_hi[1][0]], np.float32)[attrs[idx]]
         hi = np.array([lo_hi[0][1], lo_hi[1][1]], np.float32)[attrs[idx]]
         code[:, c + 2 + j] = 2 * (attrs[key] - lo) / (hi - lo) - 1
@@ -104,16 +114,22 @@ def attribute_code(attrs: dict) -> torch.Tensor:
     return torch.from_numpy(code)
 
 
-MEAN_CODE = torch.cat([torch.full((len(world.COLOURS),), 1 / len(world.COLOURS)),
-                       torch.full((len(world.SHAPES),), 1 / len(world.SHAPES)), torch.zeros(6)])
+MEAN_CODE = torch.cat(
+    [
+        torch.full((len(world.COLOURS),), 1 / len(world.COLOURS)),
+        torch.full((len(world.SHAPES),), 1 / len(world.SHAPES)),
+        torch.zeros(6),
+    ]
+)
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-def pixel_loss(fake: torch.Tensor, target: torch.Tensor, edge_weight: float = 4.0,
-               region_weight: float = 0.0) -> torch.Tensor:
+def pixel_loss(
+    fake: torch.Tensor, target: torch.Tensor, edge_weight: float = 4.0, region_weight: float = 0.0
+) -> torch.Tensor:
     """L1 (edge band weighted 1 + edge_weight) + MSE + L1 of image gradients + L1 at half resolution.
 
     Plain L1/MSE learned colour, size and position fast but left round blobs for every shape: the shape
@@ -149,8 +165,14 @@ def _batch(cfg: GeneratorTrainConfig, stage: int, step: int, n: int):
     return z, attributes_from_z(z), torch.from_numpy(psi.astype(np.float32))
 
 
-def mapping_loss(w: torch.Tensor, attrs: dict, encoder: torch.nn.Linear, w_var: torch.Tensor,
-                 margin_weight: float = 0.1, sharpness: float = 5.0) -> torch.Tensor:
+def mapping_loss(
+    w: torch.Tensor,
+    attrs: dict,
+    encoder: torch.nn.Linear,
+    w_var: torch.Tensor,
+    margin_weight: float = 0.1,
+    sharpness: float = 5.0,
+) -> torch.Tensor:
     """Variance-normalised MSE to E(code) plus classification terms on the code read back from w.
 
     MSE alone learns the argmax boundaries of the map slowly (blended colours near them); cross-entropy on
@@ -161,10 +183,11 @@ def mapping_loss(w: torch.Tensor, attrs: dict, encoder: torch.nn.Linear, w_var: 
     code = (w - encoder.bias) @ decoder.T  # [B, CODE_DIM]
     n_col, n_shape = len(world.COLOURS), len(world.SHAPES)
     c = n_col + n_shape
-    ce = (F.cross_entropy(sharpness * code[:, :n_col], torch.from_numpy(attrs["colour"]))
-          + F.cross_entropy(sharpness * code[:, n_col:c], torch.from_numpy(attrs["shape"])))
+    ce = F.cross_entropy(sharpness * code[:, :n_col], torch.from_numpy(attrs["colour"])) + F.cross_entropy(
+        sharpness * code[:, n_col:c], torch.from_numpy(attrs["shape"])
+    )
     signs = torch.from_numpy(np.stack([attrs["size"], attrs["background"]], 1) * 2 - 1).float()  # [B, 2]
-    margin = F.softplus(-sharpness * code[:, c:c + 2] * signs).mean()
+    margin = F.softplus(-sharpness * code[:, c : c + 2] * signs).mean()
     return ((w - w_target).square() / w_var).mean() + margin_weight * (ce + margin)
 
 
@@ -202,8 +225,12 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         encoder = torch.nn.Linear(CODE_DIM, gen.w_dim)  # E: attribute code -> w
     synthesis = [p for n, p in gen.named_parameters() if not n.startswith("style.")]
     mapping = [p for n, p in gen.named_parameters() if n.startswith("style.")]
-    stages = [("synthesis", cfg.synthesis_steps), ("mapping", cfg.mapping_steps), ("joint", cfg.joint_steps),
-              ("refine", cfg.refine_steps)]
+    stages = [
+        ("synthesis", cfg.synthesis_steps),
+        ("mapping", cfg.mapping_steps),
+        ("joint", cfg.joint_steps),
+        ("refine", cfg.refine_steps),
+    ]
     stage, step, opt_state = 0, 0, None
     ckpt_path = work / "checkpoint.pt"
     if ckpt_path.exists():
@@ -218,10 +245,12 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     while stage < len(stages):
         name, steps = stages[stage]
         # the mapping's stored weights need a larger lr than the synthesis (lr_mul 0.01), also when joint
-        groups = dict(synthesis=[(synthesis + list(encoder.parameters()), cfg.lr)],
-                      mapping=[(mapping, cfg.mapping_lr)],
-                      joint=[(synthesis, cfg.joint_lr), (mapping, cfg.joint_lr * cfg.mapping_lr / cfg.lr)],
-                      refine=[(synthesis, cfg.refine_lr), (mapping, cfg.refine_lr * cfg.mapping_lr / cfg.lr)])[name]
+        groups = dict(
+            synthesis=[(synthesis + list(encoder.parameters()), cfg.lr)],
+            mapping=[(mapping, cfg.mapping_lr)],
+            joint=[(synthesis, cfg.joint_lr), (mapping, cfg.joint_lr * cfg.mapping_lr / cfg.lr)],
+            refine=[(synthesis, cfg.refine_lr), (mapping, cfg.refine_lr * cfg.mapping_lr / cfg.lr)],
+        )[name]
         opt = torch.optim.Adam([dict(params=p, lr=lr, base=lr) for p, lr in groups], betas=(0.9, 0.99))
         if opt_state is not None:
             opt.load_state_dict(opt_state)
@@ -255,8 +284,15 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             if done % 50 == 0:
                 print(f"{name} {done}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
             if done % cfg.checkpoint_every == 0 and done < steps:
-                _save(ckpt_path, gen=gen.state_dict(), encoder=encoder.state_dict(), stage=stage, step=done,
-                      opt=opt.state_dict(), mean_w=gen.mean_w.clone())
+                _save(
+                    ckpt_path,
+                    gen=gen.state_dict(),
+                    encoder=encoder.state_dict(),
+                    stage=stage,
+                    step=done,
+                    opt=opt.state_dict(),
+                    mean_w=gen.mean_w.clone(),
+                )
         stage, step = stage + 1, 0
         _save(ckpt_path, gen=gen.state_dict(), encoder=encoder.state_dict(), stage=stage, step=0, opt=None)
     gen.update_mean_w(n=10_000, seed=cfg.seed)  # latent_avg: the mean of mapping(z) over 10,000 seeded z

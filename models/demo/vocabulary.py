@@ -1,18 +1,43 @@
 """The shapes world's default atlas vocabulary: attribute words, their combinations and distractors.
 
-    python -m models.demo.vocabulary      # rewrites models/demo/vocabulary.txt from the world's names
+python -m models.demo.vocabulary      # rewrites models/demo/vocabulary.txt from the world's names
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 from index.io import atomic_path
 from models.demo import VOCABULARY
 from models.demo.world import BACKGROUNDS, COLOURS, HORIZONTAL, NEUTRAL, SHAPES, SIZES, VERTICAL
 
 # words the demo CLIP never saw in training; a good atlas ranks them below the world's own words
-DISTRACTORS = ("dog", "cat", "car", "face", "tree", "house", "water", "music", "smiling", "hair", "happy",
-               "night", "pink", "white", "black", "brown", "grey", "striped", "hexagon", "star", "heart",
-               "moon", "rectangle", "oval", "blurry", "text")
+DISTRACTORS = (
+    "dog",
+    "cat",
+    "car",
+    "face",
+    "tree",
+    "house",
+    "water",
+    "music",
+    "smiling",
+    "hair",
+    "happy",
+    "night",
+    "pink",
+    "white",
+    "black",
+    "brown",
+    "grey",
+    "striped",
+    "hexagon",
+    "star",
+    "heart",
+    "moon",
+    "rectangle",
+    "oval",
+    "blurry",
+    "text",
+)
 
 
 def default_vocabulary() -> list[str]:

@@ -4,6 +4,7 @@ Every image is drawn from attributes (shape, colour, size, background, position)
 signed-distance renderer, so the truth behind every pixel is known. Randomness comes only from the
 numpy Generator passed in.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,14 +13,17 @@ import torch
 RESOLUTION = 32  # images are RESOLUTION x RESOLUTION
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
-COLOUR_RGB = np.array([  # [6, 3] in [0, 1], the centre of each named colour
-    [0.90, 0.12, 0.12],
-    [0.98, 0.55, 0.05],
-    [0.95, 0.88, 0.10],
-    [0.15, 0.72, 0.20],
-    [0.15, 0.30, 0.95],
-    [0.60, 0.20, 0.80],
-], dtype=np.float32)
+COLOUR_RGB = np.array(
+    [  # [6, 3] in [0, 1], the centre of each named colour
+        [0.90, 0.12, 0.12],
+        [0.98, 0.55, 0.05],
+        [0.95, 0.88, 0.10],
+        [0.15, 0.72, 0.20],
+        [0.15, 0.30, 0.95],
+        [0.60, 0.20, 0.80],
+    ],
+    dtype=np.float32,
+)
 SIZES = ("small", "large")
 BACKGROUNDS = ("dark", "light")
 HORIZONTAL = ("left", "center", "right")
@@ -51,8 +55,11 @@ def sample_attributes(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]
     if not isinstance(rng, np.random.Generator):
         raise TypeError("sample_attributes needs a numpy Generator, e.g. np.random.default_rng(0)")
     attrs = dict(
-        shape=rng.integers(0, len(SHAPES), n), colour=rng.integers(0, len(COLOURS), n),
-        size=rng.integers(0, len(SIZES), n), background=rng.integers(0, len(BACKGROUNDS), n))
+        shape=rng.integers(0, len(SHAPES), n),
+        colour=rng.integers(0, len(COLOURS), n),
+        size=rng.integers(0, len(SIZES), n),
+        background=rng.integers(0, len(BACKGROUNDS), n),
+    )
     attrs["radius"] = _uniform(rng, RADIUS_RANGE, attrs["size"])
     attrs["brightness"] = _uniform(rng, BRIGHTNESS_RANGE, attrs["background"])
     jitter = rng.uniform(-COLOUR_JITTER, COLOUR_JITTER, (n, 3)).astype(np.float32)
@@ -89,14 +96,14 @@ def shape_sdf(shape: np.ndarray, cx, cy, radius, resolution: int = RESOLUTION) -
             continue
         rk, axk, ayk, dxk, dyk = r[m], ax[m], ay[m], dx[m], dy[m]
         if name == "circle":
-            d = np.sqrt(dxk ** 2 + dyk ** 2) - rk
+            d = np.sqrt(dxk**2 + dyk**2) - rk
         elif name == "square":
             d = np.maximum(axk, ayk) - EXTENT["square"] * rk
         elif name == "triangle":  # equilateral, apex up, bounding box centred on (cx, cy)
             w = 2 * EXTENT["triangle"] * rk
             h = w * np.sqrt(3) / 2
             base = dyk - h / 2
-            side = (h * axk - (w / 2) * (dyk + h / 2)) / np.sqrt(h ** 2 + w ** 2 / 4)
+            side = (h * axk - (w / 2) * (dyk + h / 2)) / np.sqrt(h**2 + w**2 / 4)
             d = np.maximum(base, side)
         else:  # cross: two bars of half-length 0.95 r and half-thickness 0.35 r
             length, thick = EXTENT["cross"] * rk, 0.35 * rk
@@ -149,8 +156,10 @@ def caption(attrs: dict, position: bool = False) -> list[str]:
     hs, vs = position_words(attrs)
     out = []
     for i in range(len(attrs["shape"])):
-        text = (f"a {SIZES[attrs['size'][i]]} {COLOURS[attrs['colour'][i]]} {SHAPES[attrs['shape'][i]]} "
-                f"on a {BACKGROUNDS[attrs['background'][i]]} background")
+        text = (
+            f"a {SIZES[attrs['size'][i]]} {COLOURS[attrs['colour'][i]]} {SHAPES[attrs['shape'][i]]} "
+            f"on a {BACKGROUNDS[attrs['background'][i]]} background"
+        )
         if position:
             text += " " + position_phrase(hs[i], vs[i])
         out.append(text)
