@@ -23,8 +23,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.clip import load_clip  # noqa: E402
-from models.demo import DEMO_DIR, classifier, world  # noqa: E402
-from models.demo.evaluate import (
+from models.demo import DEMO_DIR  # noqa: E402
+from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
+from shapes import classifier, world  # noqa: E402
+from shapes.evaluate import (
     EDIT_ATTRIBUTES,
     SHIFT_UNITS,
     channel_effects,  # noqa: E402
@@ -35,7 +37,6 @@ from models.demo.evaluate import (
     single_attribute_channels,
     zero_shot,
 )
-from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
 
 CHANCE = dict(colour=1 / len(world.COLOURS), shape=1 / len(world.SHAPES), size=1 / 2, background=1 / 2)
 

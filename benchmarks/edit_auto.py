@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.demo.judge import TARGETS, fresh_samples, judge_images  # noqa: E402
+from shapes.judge import TARGETS, fresh_samples, judge_images  # noqa: E402
 
 
 def main(argv=None):

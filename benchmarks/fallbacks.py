@@ -65,12 +65,12 @@ def measure(name: str, gen, clip, steps: int) -> dict:
 def acceptance(pools) -> list[str]:
     """The issue-11 figures on the shapes world (default settings, demo identity), one row per sample pool."""
     from models.clip import load_clip
-    from models.demo import world
-    from models.demo.classifier import classify
     from models.identity import load_identity
     from models.stylegan2 import load_generator
     from query.inversion import invert
     from query.optimization import optimize
+    from shapes import world
+    from shapes.classifier import classify
 
     gen, clip, ident = load_generator("demo"), load_clip("demo"), load_identity("demo")
     rows = []

@@ -26,7 +26,7 @@ def resolve_generator_path(path) -> Path:
         if not DEMO_GENERATOR.exists():
             raise CheckpointError(
                 f"the demo generator {DEMO_GENERATOR} is missing; reinstall StyleAtlas or "
-                "train it with `python -m models.demo.train_generator`."
+                "train it with `python -m shapes.train_generator`."
             )
         return DEMO_GENERATOR
     return Path(path).expanduser()

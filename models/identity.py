@@ -74,24 +74,15 @@ class DemoIdentity:
 
     lambda_scale = DEMO_LAMBDA_SCALE
 
-    def __init__(self, clip, num_images: int = 1000, seed: int = 0, mode: str = "full"):
-        import numpy as np
-
-        from models.demo import world
+    def __init__(self, clip, mode: str = "full", reference=None):
+        from models.demo import IDENTITY
+        from models.errors import AtlasError
 
         if mode not in ("full", "appearance", "both"):
-            from models.errors import AtlasError
-
             raise AtlasError(f"demo identity mode must be full, appearance or both, got {mode!r}.")
         self.clip = clip
         self.source = "demo"
-        words = list(world.COLOURS) + [f"{b} background" for b in world.BACKGROUNDS]
-        images, _ = world.sample(num_images, np.random.default_rng(seed))
-        with torch.no_grad():
-            self.centre = clip.encode_image(images, preprocess="pool").mean(0)  # [D]
-            t = clip.encode_text(words)  # [8, D]
-        basis, _ = torch.linalg.qr((t - t.mean(0)).T)  # [D, 8]; the centred rows span 7 dimensions
-        self.basis = basis[:, : len(words) - 1]  # [D, 7]
+        self.centre, self.basis = _demo_reference(clip, IDENTITY if reference is None else reference)
         self.mode = mode
         k, d = int(self.basis.shape[1]), int(clip.dim)
         self.dim = dict(full=d, appearance=k, both=d + k)[mode]
@@ -110,6 +101,22 @@ class DemoIdentity:
         if self.mode == "appearance":
             return a
         return torch.cat([e, a], 1) / 2**0.5  # [B, D + 7]: cos = mean of the two cosines
+
+
+def _demo_reference(clip, path) -> tuple[torch.Tensor, torch.Tensor]:
+    """centre [D] and appearance basis [D, 7] shipped for the demo CLIP (written by `python -m shapes.identity`)."""
+    from safetensors import safe_open
+
+    require_file(Path(path), "demo identity reference", ".safetensors file")
+    with safe_open(str(path), framework="pt") as f:
+        recorded = (f.metadata() or {}).get("clip_fingerprint")
+        centre, basis = f.get_tensor("centre"), f.get_tensor("basis")
+    if recorded != clip.fingerprint():
+        raise CheckpointError(
+            f"{path} was made for another CLIP than the one given; rerun `python -m shapes.identity` after "
+            "retraining the demo CLIP."
+        )
+    return centre, basis
 
 
 def _check_images(images) -> None:

@@ -23,8 +23,9 @@ def _settings(atlas, **extra) -> dict:
 
 
 def is_shapes_world(atlas) -> bool:
-    """The demo world: its class word and 32 px images, where models/demo/classifier.py can judge edits."""
-    from models.demo import NEUTRAL, world
+    """The demo world: its class word and 32 px images, where shapes/classifier.py can judge edits."""
+    from models.demo import NEUTRAL
+    from shapes import world
 
     return atlas.data.neutral == NEUTRAL and int(atlas.generator.resolution) == world.RESOLUTION
 
@@ -40,8 +41,8 @@ def measure(atlas, prompt: str, original: torch.Tensor, edited: torch.Tensor, sh
         out["clip_before"] = float((embedder.encode_image(original).float().cpu() @ t).mean())
         out["clip_after"] = float((embedder.encode_image(edited).float().cpu() @ t).mean())
     if shapes:
-        from models.demo import world
-        from models.demo.classifier import classify
+        from shapes import world
+        from shapes.classifier import classify
 
         before, after = classify(original), classify(edited)
         out["kept"] = {a: float((after[a] == before[a]).mean()) for a in world.ATTRIBUTE_NAMES}
@@ -55,7 +56,7 @@ def measure(atlas, prompt: str, original: torch.Tensor, edited: torch.Tensor, sh
             for a in world.ATTRIBUTE_NAMES
         }
         out["valid_after"] = float(after["valid"].mean())
-        from models.demo.judge import TARGETS
+        from shapes.judge import TARGETS
 
         if prompt in TARGETS:  # an attribute word: the share of images that now have it
             attr, value = TARGETS[prompt]

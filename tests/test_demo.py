@@ -10,9 +10,10 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from models.demo import DEMO_DIR, NEUTRAL, VOCABULARY, classifier, world  # noqa: E402
-from models.demo.captions import attribute_table, matches, random_captions  # noqa: E402
-from models.demo.vocabulary import default_vocabulary  # noqa: E402
+from models.demo import DEMO_DIR, NEUTRAL, VOCABULARY  # noqa: E402
+from shapes import classifier, world  # noqa: E402
+from shapes.captions import attribute_table, matches, random_captions  # noqa: E402
+from shapes.vocabulary import default_vocabulary  # noqa: E402
 
 WEIGHT_FILES = ("generator.pt", "clip_config.json", "clip.safetensors", "vocabulary.txt")
 
@@ -131,8 +132,8 @@ def demo_clip():
 
 
 def test_generator_samples_at_psi_07_are_mostly_valid_shapes(demo_generator):
-    from models.demo.evaluate import generator_samples
-    from models.demo.train_generator import attributes_from_z
+    from shapes.evaluate import generator_samples
+    from shapes.train_generator import attributes_from_z
 
     assert demo_generator.resolution == 32 and demo_generator.z_dim == 64
     z, images = generator_samples(demo_generator, 64, psi=0.7, seed=123)

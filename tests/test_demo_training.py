@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from models.demo import train_generator as tg
-from models.demo import world
+from shapes import train_generator as tg
+from shapes import world
 
 
 class _Interrupt(Exception):

@@ -32,7 +32,7 @@ def demo():
 
 def pick(gen, attribute: str, exclude: int, n: int = 12, seed: int = POOL_SEED):
     """n valid psi-0.7 samples whose `attribute` is not `exclude` (by the classifier), and their readings."""
-    from models.demo.classifier import classify
+    from shapes.classifier import classify
 
     ws = gen.sample_ws(8 * n, seed=seed, psi=0.7)
     with torch.no_grad():
@@ -43,8 +43,8 @@ def pick(gen, attribute: str, exclude: int, n: int = 12, seed: int = POOL_SEED):
 
 
 def edit_and_read(demo, ws, prompt):
-    from models.demo.classifier import classify
     from query.optimization import optimize
+    from shapes.classifier import classify
 
     gen, clip, ident = demo
     torch.manual_seed(0)
@@ -55,7 +55,7 @@ def edit_and_read(demo, ws, prompt):
 
 @pytest.fixture(scope="module")
 def circle_edit(demo):
-    from models.demo import world
+    from shapes import world
 
     circle = world.SHAPES.index("circle")
     ws, before = pick(demo[0], "shape", circle)
@@ -74,7 +74,7 @@ def test_optimize_toward_circle_makes_circles_and_keeps_colour(circle_edit):
 
 @pytest.fixture(scope="module")
 def red_edit(demo):
-    from models.demo import world
+    from shapes import world
 
     red = world.COLOURS.index("red")
     ws, before = pick(demo[0], "colour", red)
@@ -111,8 +111,8 @@ def test_invert_recovers_16_generator_samples(demo):
 def test_demo_identities(demo):
     """The default (full) identity changes with shape and colour alike; the appearance one, like ArcFace through
     a change of expression, keeps a new shape or size and changes with a new colour."""
-    from models.demo import world
     from models.identity import DemoIdentity
+    from shapes import world
 
     full, appearance = demo[2], DemoIdentity(demo[1], mode="appearance")
     images, attrs = world.sample(200, np.random.default_rng(7))

@@ -299,3 +299,15 @@ def test_encoder_refuses_other_files(irse_file, tmp_path):
         load_encoder(tmp_path / "junk.pt")
     with pytest.raises(AtlasError):
         load_encoder(tmp_path / "missing.pt")
+
+
+def test_demo_identity_refuses_a_reference_made_for_another_clip():
+    from models.clip import load_clip
+    from models.errors import CheckpointError
+    from models.identity import DemoIdentity
+
+    clip = load_clip("demo")
+    with torch.no_grad():
+        next(clip.model.parameters()).add_(1e-3)  # a retrained CLIP: the shipped centre no longer fits it
+    with pytest.raises(CheckpointError, match="python -m shapes.identity"):
+        DemoIdentity(clip, mode="appearance")

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from test_query_shapes import pytestmark, shapes  # noqa: E402,F401  (skip without the demo models; the atlas)
 
-from models.demo.judge import fresh_samples, judge_images, judge_latents  # noqa: E402
+from shapes.judge import fresh_samples, judge_images, judge_latents  # noqa: E402
 
 
 @pytest.fixture()

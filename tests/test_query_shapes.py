@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.skipif(
         bool(_missing),
         reason=f"the shapes-world models are not trained yet ({', '.join(_missing)} missing in "
-        "models/demo); they come from models/demo/train_generator.py and train_clip.py",
+        "models/demo); they come from shapes/train_generator.py and train_clip.py",
     ),
 ]
 
@@ -65,8 +65,8 @@ def redness(rgb: np.ndarray) -> np.ndarray:
 
 def samples(atlas, n=32):
     """n seeded latents whose rendered image holds one clean shape that is not red already."""
-    from models.demo import world
-    from models.demo.classifier import classify
+    from shapes import world
+    from shapes.classifier import classify
 
     ws = atlas.sample_ws(range(8 * n), psi=0.7)
     c = classify(atlas.render(ws))
@@ -83,7 +83,7 @@ ALPHA = 4.0
 
 
 def test_red_edit_makes_shapes_redder_and_keeps_their_class(shapes):
-    from models.demo.classifier import classify
+    from shapes.classifier import classify
 
     atlas, _ = shapes
     ws, before = samples(atlas)

@@ -1,27 +1,16 @@
-"""The shapes world: a procedural 32x32 image world with a tiny StyleGAN2 and a tiny CLIP trained on it.
+"""The shipped shapes-world models: where the files are and the facts their loaders need.
 
-`world` renders images with known attributes and captions, `classifier` reads the attributes back from
-pixels; `generator.pt`, `clip_config.json` + `clip.safetensors` and `vocabulary.txt` are the shipped models
-(see MODEL_CARD.md).
+`generator.pt`, `clip_config.json` + `clip.safetensors`, `identity.safetensors` and `vocabulary.txt` are
+read by `load_generator("demo")`, `load_clip("demo")`, `load_identity("demo")` and the "demo" vocabulary
+(see MODEL_CARD.md). The world that made them, its classifier and the trainers live in the top-level
+`shapes` package.
 """
 
-import argparse
-import dataclasses
 from pathlib import Path
-
-from models.demo.world import NEUTRAL
 
 DEMO_DIR = Path(__file__).resolve().parent
 VOCABULARY = DEMO_DIR / "vocabulary.txt"
+IDENTITY = DEMO_DIR / "identity.safetensors"
+NEUTRAL = "shape"  # the world's class word (SPEC §4 neutral)
 
-
-def config_from_args(config_class, description: str, argv=None):
-    """A trainer's config dataclass from the command line: one --flag per field, typed and defaulted like the
-    field (int, float and str fields only)."""
-    parser = argparse.ArgumentParser(description=description)
-    for f in dataclasses.fields(config_class):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    return config_class(**vars(parser.parse_args(argv)))
-
-
-__all__ = ["DEMO_DIR", "NEUTRAL", "VOCABULARY"]
+__all__ = ["DEMO_DIR", "IDENTITY", "NEUTRAL", "VOCABULARY"]

@@ -1,7 +1,7 @@
 """Train the tiny demo CLIP contrastively on shapes-world (image, caption) pairs; CPU, resumable.
 
-    python -m models.demo.train_clip                 # writes models/demo/clip_config.json + clip.safetensors
-    python -m models.demo.train_clip --steps 200 --out-dir /tmp/clip   # a quick trial
+    python -m shapes.train_clip                 # writes models/demo/clip_config.json + clip.safetensors
+    python -m shapes.train_clip --steps 200 --out-dir /tmp/clip   # a quick trial
 
 Every batch is freshly rendered from a seeded numpy Generator. The loss is CLIP's symmetric cross-entropy
 with one difference: a caption that mentions only some attributes ("a red circle") is a positive for every
@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from open_clip.tokenizer import SimpleTokenizer
 
 from index.io import atomic_path
-from models.demo import DEMO_DIR, config_from_args, world
-from models.demo.captions import attribute_table, matches, random_captions
-from models.demo.evaluate import held_out, zero_shot
+from models.demo import DEMO_DIR
 from models.text import load_templates
+from shapes import config_from_args, world
+from shapes.captions import attribute_table, matches, random_captions
+from shapes.evaluate import held_out, zero_shot
 
 # open_clip model config of the demo CLIP: a 32 px ModifiedResNet (CLIP's RN50 layout, narrow) and a
 # 3-layer text transformer. A 4 px-patch ViT of similar cost learned shapes far more slowly on 1 CPU core.

@@ -1,13 +1,13 @@
 """The shapes world's default atlas vocabulary: attribute words, their combinations and distractors.
 
-python -m models.demo.vocabulary      # rewrites models/demo/vocabulary.txt from the world's names
+python -m shapes.vocabulary      # rewrites models/demo/vocabulary.txt from the world's names
 """
 
 from __future__ import annotations
 
 from index.io import atomic_path
-from models.demo import VOCABULARY
-from models.demo.world import BACKGROUNDS, COLOURS, HORIZONTAL, NEUTRAL, SHAPES, SIZES, VERTICAL
+from models.demo import NEUTRAL, VOCABULARY
+from shapes.world import BACKGROUNDS, COLOURS, HORIZONTAL, SHAPES, SIZES, VERTICAL
 
 # words the demo CLIP never saw in training; a good atlas ranks them below the world's own words
 DISTRACTORS = (

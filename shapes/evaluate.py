@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.demo import world
-from models.demo.captions import class_phrases
 from models.text import embed_phrases
+from shapes import world
+from shapes.captions import class_phrases
 
 
 @torch.no_grad()
@@ -38,8 +38,8 @@ def generator_samples(gen, n: int = 1000, psi: float = 0.7, seed: int = 0, batch
 @torch.no_grad()
 def generator_quality(gen, n: int = 1000, psi: float = 0.7, seed: int = 0) -> dict[str, float]:
     """Share of valid samples per the pixel classifier, and (for the demo map from z) attribute agreement."""
-    from models.demo.classifier import classify
-    from models.demo.train_generator import attributes_from_z
+    from shapes.classifier import classify
+    from shapes.train_generator import attributes_from_z
 
     z, images = generator_samples(gen, n, psi, seed)
     pred = classify(images)
@@ -99,7 +99,7 @@ def channel_effects(
     (share of those samples where each of EDIT_ATTRIBUTES differs between the + and - edit) and shifts
     (the mean continuous change of each between the two edits in SHIFT_UNITS; shape: the flip rate).
     """
-    from models.demo.classifier import classify
+    from shapes.classifier import classify
 
     g = torch.Generator().manual_seed(seed)
     w_stats = gen.truncate(gen.mapping(torch.randn(stats_samples, gen.z_dim, generator=g)), psi)

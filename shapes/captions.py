@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.demo.world import BACKGROUNDS, COLOURS, NEUTRAL, SHAPES, SIZES, position_phrase, position_words
+from models.demo import NEUTRAL
+from shapes.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, position_phrase, position_words
 
 SPEC_FIELDS = ("shape", "colour", "size", "background", "horizontal", "vertical")
 MENTION_P = dict(shape=0.7, colour=0.6, size=0.5, background=0.4, position=0.25)

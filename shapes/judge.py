@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.demo import world
-from models.demo.classifier import classify
+from shapes import world
+from shapes.classifier import classify
 
 # the attribute each attribute word sets, and the value it asks for
 TARGETS = {

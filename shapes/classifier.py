@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.demo import world
+from shapes import world
 
 COLOUR_TOLERANCE = 0.2  # max RGB distance (in [0,1] units) from the shape colour to its named colour
 MIN_IOU = 0.75  # min soft IoU between the coverage mask and the best re-rendered shape

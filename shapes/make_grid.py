@@ -1,6 +1,6 @@
 """Write docs/demo_samples.png: 16 demo-generator samples at psi 0.7 (fixed seed), 4x4, nearest-upscaled.
 
-python -m models.demo.make_grid [--generator demo] [--out docs/demo_samples.png] [--seed 0]
+python -m shapes.make_grid [--generator demo] [--out docs/demo_samples.png] [--seed 0]
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from index.io import atomic_path
-from models.demo.evaluate import generator_samples
 from models.stylegan2 import load_generator
+from shapes.evaluate import generator_samples
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,7 +1,7 @@
 """Train the tiny demo StyleGAN2 to draw the shapes world from z; CPU, non-adversarial, resumable.
 
-    python -m models.demo.train_generator               # writes models/demo/generator.pt (rosinality format)
-    python -m models.demo.train_generator --synthesis-steps 50 --mapping-steps 100 --joint-steps 20 \
+    python -m shapes.train_generator               # writes models/demo/generator.pt (rosinality format)
+    python -m shapes.train_generator --synthesis-steps 50 --mapping-steps 100 --joint-steps 20 \
         --out /tmp/g.pt --work-dir /tmp/g                # a quick trial
 
 A fixed map sends every z to world attributes (`attributes_from_z`: colour = argmax z[0:6], shape = argmax
@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from index.io import atomic_path
-from models.demo import DEMO_DIR, config_from_args, world
+from models.demo import DEMO_DIR
 from models.stylegan2 import StyleGAN2Generator, save_generator
+from shapes import config_from_args, world
 
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)

@@ -28,7 +28,6 @@ SIZES = ("small", "large")
 BACKGROUNDS = ("dark", "light")
 HORIZONTAL = ("left", "center", "right")
 VERTICAL = ("top", "middle", "bottom")
-NEUTRAL = "shape"  # the world's class word (SPEC §4 neutral)
 
 COLOUR_JITTER = 0.04  # uniform +- per channel around the named colour
 RADIUS_RANGE = {0: (4.0, 5.5), 1: (8.0, 10.0)}  # size index -> radius range in pixels

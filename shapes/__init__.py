@@ -1,0 +1,18 @@
+"""The shapes world: a procedural 32x32 image world, and how the demo models were trained on it.
+
+`world` renders images with known attributes and captions, `classifier` reads the attributes back from
+pixels, `judge` scores edits with it; `train_generator`, `train_clip` and `identity` write the shipped
+files under `models/demo/` (see its MODEL_CARD.md), `evaluate` and `make_grid` measure and draw them.
+"""
+
+import argparse
+import dataclasses
+
+
+def config_from_args(config_class, description: str, argv=None):
+    """A trainer's config dataclass from the command line: one --flag per field, typed and defaulted like the
+    field (int, float and str fields only)."""
+    parser = argparse.ArgumentParser(description=description)
+    for f in dataclasses.fields(config_class):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    return config_class(**vars(parser.parse_args(argv)))
