@@ -44,7 +44,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     from models.clip import load_clip
     from models.stylegan2 import load_generator
-    from query.mapper_train import DEFAULT_LR, train_mapper
+    from query.config import MapperTrainConfig
+    from query.mapper_train import train_mapper
 
     gen, clip = load_generator("demo"), load_clip("demo")
     identity = None
@@ -60,7 +61,7 @@ def main(argv=None) -> dict:
         args.prompt,
         steps=args.steps,
         batch_size=args.batch_size,
-        lr=args.lr or DEFAULT_LR,
+        lr=args.lr or MapperTrainConfig.lr,
         norm=args.norm,
         l2_lambda=args.l2_lambda,
         id_lambda=args.id_lambda,
@@ -84,7 +85,7 @@ def main(argv=None) -> dict:
         prompt=args.prompt,
         steps=args.steps,
         batch_size=args.batch_size,
-        lr=args.lr or DEFAULT_LR,
+        lr=args.lr or MapperTrainConfig.lr,
         norm=args.norm,
         identity=args.identity,
         train_seconds=round(train_s, 1),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.jsonsafe import json_safe
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -93,25 +95,6 @@ def refuse_inside(folder, path, what: str = "output") -> Path:
 def write_bytes_atomic(path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-
-
-def json_safe(obj, default=None):
-    """`obj` with every NaN / inf float as None (strict JSON: parsers reject NaN and Infinity), numpy made plain."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if isinstance(obj, dict):
-        return {k: json_safe(v, default) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v, default) for v in obj]
-    if isinstance(obj, np.generic):
-        return json_safe(obj.item(), default)
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist(), default)
-    if default is not None:
-        return json_safe(default(obj))
-    return str(obj)
 
 
 def write_json_atomic(path, obj, exclusive: bool = False) -> None:

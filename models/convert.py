@@ -6,13 +6,13 @@ take rosinality checkpoints (StyleCLIP, e4e, ...) can use those models too.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 import click
 
-from models.errors import CheckpointError, run_cli
+from models.cli import emit, json_option, print_warnings, run_cli
+from models.errors import CheckpointError
 
 
 def convert(src, dst) -> dict:
@@ -57,31 +57,34 @@ def convert(src, dst) -> dict:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("src", type=click.Path(dir_okay=True, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def cli(src, dst, as_json):
+@json_option()
+@click.pass_context
+def cli(ctx, src, dst, as_json):
     """Convert a generator (NVIDIA StyleGAN2-ADA .pkl, or rosinality .pt) into a rosinality-format .pt file.
 
     NVIDIA pickles are read with an allow-list unpickler: the code stored in them never runs. A generator
     trained with conv_clamp (ADA: 256) keeps it as a "conv_clamp" entry that StyleAtlas reads back; other
     rosinality tools ignore that entry and so do not clamp.
     """
+    print_warnings(ctx)
     report = convert(src, dst)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    snap = report.get("snapshot")
-    click.echo(f"wrote {report['output']} ({report['bytes'] / 2**20:.1f} MiB, rosinality format)")
-    click.echo(
-        f"  {report['resolution']} px, style_dim {report['style_dim']}, mapping layers {report['n_mlp']}, "
-        f"{report['style_layers']} style layers, conv_clamp {report['conv_clamp']}"
-    )
-    if snap:
-        fp16 = ", ".join(map(str, snap["fp16_resolutions"])) or "none"
-        click.echo(
-            f"  from G_ema of {report['input']} (keys {', '.join(snap['keys'])}); fp16 blocks on NVIDIA's "
-            f"side: {fp16} (run here in fp32); w_avg {'copied' if snap['has_w_avg'] else 'estimated'}"
+
+    def lines():
+        snap = report.get("snapshot")
+        yield f"wrote {report['output']} ({report['bytes'] / 2**20:.1f} MiB, rosinality format)"
+        yield (
+            f"  {report['resolution']} px, style_dim {report['style_dim']}, mapping layers {report['n_mlp']}, "
+            f"{report['style_layers']} style layers, conv_clamp {report['conv_clamp']}"
         )
-    click.echo(f"  fingerprint {report['fingerprint'][:16]}…")
+        if snap:
+            fp16 = ", ".join(map(str, snap["fp16_resolutions"])) or "none"
+            yield (
+                f"  from G_ema of {report['input']} (keys {', '.join(snap['keys'])}); fp16 blocks on NVIDIA's "
+                f"side: {fp16} (run here in fp32); w_avg {'copied' if snap['has_w_avg'] else 'estimated'}"
+            )
+        yield f"  fingerprint {report['fingerprint'][:16]}…"
+
+    emit(as_json, report, lines)
 
 
 def main(args=None):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.errors import AtlasError
+from models.seeds import seed_ws
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -356,10 +357,8 @@ class StyleGAN2Generator(nn.Module):
 
     # ----------------------------------------------------------------- helpers
     def sample_ws(self, n: int, seed: int = 0, psi: float = 1.0) -> torch.Tensor:
-        """n seeded, truncated w [n, w_dim] (z drawn on the CPU so seeds agree across devices)."""
-        z = torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            return self.truncate(self.mapping(z.to(self.mean_w.device)), psi)
+        """w [n, w_dim] of seeds seed .. seed+n-1, one z per seed (models/seeds.py), truncated with psi."""
+        return seed_ws(self, range(int(seed), int(seed) + int(n)), psi)
 
     @torch.no_grad()
     def update_mean_w(self, n: int = 10_000, seed: int = 0, batch: int = 1000) -> torch.Tensor:

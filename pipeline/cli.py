@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from models.errors import run_cli
+from models.cli import device_option, emit, json_option, print_warnings, resumable, run_cli
+from pipeline.config import RelevanceConfig, StatsConfig, VocabularyConfig
 
 
 def _load_models(generator: str, clip: str, pretrained: str | None, device: str, random_weights: bool = False):
@@ -114,9 +115,7 @@ def print_summary(report) -> None:
 
 def _emit(report, as_json: bool, dry_run: bool = False) -> None:
     if as_json:
-        from index.io import json_safe
-
-        click.echo(json.dumps(json_safe(report.to_dict(), default=str), indent=2, allow_nan=False))
+        emit(True, report.to_dict())
     elif dry_run:
         print_plan(report)
     else:
@@ -136,20 +135,38 @@ def _emit(report, as_json: bool, dry_run: bool = False) -> None:
     show_default=True,
     help="Atlas folder (created; a partial build there is resumed).",
 )
-@click.option("--num-images", type=int, default=100, show_default=True, help="Images per channel (M).")
-@click.option("--alpha", type=float, default=5.0, show_default=True, help="Perturbation in channel stds.")
-@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of sampled latents.")
-@click.option("--seed", type=int, default=5, show_default=True, help="Seed of the samples and images.")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Renders per generator call.")
 @click.option(
-    "--device", default="auto", show_default=True, help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ..."
+    "--num-images", type=int, default=RelevanceConfig.num_images, show_default=True, help="Images per channel (M)."
 )
+@click.option(
+    "--alpha", type=float, default=RelevanceConfig.alpha, show_default=True, help="Perturbation in channel stds."
+)
+@click.option("--psi", type=float, default=StatsConfig.psi, show_default=True, help="Truncation of sampled latents.")
+@click.option(
+    "--seed",
+    type=int,
+    default=StatsConfig.seed,
+    show_default=True,
+    help="Seed of the build's sample streams (statistics, relevance images); one number, not an image seed.",
+)
+@click.option(
+    "--batch-size", type=int, default=RelevanceConfig.batch_size, show_default=True, help="Renders per generator call."
+)
+@device_option()
 @click.option("--layers", default=None, help="Comma-separated style-layer indices (default: every conv layer).")
-@click.option("--num-samples", type=int, default=100_000, show_default=True, help="Samples for style statistics.")
+@click.option(
+    "--num-samples",
+    type=int,
+    default=StatsConfig.num_samples,
+    show_default=True,
+    help="Samples for style statistics.",
+)
 @click.option(
     "--vocabulary",
     multiple=True,
-    help="demo, english, faces, default, or a phrase file (one a line); repeatable. Default: default.",
+    help="demo, english, faces, default, or a phrase file (one a line); repeatable. Default: "
+    + ", ".join(VocabularyConfig.vocabulary)
+    + ".",
 )
 @click.option(
     "--templates",
@@ -166,28 +183,40 @@ def _emit(report, as_json: bool, dry_run: bool = False) -> None:
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16", "fp16"]),
-    default="fp32",
+    default=RelevanceConfig.precision,
     show_default=True,
     help="Arithmetic of render + CLIP encode (bf16/fp16 autocast: faster on GPUs, not the reference's).",
 )
-@click.option("--english-size", type=int, default=10_000, show_default=True, help="Cap on the English word list.")
+@click.option(
+    "--english-size",
+    type=int,
+    default=VocabularyConfig.english_size,
+    show_default=True,
+    help="Cap on the English word list.",
+)
 @click.option("--shard", default=None, help="i/n: compute only this job's share into the work folder.")
 @click.option("--keep-work", is_flag=True, help="Keep the work/ folder after assembling.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the renders it needs; compute nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option()
 @click.option("--random-weights", is_flag=True, help="Allow a CLIP without --pretrained weights (random; tests only).")
 @click.option(
     "--relevance-method",
     type=click.Choice(["exact", "jacobian"]),
-    default="exact",
+    default=RelevanceConfig.method,
     show_default=True,
     help="exact: SPEC §3 renders; jacobian: SPEC §3b, every channel from one backward per CLIP dim.",
 )
-@click.option("--chunk-images", type=int, default=4, show_default=True, help="jacobian: images per work chunk.")
+@click.option(
+    "--chunk-images",
+    type=int,
+    default=RelevanceConfig.chunk_images,
+    show_default=True,
+    help="jacobian: images per work chunk.",
+)
 @click.option(
     "--vjp-batch",
     type=int,
-    default=64,
+    default=RelevanceConfig.vjp_batch,
     show_default=True,
     help="jacobian: cotangents per batched backward (memory grows with it).",
 )
@@ -230,7 +259,9 @@ def cli(
     Resumable (run the same command again), distributed under torchrun, shardable with --shard i/n
     followed by `styleatlas-build merge --out DIR`.
     """
+    print_warnings(ctx)
     if ctx.invoked_subcommand is not None:
+        refuse_ignored_options(ctx)
         ctx.obj = dict(out=out, as_json=as_json, keep_work=keep_work)
         return
     from models.device import resolve_device
@@ -242,32 +273,50 @@ def cli(
     if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: each rank loads onto its own GPU
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     gen, embedder = _load_models(generator, clip, pretrained, device, random_weights)
-    report = run_build(
-        gen,
-        embedder,
-        out,
-        num_images=num_images,
-        alpha=alpha,
-        psi=psi,
-        seed=seed,
-        batch_size=batch_size,
-        device=device,
-        layers=layers,
-        num_samples=num_samples,
-        vocabulary=[Path(v) for v in vocabulary] or None,
-        templates=templates,
-        neutral=neutral,
-        include_torgb=include_torgb,
-        precision=precision,
-        english_size=english_size,
-        shard=shard,
-        keep_work=keep_work,
-        dry_run=dry_run,
-        progress=not as_json,
-        **relevance_options,
-    )
+    with resumable():
+        report = run_build(
+            gen,
+            embedder,
+            out,
+            num_images=num_images,
+            alpha=alpha,
+            psi=psi,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            layers=layers,
+            num_samples=num_samples,
+            vocabulary=[Path(v) for v in vocabulary] or None,
+            templates=templates,
+            neutral=neutral,
+            include_torgb=include_torgb,
+            precision=precision,
+            english_size=english_size,
+            shard=shard,
+            keep_work=keep_work,
+            dry_run=dry_run,
+            progress=not as_json,
+            **relevance_options,
+        )
     if _is_rank0():  # under torchrun, rank 0 speaks for all
         _emit(report, as_json, dry_run)
+
+
+# the group's options each subcommand uses when given before its name; any other is refused, not ignored
+SUBCOMMAND_OPTIONS = {"merge": ("out", "keep_work", "as_json"), "add-vocabulary": ("out", "as_json")}
+
+
+def refuse_ignored_options(ctx) -> None:
+    """`build_index.py --num-images 5 merge`: a UsageError naming the build options the subcommand would ignore."""
+    allowed = SUBCOMMAND_OPTIONS.get(ctx.invoked_subcommand, ())
+    given = [
+        p.opts[0]
+        for p in ctx.command.params
+        if p.name not in allowed and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT)
+    ]
+    if given:
+        what = "a build option; leave it" if len(given) == 1 else "build options; leave them"
+        raise click.UsageError(f"{ctx.invoked_subcommand} does not use {', '.join(given)} ({what} out).")
 
 
 def _is_rank0() -> bool:
@@ -290,7 +339,8 @@ def merge_cmd(obj, out, keep_work, as_json):
 
     obj = obj or {}
     as_json = as_json or obj.get("as_json", False)
-    report = merge(out or obj.get("out"), keep_work=keep_work or obj.get("keep_work", False), progress=not as_json)
+    with resumable():
+        report = merge(out or obj.get("out"), keep_work=keep_work or obj.get("keep_work", False), progress=not as_json)
     _emit(report, as_json)
 
 
@@ -310,8 +360,8 @@ def merge_cmd(obj, out, keep_work, as_json):
 )
 @click.option("--pretrained", default=None, help="open_clip pretrained tag or local checkpoint path.")
 @click.option("--random-weights", is_flag=True, help="Allow a CLIP without --pretrained weights (tests only).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@device_option()
+@json_option()
 @click.pass_obj
 def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, random_weights, device, as_json):
     """Embed the phrases of FILE (one a line) into a finished atlas: vocabulary, labels, index, catalog.
@@ -335,17 +385,19 @@ def add_vocabulary_cmd(obj, phrases_file, out, clip, pretrained, random_weights,
     embedder = load_clip(clip or "demo", pretrained, device=device, random_weights=random_weights, allow_download=given)
     if not as_json:
         click.echo(f"CLIP {clip or 'demo'}: {describe_weights(embedder)}", err=True)
-    report = add_vocabulary(out, embedder, Path(phrases_file), progress=not as_json, device=device)
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
-        return
-    click.echo(f"{report.status}: {report.path}")
-    click.echo(
-        f"  added {len(report.added):,} phrases ({report.already:,} already in the vocabulary); vocabulary "
-        f"{report.vocabulary:,}; texts encoded {report.texts_encoded:,}"
-    )
-    if report.seconds:
-        click.echo("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items()))
+    with resumable():
+        report = add_vocabulary(out, embedder, Path(phrases_file), progress=not as_json, device=device)
+
+    def lines():
+        yield f"{report.status}: {report.path}"
+        yield (
+            f"  added {len(report.added):,} phrases ({report.already:,} already in the vocabulary); vocabulary "
+            f"{report.vocabulary:,}; texts encoded {report.texts_encoded:,}"
+        )
+        if report.seconds:
+            yield "  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
+
+    emit(as_json, report.to_dict(), lines)
 
 
 def main(args=None):

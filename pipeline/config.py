@@ -7,6 +7,9 @@ import math
 from dataclasses import dataclass
 
 from models.errors import AtlasError
+from models.seeds import DEFAULT_PSI
+
+SEED = 5  # SPEC §2: the reference's seed of the sampled latents (statistics and relevance images)
 
 
 @dataclass(frozen=True)
@@ -14,8 +17,8 @@ class StatsConfig:
     """SPEC §2: per-channel mean and std of every style layer over num_samples psi-truncated samples."""
 
     num_samples: int = 100_000
-    psi: float = 0.7
-    seed: int = 5
+    psi: float = DEFAULT_PSI
+    seed: int = SEED
     batch_size: int = 1000  # samples per mapping call
     chunk_size: int = 10_000  # samples per work file (the resume and sharding unit)
 
@@ -26,8 +29,8 @@ class RelevanceConfig:
 
     num_images: int = 100
     alpha: float = 5.0
-    psi: float = 0.7
-    seed: int = 5
+    psi: float = DEFAULT_PSI
+    seed: int = SEED
     batch_size: int = 32  # renders per generator call
     chunk_channels: int = 16  # channels per work file (the resume and sharding unit)
     layers: tuple | None = None  # style-layer indices to measure; None: every conv layer (+ toRGB if asked)

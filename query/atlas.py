@@ -10,6 +10,7 @@ import numpy as np
 
 import index
 from models.errors import AtlasError, AtlasFormatError, CheckpointError, PromptError
+from models.seeds import DEFAULT_PSI, seed_ws
 from query.direction import (
     DEFAULT_BETA,
     Direction,
@@ -456,22 +457,12 @@ class Atlas:
         return edit_text(self, ws, prompt, method=method, neutral=neutral, alpha=alpha, beta=beta, **options)
 
     @no_grad
-    def sample_ws(self, seeds, psi: float = 0.7) -> torch.Tensor:
-        """w [len(seeds), w_dim], one z per seed (torch.Generator seeded with it), truncated toward mean_w."""
-        import torch
-
+    def sample_ws(self, seeds, psi: float = DEFAULT_PSI) -> torch.Tensor:
+        """w [len(seeds), w_dim], one z per seed (models/seeds.py: the image --seed gives), truncated toward mean_w."""
         gen = self.generator
         if not (isinstance(psi, (int, float)) and math.isfinite(psi) and abs(psi) <= 10):
             raise AtlasError(f"psi must be a finite number within ±10 (0.7 in the paper), got {psi!r}.")
-        from models.device import check_seed
-
-        seeds = [check_seed(s) for s in seeds]
-        mean_w = torch.as_tensor(gen.mean_w)
-        z = torch.cat(
-            [torch.randn(1, int(gen.z_dim), generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-        ).to(mean_w.device)  # [B, z_dim]
-        w = gen.mapping(z)  # [B, w_dim]
-        return mean_w.to(w.dtype) + psi * (w - mean_w.to(w.dtype))
+        return seed_ws(gen, seeds, psi)
 
 
 MAX_ALPHA = 1000.0  # |alpha| beyond this only saturates or overflows (float32 styles)

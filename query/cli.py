@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
-import warnings
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from models.errors import AtlasError, run_cli
+from models.cli import default_of, device_option, emit, json_option, print_warnings, resumable, run_cli, seed_option
+from models.errors import AtlasError
+from models.seeds import DEFAULT_PSI
+from query.atlas import Atlas
+from query.catalog import DEFAULT_TIMEOUT_S, run_sql
+from query.config import GridConfig, InvertConfig, MapperTrainConfig, OptimizeConfig
+from query.direction import DEFAULT_BETA
 from query.report import channel_report, channels_report, direction_report
 
 DEFAULT_ATLAS = Path("atlas")
@@ -125,7 +130,8 @@ def flag_words(message: str) -> str:
 
 
 def atlas_command(group, name=None):
-    """A subcommand with the shared options (--atlas, models, --json) whose warnings print as one line each."""
+    """A subcommand with the shared options (--atlas, models, --device, --json); library keywords in its errors
+    are written as this CLI's flags."""
 
     def wrap(fn):
         @functools.wraps(fn)
@@ -134,19 +140,10 @@ def atlas_command(group, name=None):
                 k: kwargs.pop(k)
                 for k in ("atlas", "generator", "clip", "pretrained", "device", "no_check_fingerprints")
             }
-            from models.device import check_device
-
-            check_device(opts["device"])  # the name now; whether this machine has it when a model loads
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    return fn(opts, **kwargs)
-                except AtlasError as exc:  # the library names its keywords (top_k=N); here they are flags
-                    raise type(exc)(flag_words(str(exc))) from None
-                finally:
-                    for w in caught:
-                        if issubclass(w.category, UserWarning) and not issubclass(w.category, DeprecationWarning):
-                            click.echo(f"warning: {str(w.message).splitlines()[0]}", err=True)
+            try:
+                return fn(opts, **kwargs)
+            except AtlasError as exc:  # the library names its keywords (top_k=N); here they are flags
+                raise type(exc)(flag_words(str(exc))) from None
 
         for decorator in reversed(
             [
@@ -170,18 +167,13 @@ def atlas_command(group, name=None):
                     "atlas's, else demo); loaded only for prompts outside the vocabulary.",
                 ),
                 click.option("--pretrained", default=None, help="open_clip pretrained tag or local weights."),
-                click.option(
-                    "--device",
-                    default="auto",
-                    show_default=True,
-                    help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...",
-                ),
+                device_option(),
                 click.option(
                     "--no-check-fingerprints",
                     is_flag=True,
                     help="Experts: use the given models even if the atlas was built with others.",
                 ),
-                click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+                json_option(),
             ]
         ):
             run = decorator(run)
@@ -203,29 +195,11 @@ def beta_value(text: str):
     return beta
 
 
-def emit(as_json: bool, obj, lines) -> None:
-    if as_json:
-        from index.io import json_safe
-
-        click.echo(json.dumps(json_safe(obj, default=_json_default), indent=2, allow_nan=False))
-    else:
-        for line in lines() if callable(lines) else lines:
-            click.echo(line)
-
-
-def _json_default(x):
-    import numpy as np
-
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)
-
-
 direction_options = [
     click.option("--neutral", default="", help="Neutral prompt (default: the atlas's class word)."),
-    click.option("--beta", default="0.15", show_default=True, help="Disentanglement threshold in (0, 1), or auto."),
+    click.option(
+        "--beta", default=str(DEFAULT_BETA), show_default=True, help="Disentanglement threshold in (0, 1), or auto."
+    ),
     click.option("--top-k", type=int, default=None, help="Keep the N strongest channels instead of a beta."),
 ]
 
@@ -246,7 +220,7 @@ image_options = [
     click.option(
         "--invert-steps",
         type=int,
-        default=500,
+        default=InvertConfig.steps,
         show_default=True,
         help="Optimisation steps of the inversion (0 with --encoder: the encoder alone).",
     ),
@@ -265,11 +239,13 @@ def with_image_options(fn):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli():
+@click.pass_context
+def cli(ctx):
     """Query a StyleAtlas: global directions (SPEC §5), edits, channel exploration, SQL, bulk export.
 
     Prompts found in the atlas vocabulary need no CLIP; compose prompts as "smile:1 + curly hair:0.5".
     """
+    print_warnings(ctx)
 
 
 @atlas_command(cli)
@@ -348,7 +324,13 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
 @atlas_command(cli, "channel")
 @click.argument("layer", type=int)
 @click.argument("channel_index", metavar="CHANNEL", type=int)
-@click.option("-k", type=int, default=10, show_default=True, help="Vocabulary phrases to list.")
+@click.option(
+    "-k",
+    type=int,
+    default=default_of(Atlas.channel_words, "k"),
+    show_default=True,
+    help="Vocabulary phrases to list.",
+)
 @click.option(
     "-o",
     "--out",
@@ -356,26 +338,33 @@ def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
     default=None,
     help="Save a PNG grid of the channel's effect (-alpha..+alpha on 4 seeds).",
 )
-@click.option("--alpha", type=float, default=10.0, show_default=True, help="Largest |alpha| in the grid.")
-@click.option("--steps", type=int, default=5, show_default=True, help="Columns from -alpha to +alpha.")
-@click.option("--seeds", default="0,1,2,3", show_default=True, help="Comma-separated seeds (grid rows).")
-@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation.")
-@click.option("--cell", type=int, default=96, show_default=True, help="Grid cell size in pixels.")
+@click.option("--alpha", type=float, default=GridConfig.alpha, show_default=True, help="Largest |alpha| in the grid.")
+@click.option("--steps", type=int, default=GridConfig.steps, show_default=True, help="Columns from -alpha to +alpha.")
+@seed_option(GridConfig.seeds, "Seed of a grid row (repeatable).")
+@click.option("--seeds", "old_seeds", default=None, hidden=True, help="Deprecated: comma-separated seeds; use --seed.")
+@click.option("--psi", type=float, default=GridConfig.psi, show_default=True, help="Truncation.")
+@click.option("--cell", type=int, default=GridConfig.cell, show_default=True, help="Grid cell size in pixels.")
 @click.option(
     "--save-frames",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Also write every image of the grid at full resolution into this folder.",
 )
-def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, cell, save_frames, as_json):
+def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seed, old_seeds, psi, cell, save_frames, as_json):
     """What one channel does: its best vocabulary words, and with -o a grid of its effect."""
     from query.media import MAX_CELL, MAX_SEEDS, MAX_STEPS, check_count
 
     check_count(k, "-k", 1, 100_000)
+    seeds = list(seed)
+    if old_seeds is not None:  # the old spelling, kept for scripts that use it
+        if click.get_current_context().get_parameter_source("seed") is not ParameterSource.DEFAULT:
+            raise AtlasError("pass --seed (repeatable), not both --seed and --seeds.")
+        click.echo("warning: --seeds is deprecated; repeat --seed instead (--seed 0 --seed 1 ...).", err=True)
+        seeds = _ints(old_seeds)
     if out is not None:
         check_count(steps, "--steps", 2, MAX_STEPS)
         check_count(cell, "--cell", 8, MAX_CELL)
-        if len(_ints(seeds)) > MAX_SEEDS:
+        if len(seeds) > MAX_SEEDS:
             raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
     atlas = open_atlas(opts)
     obj = info = channel_report(atlas, layer, channel_index, k)
@@ -390,7 +379,7 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, ce
             out,
             alpha=alpha,
             steps=steps,
-            seeds=_ints(seeds),
+            seeds=seeds,
             psi=psi,
             cell=cell,
             frames=save_frames,
@@ -404,7 +393,7 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seeds, psi, ce
         for p, s in words:
             yield f"  {s:+.4f}  {p}"
         if out is not None:
-            yield f"grid: {out} (rows: seeds {seeds}; columns: alpha {obj['grid']['alphas']})"
+            yield f"grid: {out} (rows: seeds {','.join(map(str, seeds))}; columns: alpha {obj['grid']['alphas']})"
 
     emit(as_json, obj, lines)
 
@@ -423,7 +412,7 @@ def _ints(text: str) -> list[int]:
 
 @atlas_command(cli)
 @click.argument("prompt")
-@click.option("-k", type=int, default=10, show_default=True, help="Phrases to list.")
+@click.option("-k", type=int, default=default_of(Atlas.similar, "k"), show_default=True, help="Phrases to list.")
 def similar(opts, prompt, k, as_json):
     """The vocabulary phrases nearest to PROMPT in CLIP text space (FAISS vocab index)."""
     from query.media import check_count
@@ -440,19 +429,23 @@ def similar(opts, prompt, k, as_json):
 
 @atlas_command(cli)
 @click.argument("query")
-@click.option("--limit", type=int, default=1000, show_default=True, help="Rows to print at most (up to 100,000).")
+@click.option(
+    "--limit",
+    type=int,
+    default=default_of(run_sql, "limit"),
+    show_default=True,
+    help="Rows to print at most (up to 100,000).",
+)
 @click.option(
     "--timeout",
     "timeout_s",
     type=float,
-    default=30.0,
+    default=DEFAULT_TIMEOUT_S,
     show_default=True,
     help="Seconds before a running query is stopped.",
 )
 def sql(opts, query, limit, timeout_s, as_json):
     """Run one read-only SQL query over the atlas catalog (tables layers, channels, vocabulary, labels, builds)."""
-    from query.catalog import run_sql
-
     columns, rows = run_sql(opts["atlas"], query, limit, timeout_s)
     emit(
         as_json,
@@ -467,18 +460,18 @@ def sql(opts, query, limit, timeout_s, as_json):
 @click.option(
     "--alpha",
     multiple=True,
-    default=("4",),
+    default=(f"{default_of(Atlas.edit_text, 'alpha'):g}",),
     show_default=True,
     help="Edit strength(s): 4, -4,4 or start:stop:count; repeatable.",
 )
-@click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
+@seed_option()
 @click.option(
     "--latent",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="W or W+ codes (.npy or .pt) instead of seeds.",
 )
-@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of seeded latents.")
+@click.option("--psi", type=float, default=DEFAULT_PSI, show_default=True, help="Truncation of seeded latents.")
 @click.option("--noise-mode", type=click.Choice(["const", "none", "random"]), default="const", show_default=True)
 @click.option(
     "-o",
@@ -537,7 +530,6 @@ def edit(
     method,
 ):
     """Edit sampled (--seed), given (--latent) or inverted (--image) images along PROMPT's direction; PNG strip."""
-    from models.device import check_seed
     from query.edit import edit_strip
     from query.media import MAX_CELL, MAX_SEEDS, check_count, parse_alphas, png_path
 
@@ -545,7 +537,6 @@ def edit(
     beta = beta_value(beta)
     if latent is not None and seed:
         raise AtlasError("pass --seed or --latent, not both.")
-    seed = [check_seed(s, "--seed") for s in seed]
     if len(seed) > MAX_SEEDS:
         raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
     check_count(cell, "--cell", 8, MAX_CELL)
@@ -724,7 +715,13 @@ def invert_images(models: dict, images, steps: int, seed: int = 0, progress: boo
     help="Latents file (.npy or .pt): W+ [B, num_ws, w_dim].",
 )
 @with_image_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent exploration noise.")
+@click.option(
+    "--seed",
+    type=int,
+    default=InvertConfig.seed,
+    show_default=True,
+    help="Seed of the latent exploration noise (one number, not an image seed).",
+)
 def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json):
     """Project IMAGES (PNG/JPEG; centre-cropped, resized) into W+ latents; report reconstruction PSNR."""
     _latents_path(out)  # before any work
@@ -746,7 +743,7 @@ def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json
 
 @atlas_command(cli, "optimize")
 @click.argument("prompt")
-@click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
+@seed_option()
 @click.option(
     "--latent",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -759,22 +756,22 @@ def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json
     type=click.Path(dir_okay=False, path_type=Path),
     help="Image file(s) to invert first, then edit (repeatable).",
 )
-@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of seeded latents.")
-@click.option("--steps", type=int, default=300, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--l2-lambda", type=float, default=0.008, show_default=True)
-@click.option("--id-lambda", type=float, default=0.005, show_default=True)
+@click.option("--psi", type=float, default=DEFAULT_PSI, show_default=True, help="Truncation of seeded latents.")
+@click.option("--steps", type=int, default=OptimizeConfig.steps, show_default=True)
+@click.option("--lr", type=float, default=OptimizeConfig.lr, show_default=True)
+@click.option("--l2-lambda", type=float, default=OptimizeConfig.l2_lambda, show_default=True)
+@click.option("--id-lambda", type=float, default=OptimizeConfig.id_lambda, show_default=True)
 @click.option(
     "--preprocess",
     type=click.Choice(["pool", "clip", "reference"]),
-    default="pool",
+    default=OptimizeConfig.preprocess,
     show_default=True,
     help="CLIP input: average-pooled (SPEC §6), CLIP's resize+crop, or StyleCLIP's raw [-1,1] input.",
 )
 @click.option(
     "--l2-norm",
     type=click.Choice(["generator", "reference"]),
-    default="generator",
+    default=OptimizeConfig.l2_norm,
     show_default=True,
     help="L2 term scaled to the latent size (query/losses.py l2_scale) or StyleCLIP's raw sum.",
 )
@@ -836,10 +833,10 @@ def optimize_cmd(
         ws = load_latent(latent, int(gen.w_dim), int(gen.num_ws))
         source = dict(latent=str(latent))
     else:
+        from models.seeds import seed_ws
+
         seeds = list(seed) or [0]
-        z = torch.cat([torch.randn(1, int(gen.z_dim), generator=torch.Generator().manual_seed(s)) for s in seeds])
-        with torch.no_grad():
-            ws = gen.truncate(gen.mapping(z.to(gen.mean_w.device)), psi)
+        ws = seed_ws(gen, seeds, psi)  # [B, w_dim]: the images `--seed` means everywhere
         source = dict(seeds=seeds, psi=psi)
     edited, curves = optimize(
         gen,
@@ -905,10 +902,8 @@ def edit_image_latents(opts: dict, image, encoder, invert_steps: int, identity, 
 # ---------------------------------------------------------------- fallbacks: mappers, edit --method, compare
 def _latents(atlas, seed, latent, psi) -> tuple:
     """W codes from --seed (default 0) or --latent, and how they were chosen (for the PNG's settings)."""
-    from models.device import check_seed
     from query.media import MAX_SEEDS, load_latent
 
-    seed = [check_seed(s, "--seed") for s in seed]
     if len(seed) > MAX_SEEDS:
         raise AtlasError(f"give at most {MAX_SEEDS} seeds.")
     gen = atlas.generator
@@ -982,44 +977,54 @@ def mapper_group():
 
 @atlas_command(mapper_group, "train")
 @click.argument("prompt")
-@click.option("--steps", type=int, default=400, show_default=True, help="Training steps.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--steps", type=int, default=MapperTrainConfig.steps, show_default=True, help="Training steps.")
+@click.option("--batch-size", type=int, default=MapperTrainConfig.batch_size, show_default=True)
 @click.option(
     "--latents",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Training W / W+ codes (.npy or .pt, e.g. e4e inversions) instead of sampled ones.",
 )
-@click.option("--psi", type=float, default=0.7, show_default=True, help="Truncation of sampled training codes.")
-@click.option("--lr", type=float, default=None, help="Adam learning rate (default: query.mapper_train.DEFAULT_LR).")
-@click.option("--l2-lambda", type=float, default=0.8, show_default=True)
-@click.option("--id-lambda", type=float, default=0.1, show_default=True)
+@click.option(
+    "--psi", type=float, default=MapperTrainConfig.psi, show_default=True, help="Truncation of sampled training codes."
+)
+@click.option("--lr", type=float, default=MapperTrainConfig.lr, show_default=True, help="Adam learning rate.")
+@click.option("--l2-lambda", type=float, default=MapperTrainConfig.l2_lambda, show_default=True)
+@click.option("--id-lambda", type=float, default=MapperTrainConfig.id_lambda, show_default=True)
 @click.option("--identity", default=None, help='Identity model: model_ir_se50.pth, "demo" or none (default).')
-@click.option("--levels", default="coarse,medium,fine", show_default=True, help="W+ levels the mapper moves.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--levels", default=",".join(MapperTrainConfig.levels), show_default=True, help="W+ levels the mapper moves."
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=MapperTrainConfig.seed,
+    show_default=True,
+    help="Seed of the training set and batch order (one number, not an image seed).",
+)
 def mapper_train(
     opts, prompt, steps, batch_size, latents, psi, lr, l2_lambda, id_lambda, identity, levels, seed, as_json
 ):
     """Train a mapper for PROMPT with the atlas's models and store it in the atlas (resumes if interrupted)."""
     from query.mapper_store import train_atlas_mapper
-    from query.mapper_train import DEFAULT_LR
 
     atlas = open_atlas(opts)
-    record = train_atlas_mapper(
-        atlas,
-        prompt,
-        identity=_identity(identity),
-        progress=not as_json,
-        steps=steps,
-        batch_size=batch_size,
-        ws=latents,
-        psi=psi,
-        lr=DEFAULT_LR if lr is None else lr,
-        l2_lambda=l2_lambda,
-        id_lambda=id_lambda,
-        seed=seed,
-        levels=tuple(l.strip() for l in levels.split(",") if l.strip()),
-    )
+    with resumable():
+        record = train_atlas_mapper(
+            atlas,
+            prompt,
+            identity=_identity(identity),
+            progress=not as_json,
+            steps=steps,
+            batch_size=batch_size,
+            ws=latents,
+            psi=psi,
+            lr=lr,
+            l2_lambda=l2_lambda,
+            id_lambda=id_lambda,
+            seed=seed,
+            levels=tuple(l.strip() for l in levels.split(",") if l.strip()),
+        )
     emit(
         as_json,
         record,
@@ -1053,16 +1058,22 @@ def mapper_list(opts, as_json):
 
 @atlas_command(cli, "compare")
 @click.argument("prompt")
-@click.option("--seed", multiple=True, type=int, help="Seed of a sampled latent (repeatable; default 0).")
+@seed_option()
 @click.option(
     "--latent",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="W or W+ codes (.npy or .pt) instead of seeds.",
 )
-@click.option("--psi", type=float, default=0.7, show_default=True)
+@click.option("--psi", type=float, default=DEFAULT_PSI, show_default=True, help="Truncation of seeded latents.")
 @with_direction_options
-@click.option("--alpha", type=float, default=4.0, show_default=True, help="Global direction strength.")
+@click.option(
+    "--alpha",
+    type=float,
+    default=default_of(Atlas.edit_text, "alpha"),
+    show_default=True,
+    help="Global direction strength.",
+)
 @click.option(
     "--methods",
     default="global,mapper,optimize",
@@ -1075,7 +1086,7 @@ def mapper_list(opts, as_json):
     help='Identity for optimization: model_ir_se50.pth, "demo" or none '
     "(default: demo with the demo generator, else none).",
 )
-@click.option("--optimize-steps", type=int, default=300, show_default=True)
+@click.option("--optimize-steps", type=int, default=OptimizeConfig.steps, show_default=True)
 @click.option(
     "-o",
     "--out",

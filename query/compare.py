@@ -12,6 +12,7 @@ import time
 import torch
 
 from models.errors import AtlasError
+from query.direction import DEFAULT_BETA
 from query.edit_text import EditResult, as_dict, edit_text
 from query.media import image_grid, png_path, save_png
 
@@ -72,7 +73,7 @@ def compare_methods(
     *,
     neutral: str = "",
     alpha: float = 4.0,
-    beta=0.15,
+    beta=DEFAULT_BETA,
     identity=None,
     optimize_options: dict | None = None,
     methods=COMPARE_METHODS,
@@ -148,7 +149,7 @@ def method_strip(
     method: str = "auto",
     neutral: str = "",
     alpha: float = 4.0,
-    beta=0.15,
+    beta=DEFAULT_BETA,
     identity=None,
     cell: int = 128,
     source: dict | None = None,

@@ -6,7 +6,9 @@ import numpy as np
 import torch
 
 from index.io import refuse_inside
+from models.seeds import DEFAULT_PSI
 from query.atlas import check_latent
+from query.config import GridConfig
 from query.media import cell_size, image_grid, load_latent, png_path, save_png
 from query.picture import Layout, alpha_label, check_outputs, labelled_grid, save_frames, save_styles
 
@@ -37,7 +39,7 @@ def edit_strip(
     alphas,
     seeds=None,
     latent=None,
-    psi: float = 0.7,
+    psi: float = DEFAULT_PSI,
     noise_mode: str = "const",
     cell: int = 128,
     frames=None,
@@ -97,12 +99,12 @@ def channel_grid(
     layer: int,
     channel: int,
     out,
-    alpha: float = 10.0,
-    steps: int = 5,
-    seeds=(0, 1, 2, 3),
-    psi: float = 0.7,
+    alpha: float = GridConfig.alpha,
+    steps: int = GridConfig.steps,
+    seeds=GridConfig.seeds,
+    psi: float = GridConfig.psi,
     noise_mode: str = "const",
-    cell: int = 96,
+    cell: int = GridConfig.cell,
     frames=None,
 ) -> dict:
     """Rows: seeds; columns: the channel set to s + a sigma_c for a in linspace(-alpha, alpha, steps)."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from models.errors import AtlasError
+from query.direction import DEFAULT_BETA
 
 METHODS = ("auto", "global", "mapper", "optimize")
 AUTO_MAX_RANK = 0.10  # median share of vocabulary phrases nearer the edited image than the prompt; see above
@@ -94,7 +95,7 @@ def edit_text(
     method: str = "auto",
     neutral: str = "",
     alpha: float = 4.0,
-    beta=0.15,
+    beta=DEFAULT_BETA,
     identity=None,
     noise_mode: str = "const",
     optimize_options: dict | None = None,

@@ -10,37 +10,15 @@ Reports reconstruction PSNR; the returned latents reproduce the images with the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 
 from models.errors import AtlasError
+from query.config import InvertConfig
 from query.images import psnr
 from query.losses import IdentityLoss, frozen, ramped_lr, w_plus, w_variance
-
-
-@dataclass(frozen=True)
-class InvertConfig:
-    """Settings of one projection run; saved with its results."""
-
-    steps: int = 500
-    lr: float = 0.1
-    min_scale: int = 8  # the pixel loss is taken at every halving of the size down to this
-    clip_lambda: float = 0.1  # CLIP image-embedding term, when an embedder is given
-    id_lambda: float = 0.1  # identity term, when an identity is given (its lambda_scale is for edits, not used)
-    noise_ramp: float = 0.75  # latent exploration noise fades to zero over this share of the steps
-    noise_strength: float = 0.05  # its initial size, in W standard deviations (total norm)
-    optimize_noise: bool = False
-    noise_regularize: float = 1e5
-    seed: int = 0
-
-    def check(self) -> "InvertConfig":
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise AtlasError(f"steps must be an integer >= 0, got {self.steps!r}.")
-        if not self.lr > 0:
-            raise AtlasError(f"lr must be > 0, got {self.lr!r}.")
-        return self
 
 
 def pixel_loss(x: torch.Tensor, y: torch.Tensor, min_scale: int = 8) -> torch.Tensor:
@@ -77,15 +55,15 @@ def invert(
     generator,
     images: torch.Tensor,
     *,
-    steps: int = 500,
+    steps: int = InvertConfig.steps,
     embedder=None,
     identity=None,
-    seed: int = 0,
+    seed: int = InvertConfig.seed,
     encoder=None,
-    lr: float = 0.1,
-    optimize_noise: bool = False,
-    clip_lambda: float = 0.1,
-    id_lambda: float = 0.1,
+    lr: float = InvertConfig.lr,
+    optimize_noise: bool = InvertConfig.optimize_noise,
+    clip_lambda: float = InvertConfig.clip_lambda,
+    id_lambda: float = InvertConfig.id_lambda,
     progress: bool = True,
     return_details: bool = False,
 ):

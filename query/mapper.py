@@ -18,10 +18,10 @@ from torch import nn
 from index.io import atomic_path
 from models.errors import CheckpointError
 from models.stylegan2 import EqualLinear
+from query.config import LEVELS
 
 FORMAT = "styleatlas-mapper"
 FORMAT_VERSION = 1
-LEVELS = ("coarse", "medium", "fine")
 REFERENCE_NUM_WS = 18  # FFHQ 1024: coarse [0:4], medium [4:8], fine [8:18]
 REFERENCE_BOUNDS = (4, 8)
 STYLECLIP_NAMES = dict(coarse="course_mapping", medium="medium_mapping", fine="fine_mapping")  # their spelling

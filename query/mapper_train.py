@@ -16,17 +16,17 @@ import torch
 
 from index.io import atomic_path
 from models.errors import AtlasError, CheckpointError, PromptError
+from query.config import MapperTrainConfig
 from query.losses import ClipLoss, w_variance
-from query.mapper import LEVELS, Mapper, MapperConfig, level_bounds
+from query.mapper import Mapper, MapperConfig, level_bounds
 
 TRAINING_FORMAT = "styleatlas-mapper-training"
-DEFAULT_STEPS = 400
-DEFAULT_BATCH_SIZE = 16
-DEFAULT_LR = 0.5  # StyleCLIP's (with Ranger); Adam at 0.01 barely moved the demo mapper in 100 steps
 NUM_LATENTS = 5000  # StyleCLIP's train_dataset_size when no latents file is given
 
 
-def training_latents(generator, ws=None, num_latents: int = NUM_LATENTS, psi: float = 0.7, seed: int = 0):
+def training_latents(
+    generator, ws=None, num_latents: int = NUM_LATENTS, psi: float = MapperTrainConfig.psi, seed: int = 0
+):
     """W+ [N, num_ws, w_dim]: the given codes (tensor, array or .npy/.pt file), else N seeded samples at psi."""
     num_ws, w_dim = int(generator.num_ws), int(generator.w_dim)
     mean_w = torch.as_tensor(generator.mean_w)
@@ -69,18 +69,18 @@ def train_mapper(
     embedder,
     prompt: str,
     *,
-    steps: int = DEFAULT_STEPS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    l2_lambda: float = 0.8,
-    id_lambda: float = 0.1,
+    steps: int = MapperTrainConfig.steps,
+    batch_size: int = MapperTrainConfig.batch_size,
+    l2_lambda: float = MapperTrainConfig.l2_lambda,
+    id_lambda: float = MapperTrainConfig.id_lambda,
     identity=None,
-    seed: int = 0,
+    seed: int = MapperTrainConfig.seed,
     ws=None,
     clip_lambda: float = 1.0,
-    lr: float = DEFAULT_LR,
-    psi: float = 0.7,
+    lr: float = MapperTrainConfig.lr,
+    psi: float = MapperTrainConfig.psi,
     num_latents: int = NUM_LATENTS,
-    levels=LEVELS,
+    levels=MapperTrainConfig.levels,
     norm: str = "ws",
     l2_norm: str = "generator",
     preprocess: str = "pool",

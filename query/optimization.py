@@ -9,38 +9,12 @@ W+ starts at the given codes; Adam with the reference's ramped lr minimises, per
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 
-from models.errors import AtlasError
+from query.config import OptimizeConfig
 from query.losses import ClipLoss, IdentityLoss, frozen, l2_scale, latent_l2, ramped_lr, w_plus
-
-
-@dataclass(frozen=True)
-class OptimizeConfig:
-    """Settings of one optimization run (SPEC §6 defaults); saved beside its results."""
-
-    steps: int = 300
-    lr: float = 0.1
-    l2_lambda: float = 0.008
-    id_lambda: float = 0.005
-    preprocess: str = "pool"  # CLIP input: "pool" (SPEC §6), "clip", or "reference" (StyleCLIP's raw input)
-    l2_norm: str = "generator"  # "generator": scaled to this generator's W (losses.l2_scale); "reference": raw sum
-    noise_mode: str = "const"
-    seed: int = 0
-
-    def check(self) -> "OptimizeConfig":
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise AtlasError(f"steps must be a positive integer (300 in the reference), got {self.steps!r}.")
-        for name in ("lr", "l2_lambda", "id_lambda"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise AtlasError(f"{name} must be a finite number >= 0, got {value!r}.")
-        if self.lr <= 0:
-            raise AtlasError(f"lr must be > 0 (0.1 in the reference), got {self.lr}.")
-        return self
 
 
 def optimize(
@@ -49,15 +23,15 @@ def optimize(
     ws,
     prompt: str,
     *,
-    steps: int = 300,
-    lr: float = 0.1,
-    l2_lambda: float = 0.008,
-    id_lambda: float = 0.005,
+    steps: int = OptimizeConfig.steps,
+    lr: float = OptimizeConfig.lr,
+    l2_lambda: float = OptimizeConfig.l2_lambda,
+    id_lambda: float = OptimizeConfig.id_lambda,
     identity=None,
-    seed: int = 0,
-    preprocess: str = "pool",
-    l2_norm: str = "generator",
-    noise_mode: str = "const",
+    seed: int = OptimizeConfig.seed,
+    preprocess: str = OptimizeConfig.preprocess,
+    l2_norm: str = OptimizeConfig.l2_norm,
+    noise_mode: str = OptimizeConfig.noise_mode,
     progress: bool = True,
     return_curves: bool = False,
 ):

@@ -18,6 +18,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from models.errors import AtlasError
+from models.seeds import DEFAULT_PSI
+from query.direction import DEFAULT_BETA
 from query.report import channel_report, channels_report, direction_report
 from serve import params as P
 from serve.explorer import Explorer, picture, png_bytes
@@ -66,7 +68,7 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
                 embedder_fingerprint=data.embedder_fingerprint,
                 methods=list(P.METHODS),
                 image_upload=True,
-                sliders=dict(alpha=[-10, 10], beta=[0.08, 0.3], default_beta=0.15, psi=0.7),
+                sliders=dict(alpha=[-10, 10], beta=[0.08, 0.3], default_beta=DEFAULT_BETA, psi=DEFAULT_PSI),
                 limits=dict(
                     prompt_chars=P.MAX_PROMPT_CHARS,
                     sources=P.MAX_SOURCES,
@@ -149,7 +151,7 @@ def create_app(atlas, noise_mode: str = "const") -> Starlette:
     def image_options(q):
         return (
             P.sources_value(q),
-            P.float_value(q.get("psi"), "psi", 0.7, -2.0, 2.0),
+            P.float_value(q.get("psi"), "psi", DEFAULT_PSI, -2.0, 2.0),
             P.int_value(q.get("size"), "size", None, 8, P.MAX_CELL),
             q.get("download") in ("1", "true"),
         )

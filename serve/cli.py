@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from models.errors import AtlasError, run_cli
+from models.cli import device_option, emit, json_option, print_warnings, run_cli
+from models.errors import AtlasError
 
 LOCAL = "127.0.0.1"
 
@@ -30,19 +30,16 @@ LOCAL = "127.0.0.1"
 @click.option("--generator", default=None, help='Generator checkpoint or "demo" (default: the atlas\'s, else demo).')
 @click.option("--clip", default=None, help='CLIP model name, JSON config or "demo" (default: the atlas\'s, else demo).')
 @click.option("--pretrained", default=None, help="open_clip pretrained tag or local weights.")
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... (the query CLI's rule).",
-)
+@device_option()
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
-@click.option("--json", "as_json", is_flag=True, help="Print the address as JSON before serving.")
-def cli(atlas, port, host, generator, clip, pretrained, device, threads, as_json):
+@json_option("Print the address as JSON before serving.")
+@click.pass_context
+def cli(ctx, atlas, port, host, generator, clip, pretrained, device, threads, as_json):
     """Serve a page to explore ATLAS: prompts with suggestions, alpha / beta sliders, the channels an edit moves.
 
     Binds 127.0.0.1 unless --host says otherwise; works offline (no CDN). Ctrl-C stops it.
     """
+    print_warnings(ctx)
     try:
         import uvicorn
     except ImportError:
@@ -57,13 +54,10 @@ def cli(atlas, port, host, generator, clip, pretrained, device, threads, as_json
     opened = open_atlas(dict(atlas=atlas, generator=generator, clip=clip, pretrained=pretrained, device=device))
     app = create_app(opened)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
-    if as_json:
-        click.echo(json.dumps(dict(url=url, host=host, port=port, atlas=str(atlas))))
-    else:
-        click.echo(
-            f"StyleAtlas page for {atlas} on {url}"
-            + ("" if host in (LOCAL, "localhost", "::1") else f"  (bound to {host}: reachable from the network)")
-        )
+    where = "" if host in (LOCAL, "localhost", "::1") else f"  (bound to {host}: reachable from the network)"
+    emit(
+        as_json, dict(url=url, host=host, port=port, atlas=str(atlas)), [f"StyleAtlas page for {atlas} on {url}{where}"]
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

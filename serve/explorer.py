@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from query.direction import DEFAULT_BETA
 from serve.params import MAX_RENDERS, RequestError, View
 
 
@@ -53,7 +54,7 @@ class Explorer:
         self._vocab_keys = None
 
     # ------------------------------------------------------------------ directions
-    def direction(self, prompt: str, neutral: str = "", beta=0.15, top_k=None):
+    def direction(self, prompt: str, neutral: str = "", beta=DEFAULT_BETA, top_k=None):
         """atlas.direction, remembered (AtlasError when no channel passes beta)."""
         key = (prompt, neutral, beta, top_k)
         with self.lock:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from models.errors import AtlasError
+from query.direction import DEFAULT_BETA
 
 MAX_PROMPT_CHARS = 300  # CLIP reads 77 tokens; a composition of a few phrases fits
 MAX_SOURCES = 16  # images (seeds + latents) in one request
@@ -43,7 +44,7 @@ class EditSpec:
 
     prompt: str = ""
     neutral: str = ""
-    beta: float | str = 0.15
+    beta: float | str = DEFAULT_BETA
     top_k: int | None = None
     alpha: float = 0.0
     off: tuple = ()  # ((layer, channel), ...) left out of the edit
@@ -115,7 +116,7 @@ def beta_value(text):
     from query.cli import beta_value as parse
 
     if text is None or str(text).strip() == "":
-        return 0.15
+        return DEFAULT_BETA
     if len(str(text)) > 40:
         raise RequestError("beta must be a number in (0, 1) or 'auto'.")
     return parse(str(text))

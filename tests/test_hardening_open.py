@@ -195,9 +195,10 @@ def test_inputs_that_gave_tracebacks_are_one_line(world, tmp_path, capsys):
         *atlas,
         *gen,
     )
-    assert "seed" in query_error(
-        capsys, "channel", "0", "0", "--seeds", "99999999999999999999", "-o", str(tmp_path / "g.png"), *atlas, *gen
-    )
+    for flag in ("--seed", "--seeds"):  # --seeds: the old spelling, still accepted
+        assert "seed" in query_error(
+            capsys, "channel", "0", "0", flag, "99999999999999999999", "-o", str(tmp_path / "g.png"), *atlas, *gen
+        )
     torch.save(torch.zeros(0, world["generator"].w_dim), tmp_path / "empty.pt")
     assert "no codes" in query_error(
         capsys,

@@ -148,7 +148,7 @@ def test_alpha_and_channel_strips(client):
 
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/grid.png"
-        lay = cli_json(path, "channel", str(layer), str(channel), "-o", out, "--seeds", "1", "--cell", "32")["grid"][
+        lay = cli_json(path, "channel", str(layer), str(channel), "-o", out, "--seed", "1", "--cell", "32")["grid"][
             "layout"
         ]
         cli_grid = np.asarray(Image.open(out).convert("RGB"))[lay["y0"] :, lay["x0"] :]  # the cells, not the labels

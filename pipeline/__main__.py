@@ -1,0 +1,5 @@
+"""`python -m pipeline [OPTIONS] [COMMAND]`: the same as build_index.py / styleatlas-build."""
+
+from pipeline.cli import main
+
+main()
