@@ -69,12 +69,17 @@ def seed_option(default=(), help: str = "Seed of a sampled image (repeatable; de
 def emit(as_json: bool, obj, lines=()) -> None:
     """The one way a command prints its result: strict JSON (NaN -> null, numpy plain) or the lines for people."""
     if as_json:
-        from models.jsonsafe import json_safe
-
-        click.echo(json.dumps(json_safe(obj, default=str), indent=2, allow_nan=False))
+        click.echo(json_text(obj))
         return
     for line in lines() if callable(lines) else lines:
         click.echo(line)
+
+
+def json_text(obj, indent: int | None = 2) -> str:
+    """Strict JSON (NaN and inf -> null, numpy plain, anything else as str): --json output and the web API's."""
+    from models.jsonsafe import json_safe
+
+    return json.dumps(json_safe(obj, default=str), indent=indent, allow_nan=False)
 
 
 @contextlib.contextmanager

@@ -359,8 +359,8 @@ def channel_cmd(opts, layer, channel_index, k, out, alpha, steps, seed, old_seed
     if old_seeds is not None:  # the old spelling, kept for scripts that use it
         if click.get_current_context().get_parameter_source("seed") is not ParameterSource.DEFAULT:
             raise AtlasError("pass --seed (repeatable), not both --seed and --seeds.")
-        click.echo("warning: --seeds is deprecated; repeat --seed instead (--seed 0 --seed 1 ...).", err=True)
         seeds = _ints(old_seeds)
+        click.echo("warning: --seeds is deprecated; repeat --seed instead (--seed 0 --seed 1 ...).", err=True)
     if out is not None:
         check_count(steps, "--steps", 2, MAX_STEPS)
         check_count(cell, "--cell", 8, MAX_CELL)

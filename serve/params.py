@@ -234,7 +234,7 @@ def alphas_value(text, default: str = "-10:10:7") -> list[float]:
 
 
 def json_text(obj) -> str:
-    """JSON for numpy-holding objects (the CLI's conversions)."""
-    from query.cli import _json_default
+    """JSON for numpy-holding objects: the CLI's --json text, on one line."""
+    from models.cli import json_text as text
 
-    return json.dumps(obj, default=_json_default, allow_nan=False)
+    return text(obj, indent=None)

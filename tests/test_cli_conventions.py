@@ -32,8 +32,13 @@ def commands(cli, path=()):
         yield from commands(sub, path + (name,))
 
 
-def option(command, name):
-    return next(p for p in command.params if p.name == name)
+def default(command, param):
+    """What click passes when the option is not given (click 8.4 keeps an UNSET sentinel in param.default)."""
+    return param.get_default(click.Context(command))
+
+
+def option_default(command, name):
+    return default(command, next(p for p in command.params if p.name == name))
 
 
 def query_command(*path):
@@ -57,7 +62,9 @@ def test_build_option_defaults_are_the_config_defaults():
     for param in pipeline.cli.cli.params:
         if param.name not in _FLAT:
             continue
-        value = param.default if not param.multiple else (tuple(param.default or ()) or None)
+        value = default(pipeline.cli.cli, param)
+        if param.multiple:  # an unset repeatable option is None to make_config: the dataclass default
+            value = tuple(value) if isinstance(value, (list, tuple)) and value else None
         assert make_config(**{param.name: value})[0] == default_config, param.name
         if value is not None:  # the value the help shows is the dataclass field itself
             for stage, field in _FLAT[param.name]:
@@ -79,25 +86,25 @@ def test_query_option_defaults_are_the_library_defaults():
     for path, command in commands(query.cli.cli):  # beta and psi: every command that has them
         for param in command.params:
             if param.name == "beta":
-                assert param.default == str(DEFAULT_BETA), path
+                assert default(command, param) == str(DEFAULT_BETA), path
             if param.name == "psi":
-                assert param.default == DEFAULT_PSI, path
+                assert default(command, param) == DEFAULT_PSI, path
             if param.name == "invert_steps":
-                assert param.default == signature_default(invert, "steps"), path
+                assert default(command, param) == signature_default(invert, "steps"), path
     for name in ("steps", "lr", "l2_lambda", "id_lambda", "preprocess", "l2_norm"):
-        assert option(query_command("optimize"), name).default == signature_default(optimize, name), name
-    assert option(query_command("compare"), "optimize_steps").default == signature_default(optimize, "steps")
+        assert option_default(query_command("optimize"), name) == signature_default(optimize, name), name
+    assert option_default(query_command("compare"), "optimize_steps") == signature_default(optimize, "steps")
     for name in ("steps", "batch_size", "lr", "l2_lambda", "id_lambda", "seed", "psi"):
-        assert option(query_command("mapper", "train"), name).default == signature_default(train_mapper, name)
-    assert option(query_command("mapper", "train"), "levels").default == ",".join(LEVELS)
-    assert option(query_command("invert"), "seed").default == signature_default(invert, "seed")
+        assert option_default(query_command("mapper", "train"), name) == signature_default(train_mapper, name)
+    assert option_default(query_command("mapper", "train"), "levels") == ",".join(LEVELS)
+    assert option_default(query_command("invert"), "seed") == signature_default(invert, "seed")
     for name in ("alpha", "steps", "cell", "psi"):
-        assert option(query_command("channel"), name).default == signature_default(channel_grid, name), name
-    assert option(query_command("channel"), "seed").default == tuple(signature_default(channel_grid, "seeds"))
-    assert option(query_command("compare"), "alpha").default == signature_default(Atlas.edit_text, "alpha")
-    assert float(option(query_command("edit"), "alpha").default[0]) == signature_default(Atlas.edit_text, "alpha")
-    assert option(query_command("sql"), "limit").default == signature_default(run_sql, "limit")
-    assert option(query_command("similar"), "k").default == signature_default(Atlas.similar, "k")
+        assert option_default(query_command("channel"), name) == signature_default(channel_grid, name), name
+    assert option_default(query_command("channel"), "seed") == tuple(signature_default(channel_grid, "seeds"))
+    assert option_default(query_command("compare"), "alpha") == signature_default(Atlas.edit_text, "alpha")
+    assert float(option_default(query_command("edit"), "alpha")[0]) == signature_default(Atlas.edit_text, "alpha")
+    assert option_default(query_command("sql"), "limit") == signature_default(run_sql, "limit")
+    assert option_default(query_command("similar"), "k") == signature_default(Atlas.similar, "k")
     assert signature_default(Atlas.sample_ws, "psi") == DEFAULT_PSI
 
 
@@ -111,7 +118,7 @@ def test_every_cli_shares_device_json_and_seed_options():
             names = {p.name: p for p in command.params}
             assert "as_json" in names and names["as_json"].is_flag, (cli_name, path)
             if "device" in names:
-                assert names["device"].default == "auto", (cli_name, path)
+                assert default(command, names["device"]) == "auto", (cli_name, path)
             if cli_name == "query" and path in image_seeds:
                 assert names["seed"].multiple and names["seed"].opts == ["--seed"], path
     assert {"device" in {p.name for p in CLIS[c].params} for c in ("build", "serve")} == {True}
@@ -172,14 +179,17 @@ def test_warnings_print_as_one_line_each(capsys):
 
 # ------------------------------------------------------------------------------------------------- item 6
 def test_a_seed_is_one_z_whatever_else_is_asked_for():
+    z = seed_z(range(4), 16)  # [4, 16]: NVIDIA's gen_images.py rule, with torch's generator
+    for s in range(4):
+        assert torch.equal(z[s], torch.randn(1, 16, generator=torch.Generator().manual_seed(s))[0])
+    assert torch.equal(seed_z([2, 0], 16), z[[2, 0]])
     gen = small_generator(seed=0, resolution=16, width=8)
-    four = gen.sample_ws(4, seed=0, psi=0.7)  # [4, w_dim]
-    assert torch.equal(four[2:3], gen.sample_ws(1, seed=2, psi=0.7))
-    assert torch.equal(four[1:], gen.sample_ws(3, seed=1, psi=0.7))
-    assert torch.equal(four[[3, 0]], seed_ws(gen, [3, 0], 0.7))
-    z = seed_z([7], gen.z_dim)  # NVIDIA's gen_images.py rule, with torch's generator
-    assert torch.equal(z, torch.randn(1, gen.z_dim, generator=torch.Generator().manual_seed(7)))
-    assert not torch.equal(four[0], four[1])
+    four = gen.sample_ws(4, seed=0, psi=0.7)  # [4, w_dim]; the mapping's batch changes only float rounding
+    close = dict(rtol=0, atol=1e-6)
+    torch.testing.assert_close(four[2:3], gen.sample_ws(1, seed=2, psi=0.7), **close)
+    torch.testing.assert_close(four[1:], gen.sample_ws(3, seed=1, psi=0.7), **close)
+    torch.testing.assert_close(four[[3, 0]], seed_ws(gen, [3, 0], 0.7), **close)
+    assert (four[0] - four[1]).abs().max() > 0.01  # and other seeds are other images
 
 
 @pytest.fixture(scope="module")
@@ -222,5 +232,5 @@ def test_query_cli_seed_is_the_api_seed(tiny_atlas):
     atlas = Atlas.open(root / "atlas", generator=gen)
     want = to_uint8(atlas.render(gen.sample_ws(3, seed=0, psi=DEFAULT_PSI)))  # [3, H, W, 3]
     for seed in (2, 0):
-        got = np.asarray(Image.open(frames / f"seed{seed}_original.png").convert("RGB"))
-        assert np.array_equal(got, want[seed]), seed
+        got = np.asarray(Image.open(frames / f"seed{seed}_original.png").convert("RGB")).astype(int)
+        assert np.abs(got - want[seed].astype(int)).max() <= 1, seed  # batch-of-2 vs batch-of-3 rounding
