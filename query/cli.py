@@ -14,7 +14,7 @@ from models.errors import AtlasError
 from models.seeds import DEFAULT_PSI
 from query.atlas import Atlas
 from query.catalog import DEFAULT_TIMEOUT_S, run_sql
-from query.config import GridConfig, InvertConfig, MapperTrainConfig, OptimizeConfig
+from query.config import GridConfig, InvertConfig, MapperTrainConfig, OptimizeConfig, StripConfig
 from query.direction import DEFAULT_BETA
 from query.report import channel_report, channels_report, direction_report
 
@@ -472,7 +472,9 @@ def sql(opts, query, limit, timeout_s, as_json):
     help="W or W+ codes (.npy or .pt) instead of seeds.",
 )
 @click.option("--psi", type=float, default=DEFAULT_PSI, show_default=True, help="Truncation of seeded latents.")
-@click.option("--noise-mode", type=click.Choice(["const", "none", "random"]), default="const", show_default=True)
+@click.option(
+    "--noise-mode", type=click.Choice(["const", "none", "random"]), default=StripConfig.noise_mode, show_default=True
+)
 @click.option(
     "-o",
     "--out",
@@ -481,7 +483,7 @@ def sql(opts, query, limit, timeout_s, as_json):
     show_default=True,
     help="PNG strip: original, then one column per alpha.",
 )
-@click.option("--cell", type=int, default=128, show_default=True, help="Cell size in pixels.")
+@click.option("--cell", type=int, default=StripConfig.cell, show_default=True, help="Cell size in pixels.")
 @click.option(
     "--save-frames",
     type=click.Path(file_okay=False, path_type=Path),

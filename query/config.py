@@ -78,6 +78,15 @@ class MapperTrainConfig:
 
 
 @dataclass(frozen=True)
+class StripConfig:
+    """An edit strip (query.py edit; query/edit.py edit_strip): one row per latent, the original then each alpha."""
+
+    psi: float = DEFAULT_PSI
+    noise_mode: str = "const"
+    cell: int = 128
+
+
+@dataclass(frozen=True)
 class GridConfig:
     """A channel grid (query.py channel -o; query/edit.py channel_grid): one row per seed, alphas as columns."""
 

@@ -6,9 +6,8 @@ import numpy as np
 import torch
 
 from index.io import refuse_inside
-from models.seeds import DEFAULT_PSI
 from query.atlas import check_latent
-from query.config import GridConfig
+from query.config import GridConfig, StripConfig
 from query.media import cell_size, image_grid, load_latent, png_path, save_png
 from query.picture import Layout, alpha_label, check_outputs, labelled_grid, save_frames, save_styles
 
@@ -39,9 +38,9 @@ def edit_strip(
     alphas,
     seeds=None,
     latent=None,
-    psi: float = DEFAULT_PSI,
-    noise_mode: str = "const",
-    cell: int = 128,
+    psi: float = StripConfig.psi,
+    noise_mode: str = StripConfig.noise_mode,
+    cell: int = StripConfig.cell,
     frames=None,
     latents=None,
 ) -> dict:

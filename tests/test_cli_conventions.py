@@ -77,7 +77,7 @@ def test_query_option_defaults_are_the_library_defaults():
     from query import DEFAULT_BETA
     from query.atlas import Atlas
     from query.catalog import run_sql
-    from query.edit import channel_grid
+    from query.edit import channel_grid, edit_strip
     from query.inversion import invert
     from query.mapper import LEVELS
     from query.mapper_train import train_mapper
@@ -101,6 +101,8 @@ def test_query_option_defaults_are_the_library_defaults():
     for name in ("alpha", "steps", "cell", "psi"):
         assert option_default(query_command("channel"), name) == signature_default(channel_grid, name), name
     assert option_default(query_command("channel"), "seed") == tuple(signature_default(channel_grid, "seeds"))
+    for name in ("noise_mode", "cell", "psi"):
+        assert option_default(query_command("edit"), name) == signature_default(edit_strip, name), name
     assert option_default(query_command("compare"), "alpha") == signature_default(Atlas.edit_text, "alpha")
     assert float(option_default(query_command("edit"), "alpha")[0]) == signature_default(Atlas.edit_text, "alpha")
     assert option_default(query_command("sql"), "limit") == signature_default(run_sql, "limit")
