@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from index.atlas import CATALOG, AtlasData
-from index.io import atomic_path
+from index.atlas import AtlasData
+from index.layout import CATALOG
 from index.mappers import fill_mappers
 from models.errors import AtlasFormatError
+from models.files import atomic_path
 
 SCHEMA = """
 CREATE TABLE layers (layer INTEGER PRIMARY KEY, kind VARCHAR, resolution INTEGER, width INTEGER,

@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.clip import validate_prompt
 from models.errors import AtlasError, PromptError
+from models.prompts import validate_prompt
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "data" / "templates_imagenet79.txt"
 
-__all__ = ["DEFAULT_TEMPLATES", "embed_phrases", "load_templates", "text_direction", "validate_prompt"]
+__all__ = ["DEFAULT_TEMPLATES", "embed_phrases", "load_templates", "text_direction"]
 
 
 def load_templates(path=None) -> list[str]:

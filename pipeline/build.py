@@ -185,7 +185,7 @@ def _drop_new_defaults(config: dict, old_config: dict) -> None:
 def _complete_matches(out_dir: Path, plan: dict) -> bool:
     """Whether out_dir holds this plan's finished atlas; outputs that derive from a sound atlas.h5 (indexes,
     catalog, manifest) are rewritten when missing or damaged. AtlasError names a file that cannot be repaired."""
-    from index.atlas import MANIFEST
+    from index.layout import MANIFEST
     from index.verify import verify_files
     from pipeline.assemble import plan_configs, repair
 
@@ -255,7 +255,7 @@ def _only_ours(work: Path) -> bool:
 
 def refuse_foreign(out_dir: Path) -> None:
     """A build writes only into a new or empty folder, or one of ours (MANIFEST.json, atlas.h5, work/plan.json)."""
-    from index.atlas import MANIFEST
+    from index.layout import MANIFEST
     from index.work import LOCK, work_dir
 
     if out_dir.exists() and not out_dir.is_dir():

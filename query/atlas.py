@@ -10,6 +10,8 @@ import numpy as np
 
 import index
 from models.errors import AtlasError, AtlasFormatError, CheckpointError, PromptError
+from models.prompts import validate_prompt
+from query.checks import check_alpha, check_images, check_latent
 from query.direction import (
     DEFAULT_BETA,
     Direction,
@@ -20,7 +22,6 @@ from query.direction import (
     one_direction,
 )
 from query.prompts import (
-    clean_prompt,
     format_composition,
     is_composition,
     lookup_key,
@@ -50,6 +51,10 @@ class Atlas:
 
     A prompt in the atlas vocabulary uses its stored template-averaged embedding (no CLIP); a new prompt is
     embedded with the atlas's templates by the embedder, loaded lazily when one is needed.
+    `Atlas.open(folder)` reads an atlas folder; `Atlas(data)` wraps arrays already in memory (index.AtlasData).
+    load_generator / load_embedder: zero-argument callables that load a model the first time one is needed.
+    check_fingerprints: refuse models (given or loaded) other than those the atlas was built with; False when
+    the caller vouches for them (models made for in-memory test data have no matching fingerprint).
     """
 
     def __init__(
@@ -83,51 +88,12 @@ class Atlas:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def from_data(
-        cls,
-        data: index.AtlasData,
-        generator=None,
-        embedder=None,
-        *,
-        check_fingerprints: bool = False,
-        load_generator=None,
-        load_embedder=None,
-    ) -> "Atlas":
-        """An Atlas over arrays already in memory (fingerprints not checked unless asked: the caller vouches)."""
-        return cls(
-            data,
-            generator,
-            embedder,
-            load_generator=load_generator,
-            load_embedder=load_embedder,
-            check_fingerprints=check_fingerprints,
-        )
-
-    @classmethod
     def open(
-        cls,
-        out_dir="atlas",
-        generator=None,
-        embedder=None,
-        check_fingerprints: bool = True,
-        *,
-        load_generator=None,
-        load_embedder=None,
-        require_complete: bool = True,
+        cls, out_dir="atlas", generator=None, embedder=None, *, require_complete: bool = True, **options
     ) -> "Atlas":
-        """Read `out_dir` (AtlasFormatError when missing or partial) and refuse models it was not built with.
-
-        load_generator / load_embedder: zero-argument callables that load a model the first time one is needed.
-        """
+        """Read `out_dir` (AtlasFormatError when missing or partial) into an Atlas; `options` are Atlas()'s."""
         data = index.read_atlas(out_dir, require_complete=require_complete)
-        return cls(
-            data,
-            generator,
-            embedder,
-            load_generator=load_generator,
-            load_embedder=load_embedder,
-            check_fingerprints=check_fingerprints,
-        )
+        return cls(data, generator, embedder, **options)
 
     # ------------------------------------------------------------------ CONTRACT arrays
     @property
@@ -205,7 +171,7 @@ class Atlas:
 
     def text_embedding(self, phrase: str) -> np.ndarray:
         """t(phrase) [D]: stored for vocabulary phrases and the neutral, else embedded with the templates."""
-        phrase = clean_prompt(phrase)
+        phrase = validate_prompt(phrase)
         if phrase == self.data.neutral or lookup_key(phrase) == lookup_key(self.data.neutral):
             return np.asarray(self.data.neutral_embedding, np.float32)
         i = self.vocab_index(phrase)
@@ -244,7 +210,7 @@ class Atlas:
     def neutral_embedding(self, neutral: str = "") -> tuple[str, np.ndarray]:
         if neutral is None or (isinstance(neutral, str) and not neutral.strip()):
             return self.data.neutral, np.asarray(self.data.neutral_embedding, np.float32)
-        neutral = clean_prompt(neutral)
+        neutral = validate_prompt(neutral)
         return neutral, self.text_embedding(neutral)
 
     def delta_t(self, prompt: str, neutral: str = "") -> np.ndarray:
@@ -261,7 +227,7 @@ class Atlas:
         """
         if not isinstance(prompt, str):
             return self.compose(prompt, neutral, beta, top_k=top_k)
-        prompt = clean_prompt(prompt)
+        prompt = validate_prompt(prompt)
         if self.vocab_index(prompt) is None and prompt not in self._embedded and is_composition(prompt):
             return self.compose(prompt, neutral, beta, top_k=top_k)
         check_beta(beta)
@@ -355,7 +321,7 @@ class Atlas:
 
     def similar(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:
         """The k vocabulary phrases nearest to t(prompt) by cosine (FAISS vocab index when present)."""
-        prompt = clean_prompt(prompt)
+        prompt = validate_prompt(prompt)
         q = np.ascontiguousarray(self.text_embedding(prompt)[None], np.float32)  # [1, D]
         self_row = self.vocab_index(prompt)
         want = min(int(k) + (self_row is not None), len(self.data.vocab))
@@ -472,49 +438,6 @@ class Atlas:
         ).to(mean_w.device)  # [B, z_dim]
         w = gen.mapping(z)  # [B, w_dim]
         return mean_w.to(w.dtype) + psi * (w - mean_w.to(w.dtype))
-
-
-MAX_ALPHA = 1000.0  # |alpha| beyond this only saturates or overflows (float32 styles)
-
-
-def check_alpha(alpha) -> float:
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError, OverflowError):
-        raise AtlasError(f"alpha must be a number (typically -10..10), got {alpha!r}.") from None
-    if not math.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
-        raise AtlasError(f"alpha must be finite and within ±{MAX_ALPHA:g} (typically -10..10), got {alpha}.")
-    return alpha
-
-
-def check_images(images) -> torch.Tensor:
-    """Rendered images, unless they hold NaN or inf (they would be saved as black pictures)."""
-    import torch
-
-    if isinstance(images, torch.Tensor) and not torch.isfinite(images).all():
-        raise AtlasError(
-            "the generator produced NaN or infinite pixels (an overflow: a smaller --alpha, or fp32); "
-            "no image was written."
-        )
-    return images
-
-
-def check_latent(ws, gen) -> torch.Tensor:
-    """ws as a float tensor on the generator's device: [B, w_dim] or [B, num_ws, w_dim], else one-line error."""
-    import torch
-
-    ws = torch.as_tensor(np.asarray(ws) if not isinstance(ws, torch.Tensor) else ws)
-    w_dim, num_ws = int(gen.w_dim), int(gen.num_ws)
-    ok = (ws.ndim == 2 and ws.shape[1] == w_dim) or (ws.ndim == 3 and tuple(ws.shape[1:]) == (num_ws, w_dim))
-    if not ok or ws.shape[0] < 1 or not ws.is_floating_point():
-        raise AtlasError(
-            f"latent has shape {tuple(ws.shape)} ({ws.dtype}); this generator takes W [B, {w_dim}] "
-            f"or W+ [B, {num_ws}, {w_dim}] floats."
-        )
-    if not torch.isfinite(ws).all():
-        raise AtlasError("latent holds NaN or infinite values; pass finite W or W+ codes.")
-    mean_w = torch.as_tensor(gen.mean_w)
-    return ws.to(device=mean_w.device, dtype=mean_w.dtype)
 
 
 def channel_overlap(a, b, channels: np.ndarray) -> dict:

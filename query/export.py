@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from index.io import atomic_path, refuse_inside, write_json_atomic
+from index.io import refuse_inside, write_json_atomic
 from models.errors import AtlasError, PromptError
+from models.files import atomic_path
+from models.prompts import validate_prompt
 from query.direction import DEFAULT_BETA, check_beta, floor_beta, global_directions
-from query.prompts import clean_prompt, is_composition, lookup_key, parse_composition
+from query.prompts import is_composition, lookup_key, parse_composition
 
 FORMATS = (".h5", ".npz", ".pt")
 
@@ -44,7 +46,7 @@ class Library:
 def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k: int | None = None) -> Library:
     """SPEC §5 for every prompt at once: vocabulary embeddings looked up, the rest embedded in one batch."""
     check_beta(beta)
-    prompts = [clean_prompt(p) for p in prompts]
+    prompts = [validate_prompt(p) for p in prompts]
     if not prompts:
         raise AtlasError("no prompts to export; give at least one.")
     neutral_name, t_neutral = atlas.neutral_embedding(neutral)

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from index.io import atomic_path
 from models.errors import CheckpointError
+from models.files import atomic_path
 from models.stylegan2 import EqualLinear
 
 FORMAT = "styleatlas-mapper"
@@ -198,7 +198,7 @@ class Mapper(nn.Module):
 
 def load_mapper(path, device="cpu") -> Mapper:
     """A Mapper from our .pt file or from a StyleCLIP mapper checkpoint (read with weights_only=True)."""
-    from models.checkpoint import read_checkpoint, require_file
+    from models.files import read_checkpoint, require_file
 
     path = Path(path).expanduser()
     require_file(path, "mapper", ".pt file")

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from index.io import atomic_path
 from models.errors import AtlasError, CheckpointError, PromptError
+from models.files import atomic_path
 from query.losses import ClipLoss, w_variance
 from query.mapper import LEVELS, Mapper, MapperConfig, level_bounds
 
@@ -41,7 +41,7 @@ def training_latents(generator, ws=None, num_latents: int = NUM_LATENTS, psi: fl
 
         w = load_latent(ws, w_dim, num_ws)
     else:
-        from query.atlas import check_latent
+        from query.checks import check_latent
 
         w = check_latent(ws, generator)
     if w.ndim == 2:
@@ -236,7 +236,7 @@ def _save_progress(path, mapper, optimizer, config, settings, step, history, sec
 
 
 def _resume(path, mapper, optimizer, config, settings) -> tuple[int, list, float]:
-    from models.checkpoint import read_checkpoint
+    from models.files import read_checkpoint
 
     state = read_checkpoint(Path(path))
     if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from index.io import atomic_path
 from models.errors import AtlasError
+from models.files import atomic_path
 
 if TYPE_CHECKING:  # torch loads when an image or a latent file is handled, not when this module is imported
     import torch
@@ -36,7 +36,7 @@ def check_count(value, name: str, low: int, high: int) -> int:
 
 def parse_alphas(specs) -> list[float]:
     """'4', '-4,0,4' or 'start:stop:count' (evenly spaced, both ends included), repeatable -> finite floats."""
-    from query.atlas import check_alpha
+    from query.checks import check_alpha
 
     out = []
     for spec in specs:

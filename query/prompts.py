@@ -18,9 +18,6 @@ _WEIGHT = re.compile(
 _PLUS = re.compile(r"(?<!:)\s*\+\s*(?![\d.])")  # a '+' joining terms, not the sign of a weight (":+1")
 
 
-clean_prompt = validate_prompt  # the one prompt check, shared with the CLIP wrapper
-
-
 def lookup_key(phrase: str) -> str:
     """CLIP's tokenizer lowercases and collapses whitespace, so these spellings embed identically."""
     return " ".join(phrase.split()).lower()
@@ -55,7 +52,7 @@ def parse_composition(spec) -> list[tuple[str, float]]:
             raise PromptError(f"the weight of {prompt!r} is not a number ({weight!r}).") from None
         if not math.isfinite(weight):
             raise PromptError(f"the weight of {prompt!r} must be finite, got {weight}.")
-        out.append((clean_prompt(prompt), weight))
+        out.append((validate_prompt(prompt), weight))
     if not out:
         raise PromptError("a composition needs at least one prompt, e.g. 'smile:1 + curly hair:0.5'.")
     return out
