@@ -11,6 +11,7 @@ import numpy as np
 from index.io import atomic_path
 from index.work import describe_unfinished
 from models.errors import AtlasFormatError
+from models.stylespace import layer_offsets
 
 FORMAT_VERSION = 1
 ATLAS_FILE = "atlas.h5"
@@ -64,7 +65,7 @@ def write_atlas(data: AtlasData) -> Path:
     import h5py
 
     path = Path(data.path) / ATLAS_FILE
-    layer_offset = np.cumsum([0] + [int(l["width"]) for l in data.layers])[:-1]
+    layer_offset = layer_offsets(data.layers)[:-1]  # [L] int64, where each layer starts in style/mean
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.attrs["format_version"] = FORMAT_VERSION

@@ -14,7 +14,7 @@ import torch
 
 from index.work import chunk_path
 from pipeline import relevance as relevance_stage
-from pipeline.common import chunk_ranges, generator_device, truncate
+from pipeline.common import chunk_ranges, generator_device, truncated_w
 
 PROBE_SECONDS = 4.0  # about how long the larger timed call of each probe may take
 
@@ -87,7 +87,7 @@ def unit_seconds(generator, embedder, plan: dict, cfg) -> dict:
     ).to(device)  # [n, z_dim]
 
     def map_samples(n):
-        w = truncate(generator, generator.mapping(z[:n]), cfg.stats.psi)
+        w = truncated_w(generator, z[:n], cfg.stats.psi)
         return [torch.as_tensor(s) for s in generator.styles(w)]
 
     styles = map_samples(cfg.relevance.batch_size)  # per layer [batch, width]

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from index.io import read_npz, write_json_atomic, write_npz_atomic
 from index.work import CHECK, JACOBIAN, chunk_path, missing_chunks, work_dir
+from models.stylespace import flat_index, split_layers
 from pipeline import relevance as exact
-from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncate
+from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncated_w
 from pipeline.config import RelevanceConfig
 
 STAGE = JACOBIAN
@@ -44,7 +45,7 @@ def image_styles(generator, cfg: RelevanceConfig, stream: int = 0) -> list[torch
         return exact.image_styles(generator, cfg)
     g = torch.Generator().manual_seed(chunk_seed(cfg.seed, "images", stream))
     z = torch.randn(cfg.num_images, int(generator.z_dim), generator=g)  # [M, z_dim]
-    w = truncate(generator, generator.mapping(z.to(generator_device(generator))), cfg.psi)  # [M, w_dim]
+    w = truncated_w(generator, z.to(generator_device(generator)), cfg.psi)  # [M, w_dim]
     return [torch.as_tensor(s).detach().reshape(cfg.num_images, -1) for s in generator.styles(w)]
 
 
@@ -138,8 +139,7 @@ def run(
     todo = [i for i in missing_chunks(out_dir, STAGE, num_chunks(cfg)) if i in set(chunks)]
     if not todo:
         return 0
-    offsets = np.cumsum([0] + [l["width"] for l in layers])
-    sigma = stats["std"][offsets[channels[:, 0]] + channels[:, 1]]  # [C]
+    sigma = stats["std"][flat_index(channels, layers)]  # [C]
     s_img = image_styles(generator, cfg)
     dim = int(embedder.dim)
     work = 0
@@ -168,9 +168,7 @@ def _exact_check(generator, embedder, cfg, out_dir, channels, stats, layers, s_i
     """The check chunk: exact rows of the sampled channels on the same images and on a disjoint set."""
     t0 = time.perf_counter()
     rows = check_channels(channels, cfg.check_channels)
-    offsets = np.cumsum([0] + [l["width"] for l in layers])
-    layer_mean = [stats["mean"][offsets[j] : offsets[j + 1]] for j in range(len(layers))]
-    layer_std = [stats["std"][offsets[j] : offsets[j + 1]] for j in range(len(layers))]
+    layer_mean, layer_std = split_layers(stats["mean"], layers), split_layers(stats["std"], layers)
     same, same_c = exact.compute_chunk(generator, embedder, s_img, channels[rows], layer_mean, layer_std, cfg)
     other, _ = exact.compute_chunk(
         generator, embedder, image_styles(generator, cfg, 1), channels[rows], layer_mean, layer_std, cfg

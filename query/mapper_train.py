@@ -16,6 +16,7 @@ import torch
 
 from index.io import atomic_path
 from models.errors import AtlasError, CheckpointError, PromptError
+from models.latents import truncate
 from query.losses import ClipLoss, w_variance
 from query.mapper import LEVELS, Mapper, MapperConfig, level_bounds
 
@@ -35,7 +36,7 @@ def training_latents(generator, ws=None, num_latents: int = NUM_LATENTS, psi: fl
         z = torch.randn(int(num_latents), int(generator.z_dim), generator=g)  # [N, z_dim] drawn on the CPU
         with torch.no_grad():
             w = torch.cat([generator.mapping(b.to(mean_w.device)) for b in z.split(1000)])  # [N, w_dim]
-        w = mean_w.to(w.dtype) + psi * (w - mean_w.to(w.dtype))
+        w = truncate(w, mean_w, psi)
     elif isinstance(ws, (str, Path)):
         from query.media import load_latent
 
