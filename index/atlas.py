@@ -12,6 +12,7 @@ from index.layout import ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_I
 from index.work import describe_unfinished
 from models.errors import AtlasFormatError
 from models.files import atomic_path
+from models.stylespace import layer_offsets
 
 FORMAT_VERSION = 1
 LAYER_FIELDS = ("index", "kind", "resolution", "width", "w_index", "in_atlas")
@@ -60,7 +61,7 @@ def write_atlas(data: AtlasData) -> Path:
     import h5py
 
     path = Path(data.path) / ATLAS_FILE
-    layer_offset = np.cumsum([0] + [int(l["width"]) for l in data.layers])[:-1]
+    layer_offset = layer_offsets(data.layers)[:-1]  # [L] int64, where each layer starts in style/mean
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.attrs["format_version"] = FORMAT_VERSION

@@ -25,6 +25,7 @@ from models.checkpoint import (
 )
 from models.errors import AtlasError, CheckpointError
 from models.files import atomic_path, hash_tensors, read_checkpoint
+from models.latents import check_latent_shape, truncate
 from models.nvidia import is_network_pickle, read_nvidia_checkpoint
 from models.ops import fused_leaky_relu, make_kernel, upfirdn2d
 
@@ -284,21 +285,13 @@ class StyleGAN2Generator(nn.Module):
         return self.style(z)
 
     def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
-        """w' = mean_w + psi (w - mean_w); works for [B, w_dim] and [B, num_ws, w_dim]."""
-        if psi == 1:
-            return w
-        return self.mean_w.to(w.dtype) + psi * (w - self.mean_w.to(w.dtype))
+        """w' = mean_w + psi (w - mean_w); works for [B, w_dim] and [B, num_ws, w_dim] (models/latents.py)."""
+        return truncate(w, self.mean_w, psi)
 
     def broadcast(self, ws: torch.Tensor) -> torch.Tensor:
         """[B, w_dim] or [B, num_ws, w_dim] -> [B, num_ws, w_dim]; anything else is a clear error."""
-        if ws.ndim == 2 and ws.shape[1] == self.w_dim:
-            return ws.unsqueeze(1).expand(-1, self.num_ws, -1)
-        if ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim):
-            return ws
-        raise AtlasError(
-            f"latent has shape {tuple(ws.shape)}; this generator takes W [B, {self.w_dim}] "
-            f"or W+ [B, {self.num_ws}, {self.w_dim}]."
-        )
+        ws = check_latent_shape(ws, self.w_dim, self.num_ws)
+        return ws.unsqueeze(1).expand(-1, self.num_ws, -1) if ws.ndim == 2 else ws
 
     def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
         """W or W+ -> StyleSpace: one [B, style_dims[l]] tensor per layer (the affine outputs)."""

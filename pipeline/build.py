@@ -23,6 +23,7 @@ from pipeline.assemble import assemble, finish
 from pipeline.common import chunk_ranges
 from pipeline.config import BuildConfig, make_config
 from pipeline.distributed import Workers, setup
+from pipeline.estimate import relevance_plan
 
 PLAN_FORMAT = 1
 
@@ -325,14 +326,15 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
         workers=workers.world,
         plan=plan,
     )
-    report.relevance_plan = jacobian_stage.cost_plan(
+    report.relevance_plan = relevance_plan(
         generator, embedder, cfg.relevance, plan["num_channels"], probe=bool(run.get("dry_run"))
     )
     report.seconds["plan"] = time.perf_counter() - t_start
     if run.get("dry_run"):  # the plan, what the folder already has, and a timed estimate of the rest
         from pipeline.estimate import estimate
 
-        report.estimate = estimate(generator, embedder, plan, cfg, out_dir, _dry_run_state(out_dir, plan))
+        state = _dry_run_state(out_dir, plan)
+        report.estimate = estimate(generator, embedder, plan, cfg, out_dir, state, report.relevance_plan)
         return report
     refuse_foreign(out_dir)
     workers.barrier()  # every rank has looked before any rank writes

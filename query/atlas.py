@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import index
+from models.directions import delta_t as text_delta_t
+from models.directions import delta_t_rows
 from models.errors import AtlasError, AtlasFormatError, CheckpointError, PromptError
 from models.prompts import validate_prompt
+from models.stylespace import rows_by_layer, to_layers
 from query.checks import check_alpha, check_images, check_latent
 from query.direction import (
     DEFAULT_BETA,
@@ -18,7 +21,6 @@ from query.direction import (
     check_beta,
     global_directions,
     no_channel_message,
-    normalise_delta_t,
     one_direction,
 )
 from query.prompts import (
@@ -216,7 +218,7 @@ class Atlas:
     def delta_t(self, prompt: str, neutral: str = "") -> np.ndarray:
         """Δt = normalise(t(prompt) - t(neutral)) [D] (SPEC §4)."""
         _, t_neutral = self.neutral_embedding(neutral)
-        return normalise_delta_t(self.text_embedding(prompt), t_neutral)
+        return text_delta_t(self.text_embedding(prompt), t_neutral)
 
     # ------------------------------------------------------------------ directions
     def direction(self, prompt, neutral: str = "", beta=DEFAULT_BETA, *, top_k: int | None = None) -> Direction:
@@ -232,7 +234,7 @@ class Atlas:
             return self.compose(prompt, neutral, beta, top_k=top_k)
         check_beta(beta)
         neutral_name, t_neutral = self.neutral_embedding(neutral)
-        delta_t = normalise_delta_t(self.text_embedding(prompt), t_neutral)  # [D]
+        delta_t = text_delta_t(self.text_embedding(prompt), t_neutral)  # [D]
         if top_k is None and not isinstance(beta, str):  # a plain query: no batch machinery (query/direction.py)
             scores, delta_s, num_c, max_abs = one_direction(self.data.relevance, self._std32, delta_t, beta)
             used = float(beta)
@@ -313,10 +315,7 @@ class Atlas:
     def vocab_delta_t(self) -> tuple[np.ndarray, np.ndarray]:
         """Δt(p, neutral) [V, D] for every vocabulary phrase, and which are defined (not the neutral itself)."""
         if self._vocab_delta_t is None:
-            diff = self.data.vocab_embeddings - np.asarray(self.data.neutral_embedding, np.float32)  # [V, D]
-            norm = np.linalg.norm(diff, axis=1)
-            valid = norm > 1e-6
-            self._vocab_delta_t = (diff / np.where(valid, norm, 1)[:, None]).astype(np.float32), valid
+            self._vocab_delta_t = delta_t_rows(self.data.vocab_embeddings, self.data.neutral_embedding)  # [V, D], [V]
         return self._vocab_delta_t
 
     def similar(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:
@@ -357,11 +356,9 @@ class Atlas:
 
     # ------------------------------------------------------------------ edits
     def rows_by_layer(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(layer, atlas rows, channels) per layer with atlas channels (models/stylespace.py), computed once."""
         if self._layer_rows is None:
-            ch = self.data.channels
-            self._layer_rows = [
-                (int(l), np.flatnonzero(ch[:, 0] == l), ch[ch[:, 0] == l, 1]) for l in np.unique(ch[:, 0])
-            ]
+            self._layer_rows = rows_by_layer(self.data.channels)
         return self._layer_rows
 
     def apply(self, styles: list[torch.Tensor], d, alpha: float) -> list[torch.Tensor]:
@@ -384,12 +381,11 @@ class Atlas:
 
         if not np.isfinite(alpha * delta_s).all():
             raise AtlasError(f"alpha {alpha:g} times this direction is not finite in float32; use a smaller alpha.")
+        steps = to_layers(alpha * delta_s, self.data.channels, self.layer_widths, self.rows_by_layer())  # [width_l]
         out = list(styles)
-        for layer, rows, cols in self.rows_by_layer():
+        for layer, _, _ in self.rows_by_layer():  # other layers (toRGB) are passed on untouched
             s = styles[layer]
-            step = torch.as_tensor(alpha * delta_s[rows], dtype=s.dtype, device=s.device)  # [n]
-            out[layer] = s.clone()
-            out[layer][:, torch.as_tensor(cols, device=s.device)] += step
+            out[layer] = s + torch.as_tensor(steps[layer], dtype=s.dtype, device=s.device)
         return out
 
     @no_grad
@@ -430,14 +426,14 @@ class Atlas:
         if not (isinstance(psi, (int, float)) and math.isfinite(psi) and abs(psi) <= 10):
             raise AtlasError(f"psi must be a finite number within ±10 (0.7 in the paper), got {psi!r}.")
         from models.device import check_seed
+        from models.latents import truncate
 
         seeds = [check_seed(s) for s in seeds]
         mean_w = torch.as_tensor(gen.mean_w)
         z = torch.cat(
             [torch.randn(1, int(gen.z_dim), generator=torch.Generator().manual_seed(int(s))) for s in seeds]
         ).to(mean_w.device)  # [B, z_dim]
-        w = gen.mapping(z)  # [B, w_dim]
-        return mean_w.to(w.dtype) + psi * (w - mean_w.to(w.dtype))
+        return truncate(gen.mapping(z), mean_w, psi)  # [B, w_dim]
 
 
 def channel_overlap(a, b, channels: np.ndarray) -> dict:

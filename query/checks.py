@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from models.errors import AtlasError
 
 if TYPE_CHECKING:
@@ -47,14 +45,9 @@ def check_latent(ws, gen) -> torch.Tensor:
     """ws as a float tensor on the generator's device: [B, w_dim] or [B, num_ws, w_dim], else one-line error."""
     import torch
 
-    ws = torch.as_tensor(np.asarray(ws) if not isinstance(ws, torch.Tensor) else ws)
-    w_dim, num_ws = int(gen.w_dim), int(gen.num_ws)
-    ok = (ws.ndim == 2 and ws.shape[1] == w_dim) or (ws.ndim == 3 and tuple(ws.shape[1:]) == (num_ws, w_dim))
-    if not ok or ws.shape[0] < 1 or not ws.is_floating_point():
-        raise AtlasError(
-            f"latent has shape {tuple(ws.shape)} ({ws.dtype}); this generator takes W [B, {w_dim}] "
-            f"or W+ [B, {num_ws}, {w_dim}] floats."
-        )
+    from models.latents import check_latent_shape
+
+    ws = check_latent_shape(ws, gen.w_dim, gen.num_ws)
     if not torch.isfinite(ws).all():
         raise AtlasError("latent holds NaN or infinite values; pass finite W or W+ codes.")
     mean_w = torch.as_tensor(gen.mean_w)

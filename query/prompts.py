@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
-from models.errors import AtlasError, PromptError
-from models.prompts import validate_prompt
+from models.errors import PromptError
+from models.prompts import read_lines, validate_prompt
 
 # nan / inf are matched as weights so that they are refused as weights, not embedded as phrases ("red:nan")
 _WEIGHT = re.compile(
@@ -78,23 +77,6 @@ def nearest_phrases(prompt: str, vocab: list[str], k: int = 5) -> list[str]:
     return [vocab[i] for _, i in scored[:k]]
 
 
-def read_text_file(path, what: str = "prompt file") -> str:
-    path = Path(path).expanduser()
-    try:
-        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the first prompt
-    except FileNotFoundError:
-        raise AtlasError(f"{what} {path} does not exist; check the path.") from None
-    except IsADirectoryError:
-        raise AtlasError(f"{what} {path} is a folder; pass a text file.") from None
-    except UnicodeDecodeError as exc:
-        raise AtlasError(
-            f"{what} {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8."
-        ) from None
-
-
 def read_prompts(path) -> list[str]:
-    """Prompts from a UTF-8 text file, one a line (blank lines skipped)."""
-    prompts = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
-    if not prompts:
-        raise PromptError(f"prompt file {path} has no prompts; write one prompt a line.")
-    return prompts
+    """Prompts from a UTF-8 text file, one a line (blank lines and '#' comment lines skipped)."""
+    return read_lines(path, "prompt file", "prompt")
