@@ -35,7 +35,7 @@ def synthetic_atlas(gen):
 
     layers = [dict(layer, in_atlas=layer["kind"] == "conv") for layer in gen.style_layers]
     data = synthetic_atlas_data(layers=layers, dim=32, vocab=["edit"] + [f"phrase {i}" for i in range(49)])
-    return Atlas.from_data(data, generator=gen)
+    return Atlas(data, generator=gen, check_fingerprints=False)
 
 
 def per_call(fn, repeats: int) -> float:

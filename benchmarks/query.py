@@ -131,7 +131,7 @@ def row(name, ours, ref, unit="ms", scale=1e3):
 def bench_atlas(title, data, embedder, repeats, new_repeats, vocab_prompts, new_prompts):
     from query import Atlas
 
-    atlas = Atlas.from_data(data, embedder=embedder)
+    atlas = Atlas(data, embedder=embedder, check_fingerprints=False)
     ref = ReferencePath(data, embedder)
     print(f"\n{title}: C = {len(data.channels):,}, D = {data.dim}, V = {len(data.vocab):,}")
     print(

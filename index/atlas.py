@@ -8,16 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from index.io import atomic_path
+from index.layout import ATLAS_FILE, CATALOG, MANIFEST, RELEVANCE_INDEX, VOCAB_INDEX
 from index.work import describe_unfinished
 from models.errors import AtlasFormatError
+from models.files import atomic_path
+from models.stylespace import layer_offsets
 
 FORMAT_VERSION = 1
-ATLAS_FILE = "atlas.h5"
-MANIFEST = "MANIFEST.json"
-VOCAB_INDEX = "vocab.faiss"
-RELEVANCE_INDEX = "relevance.faiss"
-CATALOG = "catalog.duckdb"
 LAYER_FIELDS = ("index", "kind", "resolution", "width", "w_index", "in_atlas")
 
 
@@ -64,7 +61,7 @@ def write_atlas(data: AtlasData) -> Path:
     import h5py
 
     path = Path(data.path) / ATLAS_FILE
-    layer_offset = np.cumsum([0] + [int(l["width"]) for l in data.layers])[:-1]
+    layer_offset = layer_offsets(data.layers)[:-1]  # [L] int64, where each layer starts in style/mean
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.attrs["format_version"] = FORMAT_VERSION
@@ -188,7 +185,9 @@ def read_atlas(
     if verify and require_complete:
         _check_indexes(data)
     if check_fingerprints and (generator is not None or embedder is not None):
-        check_atlas_fingerprints(data, generator, embedder)
+        from index import fingerprint  # torch: only when models are given (reading an atlas does not need it)
+
+        fingerprint.check_fingerprints(data, generator, embedder)
     return data
 
 
@@ -267,33 +266,3 @@ def _unfinished_output_stage(out_dir: Path) -> str:
     if not (out_dir / CATALOG).exists():
         return "catalog"
     return "manifest"
-
-
-def check_atlas_fingerprints(data: AtlasData, generator=None, embedder=None) -> None:
-    """Refuse a generator / embedder that is not the one the atlas was built with (both fingerprints named)."""
-    # torch: only when models are given (reading an atlas does not need it)
-    from index.fingerprint import architecture_embedder, fingerprint_embedder, fingerprint_generator
-
-    if generator is not None:
-        fp = fingerprint_generator(generator)
-        if fp != data.generator_fingerprint:
-            raise AtlasFormatError(
-                f"atlas {data.path} was built with generator {data.generator_fingerprint[:16]}… but this "
-                f"generator is {fp[:16]}…; open it with the generator it was built with, or rebuild the atlas "
-                "(experts: check_fingerprints=False)."
-            )
-    if embedder is not None:
-        arch = architecture_embedder(embedder)
-        if data.embedder_architecture and arch and arch != data.embedder_architecture:
-            raise AtlasFormatError(
-                f"atlas {data.path} was built with a CLIP of another architecture ({data.embedder_architecture[:21]}… "
-                f"vs {arch[:21]}…; e.g. ViT-B-32 and ViT-B-32-quickgelu share weights but not activations); open it "
-                "with the CLIP model it was built with (experts: check_fingerprints=False)."
-            )
-        fp = fingerprint_embedder(embedder, data.templates)
-        if fp != data.embedder_fingerprint:
-            raise AtlasFormatError(
-                f"atlas {data.path} was built with CLIP {data.embedder_fingerprint[:16]}… (weights, preprocessing "
-                f"and templates) but this embedder is {fp[:16]}…; open it with the CLIP it was built with, or "
-                "rebuild the atlas (experts: check_fingerprints=False)."
-            )

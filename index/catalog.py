@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from index.atlas import CATALOG, AtlasData
-from index.io import atomic_path
+from index.atlas import AtlasData
+from index.layout import CATALOG
 from index.mappers import fill_mappers
 from models.errors import AtlasFormatError
+from models.files import atomic_path
+from models.stylespace import layer_offsets
 
 SCHEMA = """
 CREATE TABLE layers (layer INTEGER PRIMARY KEY, kind VARCHAR, resolution INTEGER, width INTEGER,
@@ -66,7 +68,7 @@ def _fill(con, data: AtlasData) -> None:
             width=np.array([l["width"] for l in layers], np.int64),
             w_index=np.array([l["w_index"] for l in layers], np.int64),
             in_atlas=np.array([bool(l["in_atlas"]) for l in layers]),
-            style_offset=np.cumsum([0] + [l["width"] for l in layers])[:-1].astype(np.int64),
+            style_offset=layer_offsets(layers)[:-1],
         ),
     )
     C = len(data.channels)

@@ -5,7 +5,7 @@ an nn.Module's state dict; else the sha256 of what the protocol lets us observe 
 widths, mean_w, and the styles and images of four seeded z, rounded to 4 decimals so that the last bits of
 float noise between machines do not change it). Embedder: the same rule (`fingerprint()`, state dict of
 `.model` or of the object, or a probe of encode_text / encode_image), always combined with the templates,
-because the stored phrase embeddings depend on them.
+because the stored phrase embeddings depend on them. `check_fingerprints` compares both with an atlas's.
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ import json
 import numpy as np
 import torch
 
+from models.errors import AtlasFormatError
+from models.files import hash_tensors
+
 PROBE_TEXTS = ("a photo of a face.", "red", "a smiling person with curly hair", "shape")
 PROBE_DECIMALS = 4
 
 
 def _hash_state_dict(state: dict) -> str:
     h = hashlib.sha256()
-    for key in sorted(state):
-        t = state[key]
-        if not isinstance(t, torch.Tensor):
-            continue
-        t = t.detach().cpu().contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    hash_tensors(h, state)
     return h.hexdigest()
 
 
@@ -111,3 +108,33 @@ def architecture_embedder(embedder) -> str:
         text = json.dumps([type(m).__name__ for _, m in model.named_modules()])
         return "modules:" + hashlib.sha256(text.encode()).hexdigest()
     return ""  # a probe fingerprint already covers what the embedder does
+
+
+def check_fingerprints(data, generator=None, embedder=None) -> None:
+    """Refuse a generator / embedder that is not the one the atlas `data` (AtlasData) was built with.
+
+    The error names both fingerprints; read_atlas(..., check_fingerprints=False) is the experts' way round it.
+    """
+    if generator is not None:
+        fp = fingerprint_generator(generator)
+        if fp != data.generator_fingerprint:
+            raise AtlasFormatError(
+                f"atlas {data.path} was built with generator {data.generator_fingerprint[:16]}… but this "
+                f"generator is {fp[:16]}…; open it with the generator it was built with, or rebuild the atlas "
+                "(experts: check_fingerprints=False)."
+            )
+    if embedder is not None:
+        arch = architecture_embedder(embedder)
+        if data.embedder_architecture and arch and arch != data.embedder_architecture:
+            raise AtlasFormatError(
+                f"atlas {data.path} was built with a CLIP of another architecture ({data.embedder_architecture[:21]}… "
+                f"vs {arch[:21]}…; e.g. ViT-B-32 and ViT-B-32-quickgelu share weights but not activations); open it "
+                "with the CLIP model it was built with (experts: check_fingerprints=False)."
+            )
+        fp = fingerprint_embedder(embedder, data.templates)
+        if fp != data.embedder_fingerprint:
+            raise AtlasFormatError(
+                f"atlas {data.path} was built with CLIP {data.embedder_fingerprint[:16]}… (weights, preprocessing "
+                f"and templates) but this embedder is {fp[:16]}…; open it with the CLIP it was built with, or "
+                "rebuild the atlas (experts: check_fingerprints=False)."
+            )

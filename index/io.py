@@ -1,77 +1,16 @@
-"""Crash-safe file writes: everything lands under a temporary name in the same folder, then os.replace."""
+"""Crash-safe file writes of arrays and JSON, through models/files.py `atomic_path` (a temporary name in the
+same folder, then os.replace)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from models.files import atomic_path
 from models.jsonsafe import json_safe
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp makes its files 0600; a finished file gets the mode a plain open() would give it
-_FILE_MODE = 0o666 & ~_current_umask()
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some filesystems (and Windows) cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_path(path, suffix: str = "", exclusive: bool = False):
-    """Yield a temporary path beside `path`; on success fsync it and rename it over `path`, else remove it.
-
-    A process killed at any point leaves either the old file, the complete new file, or a stray `.tmp-*`
-    file that readers ignore; never a half-written `path`. exclusive=True: the first complete writer wins
-    (hard link, which fails if `path` exists), so a file that workers may compute concurrently never changes
-    once it exists.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        if exclusive:
-            _link_or_keep(tmp, path)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _link_or_keep(tmp: Path, path: Path) -> None:
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another worker finished the same file first; its content is the one everybody reads
-    except OSError:  # no hard links on this filesystem: fall back to "last complete writer wins"
-        os.replace(tmp, path)
 
 
 def refuse_inside(folder, path, what: str = "output") -> Path:

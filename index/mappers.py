@@ -15,10 +15,11 @@ import shutil
 import time
 from pathlib import Path
 
-from index.atlas import CATALOG, MANIFEST
-from index.io import atomic_path, write_json_atomic
+from index.io import write_json_atomic
+from index.layout import CATALOG, MANIFEST
 from index.verify import sha256_file
 from models.errors import AtlasFormatError
+from models.files import atomic_path
 
 MAPPERS_DIR = "mappers"
 RECORD_KEYS = (

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.atlas import RELEVANCE_INDEX, VOCAB_INDEX
-from index.io import atomic_path
+from index.layout import RELEVANCE_INDEX, VOCAB_INDEX
+from models.files import atomic_path
 
 
 def have_faiss() -> bool:

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from index.io import _fsync_dir  # the same fsync of a folder after a rename
+from models.files import fsync_dir  # the same fsync of a folder after a rename
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -42,7 +42,7 @@ def exchange(a, b) -> bool:
             return False
         raise OSError(err, os.strerror(err), str(a))
     for parent in {Path(a).parent, Path(b).parent}:
-        _fsync_dir(parent)
+        fsync_dir(parent)
     return True
 
 
@@ -55,11 +55,11 @@ def swap_folder(target, replacement, retired) -> None:
     target, replacement, retired = Path(target), Path(replacement), Path(retired)
     if exchange(target, replacement):
         os.replace(replacement, retired)  # `replacement` now holds the old folder
-        _fsync_dir(retired.parent)
+        fsync_dir(retired.parent)
         return
     os.replace(target, retired)
     os.replace(replacement, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def finish_swap(target, replacement, retired) -> bool:
@@ -67,6 +67,6 @@ def finish_swap(target, replacement, retired) -> bool:
     target, replacement, retired = Path(target), Path(replacement), Path(retired)
     if not target.exists() and retired.is_dir() and replacement.is_dir():
         os.replace(replacement, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return True
     return False

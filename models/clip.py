@@ -24,7 +24,8 @@ from open_clip.transformer import CustomResidualAttentionBlock, ResidualAttentio
 
 from models.clip_weights import apply_clip_state_dict, read_clip_state_dict, warn_quickgelu
 from models.errors import AtlasError, CheckpointError, PromptError
-from models.prompts import validate_prompt  # noqa: F401  (re-exported: models.clip.validate_prompt)
+from models.files import hash_tensors
+from models.prompts import validate_prompt
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -83,10 +84,7 @@ class ClipEmbedder:
     def fingerprint(self) -> str:
         """sha256 of every state-dict tensor (sorted keys) plus preprocessing and context length."""
         h = hashlib.sha256()
-        for key, t in sorted(self.model.state_dict().items()):
-            t = t.detach().cpu().contiguous()
-            h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        hash_tensors(h, self.model.state_dict())
         h.update(json.dumps([self.image_size, self.mean, self.std, self.context_length]).encode())
         return h.hexdigest()
 

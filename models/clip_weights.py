@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import read_checkpoint, require_file
 from models.errors import CheckpointError
+from models.files import read_checkpoint, require_file
 
 # Tensors of OpenAI archives that are attributes, not weights: open_clip rebuilds them itself.
 _OPENAI_ATTRIBUTES = ("input_resolution", "context_length", "vocab_size")

@@ -6,7 +6,6 @@ take rosinality checkpoints (StyleCLIP, e4e, ...) can use those models too.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import click
@@ -18,7 +17,8 @@ from models.errors import CheckpointError
 def convert(src, dst) -> dict:
     """Read `src` (NVIDIA .pkl or rosinality .pt), write `dst` in rosinality format; what was written."""
     from models.checkpoint import resolve_generator_path
-    from models.stylegan2 import load_generator, save_generator
+    from models.nvidia import is_network_pickle, read_nvidia_checkpoint
+    from models.stylegan2 import generator_from_checkpoint, load_generator, save_generator
 
     src, dst = resolve_generator_path(src), Path(dst).expanduser()
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
@@ -28,10 +28,9 @@ def convert(src, dst) -> dict:
             f"the output {dst} ends in .pkl, which StyleAtlas reads as an NVIDIA pickle; name it .pt."
         )
     info = None
-    if src.suffix.lower() == ".pkl" and src.is_file() and not zipfile.is_zipfile(src):
-        from models.nvidia import read_nvidia_generator
-
-        gen, info = read_nvidia_generator(src)
+    if is_network_pickle(src):
+        ckpt, info = read_nvidia_checkpoint(src)
+        gen = generator_from_checkpoint(ckpt, src)
     else:
         gen = load_generator(src)
     save_generator(gen, dst)

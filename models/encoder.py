@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.checkpoint import read_checkpoint, require_file
 from models.errors import AtlasError, CheckpointError
+from models.files import read_checkpoint, require_file
 from models.irse import IRSEBody, irse_depth, load_state_strict
 from models.stylegan2 import EqualLinear
 

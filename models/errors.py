@@ -13,5 +13,9 @@ class PromptError(AtlasError):
     """A prompt is empty, not text, or otherwise unusable."""
 
 
+class NoDirectionError(PromptError):
+    """The target and the neutral have the same embedding, so Δt = normalise(t(target) - t(neutral)) is undefined."""
+
+
 class AtlasFormatError(AtlasError):
     """An atlas directory is missing, incomplete, or does not match the models it is opened with."""

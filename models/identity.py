@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.checkpoint import read_checkpoint, require_file
 from models.errors import CheckpointError
+from models.files import read_checkpoint, require_file
 from models.irse import IRSEBackbone, irse_depth, load_state_strict
 
 # SPEC §8 / StyleCLIP criteria/id_loss.py: pool to 256, crop the face, pool to 112

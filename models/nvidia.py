@@ -1,7 +1,8 @@
-"""NVIDIA StyleGAN2 network pickles (stylegan2-ada-pytorch, stylegan3 --cfg=stylegan2) -> StyleGAN2Generator.
+"""NVIDIA StyleGAN2 network pickles (stylegan2-ada-pytorch, stylegan3 --cfg=stylegan2) -> rosinality checkpoints.
 
 A `network-snapshot-*.pkl` holds {"G", "D", "G_ema", "augment_pipe", "training_set_kwargs"}; we read it with
-models/nvidia_pickle.py (no code in the file runs) and map G_ema onto our rosinality-layout generator. The
+models/nvidia_pickle.py (no code in the file runs) and map G_ema onto a rosinality checkpoint dict, which
+`models.stylegan2.load_generator` turns into our generator as it does any rosinality file. The
 arithmetic is the same layer by layer: mapping = 2nd-moment normalisation + lrelu FC layers (weight gain
 lr/sqrt(in), bias gain lr), affine A = style modulation (FC, gain 1/sqrt(w_dim), bias learned from init 1),
 demodulated 3x3 convs with the upsampling conv as transposed conv + [1,3,3,1] filter, noise_const *
@@ -16,13 +17,15 @@ other filters or activations, grayscale) is refused in one line.
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 
 from models.errors import CheckpointError
 from models.nvidia_pickle import PersistentModule, TensorFlowNetwork, read_network_pickle
-from models.stylegan2 import StyleGAN2Generator, make_kernel
+from models.ops import make_kernel
 
 ROSINALITY_LR_MLP = 0.01  # what a rosinality checkpoint's mapping assumes; other lr multipliers are folded in
 
@@ -46,24 +49,24 @@ class SnapshotInfo:
         return asdict(self)
 
 
-def load_nvidia_generator(path, device="cpu") -> StyleGAN2Generator:
-    """StyleGAN2Generator reproducing the G_ema of an NVIDIA network pickle (see the module docstring)."""
-    return read_nvidia_generator(path, device=device)[0]
+def is_network_pickle(path) -> bool:
+    """A `.pkl` file that is not a zip archive (torch.save writes zips): an NVIDIA network pickle."""
+    path = Path(path)
+    return path.suffix.lower() == ".pkl" and path.is_file() and not zipfile.is_zipfile(path)
 
 
-def read_nvidia_generator(path, device="cpu") -> tuple[StyleGAN2Generator, SnapshotInfo]:
-    """(generator, what the snapshot held); every refusal is a one-line CheckpointError naming the file."""
+def read_nvidia_checkpoint(path) -> tuple[dict, SnapshotInfo]:
+    """(the rosinality checkpoint G_ema maps onto, what the snapshot held); refusals are one-line CheckpointErrors."""
     data = read_network_pickle(path)
     G, keys = _pick_generator(data, path)
     try:
-        gen, info = generator_from_nvidia(G, path)
+        ckpt, info = checkpoint_from_nvidia(G, path)
     except (KeyError, TypeError, AttributeError, ValueError, RuntimeError, IndexError) as exc:  # odd structure
         detail = str(exc).splitlines()[0][:120] if str(exc) else ""
         raise CheckpointError(
             f"{path} holds a G_ema that does not look like a StyleGAN2 generator ({type(exc).__name__}: {detail})."
         ) from None
-    gen.source = str(path)
-    return gen.to(device).eval(), replace(info, keys=keys)
+    return ckpt, replace(info, keys=keys)
 
 
 def _pick_generator(data, path) -> tuple[PersistentModule, list]:
@@ -241,8 +244,11 @@ def _torgb(layer: PersistentModule, prefix: str, w_dim: int, path) -> dict:
     return sd
 
 
-def generator_from_nvidia(G: PersistentModule, path="G_ema") -> tuple[StyleGAN2Generator, SnapshotInfo]:
-    """Map a pickled NVIDIA StyleGAN2 Generator's parameters and buffers onto a new StyleGAN2Generator."""
+def checkpoint_from_nvidia(G: PersistentModule, path="G_ema") -> tuple[dict, SnapshotInfo]:
+    """Map a pickled NVIDIA StyleGAN2 Generator's parameters and buffers onto a rosinality checkpoint dict.
+
+    {"g_ema": state dict, "latent_avg": w_avg (absent when not tracked), "conv_clamp": number (when clamped)}.
+    """
     _refuse_other_architectures(G, path)
     synthesis = G.modules["synthesis"]
     w_dim = int(G.get("w_dim") or 0)
@@ -290,13 +296,13 @@ def generator_from_nvidia(G: PersistentModule, path="G_ema") -> tuple[StyleGAN2G
             s, n = _conv(conv1, "b4.conv1", w_dim, 1, path)
             sd.update({f"conv1.{k}": v for k, v in s.items()})
             sd.update({f"to_rgb1.{k}": v for k, v in _torgb(torgb, "b4.torgb", w_dim, path).items()})
-            noises.append(n)
+            noises.append((n, r))
             continue
         k = int(math.log2(r)) - 3  # index of this resolution among the upsampling blocks
         for j, (name, layer, up) in enumerate((("conv0", conv0, 2), ("conv1", conv1, 1))):
             s, n = _conv(layer, f"b{r}.{name}", w_dim, up, path)
             sd.update({f"convs.{2 * k + j}.{key}": v for key, v in s.items()})
-            noises.append(n)
+            noises.append((n, r))
         sd.update({f"to_rgbs.{k}.{key}": v for key, v in _torgb(torgb, f"b{r}.torgb", w_dim, path).items()})
     _require(
         len(clamps) == 1,
@@ -311,22 +317,19 @@ def generator_from_nvidia(G: PersistentModule, path="G_ema") -> tuple[StyleGAN2G
         f"conv_clamp {clamp!r} is not a positive number.",
     )
 
-    gen = StyleGAN2Generator(
-        res, style_dim=w_dim, n_mlp=n_mlp, channels=channels, lr_mlp=ROSINALITY_LR_MLP, conv_clamp=clamp
-    )
-    for j, n in enumerate(noises):
-        size = getattr(gen.noises, f"noise_{j}").shape[-1]
+    for j, (n, size) in enumerate(noises):  # noise_const is [r, r] at resolution r
         sd[f"noises.noise_{j}"] = n.reshape(1, 1, size, size) if n is not None else torch.zeros(1, 1, size, size)
-    _load_exact(gen, sd, path)
+    ckpt = {"g_ema": sd}
     if w_avg is not None:
         _require(
             w_avg.numel() == w_dim and bool(torch.isfinite(w_avg).all()),
             path,
             f"mapping.w_avg has shape {tuple(w_avg.shape)}, not [{w_dim}].",
         )
-        gen.mean_w.copy_(w_avg.reshape(w_dim).float())
-    else:  # w_avg_beta=None: no tracked average, so estimate it as the rosinality loader does
-        gen.update_mean_w(n=10_000, seed=0)
+        ckpt["latent_avg"] = w_avg.reshape(w_dim).float()
+    # w_avg_beta=None: no tracked average; the loader estimates it as for any rosinality file without one
+    if clamp is not None:
+        ckpt["conv_clamp"] = clamp
     info = SnapshotInfo(
         resolution=res,
         w_dim=w_dim,
@@ -336,28 +339,7 @@ def generator_from_nvidia(G: PersistentModule, path="G_ema") -> tuple[StyleGAN2G
         conv_clamp=None if clamp is None else float(clamp),
         fp16_resolutions=fp16,
         has_w_avg=w_avg is not None,
-        noise_layers=sum(n is not None for n in noises),
+        noise_layers=sum(n is not None for n, _ in noises),
         keys=[],
     )
-    return gen, info
-
-
-def _load_exact(gen: StyleGAN2Generator, sd: dict, path) -> None:
-    """Copy every mapped tensor in; each of our parameters must get exactly one of the right shape."""
-    expected = gen.state_dict()
-    own = [k for k in expected if not k.endswith((".blur.kernel", ".upsample.kernel"))]  # [1,3,3,1], checked above
-    missing = [k for k in own if k not in sd]
-    _require(
-        not missing and set(sd) <= set(expected),
-        path,
-        f"internal mapping error: {', '.join(missing[:3]) or ', '.join(sorted(set(sd) - set(expected))[:3])}.",
-    )
-    for k, v in sd.items():
-        _require(
-            tuple(v.shape) == tuple(expected[k].shape),
-            path,
-            f"the tensor for {k} is {tuple(v.shape)}; the "
-            f"architecture read from the pickle needs {tuple(expected[k].shape)} (inconsistent snapshot).",
-        )
-        _require(bool(torch.isfinite(v).all()), path, f"the tensor for {k} has non-finite values; the file is corrupt.")
-    gen.load_state_dict({k: v.float().contiguous() for k, v in sd.items()}, strict=False)
+    return ckpt, info

@@ -25,9 +25,9 @@ def seed_ws(generator, seeds, psi: float = DEFAULT_PSI):
     """w [len(seeds), w_dim] of any generator (the CONTRACT protocol), truncated toward mean_w with psi."""
     import torch
 
+    from models.latents import truncate
+
     mean_w = torch.as_tensor(generator.mean_w)
     with torch.no_grad():
         w = generator.mapping(seed_z(seeds, generator.z_dim).to(mean_w.device))  # [B, w_dim]
-    if psi == 1:
-        return w
-    return mean_w.to(w.dtype) + psi * (w - mean_w.to(w.dtype))
+    return truncate(w, mean_w, psi)

@@ -2,20 +2,32 @@
 
 The module and parameter names mirror rosinality's `model.py` so that `state_dict()` keys are the keys of the
 checkpoints StyleCLIP, e4e, HairCLIP and DeltaEdit ship (`stylegan2-ffhq-config-f.pt`). No custom CUDA ops:
-upfirdn2d and the fused leaky ReLU are written with plain convolutions, so it runs anywhere torch runs.
-Loading and saving live in `models/checkpoint.py`.
+upfirdn2d and the fused leaky ReLU are written with plain convolutions (models/ops.py), so it runs anywhere torch runs.
+Loading and saving the rosinality checkpoint format are at the end (`load_generator`, `save_generator`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import AtlasError
+from models.checkpoint import (
+    DEMO_GENERATOR,
+    generator_state,
+    infer_architecture,
+    read_conv_clamp,
+    resolve_generator_path,
+)
+from models.errors import AtlasError, CheckpointError
+from models.files import atomic_path, hash_tensors, read_checkpoint
+from models.latents import check_latent_shape, truncate
+from models.nvidia import is_network_pickle, read_nvidia_checkpoint
+from models.ops import fused_leaky_relu, make_kernel, upfirdn2d
 from models.seeds import seed_ws
 
 NOISE_MODES = ("const", "random", "none")
@@ -25,38 +37,6 @@ def default_channels(channel_multiplier: int = 2) -> dict[int, int]:
     """Rosinality's channel width per resolution (config-f is channel_multiplier=2)."""
     cm = channel_multiplier
     return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
-
-
-def make_kernel(k) -> torch.Tensor:
-    """Separable FIR kernel from a 1-D tap list, normalised to sum 1."""
-    k = torch.as_tensor(k, dtype=torch.float32)
-    if k.ndim == 1:
-        k = k[None, :] * k[:, None]
-    return k / k.sum()
-
-
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Zero-insert upsample by `up`, pad (negative crops), then filter every channel with `kernel`."""
-    b, c, h, w = x.shape
-    if up > 1:
-        x = x.reshape(b, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(b, c, h * up, w * up)
-    p0, p1 = pad
-    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
-    if p0 < 0 or p1 < 0:
-        x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
-    kh, kw = kernel.shape
-    weight = torch.flip(kernel, [0, 1]).to(x.dtype).view(1, 1, kh, kw).expand(c, 1, kh, kw)
-    return F.conv2d(x, weight, groups=c)
-
-
-def fused_leaky_relu(
-    x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2, scale: float = 2**0.5
-) -> torch.Tensor:
-    """leaky_relu(x + bias) * sqrt(2), bias broadcast over channel dimension 1."""
-    shape = [1, bias.shape[0]] + [1] * (x.ndim - 2)
-    return F.leaky_relu(x + bias.view(shape).to(x.dtype), negative_slope) * scale
 
 
 class PixelNorm(nn.Module):
@@ -306,21 +286,13 @@ class StyleGAN2Generator(nn.Module):
         return self.style(z)
 
     def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
-        """w' = mean_w + psi (w - mean_w); works for [B, w_dim] and [B, num_ws, w_dim]."""
-        if psi == 1:
-            return w
-        return self.mean_w.to(w.dtype) + psi * (w - self.mean_w.to(w.dtype))
+        """w' = mean_w + psi (w - mean_w); works for [B, w_dim] and [B, num_ws, w_dim] (models/latents.py)."""
+        return truncate(w, self.mean_w, psi)
 
     def broadcast(self, ws: torch.Tensor) -> torch.Tensor:
         """[B, w_dim] or [B, num_ws, w_dim] -> [B, num_ws, w_dim]; anything else is a clear error."""
-        if ws.ndim == 2 and ws.shape[1] == self.w_dim:
-            return ws.unsqueeze(1).expand(-1, self.num_ws, -1)
-        if ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim):
-            return ws
-        raise AtlasError(
-            f"latent has shape {tuple(ws.shape)}; this generator takes W [B, {self.w_dim}] "
-            f"or W+ [B, {self.num_ws}, {self.w_dim}]."
-        )
+        ws = check_latent_shape(ws, self.w_dim, self.num_ws)
+        return ws.unsqueeze(1).expand(-1, self.num_ws, -1) if ws.ndim == 2 else ws
 
     def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
         """W or W+ -> StyleSpace: one [B, style_dims[l]] tensor per layer (the affine outputs)."""
@@ -392,10 +364,7 @@ class StyleGAN2Generator(nn.Module):
         h = hashlib.sha256()
         state = dict(self.state_dict())
         state["latent_avg"] = self.mean_w
-        for k in sorted(state):
-            t = state[k].detach().cpu().contiguous()
-            h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
-            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        hash_tensors(h, state, header="{key}:{dtype}:{shape}", bf16_as_float=True)  # the byte format atlases hold
         if self.conv_clamp is not None:  # only then, so unclamped generators keep their fingerprints
             h.update(f"conv_clamp:{self.conv_clamp}".encode())
         return h.hexdigest()
@@ -445,15 +414,67 @@ def small_generator(
     return gen.eval()
 
 
-def load_generator(path, device="cpu"):
-    """Load a rosinality-format checkpoint, an NVIDIA `.pkl` (models/nvidia.py) or "demo"; see models/checkpoint.py."""
-    from models.checkpoint import load_generator as _load
+def load_generator(path, device="cpu") -> StyleGAN2Generator:
+    """Load a rosinality-format StyleGAN2 checkpoint (dict with "g_ema" [+ "latent_avg"], or a bare state dict).
 
-    return _load(path, device=device)
+    "demo" loads the shipped shapes-world generator. A `.pkl` that is not a zip is an NVIDIA network pickle,
+    read as the rosinality checkpoint it maps onto (models/nvidia.py). Without latent_avg, mean_w is the mean
+    of mapping(z) over 10,000 seeded z.
+    """
+    path = resolve_generator_path(path)
+    if is_network_pickle(path):
+        ckpt, _ = read_nvidia_checkpoint(path)
+    else:
+        ckpt = read_checkpoint(path)
+    gen = generator_from_checkpoint(ckpt, path)
+    if path.resolve() == DEMO_GENERATOR.resolve():
+        gen.source, gen.neutral = "demo", "shape"  # the shapes world's class word
+    return gen.to(device).eval()
 
 
-def save_generator(generator, path) -> None:
-    """Write a rosinality-format checkpoint atomically; see models/checkpoint.py."""
-    from models.checkpoint import save_generator as _save
+def generator_from_checkpoint(ckpt, path: Path) -> StyleGAN2Generator:
+    """A StyleGAN2Generator holding a rosinality checkpoint's tensors; the architecture comes from their shapes."""
+    sd, latent_avg = generator_state(ckpt, path)
+    sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    gen = StyleGAN2Generator(**infer_architecture(sd, path), conv_clamp=read_conv_clamp(ckpt, path))
+    expected = gen.state_dict()
+    derived = ("noises.", ".blur.kernel", ".upsample.kernel")  # zero noise; the fixed [1,3,3,1] filters
+    missing = [k for k in expected if k not in sd and not (k.startswith(derived[0]) or k.endswith(derived[1:]))]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        what = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
+        raise CheckpointError(f"{path} does not match the StyleGAN2 layout inferred from its shapes ({what}).")
+    for k, v in sd.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise CheckpointError(
+                f"{path} has inconsistent shapes: '{k}' is {tuple(v.shape)}, the architecture "
+                f"inferred from the other tensors needs {tuple(expected[k].shape)}."
+            )
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{path} has non-finite values in '{k}'; the file is corrupt.")
+    gen.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    if latent_avg is not None:
+        flat = latent_avg.reshape(-1, gen.w_dim)[0] if latent_avg.numel() % gen.w_dim == 0 else None
+        if flat is None:
+            raise CheckpointError(f"{path} has latent_avg of shape {tuple(latent_avg.shape)}, not [{gen.w_dim}].")
+        gen.mean_w.copy_(flat.float())
+    else:
+        gen.update_mean_w(n=10_000, seed=0)
+    gen.source = str(path)
+    return gen
 
-    _save(generator, path)
+
+def save_generator(generator: StyleGAN2Generator, path) -> None:
+    """Write {"g_ema": state_dict, "latent_avg": mean_w} via a temp file and rename (never half a file).
+
+    A generator with a conv_clamp (NVIDIA StyleGAN2-ADA) also gets a "conv_clamp" number beside them.
+    """
+    state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
+    payload = {"g_ema": state, "latent_avg": generator.mean_w.detach().cpu().clone()}
+    if getattr(generator, "conv_clamp", None) is not None:
+        payload["conv_clamp"] = float(generator.conv_clamp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except OSError as exc:
+        raise CheckpointError(f"could not write {path}: {exc.strerror or exc}.") from None

@@ -8,28 +8,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models.clip import validate_prompt
+from models.directions import delta_t
 from models.errors import AtlasError, PromptError
+from models.prompts import read_lines, validate_prompt
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "data" / "templates_imagenet79.txt"
 
-__all__ = ["DEFAULT_TEMPLATES", "embed_phrases", "load_templates", "text_direction", "validate_prompt"]
+__all__ = ["DEFAULT_TEMPLATES", "embed_phrases", "load_templates", "text_direction"]
 
 
 def load_templates(path=None) -> list[str]:
-    """Prompt templates, one a line, `{}` standing for the phrase; the 79 ImageNet templates by default."""
+    """Prompt templates, one a line (`#` comment lines skipped), `{}` standing for the phrase; ImageNet 79 default."""
     path = Path(path).expanduser() if path is not None else DEFAULT_TEMPLATES
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise AtlasError(f"template file {path} does not exist; check the path.") from None
-    except IsADirectoryError:
-        raise AtlasError(f"template file {path} is a directory; pass a text file with one template a line.") from None
-    except UnicodeDecodeError:
-        raise AtlasError(f"template file {path} is not UTF-8 text; save it as UTF-8, one template a line.") from None
-    templates = [line.strip() for line in text.splitlines() if line.strip()]
-    if not templates:
-        raise AtlasError(f"template file {path} has no templates; write one a line, e.g. 'a photo of a {{}}.'.")
+    templates = read_lines(path, "template file", "template")
     for n, template in enumerate(templates, 1):
         if "{}" not in template:
             raise AtlasError(
@@ -79,12 +70,6 @@ def _takes_batch_size(embedder) -> bool:
 
 
 def text_direction(t_target: torch.Tensor, t_neutral: torch.Tensor) -> torch.Tensor:
-    """Δt = normalise(t(target) - t(neutral)) (SPEC §4); [D] or [N, D]."""
-    delta_t = t_target.float() - t_neutral.float()
-    norm = delta_t.norm(dim=-1, keepdim=True)
-    if (norm < 1e-6).any():
-        raise PromptError(
-            "the target and neutral prompts have the same embedding, so there is no direction; "
-            "use a neutral that names the class being edited (e.g. 'face') and a different target."
-        )
-    return delta_t / norm
+    """Δt = normalise(t(target) - t(neutral)) (SPEC §4) for tensors [D] or [N, D]: models/directions.py's delta_t."""
+    as_numpy = [t.detach().float().cpu().numpy() for t in (t_target, t_neutral)]
+    return torch.from_numpy(delta_t(*as_numpy)).to(t_target.device)

@@ -33,6 +33,7 @@ from index.search import write_index
 from index.verify import describe_files
 from index.work import chunk_path, missing_chunks, read_plan, remove_work, work_dir
 from models.errors import AtlasError
+from models.stylespace import flat_index, split_layers
 from pipeline import jacobian as jacobian_stage
 from pipeline import stats as stats_stage
 from pipeline import vocabulary as vocab_stage
@@ -65,9 +66,7 @@ def gather(out_dir, plan: dict) -> AtlasData:
     stats_cfg, vocab_cfg, _ = plan_configs(plan)
     stats = stats_stage.merge(out_dir, stats_cfg)
     layers = plan["layers"]
-    offsets = np.cumsum([0] + [l["width"] for l in layers])
-    layer_mean = [stats["mean"][offsets[i] : offsets[i + 1]] for i in range(len(layers))]
-    layer_std = [stats["std"][offsets[i] : offsets[i + 1]] for i in range(len(layers))]
+    layer_mean, layer_std = split_layers(stats["mean"], layers), split_layers(stats["std"], layers)
     parts = [read_npz(chunk_path(out_dir, "relevance", i)) for i in range(int(plan["chunks"]["relevance"]))]
     channels = np.concatenate([p["channels"] for p in parts]).astype(np.int64)  # [C, 2]
     relevance = np.concatenate([p["relevance"] for p in parts]).astype(np.float32)  # [C, D]
@@ -79,7 +78,7 @@ def gather(out_dir, plan: dict) -> AtlasData:
         )
     vocab_emb, neutral_emb = vocab_stage.load(out_dir, len(plan["phrases"]), vocab_cfg)
     labels_index, labels_score = compute_labels(relevance, vocab_emb, neutral_emb, int(plan["config"]["labels"]["k"]))
-    flat = offsets[channels[:, 0]] + channels[:, 1]
+    flat = flat_index(channels, layers)  # [C]
     return AtlasData(
         path=Path(out_dir),
         channels=channels,

@@ -23,6 +23,7 @@ from pipeline.assemble import assemble, finish
 from pipeline.common import chunk_ranges
 from pipeline.config import BuildConfig, make_config
 from pipeline.distributed import Workers, setup
+from pipeline.estimate import relevance_plan
 
 PLAN_FORMAT = 1
 
@@ -185,7 +186,7 @@ def _drop_new_defaults(config: dict, old_config: dict) -> None:
 def _complete_matches(out_dir: Path, plan: dict) -> bool:
     """Whether out_dir holds this plan's finished atlas; outputs that derive from a sound atlas.h5 (indexes,
     catalog, manifest) are rewritten when missing or damaged. AtlasError names a file that cannot be repaired."""
-    from index.atlas import MANIFEST
+    from index.layout import MANIFEST
     from index.verify import verify_files
     from pipeline.assemble import plan_configs, repair
 
@@ -255,7 +256,7 @@ def _only_ours(work: Path) -> bool:
 
 def refuse_foreign(out_dir: Path) -> None:
     """A build writes only into a new or empty folder, or one of ours (MANIFEST.json, atlas.h5, work/plan.json)."""
-    from index.atlas import MANIFEST
+    from index.layout import MANIFEST
     from index.work import LOCK, work_dir
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -325,14 +326,15 @@ def _build(generator, embedder, out_dir: Path, cfg: BuildConfig, run: dict, work
         workers=workers.world,
         plan=plan,
     )
-    report.relevance_plan = jacobian_stage.cost_plan(
+    report.relevance_plan = relevance_plan(
         generator, embedder, cfg.relevance, plan["num_channels"], probe=bool(run.get("dry_run"))
     )
     report.seconds["plan"] = time.perf_counter() - t_start
     if run.get("dry_run"):  # the plan, what the folder already has, and a timed estimate of the rest
         from pipeline.estimate import estimate
 
-        report.estimate = estimate(generator, embedder, plan, cfg, out_dir, _dry_run_state(out_dir, plan))
+        state = _dry_run_state(out_dir, plan)
+        report.estimate = estimate(generator, embedder, plan, cfg, out_dir, state, report.relevance_plan)
         return report
     refuse_foreign(out_dir)
     workers.barrier()  # every rank has looked before any rank writes

@@ -69,7 +69,7 @@ def print_plan(report) -> None:
         from pipeline.common import duration
 
         click.echo(f"  {report.path}: {est['state_text']}")
-        unit = dict(stats="samples", relevance="renders", vocabulary="texts")
+        unit = est.get("units") or dict(stats="samples", relevance="renders", vocabulary="texts")
         for stage, (done, planned) in est["done"].items():
             click.echo(
                 f"    {stage}: {done:,} of {planned:,} {unit[stage]} done, about {duration(est['seconds'][stage])} left"

@@ -9,6 +9,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from models.latents import truncate
+
 
 def chunk_seed(seed: int, stage: str, i: int) -> int:
     """A seed for chunk i of a stage that does not depend on which process computes it (or when)."""
@@ -46,13 +48,10 @@ def mean_w(generator) -> torch.Tensor:
     return _MEAN_W[id(generator)]
 
 
-def truncate(generator, w: torch.Tensor, psi: float) -> torch.Tensor:
-    """w' = mean_w + psi (w - mean_w) (SPEC §1), without relying on a `truncate` method."""
-    w = torch.as_tensor(w)
-    if psi == 1:
-        return w
-    centre = mean_w(generator).to(dtype=w.dtype, device=w.device)
-    return centre + psi * (w - centre)
+def truncated_w(generator, z: torch.Tensor, psi: float) -> torch.Tensor:
+    """mapping(z) truncated toward mean_w (models/latents.py), for any generator: no `truncate` method needed."""
+    w = torch.as_tensor(generator.mapping(z))  # [B, w_dim]
+    return truncate(w, mean_w(generator), psi) if psi != 1 else w
 
 
 def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from models.errors import AtlasError
@@ -201,24 +200,18 @@ def vocabulary_entries(value) -> tuple:
 MAX_ALPHA = 1000.0  # perturbations beyond this many stds only overflow (the reference uses 5)
 
 
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
 def check_inputs(alpha=None, psi=None, seed=None, neutral=None) -> None:
     """The numbers and words a person types, checked before any model is loaded (one-line AtlasError)."""
     from models.device import check_seed
+    from models.numbers import check_finite
     from models.prompts import validate_prompt
 
-    if alpha is not None and not (_finite(alpha) and 0 < float(alpha) <= MAX_ALPHA):
+    if alpha is not None and not 0 < check_finite(alpha, "alpha") <= MAX_ALPHA:
         raise AtlasError(
             f"alpha must be a finite number in (0, {MAX_ALPHA:g}] standard deviations (the reference "
             f"uses 5), got {alpha!r}."
         )
-    if psi is not None and not (_finite(psi) and 0 < float(psi) <= 1):
+    if psi is not None and not 0 < check_finite(psi, "psi") <= 1:
         raise AtlasError(f"psi must be in (0, 1] (the reference uses 0.7), got {psi!r}.")
     if seed is not None:
         check_seed(seed)

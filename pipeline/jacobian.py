@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from index.io import read_npz, write_json_atomic, write_npz_atomic
 from index.work import CHECK, JACOBIAN, chunk_path, missing_chunks, work_dir
+from models.stylespace import flat_index, split_layers
 from pipeline import relevance as exact
-from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncate
+from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncated_w
 from pipeline.config import RelevanceConfig
 
 STAGE = JACOBIAN
@@ -37,6 +38,12 @@ def num_chunks(cfg: RelevanceConfig) -> int:
     return len(chunk_ranges(cfg.num_images, cfg.chunk_images)) + (1 if cfg.check_channels > 0 else 0)
 
 
+def chunk_work(cfg: RelevanceConfig, dim: int, num_channels: int) -> list[int]:
+    """Forward-equivalents of every chunk: 1 + 2 D per image of a block (SPEC §3b); the check, 4 M per channel."""
+    work = [(b - a) * (1 + 2 * int(dim)) for a, b in chunk_ranges(cfg.num_images, cfg.chunk_images)]
+    return work + ([4 * cfg.num_images * min(cfg.check_channels, num_channels)] if cfg.check_channels > 0 else [])
+
+
 @torch.no_grad()
 def image_styles(generator, cfg: RelevanceConfig, stream: int = 0) -> list[torch.Tensor]:
     """The M images of seed stream `stream` (0: the images of the exact path; 1: a disjoint set)."""
@@ -44,7 +51,7 @@ def image_styles(generator, cfg: RelevanceConfig, stream: int = 0) -> list[torch
         return exact.image_styles(generator, cfg)
     g = torch.Generator().manual_seed(chunk_seed(cfg.seed, "images", stream))
     z = torch.randn(cfg.num_images, int(generator.z_dim), generator=g)  # [M, z_dim]
-    w = truncate(generator, generator.mapping(z.to(generator_device(generator))), cfg.psi)  # [M, w_dim]
+    w = truncated_w(generator, z.to(generator_device(generator)), cfg.psi)  # [M, w_dim]
     return [torch.as_tensor(s).detach().reshape(cfg.num_images, -1) for s in generator.styles(w)]
 
 
@@ -138,10 +145,9 @@ def run(
     todo = [i for i in missing_chunks(out_dir, STAGE, num_chunks(cfg)) if i in set(chunks)]
     if not todo:
         return 0
-    offsets = np.cumsum([0] + [l["width"] for l in layers])
-    sigma = stats["std"][offsets[channels[:, 0]] + channels[:, 1]]  # [C]
+    sigma = stats["std"][flat_index(channels, layers)]  # [C]
     s_img = image_styles(generator, cfg)
-    dim = int(embedder.dim)
+    units = chunk_work(cfg, int(embedder.dim), len(channels))
     work = 0
     with bar(len(todo), "channel relevance (jacobian)", "chunk", show) as pbar:
         for i in todo:
@@ -157,20 +163,18 @@ def run(
                     images=np.arange(a, b),
                     seconds=np.float64(time.perf_counter() - t0),
                 )
-                work += (b - a) * (1 + 2 * dim)
             else:
-                work += _exact_check(generator, embedder, cfg, out_dir, channels, stats, layers, s_img, i)
+                _exact_check(generator, embedder, cfg, out_dir, channels, stats, layers, s_img, i)
+            work += units[i]
             pbar.update(1)
     return work
 
 
-def _exact_check(generator, embedder, cfg, out_dir, channels, stats, layers, s_img, i) -> int:
+def _exact_check(generator, embedder, cfg, out_dir, channels, stats, layers, s_img, i) -> None:
     """The check chunk: exact rows of the sampled channels on the same images and on a disjoint set."""
     t0 = time.perf_counter()
     rows = check_channels(channels, cfg.check_channels)
-    offsets = np.cumsum([0] + [l["width"] for l in layers])
-    layer_mean = [stats["mean"][offsets[j] : offsets[j + 1]] for j in range(len(layers))]
-    layer_std = [stats["std"][offsets[j] : offsets[j + 1]] for j in range(len(layers))]
+    layer_mean, layer_std = split_layers(stats["mean"], layers), split_layers(stats["std"], layers)
     same, same_c = exact.compute_chunk(generator, embedder, s_img, channels[rows], layer_mean, layer_std, cfg)
     other, _ = exact.compute_chunk(
         generator, embedder, image_styles(generator, cfg, 1), channels[rows], layer_mean, layer_std, cfg
@@ -183,7 +187,6 @@ def _exact_check(generator, embedder, cfg, out_dir, channels, stats, layers, s_i
         disjoint=other,
         seconds=np.float64(time.perf_counter() - t0),
     )
-    return 4 * cfg.num_images * len(rows)
 
 
 def finalize(out_dir, plan: dict) -> None:
@@ -257,25 +260,13 @@ def extra(out_dir, plan: dict) -> dict:
     return json.loads(path.read_text("utf-8")) if path.exists() else dict(method="jacobian")
 
 
-def cost_plan(generator, embedder, cfg: RelevanceConfig, num_channels: int, probe: bool = True) -> dict:
-    """The relevance stage's work for both methods, and for jacobian a memory / time estimate from a probe.
+def probe(generator, embedder, cfg: RelevanceConfig) -> dict:
+    """What one image costs the jacobian path on this device: saved graph bytes and one forward / backward time.
 
-    The probe runs one image forward with the graph kept and counts the bytes autograd saves (what a block of
-    `chunk_images` images holds during its backward passes, times chunk_images) and the largest saved tensor
-    (the batched backward holds gradients of about that size for each of its `vjp_batch` cotangents).
+    One image runs forward with the graph kept, counting the bytes autograd saves (what a block of
+    `chunk_images` images holds during its backward passes, per image) and the largest saved tensor (the
+    batched backward holds gradients of about that size for each of its `vjp_batch` cotangents).
     """
-    M, D = cfg.num_images, int(embedder.dim)
-    n_check = min(cfg.check_channels, num_channels)
-    out = dict(
-        method=cfg.method,
-        exact_renders=2 * M * num_channels,
-        jacobian_forward_equivalents=M * (1 + 2 * D) + 4 * M * n_check,
-        check_channels=n_check,
-        chunks=num_chunks(cfg) if cfg.method == "jacobian" else exact.num_chunks(num_channels, cfg),
-    )
-    out["ratio"] = out["exact_renders"] / out["jacobian_forward_equivalents"]
-    if not probe or cfg.method != "jacobian":
-        return out
     s_img = image_styles(generator, dataclasses.replace(cfg, num_images=2))
     saved = []
 
@@ -293,14 +284,9 @@ def cost_plan(generator, embedder, cfg: RelevanceConfig, num_channels: int, prob
         t0 = time.perf_counter()
         torch.autograd.grad(F.normalize(e.float(), dim=-1)[:, 0].sum(), leaves, allow_unused=True)
         backward = time.perf_counter() - t0
-    graph, largest = sum(saved), max(saved, default=0)
-    K, B = min(cfg.chunk_images, M), min(cfg.vjp_batch, D)
-    out.update(
-        graph_bytes_per_image=graph,
-        largest_saved_bytes=largest,
-        memory_estimate_bytes=K * graph + 3 * B * K * largest + K * num_channels * D * 28,  # columns f32 + f64 copies
+    return dict(
+        graph_bytes_per_image=sum(saved),
+        largest_saved_bytes=max(saved, default=0),
         probe_forward_seconds=forward,
         probe_backward_seconds=backward,
-        time_estimate_seconds=M * (forward + D * backward) + 4 * M * n_check * forward,
     )
-    return out

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from models.directions import delta_t_rows
 
 
 @torch.no_grad()
@@ -17,20 +18,17 @@ def compute_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """labels_index [C, k'] int64 (-1: none) and labels_score [C, k'] float32, k' = min(k, V)."""
     rel = torch.as_tensor(relevance, dtype=torch.float32)  # [C, D]
-    t = torch.as_tensor(vocab_embeddings, dtype=torch.float32)  # [V, D]
-    t_neutral = torch.as_tensor(neutral_embedding, dtype=torch.float32)  # [D]
+    t = np.asarray(vocab_embeddings, np.float32)  # [V, D]
     C, V = rel.shape[0], t.shape[0]
     k = min(k, V)
     best_score = torch.full((C, 0), -float("inf"))
     best_index = torch.zeros((C, 0), dtype=torch.int64)
     for a in range(0, V, block):
-        diff = t[a : a + block] - t_neutral  # [b, D]
-        valid = diff.norm(dim=-1) > 1e-6
-        delta_t = F.normalize(diff, dim=-1)  # [b, D] Δt per phrase
+        delta_t, valid = (torch.from_numpy(x) for x in delta_t_rows(t[a : a + block], neutral_embedding))  # [b, D]
         score = rel @ delta_t.T  # [C, b]
         score[:, ~valid] = -float("inf")
         score = torch.cat([best_score, score], 1)
-        index = torch.cat([best_index, torch.arange(a, a + len(diff)).expand(C, -1)], 1)
+        index = torch.cat([best_index, torch.arange(a, a + len(delta_t)).expand(C, -1)], 1)
         top = torch.topk(score, k, dim=1, sorted=True)
         best_score, best_index = top.values, index.gather(1, top.indices)
     best_index = torch.where(torch.isinf(best_score), torch.full_like(best_index, -1), best_index)

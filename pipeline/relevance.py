@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from index.io import write_npz_atomic
 from index.work import chunk_path, missing_chunks
 from models.errors import AtlasError
+from models.stylespace import split_layers
 from pipeline import synthesis
-from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncate
+from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncated_w
 from pipeline.config import RelevanceConfig
 
 STAGE = "relevance"
@@ -93,7 +94,7 @@ def image_styles(generator, cfg: RelevanceConfig) -> list[torch.Tensor]:
     """The M images' style codes (seeded psi-truncated samples): one [M, width_l] tensor per layer."""
     g = torch.Generator().manual_seed(chunk_seed(cfg.seed, "images", 0))
     z = torch.randn(cfg.num_images, int(generator.z_dim), generator=g)  # [M, z_dim]
-    w = truncate(generator, generator.mapping(z.to(generator_device(generator))), cfg.psi)  # [M, w_dim]
+    w = truncated_w(generator, z.to(generator_device(generator)), cfg.psi)  # [M, w_dim]
     return [torch.as_tensor(s).detach().reshape(cfg.num_images, -1) for s in generator.styles(w)]
 
 
@@ -205,9 +206,7 @@ def run(
     todo = [i for i in missing_chunks(out_dir, STAGE, len(ranges)) if i in mine]
     if not todo:
         return 0
-    offsets = np.cumsum([0] + [l["width"] for l in layers])
-    layer_mean = [stats["mean"][offsets[i] : offsets[i + 1]] for i in range(len(layers))]
-    layer_std = [stats["std"][offsets[i] : offsets[i + 1]] for i in range(len(layers))]
+    layer_mean, layer_std = split_layers(stats["mean"], layers), split_layers(stats["std"], layers)
     s_img = image_styles(generator, cfg)
     renders = 0
     total = sum(2 * cfg.num_images * (ranges[i][1] - ranges[i][0]) for i in todo)

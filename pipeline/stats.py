@@ -12,7 +12,7 @@ import torch
 
 from index.io import read_npz, write_npz_atomic
 from index.work import chunk_path, missing_chunks, stats_path
-from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncate
+from pipeline.common import bar, chunk_ranges, chunk_seed, generator_device, truncated_w
 from pipeline.config import StatsConfig
 
 STAGE = "stats"
@@ -53,7 +53,7 @@ def compute_chunk(generator, cfg: StatsConfig, start: int, stop: int) -> tuple:
     z = sample_z(cfg.seed, start, stop, int(generator.z_dim))  # [n, z_dim]
     acc = (0, 0.0, 0.0)
     for zb in z.split(cfg.batch_size):
-        w = truncate(generator, generator.mapping(zb.to(device)), cfg.psi)  # [b, w_dim]
+        w = truncated_w(generator, zb.to(device), cfg.psi)  # [b, w_dim]
         s = torch.cat([torch.as_tensor(x).reshape(len(zb), -1) for x in generator.styles(w)], 1)
         s = s.detach().double().cpu().numpy()  # [b, S]
         mean = s.mean(0)

@@ -20,6 +20,7 @@ import torch
 from index.io import read_npz, write_npz_atomic
 from index.work import chunk_path, missing_chunks, neutral_path
 from models.errors import AtlasError
+from models.prompts import read_lines
 from pipeline.common import bar, chunk_ranges
 from pipeline.config import VocabularyConfig
 
@@ -105,23 +106,7 @@ BAD_ONSETS = (
 
 def read_phrase_file(path) -> list[str]:
     """Phrases from a UTF-8 text file, one a line; blank lines and lines starting with '#' are skipped."""
-    path = Path(path).expanduser()
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the first phrase
-    except FileNotFoundError:
-        raise AtlasError(
-            f"vocabulary file {path} does not exist; pass a UTF-8 file with one phrase a line, "
-            "or one of demo, english, faces."
-        ) from None
-    except IsADirectoryError:
-        raise AtlasError(f"vocabulary file {path} is a directory; pass a text file with one phrase a line.") from None
-    except UnicodeDecodeError:
-        raise AtlasError(f"vocabulary file {path} is not UTF-8 text; save it as UTF-8, one phrase a line.") from None
-    phrases = [line.strip() for line in text.splitlines()]
-    phrases = [p for p in phrases if p and not p.startswith("#")]
-    if not phrases:
-        raise AtlasError(f"vocabulary file {path} has no phrases; write one phrase a line.")
-    return phrases
+    return read_lines(path, "vocabulary file", "phrase", also=", or use one of demo, english, faces")
 
 
 def english_words(size: int) -> list[str]:

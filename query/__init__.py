@@ -7,7 +7,8 @@ ws_edit = query.optimize(generator, embedder, ws, "circle")  # the slow fallback
 ws_photo = query.invert(generator, images)                  # images -> W+ (SPEC §9)
 """
 
-from query.atlas import Atlas, check_alpha, check_latent
+from query.atlas import Atlas
+from query.checks import check_alpha, check_latent
 from query.direction import AUTO_BETAS, DEFAULT_BETA, Direction, auto_betas, global_directions
 from query.export import Library, compute_library, export_library
 from query.prompts import nearest_phrases, parse_composition

@@ -9,19 +9,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import index
+from models.directions import delta_t as text_delta_t
+from models.directions import delta_t_rows
 from models.errors import AtlasError, AtlasFormatError, CheckpointError, PromptError
+from models.prompts import validate_prompt
 from models.seeds import DEFAULT_PSI, seed_ws
+from models.stylespace import rows_by_layer, to_layers
+from query.checks import check_alpha, check_images, check_latent
 from query.direction import (
     DEFAULT_BETA,
     Direction,
     check_beta,
     global_directions,
     no_channel_message,
-    normalise_delta_t,
     one_direction,
 )
 from query.prompts import (
-    clean_prompt,
     format_composition,
     is_composition,
     lookup_key,
@@ -51,6 +54,10 @@ class Atlas:
 
     A prompt in the atlas vocabulary uses its stored template-averaged embedding (no CLIP); a new prompt is
     embedded with the atlas's templates by the embedder, loaded lazily when one is needed.
+    `Atlas.open(folder)` reads an atlas folder; `Atlas(data)` wraps arrays already in memory (index.AtlasData).
+    load_generator / load_embedder: zero-argument callables that load a model the first time one is needed.
+    check_fingerprints: refuse models (given or loaded) other than those the atlas was built with; False when
+    the caller vouches for them (models made for in-memory test data have no matching fingerprint).
     """
 
     def __init__(
@@ -84,51 +91,12 @@ class Atlas:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def from_data(
-        cls,
-        data: index.AtlasData,
-        generator=None,
-        embedder=None,
-        *,
-        check_fingerprints: bool = False,
-        load_generator=None,
-        load_embedder=None,
-    ) -> "Atlas":
-        """An Atlas over arrays already in memory (fingerprints not checked unless asked: the caller vouches)."""
-        return cls(
-            data,
-            generator,
-            embedder,
-            load_generator=load_generator,
-            load_embedder=load_embedder,
-            check_fingerprints=check_fingerprints,
-        )
-
-    @classmethod
     def open(
-        cls,
-        out_dir="atlas",
-        generator=None,
-        embedder=None,
-        check_fingerprints: bool = True,
-        *,
-        load_generator=None,
-        load_embedder=None,
-        require_complete: bool = True,
+        cls, out_dir="atlas", generator=None, embedder=None, *, require_complete: bool = True, **options
     ) -> "Atlas":
-        """Read `out_dir` (AtlasFormatError when missing or partial) and refuse models it was not built with.
-
-        load_generator / load_embedder: zero-argument callables that load a model the first time one is needed.
-        """
+        """Read `out_dir` (AtlasFormatError when missing or partial) into an Atlas; `options` are Atlas()'s."""
         data = index.read_atlas(out_dir, require_complete=require_complete)
-        return cls(
-            data,
-            generator,
-            embedder,
-            load_generator=load_generator,
-            load_embedder=load_embedder,
-            check_fingerprints=check_fingerprints,
-        )
+        return cls(data, generator, embedder, **options)
 
     # ------------------------------------------------------------------ CONTRACT arrays
     @property
@@ -206,7 +174,7 @@ class Atlas:
 
     def text_embedding(self, phrase: str) -> np.ndarray:
         """t(phrase) [D]: stored for vocabulary phrases and the neutral, else embedded with the templates."""
-        phrase = clean_prompt(phrase)
+        phrase = validate_prompt(phrase)
         if phrase == self.data.neutral or lookup_key(phrase) == lookup_key(self.data.neutral):
             return np.asarray(self.data.neutral_embedding, np.float32)
         i = self.vocab_index(phrase)
@@ -245,13 +213,13 @@ class Atlas:
     def neutral_embedding(self, neutral: str = "") -> tuple[str, np.ndarray]:
         if neutral is None or (isinstance(neutral, str) and not neutral.strip()):
             return self.data.neutral, np.asarray(self.data.neutral_embedding, np.float32)
-        neutral = clean_prompt(neutral)
+        neutral = validate_prompt(neutral)
         return neutral, self.text_embedding(neutral)
 
     def delta_t(self, prompt: str, neutral: str = "") -> np.ndarray:
         """Δt = normalise(t(prompt) - t(neutral)) [D] (SPEC §4)."""
         _, t_neutral = self.neutral_embedding(neutral)
-        return normalise_delta_t(self.text_embedding(prompt), t_neutral)
+        return text_delta_t(self.text_embedding(prompt), t_neutral)
 
     # ------------------------------------------------------------------ directions
     def direction(self, prompt, neutral: str = "", beta=DEFAULT_BETA, *, top_k: int | None = None) -> Direction:
@@ -262,12 +230,12 @@ class Atlas:
         """
         if not isinstance(prompt, str):
             return self.compose(prompt, neutral, beta, top_k=top_k)
-        prompt = clean_prompt(prompt)
+        prompt = validate_prompt(prompt)
         if self.vocab_index(prompt) is None and prompt not in self._embedded and is_composition(prompt):
             return self.compose(prompt, neutral, beta, top_k=top_k)
         check_beta(beta)
         neutral_name, t_neutral = self.neutral_embedding(neutral)
-        delta_t = normalise_delta_t(self.text_embedding(prompt), t_neutral)  # [D]
+        delta_t = text_delta_t(self.text_embedding(prompt), t_neutral)  # [D]
         if top_k is None and not isinstance(beta, str):  # a plain query: no batch machinery (query/direction.py)
             scores, delta_s, num_c, max_abs = one_direction(self.data.relevance, self._std32, delta_t, beta)
             used = float(beta)
@@ -348,15 +316,12 @@ class Atlas:
     def vocab_delta_t(self) -> tuple[np.ndarray, np.ndarray]:
         """Δt(p, neutral) [V, D] for every vocabulary phrase, and which are defined (not the neutral itself)."""
         if self._vocab_delta_t is None:
-            diff = self.data.vocab_embeddings - np.asarray(self.data.neutral_embedding, np.float32)  # [V, D]
-            norm = np.linalg.norm(diff, axis=1)
-            valid = norm > 1e-6
-            self._vocab_delta_t = (diff / np.where(valid, norm, 1)[:, None]).astype(np.float32), valid
+            self._vocab_delta_t = delta_t_rows(self.data.vocab_embeddings, self.data.neutral_embedding)  # [V, D], [V]
         return self._vocab_delta_t
 
     def similar(self, prompt: str, k: int = 10) -> list[tuple[str, float]]:
         """The k vocabulary phrases nearest to t(prompt) by cosine (FAISS vocab index when present)."""
-        prompt = clean_prompt(prompt)
+        prompt = validate_prompt(prompt)
         q = np.ascontiguousarray(self.text_embedding(prompt)[None], np.float32)  # [1, D]
         self_row = self.vocab_index(prompt)
         want = min(int(k) + (self_row is not None), len(self.data.vocab))
@@ -392,11 +357,9 @@ class Atlas:
 
     # ------------------------------------------------------------------ edits
     def rows_by_layer(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(layer, atlas rows, channels) per layer with atlas channels (models/stylespace.py), computed once."""
         if self._layer_rows is None:
-            ch = self.data.channels
-            self._layer_rows = [
-                (int(l), np.flatnonzero(ch[:, 0] == l), ch[ch[:, 0] == l, 1]) for l in np.unique(ch[:, 0])
-            ]
+            self._layer_rows = rows_by_layer(self.data.channels)
         return self._layer_rows
 
     def apply(self, styles: list[torch.Tensor], d, alpha: float) -> list[torch.Tensor]:
@@ -419,12 +382,11 @@ class Atlas:
 
         if not np.isfinite(alpha * delta_s).all():
             raise AtlasError(f"alpha {alpha:g} times this direction is not finite in float32; use a smaller alpha.")
+        steps = to_layers(alpha * delta_s, self.data.channels, self.layer_widths, self.rows_by_layer())  # [width_l]
         out = list(styles)
-        for layer, rows, cols in self.rows_by_layer():
+        for layer, _, _ in self.rows_by_layer():  # other layers (toRGB) are passed on untouched
             s = styles[layer]
-            step = torch.as_tensor(alpha * delta_s[rows], dtype=s.dtype, device=s.device)  # [n]
-            out[layer] = s.clone()
-            out[layer][:, torch.as_tensor(cols, device=s.device)] += step
+            out[layer] = s + torch.as_tensor(steps[layer], dtype=s.dtype, device=s.device)
         return out
 
     @no_grad
@@ -463,49 +425,6 @@ class Atlas:
         if not (isinstance(psi, (int, float)) and math.isfinite(psi) and abs(psi) <= 10):
             raise AtlasError(f"psi must be a finite number within ±10 (0.7 in the paper), got {psi!r}.")
         return seed_ws(gen, seeds, psi)
-
-
-MAX_ALPHA = 1000.0  # |alpha| beyond this only saturates or overflows (float32 styles)
-
-
-def check_alpha(alpha) -> float:
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError, OverflowError):
-        raise AtlasError(f"alpha must be a number (typically -10..10), got {alpha!r}.") from None
-    if not math.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
-        raise AtlasError(f"alpha must be finite and within ±{MAX_ALPHA:g} (typically -10..10), got {alpha}.")
-    return alpha
-
-
-def check_images(images) -> torch.Tensor:
-    """Rendered images, unless they hold NaN or inf (they would be saved as black pictures)."""
-    import torch
-
-    if isinstance(images, torch.Tensor) and not torch.isfinite(images).all():
-        raise AtlasError(
-            "the generator produced NaN or infinite pixels (an overflow: a smaller --alpha, or fp32); "
-            "no image was written."
-        )
-    return images
-
-
-def check_latent(ws, gen) -> torch.Tensor:
-    """ws as a float tensor on the generator's device: [B, w_dim] or [B, num_ws, w_dim], else one-line error."""
-    import torch
-
-    ws = torch.as_tensor(np.asarray(ws) if not isinstance(ws, torch.Tensor) else ws)
-    w_dim, num_ws = int(gen.w_dim), int(gen.num_ws)
-    ok = (ws.ndim == 2 and ws.shape[1] == w_dim) or (ws.ndim == 3 and tuple(ws.shape[1:]) == (num_ws, w_dim))
-    if not ok or ws.shape[0] < 1 or not ws.is_floating_point():
-        raise AtlasError(
-            f"latent has shape {tuple(ws.shape)} ({ws.dtype}); this generator takes W [B, {w_dim}] "
-            f"or W+ [B, {num_ws}, {w_dim}] floats."
-        )
-    if not torch.isfinite(ws).all():
-        raise AtlasError("latent holds NaN or infinite values; pass finite W or W+ codes.")
-    mean_w = torch.as_tensor(gen.mean_w)
-    return ws.to(device=mean_w.device, dtype=mean_w.dtype)
 
 
 def channel_overlap(a, b, channels: np.ndarray) -> dict:

@@ -673,7 +673,7 @@ def _latents_path(path) -> Path:
 def _save_latents(path: Path, ws) -> Path:
     import numpy as np
 
-    from index.io import atomic_path
+    from models.files import atomic_path
 
     path = _latents_path(path)
     with atomic_path(path, suffix=path.suffix) as tmp:

@@ -6,10 +6,10 @@ Torch-free, so the CLI reads its option defaults from these classes without load
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from models.errors import AtlasError
+from models.numbers import check_finite
 from models.seeds import DEFAULT_PSI
 
 LEVELS = ("coarse", "medium", "fine")  # StyleCLIP's mapper levels of W+ (query/mapper.py level_bounds)
@@ -32,9 +32,7 @@ class OptimizeConfig:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise AtlasError(f"steps must be a positive integer (300 in the reference), got {self.steps!r}.")
         for name in ("lr", "l2_lambda", "id_lambda"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise AtlasError(f"{name} must be a finite number >= 0, got {value!r}.")
+            check_finite(getattr(self, name), name, low=0)
         if self.lr <= 0:
             raise AtlasError(f"lr must be > 0 (0.1 in the reference), got {self.lr}.")
         return self

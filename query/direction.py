@@ -12,22 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.errors import AtlasError
+from models.stylespace import to_layers
 
 DEFAULT_BETA = 0.15
 AUTO_BETAS = tuple(round(0.10 + 0.01 * i, 2) for i in range(20))  # SPEC §5: 0.10 .. 0.29
 AUTO_MIN_CHANNELS = 20  # auto-beta keeps MORE than this many channels
-
-
-def normalise_delta_t(t_target: np.ndarray, t_neutral: np.ndarray) -> np.ndarray:
-    """Δt = normalise(t(target) - t(neutral)) for [D] or [N, D] targets (SPEC §4); float32."""
-    diff = np.asarray(t_target, np.float32) - np.asarray(t_neutral, np.float32)  # [D] or [N, D]
-    norm = np.sqrt(np.add.reduce(diff * diff, axis=-1, keepdims=True))  # np.linalg.norm's sum, without its wrapper
-    if norm.size and (norm.min() if norm.size > 1 else norm.item()) < 1e-6:
-        raise AtlasError(
-            "the target and the neutral have the same embedding, so there is no direction; "
-            "use a neutral that names the class being edited (e.g. 'face') and a different target."
-        )
-    return diff / norm
 
 
 def check_beta(beta) -> None:
@@ -224,11 +213,7 @@ class Direction:
 
     def to_styles(self) -> list[np.ndarray]:
         """Δs per style layer ([width] float32 each, every layer, zero for toRGB and layers not in the atlas)."""
-        out = [np.zeros(int(w), np.float32) for w in self.layer_widths]
-        for layer in np.unique(self.channels[:, 0]):
-            rows = self.channels[:, 0] == layer
-            out[int(layer)][self.channels[rows, 1]] = self.delta_s[rows]
-        return out
+        return to_layers(self.delta_s, self.channels, self.layer_widths)
 
     def to_dict(self, k: int = 10) -> dict:
         d = dict(

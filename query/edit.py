@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from index.io import refuse_inside
-from query.atlas import check_latent
+from query.checks import check_alpha, check_latent
 from query.config import GridConfig, StripConfig
 from query.media import cell_size, image_grid, load_latent, png_path, save_png
 from query.picture import Layout, alpha_label, check_outputs, labelled_grid, save_frames, save_styles
@@ -107,8 +107,6 @@ def channel_grid(
     frames=None,
 ) -> dict:
     """Rows: seeds; columns: the channel set to s + a sigma_c for a in linspace(-alpha, alpha, steps)."""
-    from query.atlas import check_alpha
-
     png_path(out)
     refuse_inside(atlas.data.path, out, "image")
     check_outputs(frames, atlas_dir=atlas.data.path)

@@ -103,7 +103,7 @@ def edit_text(
     progress: bool = False,
 ) -> EditResult:
     """Edit W / W+ codes toward `prompt` by `method`; "auto" tries global, then a stored mapper, then optimization."""
-    from query.atlas import check_latent
+    from query.checks import check_latent
 
     check_method(method)
     gen = atlas.generator

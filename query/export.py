@@ -15,10 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from index.io import atomic_path, refuse_inside, write_json_atomic
-from models.errors import AtlasError, PromptError
+from index.io import refuse_inside, write_json_atomic
+from models.directions import delta_t_rows
+from models.errors import AtlasError, NoDirectionError, PromptError
+from models.files import atomic_path
+from models.prompts import validate_prompt
+from models.stylespace import to_layers
 from query.direction import DEFAULT_BETA, check_beta, floor_beta, global_directions
-from query.prompts import clean_prompt, is_composition, lookup_key, parse_composition
+from query.prompts import is_composition, lookup_key, parse_composition
 
 FORMATS = (".h5", ".npz", ".pt")
 
@@ -44,7 +48,7 @@ class Library:
 def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k: int | None = None) -> Library:
     """SPEC §5 for every prompt at once: vocabulary embeddings looked up, the rest embedded in one batch."""
     check_beta(beta)
-    prompts = [clean_prompt(p) for p in prompts]
+    prompts = [validate_prompt(p) for p in prompts]
     if not prompts:
         raise AtlasError("no prompts to export; give at least one.")
     neutral_name, t_neutral = atlas.neutral_embedding(neutral)
@@ -57,6 +61,8 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
             parse_composition(p)  # a malformed weight (red:nan) is the user's error, not a phrase to embed
             try:
                 composed[n] = atlas.direction(p, neutral, beta, top_k=top_k)
+            except NoDirectionError as exc:  # a term that is the neutral: a row without a direction, as below
+                composed[n] = exc
             except PromptError:
                 raise
             except AtlasError as exc:
@@ -73,10 +79,7 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
     new = [p for p, r in zip(prompts, rows) if r == -1]
     if new:
         T[rows == -1] = atlas.embed(new)
-    diff = T - np.asarray(t_neutral, np.float32)  # [N, D]
-    norm = np.linalg.norm(diff, axis=1)
-    defined = norm > 1e-6
-    delta_t = np.where(defined[:, None], diff / np.where(defined, norm, 1)[:, None], 0).astype(np.float32)
+    delta_t, defined = delta_t_rows(T, t_neutral)  # [N, D], [N]
     _, delta_s, num_c, betas, max_abs = global_directions(
         atlas.data.relevance, atlas.data.style_std, delta_t, beta, top_k, keep_scores=False
     )
@@ -113,10 +116,7 @@ def compute_library(atlas, prompts, neutral: str = "", beta=DEFAULT_BETA, top_k:
 
 def styleclip_arrays(atlas, delta_s: np.ndarray) -> list[np.ndarray]:
     """One [N, width_l] float32 array per style layer (every layer; toRGB and unmeasured layers zero)."""
-    out = [np.zeros((len(delta_s), w), np.float32) for w in atlas.layer_widths]
-    for layer, rows, cols in atlas.rows_by_layer():
-        out[layer][:, cols] = delta_s[:, rows]
-    return out
+    return to_layers(delta_s, atlas.data.channels, atlas.layer_widths, atlas.rows_by_layer())
 
 
 def manifest_path(path) -> Path:

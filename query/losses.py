@@ -42,7 +42,7 @@ def frozen(module):
 
 def w_plus(generator, ws: torch.Tensor) -> torch.Tensor:
     """W [B, w_dim] or W+ [B, num_ws, w_dim] -> a fresh float W+ copy [B, num_ws, w_dim] (clear error otherwise)."""
-    from query.atlas import check_latent
+    from query.checks import check_latent
 
     ws = check_latent(ws, generator)
     if ws.ndim == 2:

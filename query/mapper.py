@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from index.io import atomic_path
 from models.errors import CheckpointError
+from models.files import atomic_path
 from models.stylegan2 import EqualLinear
 from query.config import LEVELS
 
@@ -146,17 +146,11 @@ class Mapper(nn.Module):
         return ws + self.config.step * self.delta(ws)
 
     def _w_plus(self, ws) -> torch.Tensor:
-        from models.errors import AtlasError
+        from models.latents import check_latent_shape
 
-        ws = torch.as_tensor(ws)
-        num_ws, w_dim = self.config.num_ws, self.config.w_dim
-        if ws.ndim == 2 and ws.shape[1] == w_dim:
-            ws = ws[:, None].expand(-1, num_ws, -1)
-        if ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim) or not ws.is_floating_point():
-            raise AtlasError(
-                f"this mapper takes W [B, {w_dim}] or W+ [B, {num_ws}, {w_dim}] floats, got "
-                f"{tuple(ws.shape)} ({ws.dtype})."
-            )
+        ws = check_latent_shape(ws, self.config.w_dim, self.config.num_ws)
+        if ws.ndim == 2:
+            ws = ws[:, None].expand(-1, self.config.num_ws, -1)
         p = next(self.parameters())
         return ws.to(p.device, p.dtype)
 
@@ -198,7 +192,7 @@ class Mapper(nn.Module):
 
 def load_mapper(path, device="cpu") -> Mapper:
     """A Mapper from our .pt file or from a StyleCLIP mapper checkpoint (read with weights_only=True)."""
-    from models.checkpoint import read_checkpoint, require_file
+    from models.files import read_checkpoint, require_file
 
     path = Path(path).expanduser()
     require_file(path, "mapper", ".pt file")

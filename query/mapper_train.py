@@ -7,15 +7,16 @@ run is reproducible and, with `checkpoint=`, resumable from its last saved step 
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from index.io import atomic_path
 from models.errors import AtlasError, CheckpointError, PromptError
+from models.files import atomic_path
+from models.latents import truncate
+from models.numbers import check_finite
 from query.config import MapperTrainConfig
 from query.losses import ClipLoss, w_variance
 from query.mapper import Mapper, MapperConfig, level_bounds
@@ -35,13 +36,13 @@ def training_latents(
         z = torch.randn(int(num_latents), int(generator.z_dim), generator=g)  # [N, z_dim] drawn on the CPU
         with torch.no_grad():
             w = torch.cat([generator.mapping(b.to(mean_w.device)) for b in z.split(1000)])  # [N, w_dim]
-        w = mean_w.to(w.dtype) + psi * (w - mean_w.to(w.dtype))
+        w = truncate(w, mean_w, psi)
     elif isinstance(ws, (str, Path)):
         from query.media import load_latent
 
         w = load_latent(ws, w_dim, num_ws)
     else:
-        from query.atlas import check_latent
+        from query.checks import check_latent
 
         w = check_latent(ws, generator)
     if w.ndim == 2:
@@ -108,8 +109,7 @@ def train_mapper(
     if l2_norm not in ("generator", "reference"):
         raise AtlasError(f"l2_norm must be 'generator' or 'reference', got {l2_norm!r}.")
     for name, value in dict(l2_lambda=l2_lambda, id_lambda=id_lambda, clip_lambda=clip_lambda, lr=lr).items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise AtlasError(f"{name} must be a finite number >= 0, got {value!r}.")
+        check_finite(value, name, low=0)
     from index import fingerprint_embedder, fingerprint_generator
 
     latents = training_latents(generator, ws, num_latents, psi, seed)  # [N, num_ws, w_dim]
@@ -236,7 +236,7 @@ def _save_progress(path, mapper, optimizer, config, settings, step, history, sec
 
 
 def _resume(path, mapper, optimizer, config, settings) -> tuple[int, list, float]:
-    from models.checkpoint import read_checkpoint
+    from models.files import read_checkpoint
 
     state = read_checkpoint(Path(path))
     if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from index.io import atomic_path
 from models.errors import AtlasError
+from models.files import atomic_path
 
 if TYPE_CHECKING:  # torch loads when an image or a latent file is handled, not when this module is imported
     import torch
@@ -36,7 +36,7 @@ def check_count(value, name: str, low: int, high: int) -> int:
 
 def parse_alphas(specs) -> list[float]:
     """'4', '-4,0,4' or 'start:stop:count' (evenly spaced, both ends included), repeatable -> finite floats."""
-    from query.atlas import check_alpha
+    from query.checks import check_alpha
 
     out = []
     for spec in specs:
@@ -95,14 +95,11 @@ def load_latent(path, w_dim: int, num_ws: int) -> torch.Tensor:
         x = x[None]  # [1, w_dim]
     elif x.ndim == 2 and x.shape[0] == num_ws and num_ws > 1:
         x = x[None]  # one W+ code [1, num_ws, w_dim]
-    ok = (x.ndim == 2 and x.shape[1] == w_dim) or (x.ndim == 3 and tuple(x.shape[1:]) == (num_ws, w_dim))
-    if not ok:
-        raise AtlasError(
-            f"latent in {path.name} has shape {tuple(x.shape)}; this generator takes W [B, {w_dim}] or "
-            f"W+ [B, {num_ws}, {w_dim}]."
-        )
-    if x.shape[0] == 0:
+    if x.ndim in (2, 3) and x.shape[0] == 0:
         raise AtlasError(f"latent file {path.name} holds no codes (shape {tuple(x.shape)}); save at least one.")
+    from models.latents import check_latent_shape
+
+    x = check_latent_shape(x, w_dim, num_ws)
     if x.shape[0] > 4096:
         raise AtlasError(f"latent file {path.name} holds {x.shape[0]:,} codes; edit at most 4,096 at a time.")
     if not torch.isfinite(x).all():

@@ -160,7 +160,7 @@ def save_styles(path, styles: list, ws, alphas: list[float], settings: dict) -> 
 
     import torch
 
-    from index.io import atomic_path
+    from models.files import atomic_path
 
     path = Path(path).expanduser()
     if path.suffix not in LATENT_FORMATS:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
-from models.errors import AtlasError, PromptError
-from models.prompts import validate_prompt
+from models.errors import PromptError
+from models.prompts import read_lines, validate_prompt
 
 # nan / inf are matched as weights so that they are refused as weights, not embedded as phrases ("red:nan")
 _WEIGHT = re.compile(
@@ -16,9 +15,6 @@ _WEIGHT = re.compile(
     re.I,
 )
 _PLUS = re.compile(r"(?<!:)\s*\+\s*(?![\d.])")  # a '+' joining terms, not the sign of a weight (":+1")
-
-
-clean_prompt = validate_prompt  # the one prompt check, shared with the CLIP wrapper
 
 
 def lookup_key(phrase: str) -> str:
@@ -55,7 +51,7 @@ def parse_composition(spec) -> list[tuple[str, float]]:
             raise PromptError(f"the weight of {prompt!r} is not a number ({weight!r}).") from None
         if not math.isfinite(weight):
             raise PromptError(f"the weight of {prompt!r} must be finite, got {weight}.")
-        out.append((clean_prompt(prompt), weight))
+        out.append((validate_prompt(prompt), weight))
     if not out:
         raise PromptError("a composition needs at least one prompt, e.g. 'smile:1 + curly hair:0.5'.")
     return out
@@ -81,23 +77,6 @@ def nearest_phrases(prompt: str, vocab: list[str], k: int = 5) -> list[str]:
     return [vocab[i] for _, i in scored[:k]]
 
 
-def read_text_file(path, what: str = "prompt file") -> str:
-    path = Path(path).expanduser()
-    try:
-        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the first prompt
-    except FileNotFoundError:
-        raise AtlasError(f"{what} {path} does not exist; check the path.") from None
-    except IsADirectoryError:
-        raise AtlasError(f"{what} {path} is a folder; pass a text file.") from None
-    except UnicodeDecodeError as exc:
-        raise AtlasError(
-            f"{what} {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8."
-        ) from None
-
-
 def read_prompts(path) -> list[str]:
-    """Prompts from a UTF-8 text file, one a line (blank lines skipped)."""
-    prompts = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
-    if not prompts:
-        raise PromptError(f"prompt file {path} has no prompts; write one prompt a line.")
-    return prompts
+    """Prompts from a UTF-8 text file, one a line (blank lines and '#' comment lines skipped)."""
+    return read_lines(path, "prompt file", "prompt")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import index
+from models.directions import delta_t
 
 
 def stylegan2_layers(conv_widths) -> list[dict]:
@@ -57,8 +58,7 @@ def synthetic_atlas_data(
     relevance = unit(C, dim)  # [C, D]
     vocab_embeddings = unit(len(vocab), dim)  # [V, D]
     neutral_embedding = unit(dim)
-    dt = vocab_embeddings - neutral_embedding
-    dt /= np.linalg.norm(dt, axis=1, keepdims=True)
+    dt = delta_t(vocab_embeddings, neutral_embedding)  # [V, D]
     score = relevance @ dt.T  # [C, V]
     k = min(label_k, len(vocab))
     labels_index = np.argsort(-score, axis=1)[:, :k].astype(np.int64)

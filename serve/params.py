@@ -7,10 +7,10 @@ the accepted edits stacked under it, and the images it is applied to (seeds or u
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 from models.errors import AtlasError
+from models.numbers import check_finite
 from query.direction import DEFAULT_BETA
 
 MAX_PROMPT_CHARS = 300  # CLIP reads 77 tokens; a composition of a few phrases fits
@@ -92,8 +92,7 @@ def float_value(text, what: str, default: float, low: float, high: float) -> flo
         value = float(text)
     except ValueError:
         raise RequestError(f"{what} must be a number, got {str(text)[:40]!r}.") from None
-    if not math.isfinite(value):
-        raise RequestError(f"{what} must be finite, got {value}.")
+    check_finite(value, what)
     if not low <= value <= high:
         raise RequestError(f"{what} must be between {low:g} and {high:g}, got {value:g}.")
     return value

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from index.io import atomic_path
 from models.clip import load_clip
 from models.demo import IDENTITY
+from models.files import atomic_path
 from shapes import world
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from index.io import atomic_path
+from models.files import atomic_path
 from models.stylegan2 import load_generator
 from shapes.evaluate import generator_samples
 

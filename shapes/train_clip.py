@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from open_clip.tokenizer import SimpleTokenizer
 
-from index.io import atomic_path
 from models.demo import DEMO_DIR
+from models.files import atomic_path
 from models.text import load_templates
 from shapes import config_from_args, world
 from shapes.captions import attribute_table, matches, random_captions

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from index.io import atomic_path
 from models.demo import DEMO_DIR
+from models.files import atomic_path
 from models.stylegan2 import StyleGAN2Generator, save_generator
 from shapes import config_from_args, world
 

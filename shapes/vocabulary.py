@@ -5,8 +5,8 @@ python -m shapes.vocabulary      # rewrites models/demo/vocabulary.txt from the 
 
 from __future__ import annotations
 
-from index.io import atomic_path
 from models.demo import NEUTRAL, VOCABULARY
+from models.files import atomic_path
 from shapes.world import BACKGROUNDS, COLOURS, HORIZONTAL, SHAPES, SIZES, VERTICAL
 
 # words the demo CLIP never saw in training; a good atlas ranks them below the world's own words

@@ -45,7 +45,7 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(tmp_path, monke
     resumed = tg.train(cfg)
     a, b = full.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    from models.checkpoint import load_generator
+    from models.stylegan2 import load_generator
 
     loaded = load_generator(str(tmp_path / "b.pt"))
     assert torch.equal(loaded.mean_w, resumed.mean_w) and torch.equal(loaded.mean_w, full.mean_w)

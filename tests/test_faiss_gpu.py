@@ -86,7 +86,7 @@ def test_assembly_and_query_on_cuda_match_the_cpu(fake_gpus, tmp_path):
     assert on_gpu == on_cpu and on_gpu["type"] == "IndexFlatIP"
     assert (tmp_path / "gpu.faiss").read_bytes() == (tmp_path / "vocab.faiss").read_bytes()
     assert is_gpu(load_vocab_index(tmp_path, device="cuda")) and not is_gpu(load_vocab_index(tmp_path))
-    atlas = Atlas.from_data(data)
+    atlas = Atlas(data)
     expected = atlas.similar("phrase 3", 5)
     atlas.faiss_device = "cuda"
     assert atlas.similar("phrase 3", 5) == expected and fake_gpus.count("IndexFlatIP") == 3

@@ -239,12 +239,12 @@ def test_full_disk_and_unwritable_folder_are_one_line(world, tmp_path, capsys, m
     import errno
     import os
 
-    import index.io
+    import models.files
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(index.io.os, "replace", full)
+    monkeypatch.setattr(models.files.os, "replace", full)
     err = query_error(
         capsys,
         "edit",

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import index
-from index.io import atomic_path
 from models.errors import AtlasError, AtlasFormatError
+from models.files import atomic_path
 from pipeline.config import vocabulary_entries
 from pipeline.vocabulary import FACE_ATTRIBUTES, english_words, read_phrase_file, resolve
 

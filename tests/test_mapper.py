@@ -180,7 +180,7 @@ def _atlas_on_disk(tmp_path, generator_fingerprint):
     data = dataclasses.replace(synthetic_atlas_data(path=tmp_path), generator_fingerprint=generator_fingerprint)
     index.write_atlas(data)
     index.write_catalog(data)
-    return Atlas.from_data(data)
+    return Atlas(data)
 
 
 def test_mappers_are_stored_in_the_atlas_and_refused_for_another_generator(tmp_path, tiny_clip):

@@ -21,7 +21,7 @@ from nvidia_snapshot import (
 from models.convert import convert
 from models.convert import main as convert_main
 from models.errors import CheckpointError
-from models.nvidia import read_nvidia_generator
+from models.nvidia import read_nvidia_checkpoint
 from models.stylegan2 import load_generator
 
 
@@ -228,7 +228,10 @@ def test_other_files_get_one_line_errors(tmp_path):
 
 def test_read_reports_what_the_snapshot_held(tmp_path):
     net = make_net(res=16, map_layers=2, conv_clamp=256, num_fp16_res=1, lr=0.1)
-    gen, info = read_nvidia_generator(write_snapshot(tmp_path, net))
+    path = write_snapshot(tmp_path, net)
+    ckpt, info = read_nvidia_checkpoint(path)
+    assert set(ckpt) == {"g_ema", "latent_avg", "conv_clamp"}  # a rosinality checkpoint dict, read by load_generator
+    gen = load_generator(path)
     assert (info.resolution, info.mapping_layers, info.conv_clamp, info.fp16_resolutions) == (16, 2, 256.0, [16])
     assert info.mapping_lr == pytest.approx(0.1) and info.has_w_avg and info.noise_layers == 5
     assert gen.lr_mlp == 0.01  # the 0.1 multiplier is folded into the stored weights

@@ -37,7 +37,7 @@ def data():
 
 @pytest.fixture()
 def atlas(data):
-    return Atlas.from_data(data)
+    return Atlas(data)
 
 
 @pytest.mark.parametrize("beta", [0.05, 0.15, 0.3])
@@ -99,7 +99,7 @@ def test_no_nan_when_nothing_responds():
     data = synthetic_atlas_data(vocab=VOCAB)
     data.relevance[:] = 0  # a CLIP that sees no channel at all
     with pytest.raises(AtlasError, match="every score is 0"):
-        Atlas.from_data(data).direction("red", beta=0.1)
+        Atlas(data).direction("red", beta=0.1)
 
 
 @pytest.mark.parametrize("beta", [0, 1, -0.1, 1.5, float("nan"), float("inf"), "abc"])
@@ -110,7 +110,7 @@ def test_beta_outside_the_open_interval_is_refused(atlas, beta):
 
 def test_auto_beta_is_the_largest_grid_value_keeping_more_than_20_channels():
     data = synthetic_atlas_data(vocab=VOCAB, dim=8, seed=1)  # D = 8: scores spread widely over 60 channels
-    atlas = Atlas.from_data(data)
+    atlas = Atlas(data)
     for prompt in VOCAB[:6]:
         scores = atlas.direction(prompt, beta=0.01).scores
         grid = [round(0.10 + 0.01 * i, 2) for i in range(20)]
@@ -177,7 +177,7 @@ class CountingEmbedder:
 
 def test_new_prompt_is_embedded_with_the_atlas_templates(data):
     emb = CountingEmbedder()
-    atlas = Atlas.from_data(data, embedder=emb)
+    atlas = Atlas(data, embedder=emb, check_fingerprints=False)
     atlas.direction("red", beta=0.05)
     assert emb.calls == 0  # a vocabulary prompt needs no CLIP
     d = atlas.direction("a purple star", beta=0.05)
@@ -194,7 +194,7 @@ def test_new_prompt_is_embedded_with_the_atlas_templates(data):
 def test_long_prompt_is_truncated_with_a_warning(tiny_clip):
     from models.clip import PromptTruncatedWarning
 
-    atlas = Atlas.from_data(synthetic_atlas_data(vocab=VOCAB, dim=tiny_clip.dim), embedder=tiny_clip)
+    atlas = Atlas(synthetic_atlas_data(vocab=VOCAB, dim=tiny_clip.dim), embedder=tiny_clip, check_fingerprints=False)
     with pytest.warns(PromptTruncatedWarning):
         d = atlas.direction("a very " * 60 + "red shape", beta=0.01)
     assert d.num_c >= 1 and np.isfinite(d.delta_s).all()
@@ -203,7 +203,7 @@ def test_long_prompt_is_truncated_with_a_warning(tiny_clip):
 def test_export_of_100_prompts_equals_100_directions(tmp_path):
     vocab = [f"phrase {i}" for i in range(100)]
     data = synthetic_atlas_data(vocab=vocab, dim=16, seed=7)
-    atlas = Atlas.from_data(data)
+    atlas = Atlas(data)
     for beta in (0.15, "auto"):
         lib = compute_library(atlas, vocab, beta=beta)
         for n in range(0, 100, 7):
@@ -284,7 +284,7 @@ def planted_data():
 
 def test_edit_moves_images_the_planted_way_and_leaves_torgb_alone():
     gen = PlantedColourGenerator()
-    atlas = Atlas.from_data(planted_data(), generator=gen)
+    atlas = Atlas(planted_data(), generator=gen, check_fingerprints=False)
     ws = atlas.sample_ws(range(16), psi=0.7)  # [16, 8]
     before = atlas.render(ws)
     red = atlas.direction("red", beta=0.2)
@@ -308,26 +308,26 @@ def test_edit_moves_images_the_planted_way_and_leaves_torgb_alone():
 
 @pytest.mark.parametrize("alpha", [float("nan"), float("inf"), "x"])
 def test_edit_refuses_non_finite_alpha(alpha):
-    atlas = Atlas.from_data(planted_data(), generator=PlantedColourGenerator())
+    atlas = Atlas(planted_data(), generator=PlantedColourGenerator(), check_fingerprints=False)
     with pytest.raises(AtlasError, match="alpha"):
         atlas.edit(torch.zeros(1, 8), atlas.direction("red", beta=0.2), alpha)
 
 
 @pytest.mark.parametrize("shape", [(8,), (2, 7), (2, 3, 8), (1, 4, 8, 1)])
 def test_edit_refuses_latents_of_the_wrong_shape(shape):
-    atlas = Atlas.from_data(planted_data(), generator=PlantedColourGenerator())
+    atlas = Atlas(planted_data(), generator=PlantedColourGenerator(), check_fingerprints=False)
     with pytest.raises(AtlasError, match="latent has shape"):
         atlas.edit(torch.zeros(shape), atlas.direction("red", beta=0.2), 1.0)
 
 
 def test_edit_without_generator_says_what_to_do():
-    atlas = Atlas.from_data(planted_data())
+    atlas = Atlas(planted_data())
     with pytest.raises(AtlasError, match="generator"):
         atlas.edit(torch.zeros(1, 8), atlas.direction("red", beta=0.2), 1.0)
 
 
 def test_channel_words_name_the_planted_channels():
-    atlas = Atlas.from_data(planted_data())
+    atlas = Atlas(planted_data())
     assert atlas.channel_words(0, 2, k=2)[0][0] == "red"
     assert atlas.channel_words(3, 1, k=3)[0][0] == "green"
     with pytest.raises(AtlasError, match="not in this atlas"):

@@ -198,7 +198,7 @@ def _chunks(total, size=1 << 20):
 BAD = [
     ("get", "/api/edit.png", dict(prompt="x" * 10_000, alpha=4), 400, "at most 300"),
     ("get", "/api/direction", dict(prompt="red", beta="nan"), 400, "beta"),
-    ("get", "/api/edit.png", dict(prompt="red", alpha="nan"), 400, "alpha must be finite"),
+    ("get", "/api/edit.png", dict(prompt="red", alpha="nan"), 400, "alpha must be a finite number"),
     ("get", "/api/edit.png", dict(prompt="red", alpha="1e9"), 400, "alpha must be between"),
     ("get", "/api/edit.png", dict(seed=",".join(["7"] * 10_000)), 400, "at most 16"),
     ("get", "/api/edit.png", dict(seed="-3"), 400, "seed"),

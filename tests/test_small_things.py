@@ -81,7 +81,7 @@ def _atlas():
     from query import Atlas
     from query.synthetic import synthetic_atlas_data
 
-    return Atlas.from_data(synthetic_atlas_data(vocab=["red", "green", "blue", "dark"], dim=8, seed=4))
+    return Atlas(synthetic_atlas_data(vocab=["red", "green", "blue", "dark"], dim=8, seed=4))
 
 
 def test_top_lists_only_the_channels_the_direction_moves():

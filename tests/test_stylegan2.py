@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from models.errors import AtlasError, CheckpointError
-from models.stylegan2 import StyleGAN2Generator, load_generator, make_kernel, save_generator, small_generator
+from models.ops import make_kernel
+from models.stylegan2 import StyleGAN2Generator, load_generator, save_generator, small_generator
 
 
 def reference_synthesis(gen, ws):

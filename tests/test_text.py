@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from models.errors import AtlasError, PromptError
-from models.text import embed_phrases, load_templates, text_direction, validate_prompt
+from models.prompts import validate_prompt
+from models.text import embed_phrases, load_templates, text_direction
 
 
 class HashEmbedder:
