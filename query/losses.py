@@ -97,22 +97,51 @@ def reference_clip_input(embedder, images: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, size)  # [B, 3, S, S], not normalised (as in the reference)
 
 
+def random_views(images: torch.Tensor, views: int, generator: torch.Generator) -> torch.Tensor:
+    """[B, 3, H, W] -> [views, B, 3, H, W]: each view one random small affine warp shared by the whole batch.
+
+    A view shifts by up to 1/16 of the side (sub-pixel amounts included), zooms by 0.9..1.1 and mirrors
+    left-right half the time (bilinear, border pixels repeated). The warps are drawn once per view, not per
+    image, so an image's trajectory does not depend on the batch it is in.
+    """
+    b = images.shape[0]
+    out = []
+    for _ in range(views):
+        u = torch.rand(4, generator=generator)  # shift x, shift y, zoom, mirror
+        zoom = 0.9 + 0.2 * float(u[2])
+        mirror = -1.0 if float(u[3]) < 0.5 else 1.0
+        theta = torch.tensor(
+            [[mirror * zoom, 0.0, (float(u[0]) - 0.5) / 4], [0.0, zoom, (float(u[1]) - 0.5) / 4]],
+            dtype=images.dtype,
+            device=images.device,
+        )  # [2, 3], translations in [-1, 1] units: +-1/8 of the half-side = +-1/16 of the side
+        grid = F.affine_grid(theta.expand(b, 2, 3), list(images.shape), align_corners=False)
+        out.append(F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False))
+    return torch.stack(out)
+
+
 class ClipLoss:
     """1 - cos(CLIP_image(images), CLIP_text(prompt)) per image (SPEC §6).
 
     preprocess: "pool" (SPEC §6: average-pool to CLIP's input size, CLIP's normalisation), "clip" (resize +
     centre crop as CLIP was trained) or "reference" (StyleCLIP's code: the raw [-1, 1] image, upsampled 7x
     and average-pooled, no mean/std normalisation; needs an open_clip ClipEmbedder).
+    augment: 0 (the reference) or the number of randomly warped views (random_views) whose losses are averaged
+    each call, so that the optimiser cannot satisfy CLIP with pixel patterns that only one exact framing reads
+    as the prompt. seed: the views' random stream.
     """
 
-    def __init__(self, embedder, prompt: str, preprocess: str = "pool"):
+    def __init__(self, embedder, prompt: str, preprocess: str = "pool", augment: int = 0, seed: int = 0):
         if preprocess not in CLIP_PREPROCESS:
             raise AtlasError(f"preprocess must be one of {', '.join(CLIP_PREPROCESS)}, got {preprocess!r}.")
         if not isinstance(prompt, str) or not prompt.strip():
             raise PromptError("the prompt is empty; give the text the edit should move towards, e.g. 'circle'.")
         if preprocess == "reference" and not (hasattr(embedder, "model") and hasattr(embedder, "image_size")):
             raise AtlasError("preprocess='reference' needs an open_clip ClipEmbedder (models.clip.load_clip).")
-        self.embedder, self.prompt, self.preprocess = embedder, prompt, preprocess
+        if not isinstance(augment, int) or augment < 0:
+            raise AtlasError(f"augment must be an integer >= 0 (views per step; 0 = off), got {augment!r}.")
+        self.embedder, self.prompt, self.preprocess, self.augment = embedder, prompt, preprocess, augment
+        self.views_rng = torch.Generator().manual_seed(int(seed))
         # a protocol embedder (CONTRACT: encode_image(images)) has no preprocess option and resizes on its own
         self._takes_preprocess = "preprocess" in inspect.signature(embedder.encode_image).parameters
         with torch.no_grad():
@@ -128,7 +157,12 @@ class ClipLoss:
         return self.embedder.encode_image(images, preprocess=self.preprocess)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return 1 - (self.embed(images) * self.text.to(images.device)).sum(-1)  # [B]
+        text = self.text.to(images.device)  # [1, D]
+        if not self.augment:
+            return 1 - (self.embed(images) * text).sum(-1)  # [B]
+        views = random_views(images, self.augment, self.views_rng)  # [V, B, 3, H, W]
+        cos = (self.embed(views.flatten(0, 1)) * text).sum(-1)  # [V * B]
+        return 1 - cos.view(self.augment, -1).mean(0)  # [B]
 
 
 class IdentityLoss:

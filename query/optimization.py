@@ -30,6 +30,7 @@ class OptimizeConfig:
     l2_norm: str = "generator"  # "generator": scaled to this generator's W (losses.l2_scale); "reference": raw sum
     noise_mode: str = "const"
     seed: int = 0
+    augment: int = 0  # randomly warped views averaged in the CLIP loss per step (losses.random_views); 0 = off
 
     def check(self) -> "OptimizeConfig":
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -58,6 +59,7 @@ def optimize(
     preprocess: str = "pool",
     l2_norm: str = "generator",
     noise_mode: str = "const",
+    augment: int = 0,
     progress: bool = True,
     return_curves: bool = False,
 ):
@@ -75,6 +77,7 @@ def optimize(
         l2_norm=l2_norm,
         noise_mode=noise_mode,
         seed=seed,
+        augment=augment,
     ).check()
     source = w_plus(generator, ws)  # [B, num_ws, w_dim]
     gen_noise = torch.Generator().manual_seed(int(seed))
@@ -84,7 +87,7 @@ def optimize(
             generator.styles(w), noise_mode=noise_mode, **({"generator": gen_noise} if noise_mode == "random" else {})
         )
 
-    clip_loss = ClipLoss(embedder, prompt, preprocess)
+    clip_loss = ClipLoss(embedder, prompt, preprocess, augment=augment, seed=seed)
     with torch.no_grad():
         id_loss = IdentityLoss(identity, render(source)) if identity is not None and id_lambda > 0 else None
     scale = l2_scale(generator, l2_norm) if l2_lambda > 0 else 0.0
