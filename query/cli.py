@@ -776,7 +776,14 @@ def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json
     type=click.Choice(["generator", "reference"]),
     default="generator",
     show_default=True,
-    help="L2 term scaled to the latent size (query/losses.py l2_scale) or StyleCLIP's raw sum.",
+    help="L2 term in units of the generator's W variance (query/losses.py l2_scale) or StyleCLIP's raw sum.",
+)
+@click.option(
+    "--augment",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="Randomly warped views averaged in the CLIP loss per step (0 = StyleCLIP's single view).",
 )
 @with_image_options
 @click.option(
@@ -807,6 +814,7 @@ def optimize_cmd(
     id_lambda,
     preprocess,
     l2_norm,
+    augment,
     encoder,
     invert_steps,
     identity,
@@ -853,6 +861,7 @@ def optimize_cmd(
         identity=models["identity"],
         preprocess=preprocess,
         l2_norm=l2_norm,
+        augment=augment,
         return_curves=True,
     )
     with torch.no_grad():

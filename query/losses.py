@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from models.errors import AtlasError, PromptError
 
 CLIP_PREPROCESS = ("pool", "clip", "reference")
-REFERENCE_NUM_ELEMENTS = 18 * 512  # StyleCLIP's W+ on FFHQ 1024: the size its l2_lambda was tuned on
 
 
 def ramped_lr(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
@@ -65,22 +64,23 @@ def w_variance(generator, n: int = 10_000, seed: int = 0, batch: int = 1000) -> 
 
 
 def l2_scale(generator, mode: str = "generator") -> float:
-    """Factor on the reference's sum of squares ||w - w_s||^2 so that l2_lambda behaves alike on any generator.
+    """Factor on a reference L2 term to the start latent so that its lambda behaves alike on any generator.
 
-    "reference": 1, StyleCLIP's raw sum. "generator" (default): sqrt(9216 / (num_ws * w_dim)), 1 on FFHQ 1024
-    (18 x 512 elements, what l2_lambda = 0.008 was tuned on), 1.13 on a 256 px FFHQ model, 4.24 on the shapes
-    world (8 x 64). Why: Adam moves every element by about lr per step whatever the loss scale, so a smaller
-    latent reaches a given image change with a smaller sum of squares and needs a stronger weight; the
-    full ratio 9216 / N over-corrects (the edit no longer happens, 7 of 12 circles), no factor under-corrects
-    (colour lost in half the circle edits); the square root sits between and was chosen on the shapes world
-    (MODEL_CARD.md, "Fallbacks"). Dividing by the generator's W variance as well was tried and rejected: a
-    factor 8 on the shapes world made only 6 of 12 circles.
+    The one home of the fallbacks' L2 normalisation, one rule for both: mode "generator" (default) measures
+    the squared distance in units of this generator's W variance, 1 / var_w (w_variance), with FFHQ's W taken
+    as unit variance so that the reference weights apply there as they are; each fallback keeps its
+    reference's reduction (optimisation, SPEC §6: the sum of squares over W+, l2_lambda 0.008; the mapper,
+    SPEC §7: the MSE, l2_lambda 0.8). mode "reference": 1, StyleCLIP's raw terms. On the shapes world
+    (var_w 0.126) the factor is 7.9. Measured there (MODEL_CARD.md, "Fallbacks"): for optimisation this rule
+    made as many circles as the earlier sqrt(9216 / (num_ws * w_dim)) = 4.24 and kept more colour; no factor
+    loses the colour in half the circle edits, 9216 / N = 18 (x 8 var_w) stops the edit. For the mapper it
+    is what kept the shapes-world attributes (benchmarks/mapper.py).
     """
     if mode == "reference":
         return 1.0
     if mode != "generator":
         raise AtlasError(f"l2_norm must be 'generator' or 'reference', got {mode!r}.")
-    return math.sqrt(REFERENCE_NUM_ELEMENTS / (int(generator.num_ws) * int(generator.w_dim)))
+    return 1.0 / max(w_variance(generator), 1e-12)
 
 
 def latent_l2(ws: torch.Tensor, ws_source: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,10 @@
 W+ starts at the given codes; Adam with the reference's ramped lr minimises, per image,
     (1 - cos(CLIP(G(w)), CLIP(text))) + l2_lambda * scale * ||w - w_s||^2
         + id_lambda * lambda_scale * (1 - cos(R(G(w)), R(G(w_s))))
-`scale` (losses.l2_scale) carries the L2 weight over to generators of other latent sizes; the identity's
-`lambda_scale` carries id_lambda (tuned with ArcFace) over to other identity models.
+`scale` (losses.l2_scale: 1 / this generator's W variance) carries the L2 weight over to other generators;
+the identity's `lambda_scale` carries id_lambda (tuned with ArcFace) over to other identity models. Unlike
+the reference, CLIP sees `augment` randomly warped views of each image per step by default (4; 0 = the
+reference's single view; MODEL_CARD.md "Fallbacks" for why).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ class OptimizeConfig:
     l2_lambda: float = 0.008
     id_lambda: float = 0.005
     preprocess: str = "pool"  # CLIP input: "pool" (SPEC §6), "clip", or "reference" (StyleCLIP's raw input)
-    l2_norm: str = "generator"  # "generator": scaled to this generator's W (losses.l2_scale); "reference": raw sum
+    l2_norm: str = "generator"  # "generator": in units of this generator's W variance (losses.l2_scale); "reference"
     noise_mode: str = "const"
     seed: int = 0
-    augment: int = 0  # randomly warped views averaged in the CLIP loss per step (losses.random_views); 0 = off
+    augment: int = 4  # randomly warped views averaged in the CLIP loss per step (losses.random_views); 0 = off
 
     def check(self) -> "OptimizeConfig":
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -39,6 +41,8 @@ class OptimizeConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise AtlasError(f"{name} must be a finite number >= 0, got {value!r}.")
+        if not isinstance(self.augment, int) or self.augment < 0:
+            raise AtlasError(f"augment must be an integer >= 0 (CLIP views per step; 0 = off), got {self.augment!r}.")
         if self.lr <= 0:
             raise AtlasError(f"lr must be > 0 (0.1 in the reference), got {self.lr}.")
         return self
@@ -59,7 +63,7 @@ def optimize(
     preprocess: str = "pool",
     l2_norm: str = "generator",
     noise_mode: str = "const",
-    augment: int = 0,
+    augment: int = 4,
     progress: bool = True,
     return_curves: bool = False,
 ):

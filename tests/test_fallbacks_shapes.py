@@ -18,7 +18,7 @@ DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 _missing = [n for n in ("generator.pt", "clip_config.json", "clip.safetensors") if not (DEMO / n).exists()]
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_missing), reason=f"demo models missing: {_missing}")]
 
-POOL_SEED = 2  # acceptance samples; the defaults were chosen on seed 1
+POOL_SEED = 3  # acceptance samples (shapes.judge.pool_samples); the defaults were tuned on pool 1 only
 
 
 @pytest.fixture(scope="module")
@@ -30,69 +30,45 @@ def demo():
     return load_generator("demo"), load_clip("demo"), load_identity("demo")
 
 
-def pick(gen, attribute: str, exclude: int, n: int = 12, seed: int = POOL_SEED):
-    """n valid psi-0.7 samples whose `attribute` is not `exclude` (by the classifier), and their readings."""
-    from shapes.classifier import classify
-
-    ws = gen.sample_ws(8 * n, seed=seed, psi=0.7)
-    with torch.no_grad():
-        c = classify(gen.synthesize(gen.styles(ws)))
-    ok = np.flatnonzero(c["valid"] & (c[attribute] != exclude))[:n]
-    assert len(ok) == n
-    return ws[torch.as_tensor(ok)], {k: v[ok] for k, v in c.items()}
-
-
-def edit_and_read(demo, ws, prompt):
+def edit_pool(demo, prompt: str):
+    """optimize(..., prompt) with the CONTRACT defaults and the demo identity on the 12 samples of pool POOL_SEED
+    that lack what the prompt asks -> classifier readings before and after."""
     from query.optimization import optimize
     from shapes.classifier import classify
+    from shapes.judge import pool_samples
 
     gen, clip, ident = demo
+    ws, before = pool_samples(gen, 12, prompt, POOL_SEED)
     torch.manual_seed(0)
-    out = optimize(gen, clip, ws, prompt, identity=ident, progress=False)  # CONTRACT defaults
+    out = optimize(gen, clip, ws, prompt, identity=ident, progress=False)
     with torch.no_grad():
-        return classify(gen.synthesize(gen.styles(out)))
+        return before, classify(gen.synthesize(gen.styles(out)))
 
 
-@pytest.fixture(scope="module")
-def circle_edit(demo):
+def test_optimize_toward_circle_makes_circles_and_keeps_colour(demo):
+    """Issue 11 target: >= 75 % circles and >= 75 % of the colours kept."""
     from shapes import world
 
-    circle = world.SHAPES.index("circle")
-    ws, before = pick(demo[0], "shape", circle)
-    after = edit_and_read(demo, ws, "circle")
-    circles = float((after["shape"] == circle).mean())
+    before, after = edit_pool(demo, "circle")
+    circles = float((after["shape"] == world.SHAPES.index("circle")).mean())
     colour_kept = float((after["colour"] == before["colour"]).mean())
     print(f"circle: circles {circles:.2f}, colour kept {colour_kept:.2f}, valid {after['valid'].mean():.2f}")
-    return circles, colour_kept
-
-
-def test_optimize_toward_circle_makes_circles_and_keeps_colour(circle_edit):
-    circles, colour_kept = circle_edit
+    assert circles >= 0.75, circles  # none of the 12 was a circle before
     assert colour_kept >= 0.75, colour_kept
-    assert circles >= 1 / 3, circles  # none of the 12 was a circle before
 
 
-@pytest.fixture(scope="module")
-def red_edit(demo):
+def test_optimize_toward_red_keeps_the_shape_and_reddens(demo):
+    """Issue 11 target: >= 90 % of the shapes kept; and the edit happens (>= 75 % redder)."""
     from shapes import world
+    from shapes.judge import redness
 
-    red = world.COLOURS.index("red")
-    ws, before = pick(demo[0], "colour", red)
-    after = edit_and_read(demo, ws, "red")
+    before, after = edit_pool(demo, "red")
     shape_kept = float((after["shape"] == before["shape"]).mean())
-    redder = float(
-        (
-            (after["rgb"][:, 0] - after["rgb"][:, 1:].mean(1)) > (before["rgb"][:, 0] - before["rgb"][:, 1:].mean(1))
-        ).mean()
-    )
-    print(f"red: shape kept {shape_kept:.2f}, red {float((after['colour'] == red).mean()):.2f}, redder {redder:.2f}")
-    return shape_kept, redder
-
-
-def test_optimize_toward_red_keeps_the_shape_and_reddens(red_edit):
-    shape_kept, redder = red_edit
-    assert shape_kept >= 0.75, shape_kept
-    assert redder >= 0.75, redder  # the edit happens, too
+    redder = float((redness(after["rgb"]) > redness(before["rgb"]) + 0.02).mean())
+    red = float((after["colour"] == world.COLOURS.index("red")).mean())
+    print(f"red: shape kept {shape_kept:.2f}, red {red:.2f}, redder {redder:.2f}")
+    assert shape_kept >= 0.9, shape_kept
+    assert redder >= 0.75, redder
 
 
 def test_invert_recovers_16_generator_samples(demo):
