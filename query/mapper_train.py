@@ -16,7 +16,8 @@ import torch
 
 from index.io import atomic_path
 from models.errors import AtlasError, CheckpointError, PromptError
-from query.losses import ClipLoss, l2_scale as l2_factor
+from query.losses import ClipLoss
+from query.losses import l2_scale as l2_factor
 from query.mapper import LEVELS, Mapper, MapperConfig, level_bounds
 
 TRAINING_FORMAT = "styleatlas-mapper-training"
