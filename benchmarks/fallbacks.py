@@ -5,9 +5,11 @@ with ViT-B-32, both with random weights (the architecture, not the weights, sets
 is `Atlas.direction` + `Atlas.edit` on an atlas of the generator's layout (synthetic relevance at the
 generator's shapes); optimisation and inversion time a few steps after a warm-up step and scale to their
 default step counts (300, 500). The paper's figures (StyleCLIP, one GPU) are printed beside ours.
-With --acceptance it also measures the shapes-world figures of issue 11 with the pixel classifier.
+With --acceptance (or --only-acceptance, without the timings) it also prints the shapes-world acceptance of
+issue 11 (pixel classifier; one row per sample pool x torch thread count; --generator for another generator).
 
-    .venv/bin/python benchmarks/fallbacks.py [--threads 2] [--steps 3] [--acceptance] [--pools 0,1,2]
+    .venv/bin/python benchmarks/fallbacks.py [--threads 2] [--steps 3] [--acceptance] [--pools 2,3,4]
+    .venv/bin/python benchmarks/fallbacks.py --only-acceptance --pools 2,3,4 --acceptance-threads 1,2
 """
 
 from __future__ import annotations
