@@ -58,7 +58,7 @@ def test_optimize_toward_circle_makes_circles_and_keeps_colour(demo):
     circles = float((after["shape"] == world.SHAPES.index("circle")).mean())
     colour_kept = float((after["colour"] == before["colour"]).mean())
     print(f"circle: circles {circles:.2f}, colour kept {colour_kept:.2f}, valid {after['valid'].mean():.2f}")
-    assert circles >= 0.75, circles  # none of the 12 was a circle before
+    assert circles >= 0.75, circles  # none of the 12 was a circle before; measured 11 of 12 (1 thread), 9 (2)
     assert colour_kept >= 0.75, colour_kept
 
 
@@ -83,8 +83,8 @@ def test_optimize_toward_red_keeps_most_shapes_and_reddens(red_edit):
 
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 11 target not met: toward red the shape is kept in 10 of 12 (83 %) on this pool with one "
-    "thread, 100 % / 75 % on pools 2 / 4 (MODEL_CARD.md, 'Fallbacks')",
+    reason="issue 11 target not met robustly: toward red the shape is kept in 10 of 12 (83 %) on this pool with "
+    "one thread (11 of 12 with two), 100 % / 75 % on pools 2 / 4 (MODEL_CARD.md, 'Fallbacks')",
 )
 def test_optimize_toward_red_keeps_90_percent_of_shapes(red_edit):
     """Issue 11 target: >= 90 % of the shapes kept toward "red"."""
