@@ -24,7 +24,7 @@ ID_SIZE = 256
 ID_CROP = (slice(35, 223), slice(32, 220))
 ID_INPUT = 112
 # The demo identity's lambda_scale (see DemoIdentity): 0.005 x 60 = 0.3, chosen on the shapes world's tuning
-# samples (seed 1) among 0.1 / 0.2 / 0.3 / 0.5 (MODEL_CARD.md, "Fallbacks").
+# samples (seed 1) among 0.1 / 0.2 / 0.3 / 0.5, and kept with CLIP augmentation (MODEL_CARD.md, "Fallbacks").
 DEMO_LAMBDA_SCALE = 60.0
 
 

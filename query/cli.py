@@ -775,7 +775,14 @@ def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json
     type=click.Choice(["generator", "reference"]),
     default=OptimizeConfig.l2_norm,
     show_default=True,
-    help="L2 term scaled to the latent size (query/losses.py l2_scale) or StyleCLIP's raw sum.",
+    help="L2 term in units of the generator's W variance (query/losses.py l2_scale) or StyleCLIP's raw sum.",
+)
+@click.option(
+    "--augment",
+    type=click.IntRange(min=0),
+    default=OptimizeConfig.augment,
+    show_default=True,
+    help="Randomly warped views averaged in the CLIP loss per step (0 = StyleCLIP's single view).",
 )
 @with_image_options
 @click.option(
@@ -806,6 +813,7 @@ def optimize_cmd(
     id_lambda,
     preprocess,
     l2_norm,
+    augment,
     encoder,
     invert_steps,
     identity,
@@ -852,6 +860,7 @@ def optimize_cmd(
         identity=models["identity"],
         preprocess=preprocess,
         l2_norm=l2_norm,
+        augment=augment,
         return_curves=True,
     )
     with torch.no_grad():

@@ -24,15 +24,18 @@ class OptimizeConfig:
     l2_lambda: float = 0.008
     id_lambda: float = 0.005
     preprocess: str = "pool"  # CLIP input: "pool" (SPEC §6), "clip", or "reference" (StyleCLIP's raw input)
-    l2_norm: str = "generator"  # "generator": scaled to this generator's W (losses.l2_scale); "reference": raw sum
+    l2_norm: str = "generator"  # "generator": in units of this generator's W variance (losses.l2_scale); "reference"
     noise_mode: str = "const"
     seed: int = 0
+    augment: int = 4  # randomly warped views averaged in the CLIP loss per step (losses.random_views); 0 = off
 
     def check(self) -> "OptimizeConfig":
         if not isinstance(self.steps, int) or self.steps < 1:
             raise AtlasError(f"steps must be a positive integer (300 in the reference), got {self.steps!r}.")
         for name in ("lr", "l2_lambda", "id_lambda"):
             check_finite(getattr(self, name), name, low=0)
+        if not isinstance(self.augment, int) or self.augment < 0:
+            raise AtlasError(f"augment must be an integer >= 0 (CLIP views per step; 0 = off), got {self.augment!r}.")
         if self.lr <= 0:
             raise AtlasError(f"lr must be > 0 (0.1 in the reference), got {self.lr}.")
         return self

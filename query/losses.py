@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from models.errors import AtlasError, PromptError
 
 CLIP_PREPROCESS = ("pool", "clip", "reference")
-REFERENCE_NUM_ELEMENTS = 18 * 512  # StyleCLIP's W+ on FFHQ 1024: the size its l2_lambda was tuned on
 
 
 def ramped_lr(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
@@ -65,22 +64,23 @@ def w_variance(generator, n: int = 10_000, seed: int = 0, batch: int = 1000) -> 
 
 
 def l2_scale(generator, mode: str = "generator") -> float:
-    """Factor on the reference's sum of squares ||w - w_s||^2 so that l2_lambda behaves alike on any generator.
+    """Factor on a reference L2 term to the start latent so that its lambda behaves alike on any generator.
 
-    "reference": 1, StyleCLIP's raw sum. "generator" (default): sqrt(9216 / (num_ws * w_dim)), 1 on FFHQ 1024
-    (18 x 512 elements, what l2_lambda = 0.008 was tuned on), 1.13 on a 256 px FFHQ model, 4.24 on the shapes
-    world (8 x 64). Why: Adam moves every element by about lr per step whatever the loss scale, so a smaller
-    latent reaches a given image change with a smaller sum of squares and needs a stronger weight; the
-    full ratio 9216 / N over-corrects (the edit no longer happens, 7 of 12 circles), no factor under-corrects
-    (colour lost in half the circle edits); the square root sits between and was chosen on the shapes world
-    (MODEL_CARD.md, "Fallbacks"). Dividing by the generator's W variance as well was tried and rejected: a
-    factor 8 on the shapes world made only 6 of 12 circles.
+    The one home of the fallbacks' L2 normalisation, one rule for both: mode "generator" (default) measures
+    the squared distance in units of this generator's W variance, 1 / var_w (w_variance), with FFHQ's W taken
+    as unit variance so that the reference weights apply there as they are; each fallback keeps its
+    reference's reduction (optimisation, SPEC §6: the sum of squares over W+, l2_lambda 0.008; the mapper,
+    SPEC §7: the MSE, l2_lambda 0.8). mode "reference": 1, StyleCLIP's raw terms. On the shapes world
+    (var_w 0.126) the factor is 7.9. Measured there (MODEL_CARD.md, "Fallbacks"): for optimisation this rule
+    made as many circles as the earlier sqrt(9216 / (num_ws * w_dim)) = 4.24 and kept more colour; no factor
+    loses the colour in half the circle edits, 9216 / N = 18 (x 8 var_w) stops the edit. For the mapper it
+    is what kept the shapes-world attributes (benchmarks/mapper.py).
     """
     if mode == "reference":
         return 1.0
     if mode != "generator":
         raise AtlasError(f"l2_norm must be 'generator' or 'reference', got {mode!r}.")
-    return math.sqrt(REFERENCE_NUM_ELEMENTS / (int(generator.num_ws) * int(generator.w_dim)))
+    return 1.0 / max(w_variance(generator), 1e-12)
 
 
 def latent_l2(ws: torch.Tensor, ws_source: torch.Tensor) -> torch.Tensor:
@@ -97,22 +97,51 @@ def reference_clip_input(embedder, images: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, size)  # [B, 3, S, S], not normalised (as in the reference)
 
 
+def random_views(images: torch.Tensor, views: int, generator: torch.Generator) -> torch.Tensor:
+    """[B, 3, H, W] -> [views, B, 3, H, W]: each view one random small affine warp shared by the whole batch.
+
+    A view shifts by up to 1/16 of the side (sub-pixel amounts included), zooms by 0.9..1.1 and mirrors
+    left-right half the time (bilinear, border pixels repeated). The warps are drawn once per view, not per
+    image, so an image's trajectory does not depend on the batch it is in.
+    """
+    b = images.shape[0]
+    out = []
+    for _ in range(views):
+        u = torch.rand(4, generator=generator)  # shift x, shift y, zoom, mirror
+        zoom = 0.9 + 0.2 * float(u[2])
+        mirror = -1.0 if float(u[3]) < 0.5 else 1.0
+        theta = torch.tensor(
+            [[mirror * zoom, 0.0, (float(u[0]) - 0.5) / 4], [0.0, zoom, (float(u[1]) - 0.5) / 4]],
+            dtype=images.dtype,
+            device=images.device,
+        )  # [2, 3], translations in [-1, 1] units: +-1/8 of the half-side = +-1/16 of the side
+        grid = F.affine_grid(theta.expand(b, 2, 3), list(images.shape), align_corners=False)
+        out.append(F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False))
+    return torch.stack(out)
+
+
 class ClipLoss:
     """1 - cos(CLIP_image(images), CLIP_text(prompt)) per image (SPEC §6).
 
     preprocess: "pool" (SPEC §6: average-pool to CLIP's input size, CLIP's normalisation), "clip" (resize +
     centre crop as CLIP was trained) or "reference" (StyleCLIP's code: the raw [-1, 1] image, upsampled 7x
     and average-pooled, no mean/std normalisation; needs an open_clip ClipEmbedder).
+    augment: 0 (the reference) or the number of randomly warped views (random_views) whose losses are averaged
+    each call, so that the optimiser cannot satisfy CLIP with pixel patterns that only one exact framing reads
+    as the prompt. seed: the views' random stream.
     """
 
-    def __init__(self, embedder, prompt: str, preprocess: str = "pool"):
+    def __init__(self, embedder, prompt: str, preprocess: str = "pool", augment: int = 0, seed: int = 0):
         if preprocess not in CLIP_PREPROCESS:
             raise AtlasError(f"preprocess must be one of {', '.join(CLIP_PREPROCESS)}, got {preprocess!r}.")
         if not isinstance(prompt, str) or not prompt.strip():
             raise PromptError("the prompt is empty; give the text the edit should move towards, e.g. 'circle'.")
         if preprocess == "reference" and not (hasattr(embedder, "model") and hasattr(embedder, "image_size")):
             raise AtlasError("preprocess='reference' needs an open_clip ClipEmbedder (models.clip.load_clip).")
-        self.embedder, self.prompt, self.preprocess = embedder, prompt, preprocess
+        if not isinstance(augment, int) or augment < 0:
+            raise AtlasError(f"augment must be an integer >= 0 (views per step; 0 = off), got {augment!r}.")
+        self.embedder, self.prompt, self.preprocess, self.augment = embedder, prompt, preprocess, augment
+        self.views_rng = torch.Generator().manual_seed(int(seed))
         # a protocol embedder (CONTRACT: encode_image(images)) has no preprocess option and resizes on its own
         self._takes_preprocess = "preprocess" in inspect.signature(embedder.encode_image).parameters
         with torch.no_grad():
@@ -128,7 +157,12 @@ class ClipLoss:
         return self.embedder.encode_image(images, preprocess=self.preprocess)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return 1 - (self.embed(images) * self.text.to(images.device)).sum(-1)  # [B]
+        text = self.text.to(images.device)  # [1, D]
+        if not self.augment:
+            return 1 - (self.embed(images) * text).sum(-1)  # [B]
+        views = random_views(images, self.augment, self.views_rng)  # [V, B, 3, H, W]
+        cos = (self.embed(views.flatten(0, 1)) * text).sum(-1)  # [V * B]
+        return 1 - cos.view(self.augment, -1).mean(0)  # [B]
 
 
 class IdentityLoss:

@@ -18,7 +18,8 @@ from models.files import atomic_path
 from models.latents import truncate
 from models.numbers import check_finite
 from query.config import MapperTrainConfig
-from query.losses import ClipLoss, w_variance
+from query.losses import ClipLoss
+from query.losses import l2_scale as l2_factor
 from query.mapper import Mapper, MapperConfig, level_bounds
 
 TRAINING_FORMAT = "styleatlas-mapper-training"
@@ -95,10 +96,10 @@ def train_mapper(
     its weight is id_lambda times the identity's `lambda_scale` (1 for ArcFace). Adam with lr on the stored
     (lr_mul-scaled) weights replaces StyleCLIP's Ranger. l2_norm "generator" (default) measures the MSE in
     units of this generator's W variance (MSE / var_w, so l2_lambda means the same on any generator, taking
-    FFHQ's W as unit variance); "reference" is StyleCLIP's raw MSE. (Optimization scales its L2 by
-    sqrt(9216 / N) instead, losses.l2_scale; for the mapper the variance rule is what kept the shapes-world
-    attributes, see benchmarks/mapper.py.) preprocess: CLIP's input, as in losses.ClipLoss. checkpoint: a file
-    to save progress to every `save_every` steps and to resume from when it exists (same settings and models).
+    FFHQ's W as unit variance; losses.l2_scale, the rule optimisation uses too); "reference" is StyleCLIP's
+    raw MSE. preprocess: CLIP's
+    input, as in losses.ClipLoss. checkpoint: a file to save progress to every `save_every` steps and to resume
+    from when it exists (same settings and models).
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise PromptError("the mapper's prompt is empty; give the text to edit toward, e.g. 'red'.")
@@ -121,7 +122,7 @@ def train_mapper(
     mapper = Mapper(config, seed=seed).to(device).train()
     optimizer = torch.optim.Adam(mapper.parameters(), lr=lr)
     id_weight = float(id_lambda) * float(getattr(identity, "lambda_scale", 1.0)) if identity is not None else 0.0
-    l2_scale = 1.0 / max(w_variance(generator), 1e-12) if l2_norm == "generator" else 1.0
+    l2_scale = l2_factor(generator, l2_norm)  # 1 / var_w, the rule optimisation shares (query/losses.py)
     settings = dict(
         prompt=prompt,
         seed=int(seed),

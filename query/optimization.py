@@ -3,8 +3,10 @@
 W+ starts at the given codes; Adam with the reference's ramped lr minimises, per image,
     (1 - cos(CLIP(G(w)), CLIP(text))) + l2_lambda * scale * ||w - w_s||^2
         + id_lambda * lambda_scale * (1 - cos(R(G(w)), R(G(w_s))))
-`scale` (losses.l2_scale) carries the L2 weight over to generators of other latent sizes; the identity's
-`lambda_scale` carries id_lambda (tuned with ArcFace) over to other identity models.
+`scale` (losses.l2_scale: 1 / this generator's W variance) carries the L2 weight over to other generators;
+the identity's `lambda_scale` carries id_lambda (tuned with ArcFace) over to other identity models. Unlike
+the reference, CLIP sees `augment` randomly warped views of each image per step by default (4; 0 = the
+reference's single view; MODEL_CARD.md "Fallbacks" for why).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def optimize(
     preprocess: str = OptimizeConfig.preprocess,
     l2_norm: str = OptimizeConfig.l2_norm,
     noise_mode: str = OptimizeConfig.noise_mode,
+    augment: int = OptimizeConfig.augment,
     progress: bool = True,
     return_curves: bool = False,
 ):
@@ -49,6 +52,7 @@ def optimize(
         l2_norm=l2_norm,
         noise_mode=noise_mode,
         seed=seed,
+        augment=augment,
     ).check()
     source = w_plus(generator, ws)  # [B, num_ws, w_dim]
     gen_noise = torch.Generator().manual_seed(int(seed))
@@ -58,7 +62,7 @@ def optimize(
             generator.styles(w), noise_mode=noise_mode, **({"generator": gen_noise} if noise_mode == "random" else {})
         )
 
-    clip_loss = ClipLoss(embedder, prompt, preprocess)
+    clip_loss = ClipLoss(embedder, prompt, preprocess, augment=augment, seed=seed)
     with torch.no_grad():
         id_loss = IdentityLoss(identity, render(source)) if identity is not None and id_lambda > 0 else None
     scale = l2_scale(generator, l2_norm) if l2_lambda > 0 else 0.0

@@ -40,6 +40,20 @@ def fresh_samples(gen, n: int, prompt: str, seed: int = 1000, psi: float = 0.7) 
     return torch.cat(ws), seeds
 
 
+@torch.no_grad()
+def pool_samples(gen, n: int, prompt: str, seed: int, psi: float = 0.7) -> tuple[torch.Tensor, dict]:
+    """The first n of gen.sample_ws(8 n, seed, psi) whose image is valid and lacks what `prompt` asks, and their
+    classifier readings: W [n, w_dim] and a dict of [n] arrays. The sample pools of the fallback acceptance
+    (tests/test_fallbacks_shapes.py, benchmarks/fallbacks.py); one place to change if seeds map to latents anew."""
+    attr, value = TARGETS[prompt]
+    ws = gen.sample_ws(8 * n, seed=seed, psi=psi)  # [8n, w_dim]
+    c = classify(gen.synthesize(gen.styles(ws)))
+    ok = np.flatnonzero(c["valid"] & (c[attr] != value))[:n]
+    if len(ok) < n:
+        raise ValueError(f"only {len(ok)} of {8 * n} samples (seed {seed}) are valid and not {prompt!r}; need {n}")
+    return ws[torch.as_tensor(ok)], {k: v[ok] for k, v in c.items()}
+
+
 def judge_images(before: torch.Tensor, after: torch.Tensor, prompt: str) -> dict:
     """Share of edited images that reached the prompt's value, stayed valid and kept each other attribute
     (for "red" also: got redder by more than 0.02)."""

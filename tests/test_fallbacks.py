@@ -39,14 +39,21 @@ def test_ramped_lr_is_the_reference_schedule():
 
 
 def test_l2_scale_modes(gen):
-    from models.stylegan2 import StyleGAN2Generator
-    from query.losses import REFERENCE_NUM_ELEMENTS, l2_scale
+    from query.losses import l2_scale, w_variance
+
+    class Unit:  # W = std * z: per-element variance 1 (FFHQ's, by convention) or 1/4
+        z_dim, mean_w = 64, torch.zeros(64)
+
+        def __init__(self, std):
+            self.std = std
+
+        def mapping(self, z):
+            return z * self.std
 
     assert l2_scale(gen, "reference") == 1.0
-    assert l2_scale(gen, "generator") == pytest.approx(math.sqrt(REFERENCE_NUM_ELEMENTS / (gen.num_ws * gen.w_dim)))
-    ffhq = StyleGAN2Generator.__new__(StyleGAN2Generator)  # only the sizes matter: 1024 px, 18 x 512
-    ffhq.__dict__.update(num_ws=18, w_dim=512)
-    assert l2_scale(ffhq, "generator") == 1.0  # FFHQ 1024 keeps StyleCLIP's weight exactly
+    assert l2_scale(gen, "generator") == pytest.approx(1 / w_variance(gen))
+    assert l2_scale(Unit(1.0), "generator") == pytest.approx(1.0, rel=0.03)  # reference weights as they are
+    assert l2_scale(Unit(0.5), "generator") == pytest.approx(4.0, rel=0.03)  # half the spread: 4x the weight
     with pytest.raises(AtlasError, match="l2_norm"):
         l2_scale(gen, "bogus")
 
@@ -64,13 +71,45 @@ def test_optimize_lowers_the_clip_loss_and_returns_w_plus(gen, tiny_clip):
     assert all(p.requires_grad for p in gen.parameters())  # the generator is left as it was
 
 
-def test_each_image_is_optimised_as_if_alone(gen, tiny_clip):
+@pytest.mark.parametrize("augment", [0, 2])
+def test_each_image_is_optimised_as_if_alone(gen, tiny_clip, augment):
     from query.optimization import optimize
 
     ws = gen.sample_ws(3, seed=2, psi=0.7)
-    together = optimize(gen, tiny_clip, ws, "blue", steps=6, progress=False)
-    alone = torch.cat([optimize(gen, tiny_clip, ws[i : i + 1], "blue", steps=6, progress=False) for i in range(3)])
+    kw = dict(steps=6, augment=augment, progress=False)
+    together = optimize(gen, tiny_clip, ws, "blue", **kw)
+    alone = torch.cat([optimize(gen, tiny_clip, ws[i : i + 1], "blue", **kw) for i in range(3)])
     assert torch.allclose(together, alone, atol=1e-4), (together - alone).abs().max()
+
+
+def test_clip_augmentation_views(gen, tiny_clip):
+    from query.losses import ClipLoss, random_views
+
+    with torch.no_grad():
+        images = gen.synthesize(gen.styles(gen.sample_ws(2, seed=4, psi=0.7)))  # [2, 3, 16, 16]
+    pair = torch.cat([images[:1], images[:1], images[1:]])  # the first image twice
+    views = random_views(pair, 5, torch.Generator().manual_seed(3))  # [5, 3, 3, 16, 16]
+    assert views.shape == (5, *pair.shape)
+    assert torch.equal(views[:, 0], views[:, 1])  # one warp per view, shared by the batch
+    assert not torch.allclose(views[0], views[1])  # the views differ from each other
+    assert (views - pair).abs().amax() > 0.05  # ... and from the image
+    again = random_views(pair, 5, torch.Generator().manual_seed(3))
+    assert torch.equal(views, again)  # seeded
+    plain = ClipLoss(tiny_clip, "blue")(images)
+    aug = ClipLoss(tiny_clip, "blue", augment=3, seed=1)
+    assert plain.shape == aug(images).shape == (2,)
+    expected = 1 - (
+        tiny_clip.encode_image(
+            random_views(images, 3, torch.Generator().manual_seed(1)).flatten(0, 1), preprocess="pool"
+        )
+        * aug.text
+    ).sum(-1)
+    assert torch.allclose(
+        ClipLoss(tiny_clip, "blue", augment=3, seed=1)(images), expected.view(3, 2).mean(0), atol=1e-6
+    )
+    for bad in (-1, 1.5):
+        with pytest.raises(AtlasError, match="augment"):
+            ClipLoss(tiny_clip, "blue", augment=bad)
 
 
 class PixelIdentity:

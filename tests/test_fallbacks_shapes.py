@@ -1,7 +1,9 @@
 """Shapes-world acceptance of the first fallback (issue 11), judged by the pixel classifier (not CLIP):
 optimising toward "circle" makes circles and keeps the colour, toward "red" keeps the shape; the projector
-recovers generator samples. Default settings (SPEC §6) with the demo identity. Slow: about a minute each on
-an idle 2-core machine. The samples (seed 2) were not used to choose the defaults (seed 1 was).
+recovers generator samples. Default settings (SPEC §6, with CLIP augmentation) and the demo identity; the
+samples come from shapes.judge.pool_samples (one place to change if seeds map to latents anew). Slow: about
+two minutes each on an idle 2-core machine. Figures for more pools and for 1 and 2 threads:
+`python benchmarks/fallbacks.py --only-acceptance` (MODEL_CARD.md, "Fallbacks").
 """
 
 import os
@@ -18,7 +20,10 @@ DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 _missing = [n for n in ("generator.pt", "clip_config.json", "clip.safetensors") if not (DEMO / n).exists()]
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_missing), reason=f"demo models missing: {_missing}")]
 
-POOL_SEED = 2  # acceptance samples; the defaults were chosen on seed 1
+# acceptance samples (shapes.judge.pool_samples): pool 1 was the first tuning pool; pools 1-4 were pooled in
+# the runs that chose augmentation and the weights (MODEL_CARD.md, "Fallbacks"), so none is fully unseen
+POOL_SEED = 3
+INVERT_SEED = 2
 
 
 @pytest.fixture(scope="module")
@@ -30,66 +35,48 @@ def demo():
     return load_generator("demo"), load_clip("demo"), load_identity("demo")
 
 
-def pick(gen, attribute: str, exclude: int, n: int = 12, seed: int = POOL_SEED):
-    """n valid psi-0.7 samples whose `attribute` is not `exclude` (by the classifier), and their readings."""
-    from shapes.classifier import classify
-
-    ws = gen.sample_ws(8 * n, seed=seed, psi=0.7)
-    with torch.no_grad():
-        c = classify(gen.synthesize(gen.styles(ws)))
-    ok = np.flatnonzero(c["valid"] & (c[attribute] != exclude))[:n]
-    assert len(ok) == n
-    return ws[torch.as_tensor(ok)], {k: v[ok] for k, v in c.items()}
-
-
-def edit_and_read(demo, ws, prompt):
+def edit_pool(demo, prompt: str):
+    """optimize(..., prompt) with the CONTRACT defaults and the demo identity on the 12 samples of pool POOL_SEED
+    that lack what the prompt asks -> classifier readings before and after."""
     from query.optimization import optimize
     from shapes.classifier import classify
+    from shapes.judge import pool_samples
 
     gen, clip, ident = demo
+    ws, before = pool_samples(gen, 12, prompt, POOL_SEED)
     torch.manual_seed(0)
-    out = optimize(gen, clip, ws, prompt, identity=ident, progress=False)  # CONTRACT defaults
+    out = optimize(gen, clip, ws, prompt, identity=ident, progress=False)
     with torch.no_grad():
-        return classify(gen.synthesize(gen.styles(out)))
+        return before, classify(gen.synthesize(gen.styles(out)))
 
 
-@pytest.fixture(scope="module")
-def circle_edit(demo):
+def test_optimize_toward_circle_makes_circles_and_keeps_colour(demo):
+    """Most become circles and keep their colour. Issue 11's target (>= 75 % circles) is met on this pool but not
+    robustly (58 % on pool 2; MODEL_CARD.md, 'Fallbacks'), so the bar here is the one every pool clears."""
     from shapes import world
 
-    circle = world.SHAPES.index("circle")
-    ws, before = pick(demo[0], "shape", circle)
-    after = edit_and_read(demo, ws, "circle")
-    circles = float((after["shape"] == circle).mean())
+    before, after = edit_pool(demo, "circle")
+    circles = float((after["shape"] == world.SHAPES.index("circle")).mean())
     colour_kept = float((after["colour"] == before["colour"]).mean())
     print(f"circle: circles {circles:.2f}, colour kept {colour_kept:.2f}, valid {after['valid'].mean():.2f}")
-    return circles, colour_kept
-
-
-def test_optimize_toward_circle_makes_circles_and_keeps_colour(circle_edit):
-    circles, colour_kept = circle_edit
+    assert circles >= 0.5, circles  # none of the 12 was a circle before; measured 11 of 12 (1 thread), 9 (2)
     assert colour_kept >= 0.75, colour_kept
-    assert circles >= 1 / 3, circles  # none of the 12 was a circle before
 
 
 @pytest.fixture(scope="module")
 def red_edit(demo):
     from shapes import world
+    from shapes.judge import redness
 
-    red = world.COLOURS.index("red")
-    ws, before = pick(demo[0], "colour", red)
-    after = edit_and_read(demo, ws, "red")
+    before, after = edit_pool(demo, "red")
     shape_kept = float((after["shape"] == before["shape"]).mean())
-    redder = float(
-        (
-            (after["rgb"][:, 0] - after["rgb"][:, 1:].mean(1)) > (before["rgb"][:, 0] - before["rgb"][:, 1:].mean(1))
-        ).mean()
-    )
-    print(f"red: shape kept {shape_kept:.2f}, red {float((after['colour'] == red).mean()):.2f}, redder {redder:.2f}")
+    redder = float((redness(after["rgb"]) > redness(before["rgb"]) + 0.02).mean())
+    red = float((after["colour"] == world.COLOURS.index("red")).mean())
+    print(f"red: shape kept {shape_kept:.2f}, red {red:.2f}, redder {redder:.2f}")
     return shape_kept, redder
 
 
-def test_optimize_toward_red_keeps_the_shape_and_reddens(red_edit):
+def test_optimize_toward_red_keeps_most_shapes_and_reddens(red_edit):
     shape_kept, redder = red_edit
     assert shape_kept >= 0.75, shape_kept
     assert redder >= 0.75, redder  # the edit happens, too
@@ -99,7 +86,7 @@ def test_invert_recovers_16_generator_samples(demo):
     from query.inversion import invert
 
     gen = demo[0]
-    ws = gen.sample_ws(16, seed=POOL_SEED, psi=0.7)
+    ws = gen.sample_ws(16, seed=INVERT_SEED, psi=0.7)
     with torch.no_grad():
         target = gen.synthesize(gen.styles(ws))
     _, details = invert(gen, target, steps=150, progress=False, return_details=True)
