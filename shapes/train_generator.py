@@ -24,13 +24,14 @@ import torch.nn.functional as F
 
 from index.io import atomic_path
 from models.demo import DEMO_DIR
-from models.stylegan2 import StyleGAN2Generator, save_generator
+from models.stylegan2 import StyleGAN2Generator, load_generator, save_generator
 from shapes import config_from_args, world
 
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
 POSITION_RANGE = 0.5
 MEAN_W_EVERY = 100  # refine stage: recompute the truncation centre mean_w every this many steps
+FINE_ATTRIBUTES = ("colour", "rgb", "background", "brightness")  # style mixing: what the fine layers' w decides
 Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 
 
@@ -40,12 +41,18 @@ class GeneratorTrainConfig:
     mapping_steps: int = 20000  # stage 2: mapping network regresses the encoder's w (no rendering: fast)
     joint_steps: int = 3000  # stage 3: everything end to end from z, pixel loss
     refine_steps: int = 4000  # stage 4: end to end again at a lower lr, mean_w tracking the mapping
+    mixing_steps: int = 2000  # stage 5: style mixing with attribute-aware targets (see mixed_batch)
     batch_size: int = 32
     mapping_batch_size: int = 512
     lr: float = 5e-3
     mapping_lr: float = 1.0  # on the stored mapping weights, which lr_mul 0.01 scales down 100x at run time
     joint_lr: float = 1e-3
     refine_lr: float = 1e-3
+    mixing_lr: float = 1e-3
+    mixing_share: float = 0.5  # stage 5: share of each batch drawn as a mix of two z
+    mixing_split: int = 5  # stage 5: first w index (of num_ws) taken from the second z: its colour and background
+    affine_l1: float = 0.0  # stage 5: weight of the L1 penalty on the style affines (see affine_l1)
+    init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
     region_weight: float = 1.0  # weight of the per-sample shape-region L1 (see pixel_loss)
@@ -166,6 +173,43 @@ def _batch(cfg: GeneratorTrainConfig, stage: int, step: int, n: int):
     return z, attributes_from_z(z), torch.from_numpy(psi.astype(np.float32))
 
 
+def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, step: int):
+    """(ws [n, num_ws, w_dim], target images) of one style-mixing batch: in a mixing_share of the samples, the
+    w of a second z replaces the first's from w index mixing_split on, and the target takes that z's colour
+    and background and the first z's shape, size and position (the world renderer draws the mix).
+
+    Attribute-aware targets make the coarse layers (4-16 px) the only ones that can say what and where the
+    shape is, and the fine ones (32 px) the only ones that can colour it and its background."""
+    n = cfg.batch_size
+    rng = np.random.default_rng([cfg.seed, stage, step])
+    z = torch.from_numpy(rng.standard_normal((2, n, ARCHITECTURE["style_dim"])).astype(np.float32))
+    psi = np.where(rng.random(n) < cfg.truncated_share, rng.uniform(cfg.psi_min, 1.0, n), 1.0)
+    mixed = rng.random(n) < cfg.mixing_share  # [n] bool
+    attrs = mix_attributes(attributes_from_z(z[0]), attributes_from_z(z[1]), mixed)
+    mixed = torch.from_numpy(mixed)
+    psi = torch.from_numpy(psi.astype(np.float32))[:, None]  # [n, 1]
+    w = gen.mean_w + psi * (gen.mapping(z.reshape(2 * n, -1)).reshape(2, n, -1) - gen.mean_w)  # [2, n, w_dim]
+    ws = w[0][:, None].repeat(1, gen.num_ws, 1)  # [n, num_ws, w_dim]
+    fine = torch.zeros(n, gen.num_ws, 1, dtype=torch.bool)
+    fine[:, cfg.mixing_split :] = mixed[:, None, None]
+    return torch.where(fine, w[1][:, None], ws), world.render(attrs)
+
+
+def mix_attributes(first: dict, second: dict, mixed: np.ndarray) -> dict:
+    """The attributes of a style mix: where mixed [n] is True, colour and background (the fine layers') come
+    from `second`; shape, size and position (the coarse layers') always from `first`."""
+    out = dict(first)
+    for key in FINE_ATTRIBUTES:
+        out[key] = np.where(mixed.reshape((-1,) + (1,) * (first[key].ndim - 1)), second[key], first[key])
+    return out
+
+
+def affine_l1(gen: StyleGAN2Generator) -> torch.Tensor:
+    """Mean |weight| of the style affines (w -> s, as applied): small when each channel reads few w directions."""
+    weights = [m.modulation.weight * m.modulation.scale for m, *_ in gen._style_layers]
+    return torch.cat([wt.abs().flatten() for wt in weights]).mean()
+
+
 def mapping_loss(
     w: torch.Tensor,
     attrs: dict,
@@ -231,6 +275,7 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         ("mapping", cfg.mapping_steps),
         ("joint", cfg.joint_steps),
         ("refine", cfg.refine_steps),
+        ("mixing", cfg.mixing_steps),
     ]
     stage, step, opt_state = 0, 0, None
     ckpt_path = work / "checkpoint.pt"
@@ -242,7 +287,13 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         if "mean_w" in ckpt:  # the truncation centre in use when the checkpoint was written
             gen.mean_w.copy_(ckpt["mean_w"])
         print(f"resumed at stage {stages[stage][0] if stage < len(stages) else 'done'} step {step}", flush=True)
-    t0 = time.time()
+    elif cfg.init:  # stage 5 alone, from a generator that stages 1-4 wrote (the encoder is not needed any more)
+        start = load_generator(cfg.init)
+        gen.load_state_dict(start.state_dict())
+        gen.mean_w.copy_(start.mean_w)
+        stage = len(stages) - 1
+        print(f"stage {stages[stage][0]} from {cfg.init}", flush=True)
+    t0, cpu0 = time.time(), time.process_time()
     while stage < len(stages):
         name, steps = stages[stage]
         # the mapping's stored weights need a larger lr than the synthesis (lr_mul 0.01), also when joint
@@ -251,12 +302,13 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             mapping=[(mapping, cfg.mapping_lr)],
             joint=[(synthesis, cfg.joint_lr), (mapping, cfg.joint_lr * cfg.mapping_lr / cfg.lr)],
             refine=[(synthesis, cfg.refine_lr), (mapping, cfg.refine_lr * cfg.mapping_lr / cfg.lr)],
+            mixing=[(synthesis, cfg.mixing_lr), (mapping, cfg.mixing_lr * cfg.mapping_lr / cfg.lr)],
         )[name]
         opt = torch.optim.Adam([dict(params=p, lr=lr, base=lr) for p, lr in groups], betas=(0.9, 0.99))
         if opt_state is not None:
             opt.load_state_dict(opt_state)
             opt_state = None
-        if name in ("joint", "refine") and (step == 0 or not gen.mean_w.any()):
+        if name in ("joint", "refine", "mixing") and (step == 0 or not gen.mean_w.any()):
             gen.update_mean_w(n=10_000, seed=cfg.seed)  # the truncation centre for psi < 1 samples
         if name == "mapping":
             with torch.no_grad():  # per-dimension variance of the targets, to weigh every w dimension alike
@@ -273,6 +325,14 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                 code = MEAN_CODE + psi[:, None] * (attribute_code(attrs) - MEAN_CODE)  # [B, 16]
                 fake = gen.synthesize(gen.styles(encoder(code)), noise_mode="const")
                 loss = pixel_loss(fake, world.render(attrs), region_weight=cfg.region_weight)
+            elif name == "mixing":  # end to end, half the batch mixed; the truncation centre follows the mapping
+                if step % MEAN_W_EVERY == 0 and step:
+                    gen.update_mean_w(n=10_000, seed=cfg.seed)
+                ws, target = mixed_batch(gen, cfg, stage, step)
+                fake = gen.synthesize(gen.styles(ws), noise_mode="const")
+                loss = pixel_loss(fake, target, region_weight=cfg.region_weight)
+                if cfg.affine_l1:
+                    loss = loss + cfg.affine_l1 * affine_l1(gen)
             else:  # joint, refine: end to end from z; refine's truncation centre follows the mapping
                 if name == "refine" and step % MEAN_W_EVERY == 0 and step:
                     gen.update_mean_w(n=10_000, seed=cfg.seed)
@@ -283,7 +343,8 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             opt.step()
             done = step + 1
             if done % 50 == 0:
-                print(f"{name} {done}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+                wall, cpu = time.time() - t0, time.process_time() - cpu0
+                print(f"{name} {done}/{steps} loss {loss.item():.4f} {wall:.0f}s wall {cpu:.0f}s cpu", flush=True)
             if done % cfg.checkpoint_every == 0 and done < steps:
                 _save(
                     ckpt_path,
@@ -294,6 +355,7 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                     opt=opt.state_dict(),
                     mean_w=gen.mean_w.clone(),
                 )
+        print(f"stage {name} done: {time.time() - t0:.0f}s wall {time.process_time() - cpu0:.0f}s cpu", flush=True)
         stage, step = stage + 1, 0
         _save(ckpt_path, gen=gen.state_dict(), encoder=encoder.state_dict(), stage=stage, step=0, opt=None)
     gen.update_mean_w(n=10_000, seed=cfg.seed)  # latent_avg: the mean of mapping(z) over 10,000 seeded z
