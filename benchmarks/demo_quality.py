@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.clip import load_clip  # noqa: E402
-from models.demo import DEMO_DIR  # noqa: E402
+from models.demo import DEMO_DIR, NEUTRAL  # noqa: E402
 from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
 from shapes import classifier, world  # noqa: E402
 from shapes.evaluate import (
@@ -88,7 +88,9 @@ def open_atlas(gen, clip, path: str | None):
     try:
         return Atlas.open(path, generator=gen, embedder=clip)
     except AtlasError:
-        build_atlas(gen, clip, path, num_images=8, num_samples=20000, vocabulary="demo", progress=False)
+        build_atlas(
+            gen, clip, path, num_images=8, num_samples=20000, vocabulary="demo", neutral=NEUTRAL, progress=False
+        )
         return Atlas.open(path, generator=gen, embedder=clip)
 
 

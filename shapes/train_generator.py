@@ -7,8 +7,12 @@
 A fixed map sends every z to world attributes (`attributes_from_z`: colour = argmax z[0:6], shape = argmax
 z[6:10], size and background = signs of z[10], z[11], brightness and position from normal CDFs of z[13:16];
 z is pixel-normalised first, as the mapping network sees it). The world renderer draws the target; the
-loss is a pixel loss (`pixel_loss`). Three stages (see `train`): synthesis + a linear attribute encoder,
-then the mapping network regressing the encoder's w, then everything end to end from z with truncation.
+loss is a pixel loss (`pixel_loss`). Five stages (see `train`): synthesis + a linear attribute encoder,
+then the mapping network regressing the encoder's w, then everything end to end from z with truncation
+(joint, then refine), then style mixing with attribute-aware targets (`mixed_batch`), which makes the
+coarse layers decide shape, size and position and the fine ones colour and background.
+
+    python -m shapes.train_generator --init models/demo/generator.pt --out out/g.pt   # stage 5 alone
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
 POSITION_RANGE = 0.5
 MEAN_W_EVERY = 100  # refine stage: recompute the truncation centre mean_w every this many steps
 FINE_ATTRIBUTES = ("colour", "rgb", "background", "brightness")  # style mixing: what the fine layers' w decides
+PLACE_ATTRIBUTES = ("size", "radius", "x", "y")
+MIX_GROUPS = {  # per number of mixed z: the attributes each segment of w indices decides, coarse to fine
+    2: (("shape", *PLACE_ATTRIBUTES), FINE_ATTRIBUTES),
+    3: (PLACE_ATTRIBUTES, ("shape",), FINE_ATTRIBUTES),
+}
 Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 
 
@@ -50,7 +59,7 @@ class GeneratorTrainConfig:
     refine_lr: float = 1e-3
     mixing_lr: float = 1e-3
     mixing_share: float = 0.5  # stage 5: share of each batch drawn as a mix of two z
-    mixing_split: int = 5  # stage 5: first w index (of num_ws) taken from the second z: its colour and background
+    mixing_splits: str = "5"  # stage 5: w indices where a mix switches z ("5": w5-w7 colour and background)
     affine_l1: float = 0.0  # stage 5: weight of the L1 penalty on the style affines (see affine_l1)
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
@@ -173,34 +182,44 @@ def _batch(cfg: GeneratorTrainConfig, stage: int, step: int, n: int):
     return z, attributes_from_z(z), torch.from_numpy(psi.astype(np.float32))
 
 
-def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, step: int):
-    """(ws [n, num_ws, w_dim], target images) of one style-mixing batch: in a mixing_share of the samples, the
-    w of a second z replaces the first's from w index mixing_split on, and the target takes that z's colour
-    and background and the first z's shape, size and position (the world renderer draws the mix).
+def mixing_splits(cfg: GeneratorTrainConfig) -> list[int]:
+    """The w indices at which a style mix switches to the next z (cfg.mixing_splits, e.g. "5" or "3,5")."""
+    splits = [int(v) for v in cfg.mixing_splits.split(",")]
+    if len(splits) not in (1, 2) or splits != sorted(set(splits)) or not 0 < splits[0] <= splits[-1] < 8:
+        raise ValueError(f"mixing_splits must be one or two increasing w indices in 1..7, got {cfg.mixing_splits!r}")
+    return splits
 
-    Attribute-aware targets make the coarse layers (4-16 px) the only ones that can say what and where the
-    shape is, and the fine ones (32 px) the only ones that can colour it and its background."""
-    n = cfg.batch_size
+
+def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, step: int):
+    """(ws [n, num_ws, w_dim], target images) of one style-mixing batch: in a mixing_share of the samples,
+    each segment of w indices between mixing_splits takes the w of its own z, and the target takes from each z
+    the attributes of its segment (MIX_GROUPS; the world renderer draws the mix); the rest are plain samples.
+
+    Attribute-aware targets make the coarse layers the only ones that can say where and how large the shape
+    is (and what it is), and the fine ones (32 px) the only ones that can colour it and its background."""
+    n, splits = cfg.batch_size, mixing_splits(cfg)
+    k = len(splits) + 1
     rng = np.random.default_rng([cfg.seed, stage, step])
-    z = torch.from_numpy(rng.standard_normal((2, n, ARCHITECTURE["style_dim"])).astype(np.float32))
+    z = torch.from_numpy(rng.standard_normal((k, n, ARCHITECTURE["style_dim"])).astype(np.float32))
     psi = np.where(rng.random(n) < cfg.truncated_share, rng.uniform(cfg.psi_min, 1.0, n), 1.0)
     mixed = rng.random(n) < cfg.mixing_share  # [n] bool
-    attrs = mix_attributes(attributes_from_z(z[0]), attributes_from_z(z[1]), mixed)
-    mixed = torch.from_numpy(mixed)
+    attrs = mix_attributes([attributes_from_z(zj) for zj in z], mixed)
     psi = torch.from_numpy(psi.astype(np.float32))[:, None]  # [n, 1]
-    w = gen.mean_w + psi * (gen.mapping(z.reshape(2 * n, -1)).reshape(2, n, -1) - gen.mean_w)  # [2, n, w_dim]
-    ws = w[0][:, None].repeat(1, gen.num_ws, 1)  # [n, num_ws, w_dim]
-    fine = torch.zeros(n, gen.num_ws, 1, dtype=torch.bool)
-    fine[:, cfg.mixing_split :] = mixed[:, None, None]
-    return torch.where(fine, w[1][:, None], ws), world.render(attrs)
+    w = gen.mean_w + psi * (gen.mapping(z.reshape(k * n, -1)).reshape(k, n, -1) - gen.mean_w)  # [k, n, w_dim]
+    source = torch.zeros(n, gen.num_ws, dtype=torch.long)  # which z each sample's w index takes
+    for split in splits:
+        source[torch.from_numpy(mixed), split:] += 1
+    ws = w.permute(1, 0, 2).gather(1, source[..., None].expand(-1, -1, w.shape[-1]))  # [n, num_ws, w_dim]
+    return ws, world.render(attrs)
 
 
-def mix_attributes(first: dict, second: dict, mixed: np.ndarray) -> dict:
-    """The attributes of a style mix: where mixed [n] is True, colour and background (the fine layers') come
-    from `second`; shape, size and position (the coarse layers') always from `first`."""
-    out = dict(first)
-    for key in FINE_ATTRIBUTES:
-        out[key] = np.where(mixed.reshape((-1,) + (1,) * (first[key].ndim - 1)), second[key], first[key])
+def mix_attributes(sources: list[dict], mixed: np.ndarray) -> dict:
+    """The attributes of a style mix of len(sources) z: where mixed [n] is True, each attribute comes from
+    the z of its segment (MIX_GROUPS[len(sources)]); elsewhere everything from the first."""
+    out = dict(sources[0])
+    for keys, source in zip(MIX_GROUPS[len(sources)][1:], sources[1:]):
+        for key in keys:
+            out[key] = np.where(mixed.reshape((-1,) + (1,) * (source[key].ndim - 1)), source[key], out[key])
     return out
 
 
@@ -260,7 +279,9 @@ def _save(path: Path, **state) -> None:
 def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     """Stage 1: w = E(code(attrs)) with E linear; synthesis + E learn to draw the world (codes shrunk towards
     the mean code by psi, so truncation in W, which E makes exactly a shrink of the code, keeps the picture).
-    Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled."""
+    Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled.
+    Stage 4: stage 3 again, warm restart, truncation centre tracking the mapping. Stage 5: as 4 with half of
+    each batch style-mixed (`mixed_batch`); with cfg.init and no checkpoint, stage 5 alone from that generator."""
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)

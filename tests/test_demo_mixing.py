@@ -2,6 +2,7 @@
 disentanglement measures (shapes/families.py) it is judged by."""
 
 import numpy as np
+import pytest
 import torch
 
 from shapes import train_generator as tg
@@ -17,7 +18,7 @@ def _z(n, seed):
 def test_a_mix_takes_colour_and_background_from_the_second_z_and_the_rest_from_the_first():
     first, second = tg.attributes_from_z(_z(64, 0)), tg.attributes_from_z(_z(64, 1))
     mixed = np.arange(64) % 2 == 0
-    mix = tg.mix_attributes(first, second, mixed)
+    mix = tg.mix_attributes([first, second], mixed)
     read = classify(world.render(mix))  # the world renderer draws the mix; the classifier reads it back
     for key, source in (("colour", second), ("background", second), ("shape", first), ("size", first)):
         assert (read[key][mixed] == source[key][mixed]).all(), key
@@ -26,16 +27,28 @@ def test_a_mix_takes_colour_and_background_from_the_second_z_and_the_rest_from_t
     assert (first["colour"][mixed] != second["colour"][mixed]).any()  # the test can fail
 
 
-def test_mixed_batch_switches_w_at_the_split_only_in_mixed_samples():
+def test_a_three_way_mix_takes_the_shape_from_the_middle_z():
+    sources = [tg.attributes_from_z(_z(64, s)) for s in (0, 1, 2)]
+    mix = tg.mix_attributes(sources, np.ones(64, bool))
+    assert (mix["size"] == sources[0]["size"]).all() and np.allclose(mix["x"], sources[0]["x"])
+    assert (mix["shape"] == sources[1]["shape"]).all() and (mix["colour"] == sources[2]["colour"]).all()
+
+
+def test_mixed_batch_switches_w_at_the_splits_only_in_mixed_samples():
     gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
     gen.update_mean_w(n=500)
-    for share, expect in ((0.0, False), (1.0, True)):
-        cfg = tg.GeneratorTrainConfig(batch_size=6, mixing_share=share, mixing_split=5)
-        ws, target = tg.mixed_batch(gen, cfg, stage=4, step=0)
-        assert ws.shape == (6, gen.num_ws, 64) and target.shape == (6, 3, 32, 32)
-        assert torch.equal(ws[:, 0], ws[:, 4])  # the coarse layers share one w
-        assert torch.equal(ws[:, 5], ws[:, 7])  # so do the fine ones
-        assert bool((ws[:, 4] != ws[:, 5]).any(1).all()) == expect
+    for splits in ("5", "3,5"):
+        for share, expect in ((0.0, False), (1.0, True)):
+            cfg = tg.GeneratorTrainConfig(batch_size=6, mixing_share=share, mixing_splits=splits)
+            ws, target = tg.mixed_batch(gen, cfg, stage=4, step=0)
+            assert ws.shape == (6, gen.num_ws, 64) and target.shape == (6, 3, 32, 32)
+            cuts = [int(v) for v in splits.split(",")]
+            for lo, hi in zip([0, *cuts], [*cuts, gen.num_ws]):
+                assert torch.equal(ws[:, lo], ws[:, hi - 1])  # one w within a segment
+            for cut in cuts:
+                assert bool((ws[:, cut - 1] != ws[:, cut]).any(1).all()) == expect
+    with pytest.raises(ValueError, match="mixing_splits"):
+        tg.mixing_splits(tg.GeneratorTrainConfig(mixing_splits="5,3"))
 
 
 def test_affine_l1_is_the_mean_absolute_affine_weight():
