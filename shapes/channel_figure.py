@@ -64,12 +64,24 @@ def main(argv=None) -> None:
     parser.add_argument("--alpha", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--channel-samples", type=int, default=16)
+    parser.add_argument(
+        "--channels",
+        default="",
+        help="family:layer:channel,... (strict ones marked by a trailing :strict) "
+        "instead of running the probe, e.g. from benchmarks/demo_quality.py --json",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     gen = load_generator(args.generator)
-    best = best_channels(channel_effects(gen, n=args.channel_samples))
-    chosen = {f: (b["best"]["layer"], b["best"]["channel"]) for f in EDIT_ATTRIBUTES if (b := best[f])["best"]}
-    strict = {f: best[f]["best"]["strict"] for f in chosen}
+    if args.channels:
+        parts = [item.split(":") for item in args.channels.split(",")]
+        chosen = {p[0]: (int(p[1]), int(p[2])) for p in parts}
+        strict = {p[0]: p[3:] == ["strict"] for p in parts}
+        best = {f: dict(best=dict(layer=c[0], channel=c[1], strict=strict[f])) for f, c in chosen.items()}
+    else:
+        best = best_channels(channel_effects(gen, n=args.channel_samples))
+        chosen = {f: (b["best"]["layer"], b["best"]["channel"]) for f in EDIT_ATTRIBUTES if (b := best[f])["best"]}
+        strict = {f: best[f]["best"]["strict"] for f in chosen}
     out = Path(args.out)
     with atomic_path(out, suffix=out.suffix) as tmp:
         figure(gen, chosen, strict, args.alpha, args.seed).save(tmp)

@@ -9,10 +9,12 @@ z[6:10], size and background = signs of z[10], z[11], brightness and position fr
 z is pixel-normalised first, as the mapping network sees it). The world renderer draws the target; the
 loss is a pixel loss (`pixel_loss`). Five stages (see `train`): synthesis + a linear attribute encoder,
 then the mapping network regressing the encoder's w, then everything end to end from z with truncation
-(joint, then refine), then style mixing with attribute-aware targets (`mixed_batch`), which makes the
-coarse layers decide shape, size and position and the fine ones colour and background.
+(joint, then refine), then, off unless --mixing-steps > 0 (the shipped generator did not run it), style
+mixing with attribute-aware targets (`mixed_batch`): the coarse layers' w decides shape, size and position,
+the fine ones' colour and background (issue 17; its measurements are in models/demo/MODEL_CARD.md).
 
-    python -m shapes.train_generator --init models/demo/generator.pt --out out/g.pt   # stage 5 alone
+    python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 3,5 \
+        --out out/g.pt --work-dir out/g              # stage 5 alone, from the shipped generator (not shipped)
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class GeneratorTrainConfig:
     mapping_steps: int = 20000  # stage 2: mapping network regresses the encoder's w (no rendering: fast)
     joint_steps: int = 3000  # stage 3: everything end to end from z, pixel loss
     refine_steps: int = 4000  # stage 4: end to end again at a lower lr, mean_w tracking the mapping
-    mixing_steps: int = 2000  # stage 5: style mixing with attribute-aware targets (see mixed_batch)
+    mixing_steps: int = 0  # stage 5: style mixing, attribute-aware targets (mixed_batch); 0: off (as shipped)
     batch_size: int = 32
     mapping_batch_size: int = 512
     lr: float = 5e-3
