@@ -22,14 +22,15 @@ MIN_REDDENING = 0.02  # redness for "redder" (as tests/test_query_shapes.py)
 MIN_MOVE = 1.0  # px of shape centre for "moved left"
 
 
-def _side_effects(record: dict, family: str) -> dict[str, float]:
-    return {a: round(v, 3) for a, v in record["rates"].items() if a != family}
+def _side_effects(record: dict, family: str, key: str = "rates") -> dict[str, float]:
+    return {a: round(v, 3) for a, v in record[key].items() if a != family}
 
 
 def best_channels(records: list[dict], min_valid: float = 0.5) -> dict[str, dict]:
     """Per family: the number of strict single-attribute channels (shapes.evaluate.single_attribute_channels),
     and the best channel: the strongest strict one if any, else the one whose flip rate most exceeds its
-    largest side effect (valid in >= min_valid of the samples); with its flip rate and side effects."""
+    largest side effect, else (nothing flips it) the one whose continuous shift most exceeds its largest other
+    shift (valid in >= min_valid of the samples); with its flip rate, shift and side effects."""
     single = single_attribute_channels(records, min_valid=min_valid)
     usable = [r for r in records if r["valid"] >= min_valid]
     out = {}
@@ -38,6 +39,8 @@ def best_channels(records: list[dict], min_valid: float = 0.5) -> dict[str, dict
             best, strict = single[family][0], True
         elif usable:
             best = max(usable, key=lambda r: r["rates"][family] - max(_side_effects(r, family).values()))
+            if best["rates"][family] == 0:  # nothing flips it: the channel that moves it most alone (SHIFT_UNITS)
+                best = max(usable, key=lambda r: r["shifts"][family] - max(_side_effects(r, family, "shifts").values()))
             strict = False
         else:
             out[family] = dict(single_attribute=0, best=None)
@@ -50,6 +53,8 @@ def best_channels(records: list[dict], min_valid: float = 0.5) -> dict[str, dict
                 strict=strict,
                 flip_rate=round(best["rates"][family], 3),
                 side_effects=_side_effects(best, family),
+                shift=round(best["shifts"][family], 3),  # in SHIFT_UNITS, with what else it moves
+                shift_side_effects=_side_effects(best, family, "shifts"),
                 valid=round(best["valid"], 3),
             ),
         )

@@ -87,7 +87,7 @@ def test_stage_5_starts_from_a_trained_generator(tmp_path):
 
 def _record(layer, channel, valid, **rates):
     full = {**dict(shape=0.0, colour=0.0, size=0.0, background=0.0, position=0.0), **rates}
-    return dict(layer=layer, channel=channel, valid=valid, rates=full, shifts=full)
+    return dict(layer=layer, channel=channel, valid=valid, rates=full, shifts=dict(full))
 
 
 def test_best_channels_prefers_strict_ones_and_reports_side_effects():
@@ -103,6 +103,15 @@ def test_best_channels_prefers_strict_ones_and_reports_side_effects():
     assert best["colour"]["best"]["side_effects"]["background"] == 0.05
     assert best["shape"]["single_attribute"] == 0 and not best["shape"]["best"]["strict"]
     assert best["shape"]["best"]["channel"] == 1  # 0.4 - 0.05 beats 0.6 - 0.3
+    assert best["size"]["single_attribute"] == 0 and best["size"]["best"]["flip_rate"] == 0.05
+
+
+def test_best_channels_falls_back_to_continuous_shifts_when_nothing_flips():
+    moves = _record(6, 9, 1.0)
+    moves["shifts"] = dict(moves["shifts"], size=0.4, colour=0.1)
+    best = best_channels([_record(0, 1, 1.0, shape=0.6), moves])
+    assert best["size"]["best"]["channel"] == 9 and best["size"]["best"]["shift"] == 0.4
+    assert best["size"]["best"]["shift_side_effects"]["colour"] == 0.1 and not best["size"]["best"]["strict"]
 
 
 def test_judge_family_edit_reads_what_changed():
