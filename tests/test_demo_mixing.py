@@ -125,3 +125,17 @@ def test_judge_family_edit_reads_what_changed():
     assert judged["reached"] == judged["grew"] == 1.0 and judged["kept_colour"] == 1.0
     same = judge_family_edit(before, before, "size")
     assert same["reached"] == same["grew"] == 0.0 and same["kept_shape"] == same["kept_position"] == 1.0
+
+
+def test_channel_figure_moves_only_the_chosen_channel():
+    from models.stylegan2 import small_generator
+    from shapes.channel_figure import channel_strips, figure
+
+    gen = small_generator(seed=0)
+    strips = channel_strips(gen, {"colour": (0, 1), "size": (2, 3)}, alpha=5.0, columns=5, seed=1)
+    assert strips.shape == (10, 3, 32, 32)
+    centre = gen.synthesize(gen.styles(gen.sample_ws(1, seed=1, psi=0.7)))
+    assert torch.allclose(strips[2], centre[0], atol=1e-5) and torch.allclose(strips[7], centre[0], atol=1e-5)
+    assert (strips[0] - strips[4]).abs().max() > 1e-3  # -alpha and +alpha differ
+    picture = figure(gen, {"colour": (0, 1)}, {"colour": True}, alpha=5.0, seed=1, columns=5)
+    assert picture.size[1] == 20 + 68 + 4 and picture.mode == "RGB"
