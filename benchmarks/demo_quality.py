@@ -155,34 +155,35 @@ def print_family_tables(r: dict) -> None:
     print(
         "\n### Per attribute family: strict single-attribute channels (+-5 sigma; flips its attribute in >= 50 % "
         "of samples, every other in <= 10 %)\n\nBest: the strongest strict channel, else (not strict) the one whose "
-        "flip rate most exceeds its largest side effect.\n"
+        "flip rate most exceeds its largest side effect, else the one whose continuous shift (SHIFT_UNITS) most exceeds its "
+        "largest other shift.\n"
     )
     print(
-        "| family | strict channels | best (layer, channel) | flip rate | side effects: "
+        "| family | strict channels | best (layer, channel) | flip rate | shift (units) | side effects (flips): "
         + " / ".join(a for a in EDIT_ATTRIBUTES)
-        + " |\n|---|---|---|---|---|"
+        + " |\n|---|---|---|---|---|---|"
     )
     for a in EDIT_ATTRIBUTES:
         c = f["channels"][a]
         b = c["best"]
         if b is None:
-            print(f"| {a} | 0 | - | - | - |")
+            print(f"| {a} | 0 | - | - | - | - |")
             continue
         side = " / ".join("-" if o == a else f"{b['side_effects'][o]:.2f}" for o in EDIT_ATTRIBUTES)
         print(
             f"| {a} | {c['single_attribute']} | ({b['layer']}, {b['channel']}){'' if b['strict'] else ' not strict'} "
-            f"| {b['flip_rate']:.2f} | {side} |"
+            f"| {b['flip_rate']:.2f} | {b.get('shift', float('nan')):.2f} | {side} |"
         )
     print(
         f"\n### Global-direction edits through the atlas (M = 8, auto beta, alpha 4, 32 fresh samples without "
         f"the prompt's value; {f['edit_seconds']:.0f} s, load {f['load'][0]:.1f})\n"
     )
     print(
-        "| family | prompt | channels | reached | grew / lightened / redder | shape kept | colour kept | size kept "
+        "| family | prompt | channels | reached | grew / lightened / redder / moved | shape kept | colour kept | size kept "
         "| background kept | position kept | valid after |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for a, e in f["edits"].items():
-        change = next((pct(e[k]) for k in ("grew", "lightened", "redder") if k in e), "-")
+        change = next((pct(e[k]) for k in ("grew", "lightened", "redder", "moved_left") if k in e), "-")
         kept = " | ".join(pct(e[f"kept_{o}"]) if f"kept_{o}" in e else "-" for o in EDIT_ATTRIBUTES)
         print(
             f"| {a} | {e['prompt']} | {e['channels']} | {pct(e['reached'])} | {change} | {kept} | "
@@ -190,17 +191,20 @@ def print_family_tables(r: dict) -> None:
         )
 
 
+def print_generator_table(r: dict) -> None:
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    print("| generator | valid | shape as z | colour as z | size as z | background as z |\n|---|---|---|---|---|---|")
+    for name, g in r["generator"].items():
+        print(
+            f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
+            f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |"
+        )
+
+
 def print_tables(r: dict) -> None:
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
     if "renderer" not in r:  # --only families
-        print(
-            "| generator | valid | shape as z | colour as z | size as z | background as z |\n|---|---|---|---|---|---|"
-        )
-        for name, g in r["generator"].items():
-            print(
-                f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
-                f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |"
-            )
+        print_generator_table(r)
         z = r["zero_shot_on_samples"]
         print(
             f"\nCLIP on valid psi-0.7 samples: colour {pct(z['colour'])}, shape {pct(z['shape'])}, size "
@@ -230,12 +234,7 @@ def print_tables(r: dict) -> None:
     for name, z in rows:
         print(f"| {name} | {pct(z['colour'])} | {pct(z['shape'])} | {pct(z['size'])} | {pct(z['background'])} |")
     print(f"\n### Generator samples ({r['n']} z, seed 0, noise const), read by the pixel classifier\n")
-    print("| generator | valid | shape as z | colour as z | size as z | background as z |\n|---|---|---|---|---|---|")
-    for name, g in r["generator"].items():
-        print(
-            f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
-            f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |"
-        )
+    print_generator_table(r)
     s = r["stylespace"]
     print(
         f"\n### Single-attribute StyleSpace channels ({s['conv_channels']} conv channels, each set to mu +- 5 "
