@@ -155,8 +155,8 @@ def print_family_tables(r: dict) -> None:
     print(
         "\n### Per attribute family: strict single-attribute channels (+-5 sigma; flips its attribute in >= 50 % "
         "of samples, every other in <= 10 %)\n\nBest: the strongest strict channel, else (not strict) the one whose "
-        "flip rate most exceeds its largest side effect, else the one whose continuous shift (SHIFT_UNITS) most exceeds its "
-        "largest other shift.\n"
+        "flip rate most exceeds its largest side effect, else the one whose continuous shift (SHIFT_UNITS) most "
+        "exceeds its largest other shift.\n"
     )
     print(
         "| family | strict channels | best (layer, channel) | flip rate | shift (units) | side effects (flips): "
@@ -179,8 +179,8 @@ def print_family_tables(r: dict) -> None:
         f"the prompt's value; {f['edit_seconds']:.0f} s, load {f['load'][0]:.1f})\n"
     )
     print(
-        "| family | prompt | channels | reached | grew / lightened / redder / moved | shape kept | colour kept | size kept "
-        "| background kept | position kept | valid after |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| family | prompt | channels | reached | grew / lightened / redder / moved | shape kept | colour kept "
+        "| size kept | background kept | position kept | valid after |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for a, e in f["edits"].items():
         change = next((pct(e[k]) for k in ("grew", "lightened", "redder", "moved_left") if k in e), "-")
