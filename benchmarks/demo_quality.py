@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/demo_quality.py            # markdown tables, ~2-4 minutes on 2 CPU cores
     .venv/bin/python benchmarks/demo_quality.py --json
+    .venv/bin/python benchmarks/demo_quality.py --only families --generator out/g.pt   # the per-family tables
+
+The per-family tables (issue 17): strict single-attribute channels and the best channel per attribute family,
+and global-direction edits through an atlas (M = 8, auto beta, alpha 4, 32 samples), one prompt per family;
+the atlas is --atlas, built there first when it holds none for this generator (a few minutes).
 
 Baselines measured in the same run: the renderer one image at a time, an untrained CLIP and an untrained
 generator of the same architectures (seed 0), and chance.
@@ -23,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.clip import load_clip  # noqa: E402
-from models.demo import DEMO_DIR  # noqa: E402
+from models.demo import DEMO_DIR, NEUTRAL  # noqa: E402
 from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
 from shapes import classifier, world  # noqa: E402
 from shapes.evaluate import (
@@ -37,6 +42,7 @@ from shapes.evaluate import (
     single_attribute_channels,
     zero_shot,
 )
+from shapes.families import best_channels, family_edits  # noqa: E402
 
 CHANCE = dict(colour=1 / len(world.COLOURS), shape=1 / len(world.SHAPES), size=1 / 2, background=1 / 2)
 
@@ -68,16 +74,55 @@ def zero_shot_on_samples(embedder, images: torch.Tensor) -> dict:
     return zero_shot(embedder, images[torch.from_numpy(ok)], {k: v[ok] for k, v in pred.items()})
 
 
-def run(n: int, channel_samples: int) -> dict:
+def open_atlas(gen, clip, path: str | None):
+    """The atlas at `path` if it was built with these models, else one built there (M = 8, README quickstart)."""
+    from index import fingerprint_embedder, fingerprint_generator
+    from models.errors import AtlasError
+    from models.text import load_templates
+    from pipeline import build_atlas
+    from query import Atlas
+
+    if path is None:
+        name = f"{fingerprint_generator(gen)[:12]}-{fingerprint_embedder(clip, load_templates())[:12]}"
+        path = str(Path(__file__).resolve().parents[1] / "out" / "demo_quality_atlas" / name)
+    try:
+        return Atlas.open(path, generator=gen, embedder=clip)
+    except AtlasError:
+        build_atlas(
+            gen, clip, path, num_images=8, num_samples=20000, vocabulary="demo", neutral=NEUTRAL, progress=False
+        )
+        return Atlas.open(path, generator=gen, embedder=clip)
+
+
+def families(gen, channel_samples: int, atlas: str | None, records=None) -> dict:
+    """The per-family tables: best channels from the strict probe, and atlas edits (32 samples, alpha 4, auto beta)."""
+    t = time.perf_counter()
+    records = records if records is not None else channel_effects(gen, n=channel_samples)
+    out = dict(channels=best_channels(records), probe_seconds=time.perf_counter() - t)
+    t = time.perf_counter()
+    out["edits"] = family_edits(open_atlas(gen, load_clip("demo"), atlas), n=32, alpha=4.0, beta="auto")
+    out["edit_seconds"] = time.perf_counter() - t
+    out["load"] = os.getloadavg()
+    return out
+
+
+def run(n: int, channel_samples: int, generator: str = "demo", atlas: str | None = None, only: str = "all") -> dict:
     torch.set_num_threads(2)
-    out: dict = dict(n=n)
+    out: dict = dict(n=n, generator=generator)
+    if only == "families":
+        gen = load_generator(generator)
+        out["generator"] = {f"psi={psi}": generator_quality(gen, n, psi, seed=0) for psi in (0.7, 1.0)}
+        _, samples = generator_samples(gen, n, psi=0.7, seed=0)
+        out["zero_shot_on_samples"] = zero_shot_on_samples(load_clip("demo"), samples)
+        out["families"] = families(gen, channel_samples, atlas)
+        return out
     out["renderer"] = renderer_speed()
     images, attrs = held_out(n)
     out["classifier"] = classifier.accuracy(classifier.classify(images), attrs)
     clip = load_clip("demo")
     random_clip = load_clip(str(DEMO_DIR / "clip_config.json"), seed=0)
     out["zero_shot"] = dict(demo=zero_shot(clip, images, attrs), untrained=zero_shot(random_clip, images, attrs))
-    gen = load_generator("demo")
+    gen = load_generator(generator)
     _, samples = generator_samples(gen, n, psi=0.7, seed=0)
     out["zero_shot_on_samples"] = zero_shot_on_samples(clip, samples)
     base = untrained_generator()
@@ -99,11 +144,74 @@ def run(n: int, channel_samples: int) -> dict:
         # per attribute, the channel that moves it most, with what else it moves (whether or not it dominates)
         strongest={a: max(usable, key=lambda r: r["shifts"][a]) if usable else None for a in EDIT_ATTRIBUTES},
     )
+    out["families"] = families(gen, channel_samples, atlas, records)
     return out
+
+
+def print_family_tables(r: dict) -> None:
+    """Issue 17's tables: per attribute family, strict channels and the best one; atlas edits per family."""
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    f = r["families"]
+    print(
+        "\n### Per attribute family: strict single-attribute channels (+-5 sigma; flips its attribute in >= 50 % "
+        "of samples, every other in <= 10 %)\n\nBest: the strongest strict channel, else (not strict) the one whose "
+        "flip rate most exceeds its largest side effect, else the one whose continuous shift (SHIFT_UNITS) most "
+        "exceeds its largest other shift.\n"
+    )
+    print(
+        "| family | strict channels | best (layer, channel) | flip rate | shift (units) | side effects (flips): "
+        + " / ".join(a for a in EDIT_ATTRIBUTES)
+        + " |\n|---|---|---|---|---|---|"
+    )
+    for a in EDIT_ATTRIBUTES:
+        c = f["channels"][a]
+        b = c["best"]
+        if b is None:
+            print(f"| {a} | 0 | - | - | - | - |")
+            continue
+        side = " / ".join("-" if o == a else f"{b['side_effects'][o]:.2f}" for o in EDIT_ATTRIBUTES)
+        print(
+            f"| {a} | {c['single_attribute']} | ({b['layer']}, {b['channel']}){'' if b['strict'] else ' not strict'} "
+            f"| {b['flip_rate']:.2f} | {b.get('shift', float('nan')):.2f} | {side} |"
+        )
+    print(
+        f"\n### Global-direction edits through the atlas (M = 8, auto beta, alpha 4, 32 fresh samples without "
+        f"the prompt's value; {f['edit_seconds']:.0f} s, load {f['load'][0]:.1f})\n"
+    )
+    print(
+        "| family | prompt | channels | reached | grew / lightened / redder / moved | shape kept | colour kept "
+        "| size kept | background kept | position kept | valid after |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    for a, e in f["edits"].items():
+        change = next((pct(e[k]) for k in ("grew", "lightened", "redder", "moved_left") if k in e), "-")
+        kept = " | ".join(pct(e[f"kept_{o}"]) if f"kept_{o}" in e else "-" for o in EDIT_ATTRIBUTES)
+        print(
+            f"| {a} | {e['prompt']} | {e['channels']} | {pct(e['reached'])} | {change} | {kept} | "
+            f"{pct(e['valid_after'])} |"
+        )
+
+
+def print_generator_table(r: dict) -> None:
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    print("| generator | valid | shape as z | colour as z | size as z | background as z |\n|---|---|---|---|---|---|")
+    for name, g in r["generator"].items():
+        print(
+            f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
+            f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |"
+        )
 
 
 def print_tables(r: dict) -> None:
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    if "renderer" not in r:  # --only families
+        print_generator_table(r)
+        z = r["zero_shot_on_samples"]
+        print(
+            f"\nCLIP on valid psi-0.7 samples: colour {pct(z['colour'])}, shape {pct(z['shape'])}, size "
+            f"{pct(z['size'])}, background {pct(z['background'])}"
+        )
+        print_family_tables(r)
+        return
     print(
         f"### Renderer (CPU)\n\n| | images/s |\n|---|---|\n"
         f"| batched (`world.sample(5000)`) | {r['renderer']['batched_images_per_s']:,.0f} |\n"
@@ -126,12 +234,7 @@ def print_tables(r: dict) -> None:
     for name, z in rows:
         print(f"| {name} | {pct(z['colour'])} | {pct(z['shape'])} | {pct(z['size'])} | {pct(z['background'])} |")
     print(f"\n### Generator samples ({r['n']} z, seed 0, noise const), read by the pixel classifier\n")
-    print("| generator | valid | shape as z | colour as z | size as z | background as z |\n|---|---|---|---|---|---|")
-    for name, g in r["generator"].items():
-        print(
-            f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
-            f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |"
-        )
+    print_generator_table(r)
     s = r["stylespace"]
     print(
         f"\n### Single-attribute StyleSpace channels ({s['conv_channels']} conv channels, each set to mu +- 5 "
@@ -161,15 +264,19 @@ def print_tables(r: dict) -> None:
             else "-"
         )
         print(f"| {a} | {s['dominant'][a]} | {top} | {most} |")
+    print_family_tables(r)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="held-out images and generator samples")
     parser.add_argument("--channel-samples", type=int, default=16, help="samples per channel edit")
+    parser.add_argument("--generator", default="demo", help='"demo" or a generator.pt')
+    parser.add_argument("--atlas", default=None, help="atlas folder for the edits (built there if missing)")
+    parser.add_argument("--only", choices=("all", "families"), default="all")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.n, args.channel_samples)
+    result = run(args.n, args.channel_samples, args.generator, args.atlas, args.only)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -16,7 +16,7 @@ from models.files import atomic_path
 from models.stylegan2 import load_generator
 from shapes.evaluate import generator_samples
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def image_grid(images: torch.Tensor, columns: int = 4, cell: int = 128, gap: int = 4) -> Image.Image:

@@ -7,8 +7,14 @@
 A fixed map sends every z to world attributes (`attributes_from_z`: colour = argmax z[0:6], shape = argmax
 z[6:10], size and background = signs of z[10], z[11], brightness and position from normal CDFs of z[13:16];
 z is pixel-normalised first, as the mapping network sees it). The world renderer draws the target; the
-loss is a pixel loss (`pixel_loss`). Three stages (see `train`): synthesis + a linear attribute encoder,
-then the mapping network regressing the encoder's w, then everything end to end from z with truncation.
+loss is a pixel loss (`pixel_loss`). Five stages (see `train`): synthesis + a linear attribute encoder,
+then the mapping network regressing the encoder's w, then everything end to end from z with truncation
+(joint, then refine), then, off unless --mixing-steps > 0 (the shipped generator did not run it), style
+mixing with attribute-aware targets (`mixed_batch`): the coarse layers' w decides shape, size and position,
+the fine ones' colour and background (issue 17; its measurements are in models/demo/MODEL_CARD.md).
+
+    python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 3,5 \
+        --out out/g.pt --work-dir out/g              # stage 5 alone, from the shipped generator (not shipped)
 """
 
 from __future__ import annotations
@@ -24,13 +30,19 @@ import torch.nn.functional as F
 
 from models.demo import DEMO_DIR
 from models.files import atomic_path
-from models.stylegan2 import StyleGAN2Generator, save_generator
+from models.stylegan2 import StyleGAN2Generator, load_generator, save_generator
 from shapes import config_from_args, world
 
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
 POSITION_RANGE = 0.5
 MEAN_W_EVERY = 100  # refine stage: recompute the truncation centre mean_w every this many steps
+FINE_ATTRIBUTES = ("colour", "rgb", "background", "brightness")  # style mixing: what the fine layers' w decides
+PLACE_ATTRIBUTES = ("size", "radius", "x", "y")
+MIX_GROUPS = {  # per number of mixed z: the attributes each segment of w indices decides, coarse to fine
+    2: (("shape", *PLACE_ATTRIBUTES), FINE_ATTRIBUTES),
+    3: (PLACE_ATTRIBUTES, ("shape",), FINE_ATTRIBUTES),
+}
 Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 
 
@@ -40,12 +52,18 @@ class GeneratorTrainConfig:
     mapping_steps: int = 20000  # stage 2: mapping network regresses the encoder's w (no rendering: fast)
     joint_steps: int = 3000  # stage 3: everything end to end from z, pixel loss
     refine_steps: int = 4000  # stage 4: end to end again at a lower lr, mean_w tracking the mapping
+    mixing_steps: int = 0  # stage 5: style mixing, attribute-aware targets (mixed_batch); 0: off (as shipped)
     batch_size: int = 32
     mapping_batch_size: int = 512
     lr: float = 5e-3
     mapping_lr: float = 1.0  # on the stored mapping weights, which lr_mul 0.01 scales down 100x at run time
     joint_lr: float = 1e-3
     refine_lr: float = 1e-3
+    mixing_lr: float = 1e-3
+    mixing_share: float = 0.5  # stage 5: share of each batch drawn as a mix of two z
+    mixing_splits: str = "5"  # stage 5: w indices where a mix switches z ("5": w5-w7 colour and background)
+    affine_l1: float = 0.0  # stage 5: weight of the L1 penalty on the style affines (see affine_l1)
+    init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
     region_weight: float = 1.0  # weight of the per-sample shape-region L1 (see pixel_loss)
@@ -166,6 +184,53 @@ def _batch(cfg: GeneratorTrainConfig, stage: int, step: int, n: int):
     return z, attributes_from_z(z), torch.from_numpy(psi.astype(np.float32))
 
 
+def mixing_splits(cfg: GeneratorTrainConfig) -> list[int]:
+    """The w indices at which a style mix switches to the next z (cfg.mixing_splits, e.g. "5" or "3,5")."""
+    splits = [int(v) for v in cfg.mixing_splits.split(",")]
+    if len(splits) not in (1, 2) or splits != sorted(set(splits)) or not 0 < splits[0] <= splits[-1] < 8:
+        raise ValueError(f"mixing_splits must be one or two increasing w indices in 1..7, got {cfg.mixing_splits!r}")
+    return splits
+
+
+def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, step: int):
+    """(ws [n, num_ws, w_dim], target images) of one style-mixing batch: in a mixing_share of the samples,
+    each segment of w indices between mixing_splits takes the w of its own z, and the target takes from each z
+    the attributes of its segment (MIX_GROUPS; the world renderer draws the mix); the rest are plain samples.
+
+    Attribute-aware targets make the coarse layers the only ones that can say where and how large the shape
+    is (and what it is), and the fine ones (32 px) the only ones that can colour it and its background."""
+    n, splits = cfg.batch_size, mixing_splits(cfg)
+    k = len(splits) + 1
+    rng = np.random.default_rng([cfg.seed, stage, step])
+    z = torch.from_numpy(rng.standard_normal((k, n, ARCHITECTURE["style_dim"])).astype(np.float32))
+    psi = np.where(rng.random(n) < cfg.truncated_share, rng.uniform(cfg.psi_min, 1.0, n), 1.0)
+    mixed = rng.random(n) < cfg.mixing_share  # [n] bool
+    attrs = mix_attributes([attributes_from_z(zj) for zj in z], mixed)
+    psi = torch.from_numpy(psi.astype(np.float32))[:, None]  # [n, 1]
+    w = gen.mean_w + psi * (gen.mapping(z.reshape(k * n, -1)).reshape(k, n, -1) - gen.mean_w)  # [k, n, w_dim]
+    source = torch.zeros(n, gen.num_ws, dtype=torch.long)  # which z each sample's w index takes
+    for split in splits:
+        source[torch.from_numpy(mixed), split:] += 1
+    ws = w.permute(1, 0, 2).gather(1, source[..., None].expand(-1, -1, w.shape[-1]))  # [n, num_ws, w_dim]
+    return ws, world.render(attrs)
+
+
+def mix_attributes(sources: list[dict], mixed: np.ndarray) -> dict:
+    """The attributes of a style mix of len(sources) z: where mixed [n] is True, each attribute comes from
+    the z of its segment (MIX_GROUPS[len(sources)]); elsewhere everything from the first."""
+    out = dict(sources[0])
+    for keys, source in zip(MIX_GROUPS[len(sources)][1:], sources[1:]):
+        for key in keys:
+            out[key] = np.where(mixed.reshape((-1,) + (1,) * (source[key].ndim - 1)), source[key], out[key])
+    return out
+
+
+def affine_l1(gen: StyleGAN2Generator) -> torch.Tensor:
+    """Mean |weight| of the style affines (w -> s, as applied): small when each channel reads few w directions."""
+    weights = [m.modulation.weight * m.modulation.scale for m, *_ in gen._style_layers]
+    return torch.cat([wt.abs().flatten() for wt in weights]).mean()
+
+
 def mapping_loss(
     w: torch.Tensor,
     attrs: dict,
@@ -216,7 +281,9 @@ def _save(path: Path, **state) -> None:
 def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     """Stage 1: w = E(code(attrs)) with E linear; synthesis + E learn to draw the world (codes shrunk towards
     the mean code by psi, so truncation in W, which E makes exactly a shrink of the code, keeps the picture).
-    Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled."""
+    Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled.
+    Stage 4: stage 3 again, warm restart, truncation centre tracking the mapping. Stage 5: as 4 with half of
+    each batch style-mixed (`mixed_batch`); with cfg.init and no checkpoint, stage 5 alone from that generator."""
     torch.set_num_threads(cfg.threads)
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -231,6 +298,7 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         ("mapping", cfg.mapping_steps),
         ("joint", cfg.joint_steps),
         ("refine", cfg.refine_steps),
+        ("mixing", cfg.mixing_steps),
     ]
     stage, step, opt_state = 0, 0, None
     ckpt_path = work / "checkpoint.pt"
@@ -242,7 +310,13 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         if "mean_w" in ckpt:  # the truncation centre in use when the checkpoint was written
             gen.mean_w.copy_(ckpt["mean_w"])
         print(f"resumed at stage {stages[stage][0] if stage < len(stages) else 'done'} step {step}", flush=True)
-    t0 = time.time()
+    elif cfg.init:  # stage 5 alone, from a generator that stages 1-4 wrote (the encoder is not needed any more)
+        start = load_generator(cfg.init)
+        gen.load_state_dict(start.state_dict())
+        gen.mean_w.copy_(start.mean_w)
+        stage = len(stages) - 1
+        print(f"stage {stages[stage][0]} from {cfg.init}", flush=True)
+    t0, cpu0 = time.time(), time.process_time()
     while stage < len(stages):
         name, steps = stages[stage]
         # the mapping's stored weights need a larger lr than the synthesis (lr_mul 0.01), also when joint
@@ -251,12 +325,13 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             mapping=[(mapping, cfg.mapping_lr)],
             joint=[(synthesis, cfg.joint_lr), (mapping, cfg.joint_lr * cfg.mapping_lr / cfg.lr)],
             refine=[(synthesis, cfg.refine_lr), (mapping, cfg.refine_lr * cfg.mapping_lr / cfg.lr)],
+            mixing=[(synthesis, cfg.mixing_lr), (mapping, cfg.mixing_lr * cfg.mapping_lr / cfg.lr)],
         )[name]
         opt = torch.optim.Adam([dict(params=p, lr=lr, base=lr) for p, lr in groups], betas=(0.9, 0.99))
         if opt_state is not None:
             opt.load_state_dict(opt_state)
             opt_state = None
-        if name in ("joint", "refine") and (step == 0 or not gen.mean_w.any()):
+        if name in ("joint", "refine", "mixing") and (step == 0 or not gen.mean_w.any()):
             gen.update_mean_w(n=10_000, seed=cfg.seed)  # the truncation centre for psi < 1 samples
         if name == "mapping":
             with torch.no_grad():  # per-dimension variance of the targets, to weigh every w dimension alike
@@ -273,6 +348,14 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                 code = MEAN_CODE + psi[:, None] * (attribute_code(attrs) - MEAN_CODE)  # [B, 16]
                 fake = gen.synthesize(gen.styles(encoder(code)), noise_mode="const")
                 loss = pixel_loss(fake, world.render(attrs), region_weight=cfg.region_weight)
+            elif name == "mixing":  # end to end, half the batch mixed; the truncation centre follows the mapping
+                if step % MEAN_W_EVERY == 0 and step:
+                    gen.update_mean_w(n=10_000, seed=cfg.seed)
+                ws, target = mixed_batch(gen, cfg, stage, step)
+                fake = gen.synthesize(gen.styles(ws), noise_mode="const")
+                loss = pixel_loss(fake, target, region_weight=cfg.region_weight)
+                if cfg.affine_l1:
+                    loss = loss + cfg.affine_l1 * affine_l1(gen)
             else:  # joint, refine: end to end from z; refine's truncation centre follows the mapping
                 if name == "refine" and step % MEAN_W_EVERY == 0 and step:
                     gen.update_mean_w(n=10_000, seed=cfg.seed)
@@ -283,7 +366,8 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             opt.step()
             done = step + 1
             if done % 50 == 0:
-                print(f"{name} {done}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+                wall, cpu = time.time() - t0, time.process_time() - cpu0
+                print(f"{name} {done}/{steps} loss {loss.item():.4f} {wall:.0f}s wall {cpu:.0f}s cpu", flush=True)
             if done % cfg.checkpoint_every == 0 and done < steps:
                 _save(
                     ckpt_path,
@@ -294,6 +378,7 @@ def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                     opt=opt.state_dict(),
                     mean_w=gen.mean_w.clone(),
                 )
+        print(f"stage {name} done: {time.time() - t0:.0f}s wall {time.process_time() - cpu0:.0f}s cpu", flush=True)
         stage, step = stage + 1, 0
         _save(ckpt_path, gen=gen.state_dict(), encoder=encoder.state_dict(), stage=stage, step=0, opt=None)
     gen.update_mean_w(n=10_000, seed=cfg.seed)  # latent_avg: the mean of mapping(z) over 10,000 seeded z

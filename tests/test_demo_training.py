@@ -13,14 +13,15 @@ class _Interrupt(Exception):
 
 @pytest.mark.slow
 def test_an_interrupted_training_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    # refine re-centres truncation at its step 3: a resumed run must use the centre saved with the step-2
-    # checkpoint for step 2, not one recomputed from the mapping it resumed with
+    # refine and mixing re-centre truncation at their step 3: a resumed run must use the centre saved with the
+    # step-2 checkpoint for step 2, not one recomputed from the mapping it resumed with
     monkeypatch.setattr(tg, "MEAN_W_EVERY", 3)
     steps = dict(
         synthesis_steps=4,
         mapping_steps=4,
         joint_steps=4,
         refine_steps=4,
+        mixing_steps=4,
         batch_size=4,
         mapping_batch_size=16,
         checkpoint_every=2,
@@ -30,9 +31,9 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(tmp_path, monke
     calls = {"n": 0}
     real_render = world.render
 
-    def flaky_render(attrs):  # renders 1-4: synthesis, 5-8: joint, 9-12: refine (checkpoint after 10)
-        calls["n"] += 1
-        if calls["n"] == 12:
+    def flaky_render(attrs):  # renders 1-4: synthesis, 5-8: joint, 9-12: refine (checkpoint after 10); then
+        calls["n"] += 1  # resumed: 13-14 refine, 15-18 mixing (checkpoint after 16)
+        if calls["n"] in (12, 17):
             raise _Interrupt
         return real_render(attrs)
 
@@ -41,6 +42,9 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(tmp_path, monke
     with pytest.raises(_Interrupt):
         tg.train(cfg)
     assert not (tmp_path / "b.pt").exists() and calls["n"] == 12
+    with pytest.raises(_Interrupt):
+        tg.train(cfg)
+    assert not (tmp_path / "b.pt").exists() and calls["n"] == 17
     monkeypatch.setattr(world, "render", real_render)
     resumed = tg.train(cfg)
     a, b = full.state_dict(), resumed.state_dict()

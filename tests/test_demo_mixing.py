@@ -1,0 +1,141 @@
+"""Stage 5 of the demo generator's trainer (style mixing with attribute-aware targets), and the per-family
+disentanglement measures (shapes/families.py) it is judged by."""
+
+import numpy as np
+import pytest
+import torch
+
+from shapes import train_generator as tg
+from shapes import world
+from shapes.classifier import classify
+from shapes.families import best_channels, judge_family_edit
+
+
+def _z(n, seed):
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, 64)).astype(np.float32))
+
+
+def test_a_mix_takes_colour_and_background_from_the_second_z_and_the_rest_from_the_first():
+    first, second = tg.attributes_from_z(_z(64, 0)), tg.attributes_from_z(_z(64, 1))
+    mixed = np.arange(64) % 2 == 0
+    mix = tg.mix_attributes([first, second], mixed)
+    read = classify(world.render(mix))  # the world renderer draws the mix; the classifier reads it back
+    for key, source in (("colour", second), ("background", second), ("shape", first), ("size", first)):
+        assert (read[key][mixed] == source[key][mixed]).all(), key
+        assert (read[key][~mixed] == first[key][~mixed]).all(), key
+    assert np.allclose(mix["x"], first["x"]) and np.allclose(mix["rgb"][mixed], second["rgb"][mixed])
+    assert (first["colour"][mixed] != second["colour"][mixed]).any()  # the test can fail
+
+
+def test_a_three_way_mix_takes_the_shape_from_the_middle_z():
+    sources = [tg.attributes_from_z(_z(64, s)) for s in (0, 1, 2)]
+    mix = tg.mix_attributes(sources, np.ones(64, bool))
+    assert (mix["size"] == sources[0]["size"]).all() and np.allclose(mix["x"], sources[0]["x"])
+    assert (mix["shape"] == sources[1]["shape"]).all() and (mix["colour"] == sources[2]["colour"]).all()
+
+
+def test_mixed_batch_switches_w_at_the_splits_only_in_mixed_samples():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    gen.update_mean_w(n=500)
+    for splits in ("5", "3,5"):
+        for share, expect in ((0.0, False), (1.0, True)):
+            cfg = tg.GeneratorTrainConfig(batch_size=6, mixing_share=share, mixing_splits=splits)
+            ws, target = tg.mixed_batch(gen, cfg, stage=4, step=0)
+            assert ws.shape == (6, gen.num_ws, 64) and target.shape == (6, 3, 32, 32)
+            cuts = [int(v) for v in splits.split(",")]
+            for lo, hi in zip([0, *cuts], [*cuts, gen.num_ws]):
+                assert torch.equal(ws[:, lo], ws[:, hi - 1])  # one w within a segment
+            for cut in cuts:
+                assert bool((ws[:, cut - 1] != ws[:, cut]).any(1).all()) == expect
+    with pytest.raises(ValueError, match="mixing_splits"):
+        tg.mixing_splits(tg.GeneratorTrainConfig(mixing_splits="5,3"))
+
+
+def test_affine_l1_is_the_mean_absolute_affine_weight():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    value = tg.affine_l1(gen)
+    with torch.no_grad():
+        for m, *_ in gen._style_layers:
+            m.modulation.weight.mul_(0.5)
+    assert torch.isclose(tg.affine_l1(gen), value / 2) and value > 0
+    value.backward()  # differentiable: it is a training penalty
+
+
+def test_stage_5_starts_from_a_trained_generator(tmp_path):
+    start = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=3)
+    start.update_mean_w(n=500)
+    from models.checkpoint import save_generator
+
+    save_generator(start, str(tmp_path / "start.pt"))
+    cfg = tg.GeneratorTrainConfig(
+        mixing_steps=2,
+        batch_size=4,
+        init=str(tmp_path / "start.pt"),
+        work_dir=str(tmp_path / "w"),
+        out=str(tmp_path / "out.pt"),
+        affine_l1=0.1,
+    )
+    trained = tg.train(cfg)
+    before, after = start.state_dict(), trained.state_dict()
+    assert all(before[k].shape == after[k].shape for k in before)
+    # stage 1 would have replaced every weight from the seed-0 initialisation: the rest moved only a little
+    fresh = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0).state_dict()
+    k = "convs.0.conv.weight"
+    assert (after[k] - before[k]).abs().max() < 0.1 < (after[k] - fresh[k]).abs().max()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def _record(layer, channel, valid, **rates):
+    full = {**dict(shape=0.0, colour=0.0, size=0.0, background=0.0, position=0.0), **rates}
+    return dict(layer=layer, channel=channel, valid=valid, rates=full, shifts=dict(full))
+
+
+def test_best_channels_prefers_strict_ones_and_reports_side_effects():
+    records = [
+        _record(0, 1, 1.0, shape=0.4, size=0.05),  # not strict (flip rate < 0.5)
+        _record(0, 2, 1.0, shape=0.6, colour=0.3),  # not strict (side effect > 0.1)
+        _record(8, 3, 1.0, colour=0.7, background=0.05),  # strict
+        _record(8, 4, 0.2, colour=0.9),  # strict but rarely valid: skipped
+    ]
+    best = best_channels(records)
+    assert best["colour"]["single_attribute"] == 1
+    assert best["colour"]["best"]["channel"] == 3 and best["colour"]["best"]["strict"]
+    assert best["colour"]["best"]["side_effects"]["background"] == 0.05
+    assert best["shape"]["single_attribute"] == 0 and not best["shape"]["best"]["strict"]
+    assert best["shape"]["best"]["channel"] == 1  # 0.4 - 0.05 beats 0.6 - 0.3
+    assert best["size"]["single_attribute"] == 0 and best["size"]["best"]["flip_rate"] == 0.05
+
+
+def test_best_channels_falls_back_to_continuous_shifts_when_nothing_flips():
+    moves = _record(6, 9, 1.0)
+    moves["shifts"] = dict(moves["shifts"], size=0.4, colour=0.1)
+    best = best_channels([_record(0, 1, 1.0, shape=0.6), moves])
+    assert best["size"]["best"]["channel"] == 9 and best["size"]["best"]["shift"] == 0.4
+    assert best["size"]["best"]["shift_side_effects"]["colour"] == 0.1 and not best["size"]["best"]["strict"]
+
+
+def test_judge_family_edit_reads_what_changed():
+    rng = np.random.default_rng(0)
+    attrs = world.sample_attributes(16, rng)
+    attrs["size"][:] = 0
+    attrs["radius"][:] = 4.5
+    before = classify(world.render(attrs))
+    grown = dict(attrs, size=np.ones(16, np.int64), radius=np.full(16, 9.0, np.float32))
+    judged = judge_family_edit(before, classify(world.render(grown)), "size")
+    assert judged["reached"] == judged["grew"] == 1.0 and judged["kept_colour"] == 1.0
+    same = judge_family_edit(before, before, "size")
+    assert same["reached"] == same["grew"] == 0.0 and same["kept_shape"] == same["kept_position"] == 1.0
+
+
+def test_channel_figure_moves_only_the_chosen_channel():
+    from models.stylegan2 import small_generator
+    from shapes.channel_figure import channel_strips, figure
+
+    gen = small_generator(seed=0)
+    strips = channel_strips(gen, {"colour": (0, 1), "size": (2, 3)}, alpha=5.0, columns=5, seed=1)
+    assert strips.shape == (10, 3, 32, 32)
+    centre = gen.synthesize(gen.styles(gen.sample_ws(1, seed=1, psi=0.7)))
+    assert torch.allclose(strips[2], centre[0], atol=1e-5) and torch.allclose(strips[7], centre[0], atol=1e-5)
+    assert (strips[0] - strips[4]).abs().max() > 1e-3  # -alpha and +alpha differ
+    picture = figure(gen, {"colour": (0, 1)}, {"colour": True}, alpha=5.0, seed=1, columns=5)
+    assert picture.size[1] == 20 + 68 + 4 and picture.mode == "RGB"
