@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from index.io import atomic_path
+from models.files import atomic_path
 from models.stylegan2 import load_generator
 from shapes.evaluate import EDIT_ATTRIBUTES, channel_effects
 from shapes.families import best_channels
