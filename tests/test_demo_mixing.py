@@ -64,7 +64,7 @@ def test_affine_l1_is_the_mean_absolute_affine_weight():
 def test_stage_5_starts_from_a_trained_generator(tmp_path):
     start = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=3)
     start.update_mean_w(n=500)
-    from models.checkpoint import save_generator
+    from models.stylegan2 import save_generator
 
     save_generator(start, str(tmp_path / "start.pt"))
     cfg = tg.GeneratorTrainConfig(
