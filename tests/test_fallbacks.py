@@ -192,7 +192,7 @@ def test_read_images_crops_resizes_and_refuses_non_images(tmp_path):
 # ---- the CLI ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, gen):
-    from conftest import tiny_clip_config
+    from helpers import tiny_clip_config
 
     from models.stylegan2 import save_generator
 

@@ -4,19 +4,12 @@ recovers generator samples. Default settings (SPEC §6) with the demo identity. 
 an idle 2-core machine. The samples (seed 2) were not used to choose the defaults (seed 1 was).
 """
 
-import os
+import numpy as np
+import pytest
+import torch
+from helpers import SHAPES_WORLD
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
-_missing = [n for n in ("generator.pt", "clip_config.json", "clip.safetensors") if not (DEMO / n).exists()]
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_missing), reason=f"demo models missing: {_missing}")]
+pytestmark = SHAPES_WORLD  # slow; skipped with the reason without the trained demo models
 
 POOL_SEED = 2  # acceptance samples; the defaults were chosen on seed 1
 

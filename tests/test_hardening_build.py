@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from hardening_world import TEMPLATES, VOCAB, shared_world
+from helpers import TEMPLATES, VOCAB
 
 import index
 from index.work import chunk_path, plan_path, work_dir
@@ -20,8 +20,9 @@ SMALL = dict(num_images=2, num_samples=200, vocabulary=VOCAB, templates=TEMPLATE
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return shared_world(tmp_path_factory)
+def world(shared_world):
+    """The session's tiny world (conftest): copy the atlas before changing anything in it."""
+    return shared_world
 
 
 def build_cli_error(capsys, *args):

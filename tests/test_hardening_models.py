@@ -9,7 +9,7 @@ import time
 import h5py
 import pytest
 from click.testing import CliRunner
-from hardening_world import query_error, reseal, shared_world
+from helpers import TEMPLATES, VOCAB, query_error, reseal
 
 import index
 from models.errors import AtlasFormatError, CheckpointError
@@ -17,8 +17,9 @@ from query.cli import cli
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return shared_world(tmp_path_factory)
+def world(shared_world):
+    """The session's tiny world (conftest): copy the atlas before changing anything in it."""
+    return shared_world
 
 
 # ---------------------------------------------------------------- item 11
@@ -70,8 +71,6 @@ def test_a_hub_tag_only_the_atlas_names_is_not_downloaded(world, tmp_path, monke
 
 
 def test_wrong_model_error_names_the_demo_and_the_fix(world, tmp_path, capsys):
-    from hardening_world import TEMPLATES, VOCAB
-
     from models.stylegan2 import small_generator
     from pipeline import build_atlas
 
@@ -117,7 +116,7 @@ def test_wrong_model_error_names_the_demo_and_the_fix(world, tmp_path, capsys):
 
 # ---------------------------------------------------------------- item 12
 def test_clip_fingerprint_covers_the_architecture(world, tmp_path):
-    from conftest import tiny_clip_config
+    from helpers import tiny_clip_config
 
     from models.clip import load_clip
 

@@ -3,6 +3,7 @@
 import io
 
 import pytest
+from helpers import tiny_models
 
 from pipeline.common import LogProgress, bar
 
@@ -126,12 +127,7 @@ SMALL = dict(
 
 @pytest.fixture(scope="module")
 def models():
-    from conftest import tiny_clip_config
-
-    from models.clip import load_clip
-    from models.stylegan2 import small_generator
-
-    return small_generator(seed=0, resolution=16, style_dim=16, width=8), load_clip(tiny_clip_config(), seed=0)
+    return tiny_models()
 
 
 @pytest.mark.slow
