@@ -137,6 +137,16 @@ def write_model_files(folder: Path, vocabulary: str, templates: str = "a photo o
     return folder
 
 
+def build_args(models: Path, out: Path, **options) -> list:
+    """build_index.py's arguments for the files write_model_files wrote, on the CPU; `options` as --flags."""
+    args = ["--generator", models / "gen.pt", "--clip", models / "clip.json", "--out", out]
+    args += ["--vocabulary", models / "vocab.txt", "--templates", models / "templates.txt"]
+    args += ["--device", "cpu", "--neutral", "shape", "--random-weights"]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", value]
+    return [str(a) for a in args]
+
+
 def assert_same_atlas(a_dir, b_dir, arrays=ATLAS_ARRAYS):
     """The two atlases hold bit-equal arrays and the same vocabulary and config; returns both, read."""
     import index
@@ -151,6 +161,9 @@ def assert_same_atlas(a_dir, b_dir, arrays=ATLAS_ARRAYS):
 # --------------------------------------------------------------------------- the tiny real world
 VOCAB = ["red", "green", "blue", "circle", "square", "dark", "light", "shape"]
 TEMPLATES = ["a photo of a {}.", "a {} thing."]
+WORLD_BUILD = dict(  # build_atlas's settings for the tiny world
+    num_images=2, num_samples=200, vocabulary=VOCAB, templates=TEMPLATES, neutral="shape", progress=False
+)
 
 
 def build_world(root: Path) -> dict:
@@ -165,30 +178,25 @@ def build_world(root: Path) -> dict:
     clip_cfg.write_text(json.dumps(tiny_clip_config()))
     embedder = load_clip(str(clip_cfg))  # random weights: a library call may ask for them
     gen.source = str(root / "gen.pt")  # what load_generator would record
-    build_atlas(
-        gen,
-        embedder,
-        root / "atlas",
-        num_images=2,
-        num_samples=200,
-        vocabulary=VOCAB,
-        templates=TEMPLATES,
-        neutral="shape",
-        progress=False,
-    )
+    build_atlas(gen, embedder, root / "atlas", **WORLD_BUILD)
     return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen, embedder=embedder)
 
 
-def query_error(capsys, *args, notes: bool = False) -> str:
-    """Run the query CLI expecting exit 2 with a one-line error (after `notes` lines such as 'generator: ...')."""
-    from query.cli import main
-
+def cli_error(main, capsys, *args, notes: bool = False) -> str:
+    """Run a CLI's main expecting exit 2 with a one-line error (after `notes` lines such as 'generator: ...')."""
     with pytest.raises(SystemExit) as exit_info:
         main(list(args))
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2, err
     assert "Traceback" not in err and (notes or len(err.splitlines()) == 1), err
     return err.splitlines()[-1]
+
+
+def query_error(capsys, *args, notes: bool = False) -> str:
+    """cli_error for query.py."""
+    from query.cli import main
+
+    return cli_error(main, capsys, *args, notes=notes)
 
 
 def reseal(atlas) -> None:

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import assert_same_atlas, run_ok, torchrun, write_model_files
+from helpers import assert_same_atlas, build_args, cli_error, run_ok, torchrun, write_model_files
 
 from pipeline import merge, run_build
 from pipeline.cli import main as cli_main
@@ -15,30 +15,7 @@ def models(tmp_path_factory):
 
 
 def _args(models, out, *extra):
-    return [
-        "--generator",
-        str(models / "gen.pt"),
-        "--clip",
-        str(models / "clip.json"),
-        "--out",
-        str(out),
-        "--num-images",
-        "4",
-        "--num-samples",
-        "600",
-        "--batch-size",
-        "6",
-        "--vocabulary",
-        str(models / "vocab.txt"),
-        "--templates",
-        str(models / "templates.txt"),
-        "--device",
-        "cpu",
-        "--neutral",
-        "shape",
-        "--random-weights",
-        *extra,
-    ]
+    return [*build_args(models, out, num_images=4, num_samples=600, batch_size=6), *extra]
 
 
 def _load(models):
@@ -98,10 +75,7 @@ def test_dry_run_prints_the_plan_and_computes_nothing(models, tmp_path, capsys):
 
 def test_merge_of_unfinished_shards_is_a_one_line_error(models, tmp_path, capsys):
     run_build(*_load(models), tmp_path / "half", **_kwargs(models), shard="1/2")
-    with pytest.raises(SystemExit) as exit_:
-        cli_main(["merge", "--out", str(tmp_path / "half")])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    err = cli_error(cli_main, capsys, "merge", "--out", str(tmp_path / "half"))
     assert "relevance stage" in err and "of 3 chunks done" in err
 
 

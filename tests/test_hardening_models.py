@@ -9,7 +9,7 @@ import time
 import h5py
 import pytest
 from click.testing import CliRunner
-from helpers import TEMPLATES, VOCAB, query_error, reseal
+from helpers import WORLD_BUILD, query_error, reseal
 
 import index
 from models.errors import AtlasFormatError, CheckpointError
@@ -75,17 +75,7 @@ def test_wrong_model_error_names_the_demo_and_the_fix(world, tmp_path, capsys):
     from pipeline import build_atlas
 
     out = tmp_path / "unrecorded"
-    build_atlas(
-        small_generator(seed=0, resolution=16, width=16),
-        world["embedder"],
-        out,
-        num_images=2,
-        num_samples=200,
-        vocabulary=VOCAB,
-        templates=TEMPLATES,
-        neutral="shape",
-        progress=False,
-    )
+    build_atlas(small_generator(seed=0, resolution=16, width=16), world["embedder"], out, **WORLD_BUILD)
     with h5py.File(out / "atlas.h5", "r+") as h5:
         h5.attrs["models"] = "{}"  # an atlas made before models were recorded
     reseal(out)

@@ -7,6 +7,7 @@ import pytest
 from helpers import (
     ATLAS_ARRAYS,
     assert_same_atlas,
+    build_args,
     finish,
     kill_after_chunks,
     run_ok,
@@ -79,52 +80,10 @@ def test_merge_of_unfinished_jacobian_shards_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_jacobian_torchrun_two_cpu_ranks_match_one_process(one_thread, tmp_path):
     models = write_model_files(tmp_path, "red\ngreen\nsmiling\n")
-    cmd = [
-        torchrun(),
-        "--standalone",
-        "--nproc_per_node=2",
-        "build_index.py",
-        "--generator",
-        str(models / "gen.pt"),
-        "--clip",
-        str(models / "clip.json"),
-        "--out",
-        str(tmp_path / "tr"),
-        "--num-images",
-        "6",
-        "--chunk-images",
-        "1",
-        "--num-samples",
-        "600",
-        "--batch-size",
-        "4",
-        "--vocabulary",
-        str(models / "vocab.txt"),
-        "--templates",
-        str(models / "templates.txt"),
-        "--device",
-        "cpu",
-        "--neutral",
-        "shape",
-        "--random-weights",
-        "--relevance-method",
-        "jacobian",
-        "--json",
-    ]
-    report = json.loads(run_ok(cmd).stdout)  # rank 0 alone prints
+    options = dict(num_images=6, chunk_images=1, num_samples=600, batch_size=4, relevance_method="jacobian")
+    cmd = [torchrun(), "--standalone", "--nproc_per_node=2", "build_index.py", "--json"]
+    report = json.loads(run_ok([*cmd, *build_args(models, tmp_path / "tr", **options)]).stdout)  # rank 0 alone prints
     assert report["workers"] == 2 and report["status"] == "complete"
-    reference = run_build(
-        *tiny_models(),
-        tmp_path / "one",
-        num_images=6,
-        chunk_images=1,
-        num_samples=600,
-        batch_size=4,
-        vocabulary=models / "vocab.txt",
-        templates=str(models / "templates.txt"),
-        device="cpu",
-        relevance_method="jacobian",
-        neutral="shape",
-        progress=False,
-    )
+    files = dict(vocabulary=models / "vocab.txt", templates=str(models / "templates.txt"), device="cpu")
+    reference = run_build(*tiny_models(), tmp_path / "one", **options, **files, neutral="shape", progress=False)
     _same(reference.path, tmp_path / "tr")
