@@ -11,7 +11,7 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_clip_config
+from helpers import tiny_clip_config
 from PIL import Image
 from safetensors.torch import save_file
 

@@ -1,8 +1,6 @@
 """Commands that answer from the atlas alone (vocabulary prompts, channel words, SQL, export) import neither torch
 nor open_clip: a shell query costs the atlas read, not a 2 s torch import. Models load only when needed."""
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,43 +13,23 @@ PROBE = (
     "import sys; from query.cli import main; main(sys.argv[1:]); "
     f"print('heavy:', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)"
 )
-VOCAB = ["red", "green", "blue", "circle", "square", "shape"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from conftest import tiny_clip_config
-
-    from models.clip import load_clip
-    from models.stylegan2 import small_generator
-    from pipeline import build_atlas
-
-    root = tmp_path_factory.mktemp("cold")
-    clip_cfg = root / "clip.json"
-    clip_cfg.write_text(json.dumps(tiny_clip_config()))
-    build_atlas(
-        small_generator(seed=0, resolution=16, style_dim=16, width=8),
-        load_clip(str(clip_cfg)),
-        root / "atlas",
-        num_images=2,
-        num_samples=200,
-        vocabulary=VOCAB,
-        templates=["a photo of a {}.", "a {}."],
-        neutral="shape",
-        progress=False,
-    )
-    (root / "prompts.txt").write_text("red\ngreen\n")
-    return root
+def world(shared_world, tmp_path_factory):
+    """The session's tiny world (conftest; read here, never changed) and a prompt file for export."""
+    prompts = tmp_path_factory.mktemp("cold") / "prompts.txt"
+    prompts.write_text("red\ngreen\n")
+    return dict(shared_world, prompts=prompts)
 
 
 def heavy_modules(world, *argv):
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv, "--atlas", str(world / "atlas"), "--json"],
+        [sys.executable, "-c", PROBE, *argv, "--atlas", str(world["atlas"]), "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert done.returncode == 0, done.stderr[-1500:]
     line = [l for l in done.stderr.splitlines() if l.startswith("heavy:")][-1]
@@ -68,13 +46,13 @@ def test_atlas_only_commands_import_no_torch(world, tmp_path):
         ["similar", "red"],
         ["channel", "0", "3"],
         ["sql", "SELECT count(*) AS n FROM channels"],
-        ["export", str(world / "prompts.txt"), "-o", str(tmp_path / "lib.npz")],
-        ["export", str(world / "prompts.txt"), "-o", str(tmp_path / "lib.h5")],
+        ["export", str(world["prompts"]), "-o", str(tmp_path / "lib.npz")],
+        ["export", str(world["prompts"]), "-o", str(tmp_path / "lib.h5")],
     ):
         assert heavy_modules(world, *argv) == "[]", argv
 
 
 @pytest.mark.slow
 def test_a_new_prompt_still_loads_clip_when_needed(world):
-    loaded = heavy_modules(world, "direction", "a big red circle", "--beta", "0.01", "--clip", str(world / "clip.json"))
+    loaded = heavy_modules(world, "direction", "a big red circle", "--beta", "0.01", "--clip", str(world["clip"]))
     assert "torch" in loaded and "open_clip" in loaded

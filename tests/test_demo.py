@@ -1,19 +1,16 @@
 """The shapes world and its shipped models: a world you can trust, a classifier that reads it, models that load."""
 
 import hashlib
-import os
 import re
 
 import numpy as np
 import pytest
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from models.demo import DEMO_DIR, NEUTRAL, VOCABULARY  # noqa: E402
-from shapes import classifier, world  # noqa: E402
-from shapes.captions import attribute_table, matches, random_captions  # noqa: E402
-from shapes.vocabulary import default_vocabulary  # noqa: E402
+from models.demo import DEMO_DIR, NEUTRAL, VOCABULARY
+from shapes import classifier, world
+from shapes.captions import attribute_table, matches, random_captions
+from shapes.vocabulary import default_vocabulary
 
 WEIGHT_FILES = ("generator.pt", "clip_config.json", "clip.safetensors", "vocabulary.txt")
 

@@ -1,18 +1,14 @@
 """atlas.edit_text picks the method: the global direction where it works, else a stored mapper, else optimization;
-and the CLI around it (mapper train / list, edit --method, compare). Planted and tiny worlds, seconds."""
+and the CLI around it (mapper train / list, edit --method, compare). Planted and tiny worlds (conftest's `planted`
+and `world`), seconds."""
 
 import json
-import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pytest
+import torch
+from click.testing import CliRunner
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-from test_query_cli import world  # noqa: E402,F401  (the tiny real atlas: small StyleGAN2 + tiny CLIP)
-from test_query_planted import planted  # noqa: E402,F401  (the planted atlas: red and green channels)
-
-from models.errors import AtlasError  # noqa: E402
+from models.errors import AtlasError
 
 
 def test_auto_takes_the_global_direction_where_it_moves_the_images(planted):
@@ -46,7 +42,7 @@ def test_global_and_mapper_on_request_and_the_fallback_order(planted):
         progress=False,
     )
     store_mapper(planted, mapper)
-    from test_planted import MeanColourEmbedder, PlantedGenerator
+    from helpers import MeanColourEmbedder, PlantedGenerator
 
     from query import Atlas
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import query_error
 from PIL import Image
 
 from models.errors import AtlasError, PromptError
@@ -231,7 +232,7 @@ def test_read_images_crops_resizes_and_refuses_non_images(tmp_path):
 # ---- the CLI ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, gen):
-    from conftest import tiny_clip_config
+    from helpers import tiny_clip_config
 
     from models.stylegan2 import save_generator
 
@@ -303,30 +304,19 @@ def test_cli_invert_and_optimize(files, gen):
         assert im.size[0] > 3 * 128  # photo, reconstruction's original, edit
 
 
-def one_line_error(capsys, *args):
-    from query.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
-
-
 def test_cli_bad_input_is_one_line(files, capsys, tmp_path):
     models = ["--atlas", str(tmp_path), "--generator", str(files / "gen.pt"), "--clip", str(files / "clip.json")]
     (tmp_path / "fake.png").write_text("hello")
-    assert "not a readable image" in one_line_error(
+    assert "not a readable image" in query_error(
         capsys, "invert", str(tmp_path / "fake.png"), "-o", str(tmp_path / "x.npy"), *models
     )
     np.save(tmp_path / "bad.npy", np.zeros((2, 5), np.float32))
-    assert "shape" in one_line_error(capsys, "optimize", "red", "--latent", str(tmp_path / "bad.npy"), *models)
+    assert "shape" in query_error(capsys, "optimize", "red", "--latent", str(tmp_path / "bad.npy"), *models)
     torch.save(
         {"state_dict": {"encoder.input_layer.0.weight": torch.zeros(1)}, "latent_avg": torch.zeros(4)},
         tmp_path / "e4e.pt",
     )
-    assert "e4e" in one_line_error(capsys, "optimize", "red", "--identity", str(tmp_path / "e4e.pt"), *models)
+    assert "e4e" in query_error(capsys, "optimize", "red", "--identity", str(tmp_path / "e4e.pt"), *models)
 
     class Boom:
         def __reduce__(self):
@@ -334,7 +324,7 @@ def test_cli_bad_input_is_one_line(files, capsys, tmp_path):
 
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"x": Boom()}, f, protocol=2)
-    one_line_error(
+    query_error(
         capsys,
         "invert",
         str(files / "photo.png"),
@@ -344,7 +334,7 @@ def test_cli_bad_input_is_one_line(files, capsys, tmp_path):
         str(tmp_path / "evil.pt"),
         *models,
     )
-    assert "not an e4e encoder" in one_line_error(
+    assert "not an e4e encoder" in query_error(
         capsys,
         "invert",
         str(files / "photo.png"),
@@ -354,7 +344,7 @@ def test_cli_bad_input_is_one_line(files, capsys, tmp_path):
         str(files / "gen.pt"),
         *models,
     )
-    assert ".npy" in one_line_error(capsys, "invert", str(files / "photo.png"), "-o", str(tmp_path / "x.txt"), *models)
-    assert "one of" in one_line_error(
+    assert ".npy" in query_error(capsys, "invert", str(files / "photo.png"), "-o", str(tmp_path / "x.txt"), *models)
+    assert "one of" in query_error(
         capsys, "optimize", "red", "--seed", "1", "--image", str(files / "photo.png"), *models
     )

@@ -6,19 +6,12 @@ two minutes each on an idle 2-core machine. Figures for more pools and for 1 and
 `python benchmarks/fallbacks.py --only-acceptance` (MODEL_CARD.md, "Fallbacks").
 """
 
-import os
+import numpy as np
+import pytest
+import torch
+from helpers import SHAPES_WORLD
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
-_missing = [n for n in ("generator.pt", "clip_config.json", "clip.safetensors") if not (DEMO / n).exists()]
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_missing), reason=f"demo models missing: {_missing}")]
+pytestmark = SHAPES_WORLD  # slow; skipped with the reason without the trained demo models
 
 # acceptance samples (shapes.judge.pool_samples): pool 1 was the first tuning pool; pools 1-4 were pooled in
 # the runs that chose augmentation and the weights (MODEL_CARD.md, "Fallbacks"), so none is fully unseen

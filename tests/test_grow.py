@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
+from helpers import tiny_generator
 
 import index
 from models.errors import AtlasFormatError
@@ -31,19 +31,12 @@ SMALL = dict(
 ARRAYS = ("channels", "relevance", "consistency", "style_mean", "style_std", "neutral_embedding", "labels_index")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 @pytest.fixture(scope="module")
 def gen():
-    from models.stylegan2 import small_generator
-
-    return small_generator(seed=0, resolution=16, style_dim=16, width=8)
+    return tiny_generator()
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +111,7 @@ def test_grown_atlas_equals_full_build(built, tiny_clip, tmp_path):
 
 
 def test_refuses_another_clip(built, tmp_path):
-    from conftest import tiny_clip_config
+    from helpers import tiny_clip_config
 
     from models.clip import load_clip
     from pipeline import add_vocabulary
@@ -132,7 +125,7 @@ def test_refuses_another_clip(built, tmp_path):
 
 
 def test_cli_add_vocabulary(built, tmp_path):
-    from conftest import tiny_clip_config
+    from helpers import tiny_clip_config
 
     from pipeline.cli import main
 

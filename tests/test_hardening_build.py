@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from hardening_world import TEMPLATES, VOCAB, shared_world
+from helpers import WORLD_BUILD, cli_error
 
 import index
 from index.work import chunk_path, plan_path, work_dir
@@ -16,21 +16,18 @@ from models.errors import AtlasError
 from pipeline import build_atlas, run_build
 from pipeline.cli import main as build_main
 
-SMALL = dict(num_images=2, num_samples=200, vocabulary=VOCAB, templates=TEMPLATES, neutral="shape", progress=False)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return shared_world(tmp_path_factory)
+SMALL = WORLD_BUILD  # the shared world's build settings: a build here equals its atlas
 
 
 def build_cli_error(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        build_main(list(args))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2, err
-    assert not any("Traceback" in line for line in err)
-    return err[-1]
+    """build_index.py exits 2 with a one-line error (after notes such as 'generator: ...'); returns it."""
+    return cli_error(build_main, capsys, *args, notes=True)
+
+
+@pytest.fixture(scope="module")
+def world(shared_world):
+    """The session's tiny world (conftest): copy the atlas before changing anything in it."""
+    return shared_world
 
 
 def cli_models(world):
@@ -198,7 +195,8 @@ def test_unreadable_plan_is_named_and_a_truncated_chunk_is_recomputed(world, tmp
     chunk.write_bytes(chunk.read_bytes()[:100])  # truncated
     with pytest.warns(UserWarning, match="damaged"):
         assert run_build(world["generator"], world["embedder"], out, **SMALL).status == "complete"
-    ref = index.read_atlas(world["atlas"])
+    # the uninterrupted build, here: the session's world may have been built under another torch state (threads)
+    ref = index.read_atlas(build_atlas(world["generator"], world["embedder"], tmp_path / "reference", **SMALL))
     np.testing.assert_array_equal(index.read_atlas(out).relevance, ref.relevance)
     other = tmp_path / "other"
     run_build(world["generator"], world["embedder"], other, **SMALL, shard="0/1")

@@ -9,7 +9,7 @@ import time
 import h5py
 import pytest
 from click.testing import CliRunner
-from hardening_world import query_error, reseal, shared_world
+from helpers import WORLD_BUILD, query_error, reseal
 
 import index
 from models.errors import AtlasFormatError, CheckpointError
@@ -17,8 +17,9 @@ from query.cli import cli
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return shared_world(tmp_path_factory)
+def world(shared_world):
+    """The session's tiny world (conftest): copy the atlas before changing anything in it."""
+    return shared_world
 
 
 # ---------------------------------------------------------------- item 11
@@ -70,23 +71,11 @@ def test_a_hub_tag_only_the_atlas_names_is_not_downloaded(world, tmp_path, monke
 
 
 def test_wrong_model_error_names_the_demo_and_the_fix(world, tmp_path, capsys):
-    from hardening_world import TEMPLATES, VOCAB
-
     from models.stylegan2 import small_generator
     from pipeline import build_atlas
 
     out = tmp_path / "unrecorded"
-    build_atlas(
-        small_generator(seed=0, resolution=16, width=16),
-        world["embedder"],
-        out,
-        num_images=2,
-        num_samples=200,
-        vocabulary=VOCAB,
-        templates=TEMPLATES,
-        neutral="shape",
-        progress=False,
-    )
+    build_atlas(small_generator(seed=0, resolution=16, width=16), world["embedder"], out, **WORLD_BUILD)
     with h5py.File(out / "atlas.h5", "r+") as h5:
         h5.attrs["models"] = "{}"  # an atlas made before models were recorded
     reseal(out)
@@ -117,7 +106,7 @@ def test_wrong_model_error_names_the_demo_and_the_fix(world, tmp_path, capsys):
 
 # ---------------------------------------------------------------- item 12
 def test_clip_fingerprint_covers_the_architecture(world, tmp_path):
-    from conftest import tiny_clip_config
+    from helpers import tiny_clip_config
 
     from models.clip import load_clip
 

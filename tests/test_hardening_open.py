@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from hardening_world import query_error, reseal, shared_world
+from helpers import query_error, reseal
 
 import index
 from models.errors import AtlasError, AtlasFormatError
@@ -17,8 +17,9 @@ from query.cli import main
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return shared_world(tmp_path_factory)
+def world(shared_world):
+    """The session's tiny world (conftest): copy the atlas before changing anything in it."""
+    return shared_world
 
 
 def copy_atlas(world, tmp_path, name="copy"):

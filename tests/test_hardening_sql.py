@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from hardening_world import query_error, shared_world
+from helpers import query_error
 
 from models.errors import AtlasError
 from query.catalog import run_sql
@@ -12,8 +12,9 @@ MAX_LIMIT = 100_000  # query.catalog.MAX_LIMIT
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return shared_world(tmp_path_factory)
+def world(shared_world):
+    """The session's tiny world (conftest): copy the atlas before changing anything in it."""
+    return shared_world
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_generator
 
 import index
-from models.stylegan2 import small_generator
 from pipeline import jacobian, relevance, run_build, synthesis
 from pipeline.cli import main as cli_main
 from pipeline.config import RelevanceConfig
@@ -34,17 +34,12 @@ def _stats(gen, n=2000):
     return [s.double().mean(0).numpy() for s in styles], [s.double().std(0).numpy() for s in styles]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # batched backward passes on a shared 2-core machine: 10x faster than two threads
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return small_generator(seed=0, resolution=16, style_dim=16, width=8)
+    return tiny_generator()
 
 
 def test_jacobian_columns_are_the_derivative_of_the_unit_clip_embedding(tiny, tiny_clip):

@@ -1,24 +1,13 @@
 """The latent mapper and edit_text on the shapes world, judged by the pixel classifier (issue 12 acceptance at
 test size). Needs the trained demo models; slow (a 400-step mapper: ~45 s of CPU time)."""
 
-import os
+import pytest
+import torch
+from helpers import SHAPES_WORLD
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from shapes.judge import fresh_samples, judge_images, judge_latents
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from test_query_shapes import pytestmark, shapes  # noqa: E402,F401  (skip without the demo models; the atlas)
-
-from shapes.judge import fresh_samples, judge_images, judge_latents  # noqa: E402
-
-
-@pytest.fixture()
-def one_thread():
-    """The mapper's ops are tiny: one thread is faster, and 20x faster than two on a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = SHAPES_WORLD  # slow; skipped with the reason without the trained demo models
 
 
 def test_red_mapper_makes_fresh_shapes_redder_and_keeps_their_shape(one_thread):

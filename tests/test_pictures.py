@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import PlantedColourGenerator, planted_data
 from PIL import Image
-from test_query import PlantedColourGenerator, planted_data
 
 from query import Atlas
 from query.edit import channel_grid, edit_strip

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_generator
 
 import index
 from models.errors import AtlasError, AtlasFormatError
@@ -30,17 +31,12 @@ SMALL = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # two busy cores: intra-op threads only contend
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 @pytest.fixture(scope="module")
 def gen():
-    return small_generator(seed=0, resolution=16, style_dim=16, width=8)
+    return tiny_generator()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +139,7 @@ def test_other_models_are_refused_naming_both_fingerprints(atlas, gen, tiny_clip
     data = index.read_atlas(atlas)
     assert data.generator_fingerprint[:16] in str(err.value) and other.fingerprint()[:16] in str(err.value)
     index.read_atlas(atlas, generator=other, check_fingerprints=False)  # the expert override
-    from conftest import tiny_clip_config
+    from helpers import tiny_clip_config
 
     from models.clip import load_clip
 

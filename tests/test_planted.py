@@ -1,105 +1,24 @@
 """A planted channel is found: protocol objects (not nn.Modules, not StyleGAN2) through build_atlas and the atlas.
 
-The generator's image redness is driven by one style channel and greenness by another; every other channel
-changes texture (not mean colour) or brightness a little. The embedder sees only the mean colour, and its
-text side maps colour words to the matching directions. The atlas must rank the planted channels first.
+The generator's (helpers.PlantedGenerator) image redness is driven by one style channel and greenness by
+another; every other channel changes texture (not mean colour) or brightness a little. The embedder sees only
+the mean colour, and its text side maps colour words to the matching directions. The atlas must rank the
+planted channels first.
 """
 
-import os
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import GREEN, RED, MeanColourEmbedder, PlantedGenerator, build_planted
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import index  # noqa: E402
-from pipeline import build_atlas  # noqa: E402
-
-RED, GREEN, BRIGHT = (0, 3), (1, 1), (1, 0)  # (layer, channel)
-COLOUR_WORDS = {"red": 0, "green": 1, "blue": 2}
-
-
-class PlantedGenerator:
-    """A plain object implementing the generator protocol; styles are plain tensors."""
-
-    z_dim = w_dim = 8
-    num_ws = 1
-    resolution = 8
-    style_dims = [6, 5, 4]
-    rgb_layers = [2]
-
-    def __init__(self):
-        g = torch.Generator().manual_seed(0)
-        self.affine = [torch.randn(8, d, generator=g) for d in self.style_dims]
-        self.mean_w = torch.zeros(8)
-        yy, xx = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
-        self.checker = ((yy + xx) % 2 * 2 - 1).float()  # [8, 8], zero mean
-
-    def mapping(self, z):
-        return torch.tanh(z)
-
-    def styles(self, ws):
-        ws = ws[:, 0] if ws.ndim == 3 else ws
-        return [ws @ a for a in self.affine]
-
-    def synthesize(self, styles, noise_mode="const"):
-        s0, s1, s2 = styles
-        texture = s0[:, [0, 1, 2, 4, 5]].sum(1) + s1[:, 2:].sum(1) + s2.sum(1)  # [B]
-        img = 0.1 * torch.tanh(texture)[:, None, None, None] * self.checker  # [B, 3, 8, 8] after broadcast
-        img = img.expand(-1, 3, -1, -1).clone()
-        img[:, 0] += 0.5 * torch.tanh(s0[:, RED[1]])[:, None, None]
-        img[:, 1] += 0.5 * torch.tanh(s1[:, GREEN[1]])[:, None, None]
-        img += 0.1 * torch.tanh(s1[:, BRIGHT[1]])[:, None, None, None]
-        return img
-
-
-class MeanColourEmbedder:
-    """Image embedding: a fixed rotation of [mean r, g, b, 1]; text: colour words to the same directions."""
-
-    dim = 8
-
-    def __init__(self):
-        q, _ = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(1)))
-        self.rotation = q
-
-    def encode_image(self, images):
-        m = images.mean((2, 3))  # [B, 3]
-        x = torch.cat([m, torch.ones(len(m), 1), torch.zeros(len(m), 4)], 1)  # [B, 8]
-        return F.normalize(x @ self.rotation, dim=-1)
-
-    def encode_text(self, texts):
-        rows = []
-        for text in texts:
-            v = torch.zeros(8)
-            v[3] = 1.0
-            for word in text.lower().replace(".", " ").split():
-                if word in COLOUR_WORDS:
-                    v[COLOUR_WORDS[word]] += 1.0
-            g = torch.Generator().manual_seed(sum(map(ord, text)))
-            v[4:] = 0.05 * torch.randn(4, generator=g)  # template wording moves only the unused dimensions
-            rows.append(v)
-        return F.normalize(torch.stack(rows) @ self.rotation, dim=-1)
+import index
+from pipeline import build_atlas
 
 
 @pytest.fixture(scope="module")
 def planted_atlas(tmp_path_factory):
-    out = tmp_path_factory.mktemp("planted") / "atlas"
-    build_atlas(
-        PlantedGenerator(),
-        MeanColourEmbedder(),
-        out,
-        num_images=6,
-        num_samples=500,
-        vocabulary=["red", "green", "blue", "texture"],
-        templates=["a photo of a {}.", "a {} thing."],
-        neutral="shape",
-        batch_size=7,
-        chunk_channels=3,
-        progress=False,
-    )
-    return out
+    return build_planted(tmp_path_factory.mktemp("planted") / "atlas", batch_size=7, chunk_channels=3)
 
 
 def _ranking(data, phrase):

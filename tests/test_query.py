@@ -1,19 +1,16 @@
 """query.Atlas on synthetic AtlasData: the SPEC §5 formula (recomputed here independently), beta handling,
 auto-beta, top-k, compositions, prompts outside the vocabulary, bulk export, and edits on a planted generator."""
 
-import os
+import h5py
+import numpy as np
+import pytest
+import torch
+from helpers import PlantedColourGenerator, planted_data
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from models.errors import AtlasError, PromptError  # noqa: E402
-from query import Atlas  # noqa: E402
-from query.export import compute_library, export_library, manifest_path  # noqa: E402
-from query.synthetic import stylegan2_layers, synthetic_atlas_data  # noqa: E402
+from models.errors import AtlasError, PromptError
+from query import Atlas
+from query.export import compute_library, export_library, manifest_path
+from query.synthetic import synthetic_atlas_data
 
 VOCAB = ["red", "green", "blue", "circle", "square", "smile", "curly hair", "shape", "dark background"]
 
@@ -237,51 +234,7 @@ def test_export_of_100_prompts_equals_100_directions(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave no temp files
 
 
-# --------------------------------------------------------------------------- edits, planted ground truth
-class PlantedColourGenerator:
-    """Generator protocol: layer 0 channel 2 sets redness, layer 3 channel 1 greenness; toRGB (1, 4) tints blue."""
-
-    z_dim = w_dim = 8
-    num_ws = 4
-    resolution = 8
-
-    def __init__(self):
-        self.layers = stylegan2_layers([4, 4, 4])  # conv 0, torgb 1, conv 2, conv 3, torgb 4
-        self.style_dims = [l["width"] for l in self.layers]
-        self.rgb_layers = [1, 4]
-        g = torch.Generator().manual_seed(0)
-        self.affine = [torch.randn(8, d, generator=g) * 0.3 for d in self.style_dims]
-        self.mean_w = torch.zeros(8)
-
-    def mapping(self, z):
-        return torch.tanh(z)
-
-    def styles(self, ws):
-        ws = ws if ws.ndim == 3 else ws[:, None].expand(-1, self.num_ws, -1)
-        return [ws[:, self.layers[i]["w_index"]] @ a for i, a in enumerate(self.affine)]
-
-    def synthesize(self, styles, noise_mode="const"):
-        img = torch.zeros(len(styles[0]), 3, 8, 8)
-        img[:, 0] += torch.tanh(styles[0][:, 2])[:, None, None]
-        img[:, 1] += torch.tanh(styles[3][:, 1])[:, None, None]
-        img[:, 2] += 0.3 * torch.tanh(styles[1].sum(1) + styles[4].sum(1))[:, None, None]
-        return img
-
-
-def planted_data():
-    layers = PlantedColourGenerator().layers
-    data = synthetic_atlas_data(layers=layers, vocab=["red", "green", "blue"], dim=8, seed=5)
-    e = np.eye(8, dtype=np.float32)
-    data.neutral_embedding = e[0]
-    data.vocab_embeddings = np.stack([(e[0] + e[1]) / 2**0.5, (e[0] + e[2]) / 2**0.5, (e[0] + e[3]) / 2**0.5])
-    data.relevance = 0.05 * data.relevance  # background: weak, unrelated
-    data.relevance[:, 1:4] = 0
-    rows = {tuple(c): r for r, c in enumerate(data.channels)}
-    data.relevance[rows[(0, 2)]] = e[1]  # channel (0, 2) up = redder
-    data.relevance[rows[(3, 1)]] = e[2]  # channel (3, 1) up = greener
-    return data
-
-
+# --------------------------------------------------------------------------- edits, planted ground truth (helpers)
 def test_edit_moves_images_the_planted_way_and_leaves_torgb_alone():
     gen = PlantedColourGenerator()
     atlas = Atlas(planted_data(), generator=gen, check_fingerprints=False)

@@ -1,55 +1,21 @@
-"""query CLI end to end on a real (tiny) atlas: pipeline.build_atlas on a seeded small StyleGAN2 + tiny CLIP.
+"""query CLI end to end on a real (tiny) atlas: the `world` fixture, build_atlas on a small StyleGAN2 + tiny CLIP.
 
 Every command with --json through click's CliRunner; bad input through main(), which must print one line.
 """
 
-import os
+import json
+import shutil
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import VOCAB, query_error
+from PIL import Image
 
-import json  # noqa: E402
-import shutil  # noqa: E402
-
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from query import Atlas  # noqa: E402
-from query.cli import cli, main  # noqa: E402
-
-VOCAB = ["red", "green", "blue", "circle", "square", "dark", "light", "shape"]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """(atlas dir, generator checkpoint, CLIP config json, the two models) for one small build."""
-    from conftest import tiny_clip_config
-
-    from models.clip import load_clip
-    from models.stylegan2 import save_generator, small_generator
-    from pipeline import build_atlas
-
-    root = tmp_path_factory.mktemp("query_cli")
-    gen = small_generator(seed=0, resolution=16, width=16)
-    clip_cfg = root / "tiny_clip.json"
-    clip_cfg.write_text(json.dumps(tiny_clip_config()))
-    embedder = load_clip(str(clip_cfg))
-    build_atlas(
-        gen,
-        embedder,
-        root / "atlas",
-        num_images=2,
-        num_samples=200,
-        vocabulary=VOCAB,
-        templates=["a photo of a {}.", "a {} thing."],
-        neutral="shape",
-        progress=False,
-    )
-    save_generator(gen, root / "gen.pt")
-    return dict(root=root, atlas=root / "atlas", gen=root / "gen.pt", clip=clip_cfg, generator=gen, embedder=embedder)
+from query import Atlas
+from query.cli import cli, main
 
 
 def run(world, *args, models=True):
@@ -59,15 +25,6 @@ def run(world, *args, models=True):
     result = CliRunner().invoke(cli, [*args, *extra, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
-
-
-def one_line_error(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code != 0
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 def test_direction_json_matches_the_library(world):
@@ -122,9 +79,9 @@ def test_sql_reads_and_refuses_writes(world, capsys):
     out = run(world, "sql", "SELECT layer, count(*) AS n FROM channels GROUP BY layer ORDER BY layer", models=False)
     assert [r["n"] for r in out["rows"]] == [16] * 5
     for statement in ("DROP TABLE channels", "INSERT INTO vocabulary VALUES (99, 'x')"):
-        err = one_line_error(capsys, "sql", statement, "--atlas", str(world["atlas"]))
+        err = query_error(capsys, "sql", statement, "--atlas", str(world["atlas"]))
         assert "read-only" in err
-    assert "SQL error" in one_line_error(capsys, "sql", "SELECT nothing FROM nowhere", "--atlas", str(world["atlas"]))
+    assert "SQL error" in query_error(capsys, "sql", "SELECT nothing FROM nowhere", "--atlas", str(world["atlas"]))
 
 
 def test_edit_strip_records_its_settings(world, tmp_path):
@@ -187,7 +144,7 @@ def test_edit_from_latent_files(world, tmp_path, capsys):
     b = np.asarray(Image.open(tmp_path / "w.npy.png"))
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # W and its W+ broadcast edit alike
     torch.save(torch.zeros(2, 3, 5), tmp_path / "bad.pt")
-    err = one_line_error(
+    err = query_error(
         capsys,
         "edit",
         "red",
@@ -223,19 +180,19 @@ def test_export_with_new_prompts_and_styleclip_layout(world, tmp_path):
 
 def test_bad_input_is_one_line(world, tmp_path, capsys):
     atlas = ["--atlas", str(world["atlas"])]
-    assert "empty" in one_line_error(capsys, "direction", "   ", *atlas)
-    assert "beta" in one_line_error(capsys, "direction", "red", "--beta", "1.5", *atlas)
-    assert "beta" in one_line_error(capsys, "direction", "red", "--beta", "0", *atlas)
-    assert "use beta <=" in one_line_error(capsys, "direction", "red", "--beta", "0.99", *atlas)
-    assert "alpha" in one_line_error(capsys, "edit", "red", "--alpha", "nan", *atlas)
-    assert ".png" in one_line_error(
+    assert "empty" in query_error(capsys, "direction", "   ", *atlas)
+    assert "beta" in query_error(capsys, "direction", "red", "--beta", "1.5", *atlas)
+    assert "beta" in query_error(capsys, "direction", "red", "--beta", "0", *atlas)
+    assert "use beta <=" in query_error(capsys, "direction", "red", "--beta", "0.99", *atlas)
+    assert "alpha" in query_error(capsys, "edit", "red", "--alpha", "nan", *atlas)
+    assert ".png" in query_error(
         capsys, "edit", "red", "--beta", "0.05", "-o", str(tmp_path / "e.jpg"), *atlas, "--generator", str(world["gen"])
     )
-    assert "does not exist" in one_line_error(capsys, "direction", "red", "--atlas", str(tmp_path / "nope"))
+    assert "does not exist" in query_error(capsys, "direction", "red", "--atlas", str(tmp_path / "nope"))
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9\n".encode("latin-1"))
-    assert "UTF-8" in one_line_error(capsys, "export", str(bad), "-o", str(tmp_path / "l.npz"), *atlas)
-    err = one_line_error(capsys, "direction", "zebra", *atlas, "--clip", str(tmp_path / "missing.json"))
+    assert "UTF-8" in query_error(capsys, "export", str(bad), "-o", str(tmp_path / "l.npz"), *atlas)
+    err = query_error(capsys, "direction", "zebra", *atlas, "--clip", str(tmp_path / "missing.json"))
     assert "missing.json" in err and "not in the atlas vocabulary" in err and "'" in err.split("such as")[1]
     partial = tmp_path / "partial"
     shutil.copytree(world["atlas"], partial)
@@ -243,12 +200,12 @@ def test_bad_input_is_one_line(world, tmp_path, capsys):
     manifest = json.loads((partial / "MANIFEST.json").read_text())
     manifest["complete"] = False
     (partial / "MANIFEST.json").write_text(json.dumps(manifest))
-    assert "incomplete" in one_line_error(capsys, "direction", "red", "--atlas", str(partial))
+    assert "incomplete" in query_error(capsys, "direction", "red", "--atlas", str(partial))
     other = tmp_path / "other.pt"
     from models.stylegan2 import save_generator, small_generator
 
     save_generator(small_generator(seed=1, resolution=16, width=16), other)
-    err = one_line_error(
+    err = query_error(
         capsys, "edit", "red", "--beta", "0.05", *atlas, "--generator", str(other), "-o", str(tmp_path / "e.png")
     )
     assert "generator" in err and "built with" in err

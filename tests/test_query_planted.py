@@ -1,35 +1,10 @@
-"""Edits through a built atlas move images the planted way: pipeline.build_atlas on test_planted's generator
-(one style channel drives redness, another greenness) and its mean-colour embedder, then Atlas.open + edit."""
+"""Edits through a built atlas move images the planted way: conftest's `planted`, build_atlas on the planted
+generator (one style channel drives redness, another greenness) and its mean-colour embedder, then Atlas.open."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from test_planted import GREEN, RED, MeanColourEmbedder, PlantedGenerator  # noqa: E402
-
-from query import Atlas  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    from pipeline import build_atlas
-
-    out = tmp_path_factory.mktemp("planted_query") / "atlas"
-    build_atlas(
-        PlantedGenerator(),
-        MeanColourEmbedder(),
-        out,
-        num_images=6,
-        num_samples=500,
-        vocabulary=["red", "green", "blue", "texture"],
-        templates=["a photo of a {}.", "a {} thing."],
-        neutral="shape",
-        progress=False,
-    )
-    return Atlas.open(out, generator=PlantedGenerator(), embedder=MeanColourEmbedder())
+import numpy as np
+import pytest
+import torch
+from helpers import GREEN, RED
 
 
 def test_delta_s_is_the_formula_on_the_atlas_arrays(planted):

@@ -4,58 +4,17 @@ clip.safetensors); skipped with the reason when they are not there.
 
 The atlas: $STYLEATLAS_DEMO_ATLAS or ./atlas when it was built with the demo models, else a small build
 (8 images per channel, 5,000 samples, the demo vocabulary) into out/test_cache/, named by the two model
-fingerprints and reused by later runs (the first takes minutes on two CPU cores; the build resumes if cut).
+fingerprints and reused by later runs (the first takes minutes on two CPU cores; the build resumes if cut):
+conftest's `shapes` fixture.
 """
 
-import os
+import json
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+import torch
+from helpers import SHAPES_WORLD
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from models.errors import AtlasError  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "models" / "demo"
-NEEDED = ("generator.pt", "clip_config.json", "clip.safetensors")
-_missing = [name for name in NEEDED if not (DEMO / name).exists()]
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        bool(_missing),
-        reason=f"the shapes-world models are not trained yet ({', '.join(_missing)} missing in "
-        "models/demo); they come from shapes/train_generator.py and train_clip.py",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    from models.clip import load_clip
-    from models.stylegan2 import load_generator
-    from query import Atlas
-
-    gen, clip = load_generator("demo"), load_clip("demo")
-    for candidate in (os.environ.get("STYLEATLAS_DEMO_ATLAS"), REPO / "atlas"):
-        if candidate and (Path(candidate) / "atlas.h5").exists():
-            try:
-                return Atlas.open(candidate, generator=gen, embedder=clip), candidate
-            except AtlasError:
-                continue  # another build, or models retrained since: build our own
-    from index import fingerprint_embedder, fingerprint_generator
-    from models.text import load_templates
-    from pipeline import build_atlas
-
-    torch.set_num_threads(2)
-    name = f"shapes-{fingerprint_generator(gen)[:12]}-{fingerprint_embedder(clip, load_templates())[:12]}"
-    out = REPO / "out" / "test_cache" / name
-    build_atlas(gen, clip, out, num_images=8, num_samples=5000, vocabulary="demo", progress=False)
-    return Atlas.open(out, generator=gen, embedder=clip), out
+pytestmark = SHAPES_WORLD  # slow; skipped with the reason without the trained demo models
 
 
 def redness(rgb: np.ndarray) -> np.ndarray:

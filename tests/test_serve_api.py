@@ -10,35 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_query_shapes import pytestmark, shapes  # noqa: F401  the shapes-world atlas, cached under out/test_cache
+from helpers import SHAPES_WORLD, image, pixels
 
 from models.errors import AtlasError
 
 pytest.importorskip("starlette", reason="the web extra is not installed (pip install -e '.[webtest]')")
-
-
-@pytest.fixture(scope="module")
-def client(shapes):  # noqa: F811
-    from starlette.testclient import TestClient
-
-    from serve import create_app
-
-    atlas, path = shapes
-    return TestClient(create_app(atlas), raise_server_exceptions=False), atlas, path
-
-
-def image(response) -> np.ndarray:
-    from PIL import Image
-
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "image/png"
-    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
-
-
-def pixels(images: torch.Tensor) -> np.ndarray:
-    from query.media import to_uint8
-
-    return to_uint8(images)
+pytestmark = SHAPES_WORLD  # the shapes-world atlas (conftest's `shapes`, `client`), cached under out/test_cache
 
 
 def cli_json(path, *args):
@@ -251,7 +228,7 @@ def test_uploads_are_limited(client):
     assert r.status_code == 400 and ".npy or .pt" in r.json()["error"]
 
 
-def test_serve_binds_localhost_unless_told(monkeypatch, shapes):  # noqa: F811
+def test_serve_binds_localhost_unless_told(monkeypatch, shapes):
     import uvicorn
     from click.testing import CliRunner
 

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_query_shapes import pytestmark, shapes  # noqa: F401  the shapes-world atlas, cached under out/test_cache
+from helpers import SHAPES_WORLD
 
+pytestmark = SHAPES_WORLD  # the shapes-world atlas (conftest's `shapes`), cached under out/test_cache
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = next(
     (
@@ -49,7 +50,7 @@ OFFLINE_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def server(shapes):  # noqa: F811
+def server(shapes):
     """uvicorn on 127.0.0.1, a free port, in a thread; yields the base URL."""
     pytest.importorskip("uvicorn", reason="the web extra is not installed (pip install -e '.[webtest]')")
     import uvicorn
@@ -120,7 +121,7 @@ def loaded(driver, img, needle):
     return needle in url and "loading" not in (img.get_attribute("class") or "")
 
 
-def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser, shapes, tmp_path):  # noqa: F811
+def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser, shapes, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
     d = browser

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from test_query_shapes import pytestmark, shapes  # noqa: F401  the shapes-world atlas, cached under out/test_cache
-from test_serve_api import client, image, pixels  # noqa: F401
+from helpers import SHAPES_WORLD, image, pixels
 
 pytest.importorskip("starlette", reason="the web extra is not installed (pip install -e '.[webtest]')")
+pytestmark = SHAPES_WORLD  # the shapes-world atlas (conftest's `shapes`, `client`), cached under out/test_cache
 
 
 def wait(c, started, timeout=120.0) -> dict:
@@ -37,14 +37,14 @@ def png_of(images: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
-def test_info_offers_every_method_and_image_upload(client):  # noqa: F811
+def test_info_offers_every_method_and_image_upload(client):
     c, _, _ = client
     info = c.get("/api/info").json()
     assert info["methods"] == ["global", "mapper", "optimize", "auto"] and info["image_upload"] is True
     assert info["limits"]["optimize_steps"] >= 20 and info["limits"]["invert_steps"] >= 100
 
 
-def test_optimize_job_reports_progress_and_matches_the_library(client):  # noqa: F811
+def test_optimize_job_reports_progress_and_matches_the_library(client):
     c, atlas, _ = client
     job = wait(c, c.post("/api/edit", params=dict(prompt="red", method="optimize", steps=3, seed=[1, 2])))
     assert job["status"] == "done", job
@@ -62,7 +62,7 @@ def test_optimize_job_reports_progress_and_matches_the_library(client):  # noqa:
     assert np.abs(got.astype(int) - original.astype(int)).mean() > 0.5  # the optimization moved the images
 
 
-def test_global_and_auto_jobs_name_the_method_and_reason(client):  # noqa: F811
+def test_global_and_auto_jobs_name_the_method_and_reason(client):
     c, _, _ = client
     job = wait(c, c.post("/api/edit", params=dict(prompt="red", method="global", alpha=4, seed=3)))
     assert job["status"] == "done" and job["method"] == "global" and job["reason"] == "asked for the global direction"
@@ -73,7 +73,7 @@ def test_global_and_auto_jobs_name_the_method_and_reason(client):  # noqa: F811
     assert "red" in auto["reason"] and "\n" not in auto["reason"]
 
 
-def test_uploaded_image_is_inverted_into_a_latent_the_page_edits(client):  # noqa: F811
+def test_uploaded_image_is_inverted_into_a_latent_the_page_edits(client):
     c, atlas, _ = client
     target = atlas.render(atlas.sample_ws([5], 0.7))  # [1, 3, R, R]
     job = wait(c, c.post("/api/images", params=dict(name="face.png", steps=6), content=png_of(target)))
@@ -101,7 +101,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("url, params, body, status, words", BAD, ids=[b[4] for b in BAD])
-def test_bad_job_requests_get_one_line_4xx(client, url, params, body, status, words):  # noqa: F811
+def test_bad_job_requests_get_one_line_4xx(client, url, params, body, status, words):
     c, _, _ = client
     r = c.post(url, params=params, content=body)
     assert r.status_code == status, r.text
@@ -109,7 +109,7 @@ def test_bad_job_requests_get_one_line_4xx(client, url, params, body, status, wo
     assert words in message and "\n" not in message and "Traceback" not in message
 
 
-def test_more_bad_requests(client):  # noqa: F811
+def test_more_bad_requests(client):
     from PIL import Image
 
     c, _, _ = client
@@ -143,7 +143,7 @@ def test_jobs_are_bounded_and_errors_are_one_line():
     assert first.status == "done" and second.status == "error" and second.error == "bad thing"
 
 
-def test_mapper_job_uses_the_mapper_stored_in_a_copy_of_the_atlas(shapes, tmp_path):  # noqa: F811
+def test_mapper_job_uses_the_mapper_stored_in_a_copy_of_the_atlas(shapes, tmp_path):
     import shutil
 
     from starlette.testclient import TestClient
