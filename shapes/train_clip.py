@@ -145,7 +145,16 @@ def export(model: open_clip.CLIP, out_dir: Path) -> None:
 
 
 def train(cfg: ClipTrainConfig) -> open_clip.CLIP:
+    """Trains with cfg.threads torch threads and gives the caller's thread count back afterwards."""
+    old = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _train(cfg: ClipTrainConfig) -> open_clip.CLIP:
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     model = build_model(cfg.seed)

@@ -279,12 +279,21 @@ def _save(path: Path, **state) -> None:
 
 
 def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
+    """Trains with cfg.threads torch threads and gives the caller's thread count back afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     """Stage 1: w = E(code(attrs)) with E linear; synthesis + E learn to draw the world (codes shrunk towards
     the mean code by psi, so truncation in W, which E makes exactly a shrink of the code, keeps the picture).
     Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled.
     Stage 4: stage 3 again, warm restart, truncation centre tracking the mapping. Stage 5: as 4 with half of
     each batch style-mixed (`mixed_batch`); with cfg.init and no checkpoint, stage 5 alone from that generator."""
-    torch.set_num_threads(cfg.threads)
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     gen = StyleGAN2Generator(**ARCHITECTURE, seed=cfg.seed)

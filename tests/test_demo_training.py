@@ -26,7 +26,9 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(tmp_path, monke
         mapping_batch_size=16,
         checkpoint_every=2,
     )
+    threads = torch.get_num_threads()
     full = tg.train(tg.GeneratorTrainConfig(**steps, work_dir=str(tmp_path / "a"), out=str(tmp_path / "a.pt")))
+    assert torch.get_num_threads() == threads  # the trainer's thread count does not leak into the caller
 
     calls = {"n": 0}
     real_render = world.render
