@@ -6,6 +6,7 @@ files under `models/demo/` (see its MODEL_CARD.md), `evaluate` and `make_grid` m
 """
 
 import argparse
+import contextlib
 import dataclasses
 
 
@@ -16,3 +17,16 @@ def config_from_args(config_class, description: str, argv=None):
     for f in dataclasses.fields(config_class):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     return config_class(**vars(parser.parse_args(argv)))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Runs the block with n torch threads and gives the caller's count back afterwards (trainers set their own)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

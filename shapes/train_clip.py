@@ -25,7 +25,7 @@ from open_clip.tokenizer import SimpleTokenizer
 from models.demo import DEMO_DIR
 from models.files import atomic_path
 from models.text import load_templates
-from shapes import config_from_args, world
+from shapes import config_from_args, torch_threads, world
 from shapes.captions import attribute_table, matches, random_captions
 from shapes.evaluate import held_out, zero_shot
 
@@ -146,12 +146,8 @@ def export(model: open_clip.CLIP, out_dir: Path) -> None:
 
 def train(cfg: ClipTrainConfig) -> open_clip.CLIP:
     """Trains with cfg.threads torch threads and gives the caller's thread count back afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _train(cfg)
-    finally:
-        torch.set_num_threads(old)
 
 
 def _train(cfg: ClipTrainConfig) -> open_clip.CLIP:

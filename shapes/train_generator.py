@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from models.demo import DEMO_DIR
 from models.files import atomic_path
 from models.stylegan2 import StyleGAN2Generator, load_generator, save_generator
-from shapes import config_from_args, world
+from shapes import config_from_args, torch_threads, world
 
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
@@ -280,12 +280,8 @@ def _save(path: Path, **state) -> None:
 
 def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     """Trains with cfg.threads torch threads and gives the caller's thread count back afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _train(cfg)
-    finally:
-        torch.set_num_threads(old)
 
 
 def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
