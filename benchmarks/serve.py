@@ -98,7 +98,7 @@ def main():
     import httpx
     from PIL import Image
 
-    from query.cli import open_atlas
+    from query.opening import open_atlas
 
     path = find_atlas(args.atlas)
     atlas = open_atlas(dict(atlas=path, generator=None, clip=None, pretrained=None, device="cpu"))

@@ -15,107 +15,11 @@ from models.seeds import DEFAULT_PSI
 from query.atlas import Atlas
 from query.catalog import DEFAULT_TIMEOUT_S, run_sql
 from query.config import GridConfig, InvertConfig, MapperTrainConfig, OptimizeConfig, StripConfig
-from query.direction import DEFAULT_BETA
+from query.direction import DEFAULT_BETA, parse_beta
+from query.opening import from_atlas, open_atlas, recorded
 from query.report import channel_report, channels_report, direction_report
 
 DEFAULT_ATLAS = Path("atlas")
-
-
-def _recorded(atlas, kind: str):
-    """The model source the atlas records for `kind` (generator / clip / pretrained), else None."""
-    models = getattr(atlas.data, "models", None) or {}
-    value = models.get(kind) if isinstance(models, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
-def _from_atlas(atlas, kind: str, flag: str, default="demo"):
-    """A recorded model file that must exist here (an atlas may come from another machine), else `default`."""
-    from pathlib import Path as _Path
-
-    from models.errors import CheckpointError
-
-    value = _recorded(atlas, kind)
-    if value is None:
-        return default
-    if value != "demo" and (_Path(value).is_absolute() or value.endswith(".json")) and not _Path(value).is_file():
-        raise CheckpointError(
-            f"atlas {atlas.data.path} was built with {kind} {value}, which is not on this machine; "
-            f"pass {flag} PATH (the file it was built with)."
-        )
-    return value
-
-
-def _checked(atlas, opts: dict, kind: str, model, what: str):
-    """Fingerprint-check a lazily loaded model, naming what was loaded and the flag that changes it."""
-    if opts.get("no_check_fingerprints"):
-        return model
-    import index
-    from models.errors import AtlasFormatError
-
-    try:
-        index.check_fingerprints(atlas.data, **{kind: model})
-    except AtlasFormatError as exc:
-        flag = "--generator" if kind == "generator" else "--clip/--pretrained"
-        raise AtlasFormatError(
-            f"{str(exc).rstrip('.')}. Loaded {what}; pass {flag} with the model the atlas was "
-            "built with (or --no-check-fingerprints)."
-        ) from None
-    return model
-
-
-def open_atlas(opts: dict):
-    """Atlas.open with lazily loaded models: the generator for edits, CLIP for prompts outside the vocabulary.
-
-    A model not given on the command line is the one the atlas records (loaded through the same safe loaders;
-    a CLIP tag it names is only read from the local cache, never downloaded), else the demo; the file used is
-    printed on stderr.
-    """
-    from models.device import resolve_device
-    from query.atlas import Atlas
-
-    holder = {}
-
-    def load_generator():
-        from models.stylegan2 import load_generator as load
-
-        atlas = holder["atlas"]
-        given = opts["generator"]
-        path = given or _from_atlas(atlas, "generator", "--generator")
-        why = (
-            "--generator"
-            if given
-            else (
-                "recorded in the atlas" if _recorded(atlas, "generator") else "the demo: the atlas records no generator"
-            )
-        )
-        gen = load(path, device=resolve_device(opts["device"]))
-        if not given:  # say which file the atlas led us to
-            click.echo(f"generator: {getattr(gen, 'source', path)} ({why})", err=True)
-        return _checked(atlas, opts, "generator", gen, f"generator {path} ({why})")
-
-    def load_embedder():
-        from models.clip import load_clip
-
-        atlas = holder["atlas"]
-        given = opts["clip"] or opts["pretrained"]
-        if given:
-            name, pretrained, why = opts["clip"] or _from_atlas(atlas, "clip", "--clip"), opts["pretrained"], "given"
-        else:
-            name = _from_atlas(atlas, "clip", "--clip")
-            pretrained = _from_atlas(atlas, "pretrained", "--pretrained", default=None)
-            why = "recorded in the atlas" if _recorded(atlas, "clip") else "the demo: the atlas records no CLIP"
-        embedder = load_clip(name, pretrained, device=resolve_device(opts["device"]), allow_download=bool(given))
-        if not given:
-            click.echo(
-                f"CLIP: {name}, weights {pretrained or ('demo' if name == 'demo' else 'random')} ({why})", err=True
-            )
-        return _checked(atlas, opts, "embedder", embedder, f"CLIP {name} ({why})")
-
-    holder["atlas"] = Atlas.open(
-        opts["atlas"], load_generator=load_generator, load_embedder=load_embedder, check_fingerprints=False
-    )  # the loaders check, naming what they loaded
-    holder["atlas"].faiss_device = opts["device"]
-    return holder["atlas"]
 
 
 # the library's keyword names in its messages -> this CLI's flags (longest first)
@@ -182,19 +86,6 @@ def atlas_command(group, name=None):
     return wrap
 
 
-def beta_value(text: str):
-    from query.direction import check_beta
-
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        beta = float(text)
-    except ValueError:
-        raise AtlasError(f"beta must be a number in (0, 1) or 'auto', got {text!r}.") from None
-    check_beta(beta)
-    return beta
-
-
 direction_options = [
     click.option("--neutral", default="", help="Neutral prompt (default: the atlas's class word)."),
     click.option(
@@ -256,7 +147,7 @@ def cli(ctx):
 def direction(opts, prompt, neutral, beta, top_k, show, full, as_json):
     """The global direction of PROMPT: channels moved and the strongest of them."""
     atlas = open_atlas(opts)
-    requested = beta_value(beta)
+    requested = parse_beta(beta)
     d = atlas.direction(prompt, neutral, requested, top_k=top_k)
     obj = direction_report(atlas, d, show, full)
     emit(as_json, obj, lambda: _direction_lines(d, show, requested))
@@ -296,7 +187,7 @@ def _direction_lines(d, show, requested=None):
 def channels(opts, prompt, neutral, beta, top_k, show, plot, as_json):
     """The channels PROMPT moves: layer, resolution, channel, score, consistency, labels."""
     atlas = open_atlas(opts)
-    requested = beta_value(beta)
+    requested = parse_beta(beta)
     d = atlas.direction(prompt, neutral, requested, top_k=top_k)
     obj = channels_report(atlas, d, show)
     rows = obj["channels"]
@@ -536,7 +427,7 @@ def edit(
     from query.media import MAX_CELL, MAX_SEEDS, check_count, parse_alphas, png_path
 
     alphas = parse_alphas(alpha)
-    beta = beta_value(beta)
+    beta = parse_beta(beta)
     if latent is not None and seed:
         raise AtlasError("pass --seed or --latent, not both.")
     if len(seed) > MAX_SEEDS:
@@ -609,7 +500,7 @@ def export(opts, prompts_file, neutral, beta, top_k, out, styleclip_layout, as_j
     from query.prompts import read_prompts
 
     prompts = read_prompts(prompts_file)
-    beta = beta_value(beta)
+    beta = parse_beta(beta)
     atlas = open_atlas(opts)
     manifest = export_library(atlas, prompts, out, neutral, beta, top_k, styleclip_layout)
     short = {k: v for k, v in manifest.items() if k != "prompts"}
@@ -642,7 +533,7 @@ def fallback_models(opts: dict, identity: str | None = None, encoder=None, need_
     names = dict(generator=opts["generator"], clip=opts["clip"])
     if None in names.values() and (Path(opts["atlas"]) / "atlas.h5").exists():
         atlas = open_atlas(opts)
-        names = {k: v or _recorded(atlas, k) for k, v in names.items()}
+        names = {k: v or recorded(atlas, k) for k, v in names.items()}
     names = {k: v or "demo" for k, v in names.items()}
     device = resolve_device(opts["device"])  # "auto" (the default since issue 9) -> cuda or cpu
     out = dict(names=names, generator=load_generator(names["generator"], device=device))
@@ -929,7 +820,7 @@ def _identity(name, atlas=None, opts=None):
     """--identity: a file, "demo" or "none"; unset: the demo identity with the demo generator (as fallback_models
     does for optimize), else none. Without atlas/opts (mapper train) unset means none."""
     if name is None and atlas is not None:
-        generator = opts["generator"] or _from_atlas(atlas, "generator", "--generator")
+        generator = opts["generator"] or from_atlas(atlas, "generator", "--generator")
         name = "demo" if generator == "demo" else "none"
     if name in (None, "", "none"):
         return None
@@ -1127,7 +1018,7 @@ def compare_cmd(
         out,
         neutral=neutral,
         alpha=alpha,
-        beta=beta_value(beta),
+        beta=parse_beta(beta),
         identity=_identity(identity, atlas, opts) if "optimize" in methods else None,
         optimize_options=dict(steps=optimize_steps),
         methods=methods,

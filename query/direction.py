@@ -228,3 +228,15 @@ class Direction:
             d["components"] = [dict(prompt=p, weight=w, num_c=c.num_c, beta=c.beta) for p, w, c in self.components]
             d["overlaps"] = self.overlaps
         return d
+
+
+def parse_beta(text: str):
+    """beta from text: a number in (0, 1) or "auto" (SPEC §5), else one-line error."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        beta = float(text)
+    except ValueError:
+        raise AtlasError(f"beta must be a number in (0, 1) or 'auto', got {text!r}.") from None
+    check_beta(beta)
+    return beta

@@ -46,7 +46,7 @@ def cli(ctx, atlas, port, host, generator, clip, pretrained, device, threads, as
         raise AtlasError('the web page needs uvicorn and starlette; pip install "styleatlas[web]".') from None
     import torch
 
-    from query.cli import open_atlas
+    from query.opening import open_atlas
     from serve.app import create_app
 
     if threads:

@@ -112,7 +112,7 @@ def int_value(text, what: str, default: int | None, low: int, high: int) -> int 
 
 def beta_value(text):
     """'auto' or a number in (0, 1), as the CLI's --beta."""
-    from query.cli import beta_value as parse
+    from query.direction import parse_beta as parse
 
     if text is None or str(text).strip() == "":
         return DEFAULT_BETA

@@ -136,3 +136,12 @@ def test_no_upward_import():
     """No module imports a package of a higher layer (models < index < shapes < pipeline, query < serve)."""
     found = upward_imports(import_graph())
     assert not found, "imports from a lower layer to a higher one: " + "; ".join(found)
+
+
+def test_only_entry_points_import_a_cli_module():
+    """The CLIs are thin layers on top: no library or server module imports query.cli, pipeline.cli or serve.cli
+    (the logic a CLI and the page share lives in the library, e.g. query/opening.py)."""
+    clis = {"query.cli", "pipeline.cli", "serve.cli", "models.convert"}
+    entry = clis | {"query.__main__", "pipeline.__main__", "serve.__main__"}
+    found = [f"{m} -> {t}" for m, ts in import_graph().items() if m not in entry for t in ts if t in clis]
+    assert not found, "CLI modules imported by the library: " + "; ".join(found)
