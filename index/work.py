@@ -198,8 +198,10 @@ class BuildLock:
         return False
 
 
-def missing_chunks(out_dir, stage: str, num_chunks: int) -> list[int]:
-    return [i for i in range(num_chunks) if not chunk_path(out_dir, stage, i).exists()]
+def missing_chunks(out_dir, stage: str, num_chunks: int, among=None) -> list[int]:
+    """Chunk indices of `stage` without a file, in order; `among`: only these (a worker's share)."""
+    wanted = range(num_chunks) if among is None else sorted(set(among) & set(range(num_chunks)))
+    return [i for i in wanted if not chunk_path(out_dir, stage, i).exists()]
 
 
 def progress(out_dir) -> dict[str, tuple[int, int]]:

@@ -142,7 +142,7 @@ def run(
 ) -> int:
     """Compute the given image blocks (and the exact check) that are missing; return the forward-equivalents."""
     blocks = chunk_ranges(cfg.num_images, cfg.chunk_images)
-    todo = [i for i in missing_chunks(out_dir, STAGE, num_chunks(cfg)) if i in set(chunks)]
+    todo = missing_chunks(out_dir, STAGE, num_chunks(cfg), among=chunks)
     if not todo:
         return 0
     sigma = stats["std"][flat_index(channels, layers)]  # [C]

@@ -202,8 +202,7 @@ def run(
 ) -> int:
     """Compute the given relevance chunks that are missing; return the number of images rendered."""
     ranges = chunk_ranges(len(channels), cfg.chunk_channels)
-    mine = set(chunks)
-    todo = [i for i in missing_chunks(out_dir, STAGE, len(ranges)) if i in mine]
+    todo = missing_chunks(out_dir, STAGE, len(ranges), among=chunks)
     if not todo:
         return 0
     layer_mean, layer_std = split_layers(stats["mean"], layers), split_layers(stats["std"], layers)

@@ -64,7 +64,7 @@ def compute_chunk(generator, cfg: StatsConfig, start: int, stop: int) -> tuple:
 def run(generator, cfg: StatsConfig, out_dir, chunks: list[int], show: bool) -> int:
     """Compute the given stats chunks that are missing; return the number of samples mapped."""
     ranges = chunk_ranges(cfg.num_samples, cfg.chunk_size)
-    todo = [i for i in missing_chunks(out_dir, STAGE, len(ranges)) if i in set(chunks)]
+    todo = missing_chunks(out_dir, STAGE, len(ranges), among=chunks)
     done = 0
     with bar(sum(ranges[i][1] - ranges[i][0] for i in todo), "style statistics", "sample", show) as pbar:
         for i in todo:

@@ -218,8 +218,7 @@ def run(
     from models.text import embed_phrases
 
     ranges = chunk_ranges(len(phrases), cfg.chunk_phrases)
-    mine = set(chunks)
-    todo = [i for i in missing_chunks(out_dir, STAGE, len(ranges)) if i in mine]
+    todo = missing_chunks(out_dir, STAGE, len(ranges), among=chunks)
     texts = 0
     if not neutral_path(out_dir).exists():
         t_neutral = embed_phrases(embedder, [neutral], templates, batch_size=cfg.text_batch_size)[0]  # [D]

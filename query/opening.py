@@ -8,6 +8,7 @@ fingerprint-checked against the atlas, and the file used is said on stderr.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def recorded(atlas, kind: str):
@@ -19,14 +20,12 @@ def recorded(atlas, kind: str):
 
 def from_atlas(atlas, kind: str, flag: str, default="demo"):
     """A recorded model file that must exist here (an atlas may come from another machine), else `default`."""
-    from pathlib import Path as _Path
-
     from models.errors import CheckpointError
 
     value = recorded(atlas, kind)
     if value is None:
         return default
-    if value != "demo" and (_Path(value).is_absolute() or value.endswith(".json")) and not _Path(value).is_file():
+    if value != "demo" and (Path(value).is_absolute() or value.endswith(".json")) and not Path(value).is_file():
         raise CheckpointError(
             f"atlas {atlas.data.path} was built with {kind} {value}, which is not on this machine; "
             f"pass {flag} PATH (the file it was built with)."
