@@ -37,6 +37,8 @@ def fresh_samples(gen, n: int, prompt: str, seed: int = 1000, psi: float = 0.7) 
             ws.append(w)
             if len(ws) == n:
                 break
+    if len(ws) < n:
+        raise ValueError(f"only {len(ws)} of seeds {seed}..{seed + 40 * n - 1} are valid and not {prompt!r}; need {n}")
     return torch.cat(ws), seeds
 
 

@@ -42,6 +42,8 @@ PLACE_ATTRIBUTES = ("size", "radius", "x", "y")
 MIX_GROUPS = {  # per number of mixed z: the attributes each segment of w indices decides, coarse to fine
     2: (("shape", *PLACE_ATTRIBUTES), FINE_ATTRIBUTES),
     3: (PLACE_ATTRIBUTES, ("shape",), FINE_ATTRIBUTES),
+    4: (PLACE_ATTRIBUTES, ("shape",), ("colour", "rgb"), ("background", "brightness")),
+    5: (("x", "y"), ("size", "radius"), ("shape",), ("colour", "rgb"), ("background", "brightness")),
 }
 Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 
@@ -63,6 +65,11 @@ class GeneratorTrainConfig:
     mixing_share: float = 0.5  # stage 5: share of each batch drawn as a mix of two z
     mixing_splits: str = "5"  # stage 5: w indices where a mix switches z ("5": w5-w7 colour and background)
     affine_l1: float = 0.0  # stage 5: weight of the L1 penalty on the style affines (see affine_l1)
+    style_sparsity: float = 0.0  # stage 5: weight of the per-layer sparsity of channel activity (style_sparsity)
+    sparsity_layers: str = ""  # stage 5: the style layers style_sparsity counts ("3,8,9"; "": every conv layer)
+    rgb_spread: float = 0.0  # stage 5: weight of the toRGB styles' spread (rgb_spread): colour through the convs
+    perturb_share: float = 0.0  # stage 5: share of each batch with one conv channel pushed far (perturb_styles)
+    perturb_sigmas: float = 5.0  # stage 5: the farthest push, in the channel's standard deviations
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
@@ -187,8 +194,8 @@ def _batch(cfg: GeneratorTrainConfig, stage: int, step: int, n: int):
 def mixing_splits(cfg: GeneratorTrainConfig) -> list[int]:
     """The w indices at which a style mix switches to the next z (cfg.mixing_splits, e.g. "5" or "3,5")."""
     splits = [int(v) for v in cfg.mixing_splits.split(",")]
-    if len(splits) not in (1, 2) or splits != sorted(set(splits)) or not 0 < splits[0] <= splits[-1] < 8:
-        raise ValueError(f"mixing_splits must be one or two increasing w indices in 1..7, got {cfg.mixing_splits!r}")
+    if not 1 <= len(splits) <= 4 or splits != sorted(set(splits)) or not 0 < splits[0] <= splits[-1] < 8:
+        raise ValueError(f"mixing_splits must be 1 to 4 increasing w indices in 1..7, got {cfg.mixing_splits!r}")
     return splits
 
 
@@ -229,6 +236,75 @@ def affine_l1(gen: StyleGAN2Generator) -> torch.Tensor:
     """Mean |weight| of the style affines (w -> s, as applied): small when each channel reads few w directions."""
     weights = [m.modulation.weight * m.modulation.scale for m, *_ in gen._style_layers]
     return torch.cat([wt.abs().flatten() for wt in weights]).mean()
+
+
+def style_sparsity(gen: StyleGAN2Generator, styles: list[torch.Tensor], layers: str = "") -> torch.Tensor:
+    """Mean over the conv layers (or the style layers listed in `layers`, "3,8,9") of L1 / (L2 sqrt(C)) of the
+    per-channel std of the styles over the batch: in (0, 1], smallest when few channels of a layer vary.
+    Scale-free, as demodulation is: a penalty on the plain L1 could be met by shrinking every style of a
+    layer together, which the convolution does not see."""
+    keep = [int(v) for v in layers.split(",")] if layers else None
+    out = []
+    for i, s in enumerate(styles):
+        if i in gen.rgb_layers if keep is None else i not in keep:
+            continue
+        spread = s.std(0)  # [C]
+        out.append(spread.sum() / (spread.norm() * math.sqrt(len(spread)) + 1e-8))
+    return torch.stack(out).mean()
+
+
+def rgb_spread(gen: StyleGAN2Generator, styles: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over the toRGB layers of mean std / mean |style| over the batch: 0 when those styles are the same for
+    every sample. A toRGB layer scales its features without demodulation, the easiest place for a network to
+    set a colour or a brightness, but StyleSpace's conv channels (the atlas's) do not include it."""
+    return torch.stack([styles[i].std(0).mean() / (styles[i].abs().mean() + 1e-8) for i in gen.rgb_layers]).mean()
+
+
+def style_stats(gen: StyleGAN2Generator, n: int = 2000, psi: float = 0.7, seed: int = 0):
+    """Per style layer, the mean and std [C] of its styles over n psi-truncated samples (the probe's statistics)."""
+    with torch.no_grad():
+        z = torch.randn(n, gen.z_dim, generator=torch.Generator().manual_seed(seed))
+        styles = gen.styles(gen.truncate(gen.mapping(z), psi))
+    return [s.mean(0) for s in styles], [s.std(0) for s in styles]
+
+
+def perturb_styles(gen, styles, stats, rows: np.ndarray, rng: np.random.Generator, sigmas: float) -> list:
+    """The styles with, in each of `rows`, one conv channel set to mu +- k sigma, k ~ U(1, sigmas): a random conv
+    layer, and in it a channel drawn in proportion to its sigma (the channels that carry the most are the ones a
+    +-5 sigma probe pushes farthest out of what training saw)."""
+    conv = [i for i in range(len(styles)) if i not in gen.rgb_layers]
+    out = list(styles)
+    for row in rows:
+        layer = conv[rng.integers(len(conv))]
+        weights = stats[1][layer].double().clamp(min=0).numpy()
+        channel = int(rng.choice(len(weights), p=weights / weights.sum()))
+        if out[layer] is styles[layer]:
+            out[layer] = styles[layer].clone()
+        mu, sigma = stats[0][layer][channel], stats[1][layer][channel]
+        out[layer][row, channel] = mu + rng.choice((-1.0, 1.0)) * rng.uniform(1.0, sigmas) * sigma
+    return out
+
+
+def clean_target(images: torch.Tensor) -> torch.Tensor:
+    """The world image nearest to what each image shows, per the pixel classifier: its shape at its size and
+    place, in its nearest named colour, on its background's grey clipped into the dark or light range. The
+    target of a pushed channel: whatever a far edit shows, it should still be one clean shape."""
+    from shapes.classifier import classify
+
+    c = classify(images)
+    light = c["background"].astype(bool)
+    dark_lo, dark_hi = world.BRIGHTNESS_RANGE[0]
+    light_lo, light_hi = world.BRIGHTNESS_RANGE[1]
+    grey = np.where(light, c["grey"].clip(light_lo, light_hi), c["grey"].clip(dark_lo, dark_hi))
+    attrs = dict(
+        shape=c["shape"],
+        rgb=world.COLOUR_RGB[c["colour"]],
+        brightness=grey.astype(np.float32),
+        radius=c["radius"].clip(world.RADIUS_RANGE[0][0], world.RADIUS_RANGE[1][1]).astype(np.float32),
+        x=c["x"].astype(np.float32),
+        y=c["y"].astype(np.float32),
+    )
+    return world.render(attrs)
 
 
 def mapping_loss(
@@ -322,6 +398,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         stage = len(stages) - 1
         print(f"stage {stages[stage][0]} from {cfg.init}", flush=True)
     t0, cpu0 = time.time(), time.process_time()
+    stats = None  # stage 5's style statistics for perturb_styles, refreshed with mean_w
     while stage < len(stages):
         name, steps = stages[stage]
         # the mapping's stored weights need a larger lr than the synthesis (lr_mul 0.01), also when joint
@@ -357,10 +434,24 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                 if step % MEAN_W_EVERY == 0 and step:
                     gen.update_mean_w(n=10_000, seed=cfg.seed)
                 ws, target = mixed_batch(gen, cfg, stage, step)
-                fake = gen.synthesize(gen.styles(ws), noise_mode="const")
+                styles = gen.styles(ws)
+                if cfg.perturb_share:
+                    if step % MEAN_W_EVERY == 0 or stats is None:
+                        stats = style_stats(gen, seed=cfg.seed)
+                    prng = np.random.default_rng([cfg.seed, stage, step, 7])
+                    rows = np.flatnonzero(prng.random(len(ws)) < cfg.perturb_share)
+                    styles = perturb_styles(gen, styles, stats, rows, prng, cfg.perturb_sigmas)
+                fake = gen.synthesize(styles, noise_mode="const")
+                if cfg.perturb_share and len(rows):
+                    target = target.clone()
+                    target[rows] = clean_target(fake[rows].detach())
                 loss = pixel_loss(fake, target, region_weight=cfg.region_weight)
                 if cfg.affine_l1:
                     loss = loss + cfg.affine_l1 * affine_l1(gen)
+                if cfg.style_sparsity:
+                    loss = loss + cfg.style_sparsity * style_sparsity(gen, styles, cfg.sparsity_layers)
+                if cfg.rgb_spread:
+                    loss = loss + cfg.rgb_spread * rgb_spread(gen, styles)
             else:  # joint, refine: end to end from z; refine's truncation centre follows the mapping
                 if name == "refine" and step % MEAN_W_EVERY == 0 and step:
                     gen.update_mean_w(n=10_000, seed=cfg.seed)

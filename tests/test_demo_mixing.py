@@ -34,10 +34,36 @@ def test_a_three_way_mix_takes_the_shape_from_the_middle_z():
     assert (mix["shape"] == sources[1]["shape"]).all() and (mix["colour"] == sources[2]["colour"]).all()
 
 
+def test_a_five_way_mix_takes_each_attribute_from_its_own_z():
+    sources = [tg.attributes_from_z(_z(64, s)) for s in range(5)]
+    mix = tg.mix_attributes(sources, np.ones(64, bool))
+    read = classify(world.render(mix))
+    assert np.allclose(mix["x"], sources[0]["x"]) and np.allclose(mix["y"], sources[0]["y"])
+    for key, k in (("size", 1), ("shape", 2), ("colour", 3), ("background", 4)):
+        assert (read[key] == sources[k][key]).all(), key
+    assert np.allclose(mix["radius"], sources[1]["radius"]) and np.allclose(mix["brightness"], sources[4]["brightness"])
+
+
+def test_style_sparsity_is_scale_free_and_smallest_when_few_channels_vary():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    g = torch.Generator().manual_seed(0)
+    conv = [i for i in range(len(gen.style_dims)) if i not in gen.rgb_layers]
+    spread = [torch.randn(64, c, generator=g) for c in gen.style_dims]
+    few = [s.clone() for s in spread]
+    for i in conv:
+        few[i][:, 2:] = 1.0  # only two channels vary
+    dense, sparse = tg.style_sparsity(gen, spread), tg.style_sparsity(gen, few)
+    assert 0 < sparse < 0.3 < 0.7 < dense <= 1
+    assert torch.isclose(tg.style_sparsity(gen, [3 * s for s in spread]), dense)  # a layer-wide scale is free
+    rgb = [s.clone() for s in spread]
+    rgb[gen.rgb_layers[0]][:, 1:] = 0.0  # toRGB layers are not counted
+    assert torch.isclose(tg.style_sparsity(gen, rgb), dense)
+
+
 def test_mixed_batch_switches_w_at_the_splits_only_in_mixed_samples():
     gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
     gen.update_mean_w(n=500)
-    for splits in ("5", "3,5"):
+    for splits in ("5", "3,5", "2,3,5,6"):
         for share, expect in ((0.0, False), (1.0, True)):
             cfg = tg.GeneratorTrainConfig(batch_size=6, mixing_share=share, mixing_splits=splits)
             ws, target = tg.mixed_batch(gen, cfg, stage=4, step=0)
@@ -74,6 +100,10 @@ def test_stage_5_starts_from_a_trained_generator(tmp_path):
         work_dir=str(tmp_path / "w"),
         out=str(tmp_path / "out.pt"),
         affine_l1=0.1,
+        style_sparsity=0.1,
+        rgb_spread=0.1,
+        perturb_share=0.5,
+        mixing_splits="2,3,5,6",
     )
     trained = tg.train(cfg)
     before, after = start.state_dict(), trained.state_dict()
@@ -139,3 +169,40 @@ def test_channel_figure_moves_only_the_chosen_channel():
     assert (strips[0] - strips[4]).abs().max() > 1e-3  # -alpha and +alpha differ
     picture = figure(gen, {"colour": (0, 1)}, {"colour": True}, alpha=5.0, seed=1, columns=5)
     assert picture.size[1] == 20 + 68 + 4 and picture.mode == "RGB"
+
+
+def test_clean_target_redraws_what_the_classifier_reads_and_is_always_a_clean_shape():
+    images, attrs = world.sample(32, np.random.default_rng(5))
+    noisy = images + 0.15 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+    target = tg.clean_target(noisy)
+    read, truth = classify(target), classify(images)
+    assert read["valid"].all()
+    for key in ("shape", "colour", "background"):
+        assert (read[key] == truth[key]).mean() >= 0.9, key
+    assert (target - images).abs().mean() < (noisy - images).abs().mean() / 3
+
+
+def test_perturb_styles_moves_one_conv_channel_per_row_within_the_bound():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    gen.update_mean_w(n=500)
+    mu, sigma = tg.style_stats(gen, n=300)
+    with torch.no_grad():
+        styles = gen.styles(gen.truncate(gen.mapping(torch.randn(6, 64)), 0.7))
+        moved = tg.perturb_styles(gen, styles, (mu, sigma), np.array([1, 4]), np.random.default_rng(0), 5.0)
+    changed = [
+        (l, r, c) for l, (a, b) in enumerate(zip(styles, moved)) for r, c in zip(*torch.nonzero(a != b).T.tolist())
+    ]
+    assert sorted(r for _, r, _ in changed) == [1, 4]
+    for l, r, c in changed:
+        assert l not in gen.rgb_layers
+        k = (moved[l][r, c] - mu[l][c]).abs() / sigma[l][c]
+        assert 1.0 - 1e-4 <= k <= 5.0 + 1e-4
+
+
+def test_fresh_samples_says_so_when_the_generator_draws_too_few_clean_shapes():
+    from shapes.judge import fresh_samples
+
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)  # untrained: noise, never a clean shape
+    gen.update_mean_w(n=200)
+    with pytest.raises(ValueError, match=r"only 0 of seeds 5\.\.44 are valid and not 'circle'; need 1"):
+        fresh_samples(gen, 1, "circle", seed=5)
