@@ -183,6 +183,9 @@ def print_family_tables(r: dict) -> None:
         "| size kept | background kept | position kept | valid after |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for a, e in f["edits"].items():
+        if "error" in e:
+            print(f"| {a} | {e['prompt']} | not measured: {e['error']} |" + " |" * 8)
+            continue
         change = next((pct(e[k]) for k in ("grew", "lightened", "redder", "moved_left") if k in e), "-")
         kept = " | ".join(pct(e[f"kept_{o}"]) if f"kept_{o}" in e else "-" for o in EDIT_ATTRIBUTES)
         print(

@@ -107,7 +107,11 @@ def family_edits(atlas, n: int = 32, alpha: float = 4.0, beta="auto", seed: int 
         if family == "position":
             ws = position_samples(gen, n, seed)
         else:
-            ws, _ = fresh_samples(gen, n, prompt, seed)
+            try:
+                ws, _ = fresh_samples(gen, n, prompt, seed)
+            except ValueError as e:  # a generator that (almost) never draws anything else: nothing to edit
+                out[family] = dict(prompt=prompt, error=str(e))
+                continue
         ws = ws[:, None].expand(-1, gen.num_ws, -1)  # [n, num_ws, w_dim]
         d = atlas.direction(prompt, beta=beta)
         judged = judge_family_edit(classify(atlas.render(ws)), classify(atlas.edit(ws, d, alpha)), family)

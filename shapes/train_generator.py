@@ -11,7 +11,8 @@ loss is a pixel loss (`pixel_loss`). Five stages (see `train`): synthesis + a li
 then the mapping network regressing the encoder's w, then everything end to end from z with truncation
 (joint, then refine), then, off unless --mixing-steps > 0 (the shipped generator did not run it), style
 mixing with attribute-aware targets (`mixed_batch`): the coarse layers' w decides shape, size and position,
-the fine ones' colour and background (issue 17; its measurements are in models/demo/MODEL_CARD.md).
+the fine ones' colour and background, with up to five segments, and optional penalties and far channel
+pushes (`style_sparsity`, `rgb_spread`, `perturb_styles`; issue 17; its runs are in models/demo/MODEL_CARD.md).
 
     python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 3,5 \
         --out out/g.pt --work-dir out/g              # stage 5 alone, from the shipped generator (not shipped)
@@ -70,6 +71,7 @@ class GeneratorTrainConfig:
     rgb_spread: float = 0.0  # stage 5: weight of the toRGB styles' spread (rgb_spread): colour through the convs
     perturb_share: float = 0.0  # stage 5: share of each batch with one conv channel pushed far (perturb_styles)
     perturb_sigmas: float = 5.0  # stage 5: the farthest push, in the channel's standard deviations
+    perturb_draw: str = "uniform"  # stage 5: which channel a push takes: "uniform", or "sigma" (in proportion)
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
@@ -268,16 +270,23 @@ def style_stats(gen: StyleGAN2Generator, n: int = 2000, psi: float = 0.7, seed: 
     return [s.mean(0) for s in styles], [s.std(0) for s in styles]
 
 
-def perturb_styles(gen, styles, stats, rows: np.ndarray, rng: np.random.Generator, sigmas: float) -> list:
+def perturb_styles(
+    gen, styles, stats, rows: np.ndarray, rng: np.random.Generator, sigmas: float, draw: str = "uniform"
+) -> list:
     """The styles with, in each of `rows`, one conv channel set to mu +- k sigma, k ~ U(1, sigmas): a random conv
-    layer, and in it a channel drawn in proportion to its sigma (the channels that carry the most are the ones a
-    +-5 sigma probe pushes farthest out of what training saw)."""
+    layer, and in it a channel drawn uniformly, or with draw="sigma" in proportion to its sigma (the channels
+    that carry the most are the ones a +-5 sigma probe pushes farthest out of what training saw)."""
+    if draw not in ("uniform", "sigma"):
+        raise ValueError(f"perturb_draw must be uniform or sigma, got {draw!r}")
     conv = [i for i in range(len(styles)) if i not in gen.rgb_layers]
     out = list(styles)
     for row in rows:
         layer = conv[rng.integers(len(conv))]
-        weights = stats[1][layer].double().clamp(min=0).numpy()
-        channel = int(rng.choice(len(weights), p=weights / weights.sum()))
+        if draw == "uniform":
+            channel = int(rng.integers(styles[layer].shape[1]))
+        else:
+            weights = stats[1][layer].double().clamp(min=0).numpy()
+            channel = int(rng.choice(len(weights), p=weights / weights.sum()))
         if out[layer] is styles[layer]:
             out[layer] = styles[layer].clone()
         mu, sigma = stats[0][layer][channel], stats[1][layer][channel]
@@ -440,7 +449,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                         stats = style_stats(gen, seed=cfg.seed)
                     prng = np.random.default_rng([cfg.seed, stage, step, 7])
                     rows = np.flatnonzero(prng.random(len(ws)) < cfg.perturb_share)
-                    styles = perturb_styles(gen, styles, stats, rows, prng, cfg.perturb_sigmas)
+                    styles = perturb_styles(gen, styles, stats, rows, prng, cfg.perturb_sigmas, cfg.perturb_draw)
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):
                     target = target.clone()

@@ -188,7 +188,14 @@ def test_perturb_styles_moves_one_conv_channel_per_row_within_the_bound():
     mu, sigma = tg.style_stats(gen, n=300)
     with torch.no_grad():
         styles = gen.styles(gen.truncate(gen.mapping(torch.randn(6, 64)), 0.7))
-        moved = tg.perturb_styles(gen, styles, (mu, sigma), np.array([1, 4]), np.random.default_rng(0), 5.0)
+        for draw in ("uniform", "sigma"):
+            moved = tg.perturb_styles(gen, styles, (mu, sigma), np.array([1, 4]), np.random.default_rng(0), 5.0, draw)
+            _check_one_push_per_row(gen, styles, moved, mu, sigma)
+    with pytest.raises(ValueError, match="perturb_draw"):
+        tg.perturb_styles(gen, styles, (mu, sigma), np.array([1]), np.random.default_rng(0), 5.0, "largest")
+
+
+def _check_one_push_per_row(gen, styles, moved, mu, sigma):
     changed = [
         (l, r, c) for l, (a, b) in enumerate(zip(styles, moved)) for r, c in zip(*torch.nonzero(a != b).T.tolist())
     ]
