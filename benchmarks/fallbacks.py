@@ -141,6 +141,7 @@ def main():
     ap.add_argument("--generator", default="demo", help="generator for --acceptance (a generator.pt path or demo)")
     ap.add_argument("--invert-pools", default="2", help="seeds of the 16 samples inverted by --acceptance ('' = none)")
     ap.add_argument("--only-acceptance", action="store_true", help="skip the timing table")
+    ap.add_argument("--id-lambda", type=float, default=None, help="--acceptance with this id_lambda (default 0.005)")
     ap.add_argument("--skip-256", action="store_true", help="only the shapes world")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -178,8 +179,10 @@ def main():
 
 
 def run_acceptance(args):
+    kw = {} if args.id_lambda is None else dict(id_lambda=args.id_lambda)
+    settings = "default settings" if not kw else f"default settings but id_lambda {args.id_lambda}"
     print(
-        f"\nShapes world ({args.generator}), default settings + demo identity, 12 valid samples per edit "
+        f"\nShapes world ({args.generator}), {settings} + demo identity, 12 valid samples per edit "
         "(shapes.judge.pool_samples), pixel classifier:"
     )
     print(ACCEPTANCE_HEADER, flush=True)
@@ -188,6 +191,7 @@ def run_acceptance(args):
         [int(t) for t in args.acceptance_threads.split(",")],
         args.generator,
         [int(s) for s in args.invert_pools.split(",") if s.strip()],
+        **kw,
     )
     print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 

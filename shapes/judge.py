@@ -44,15 +44,20 @@ def fresh_samples(gen, n: int, prompt: str, seed: int = 1000, psi: float = 0.7) 
 
 @torch.no_grad()
 def pool_samples(gen, n: int, prompt: str, seed: int, psi: float = 0.7) -> tuple[torch.Tensor, dict]:
-    """The first n of gen.sample_ws(8 n, seed, psi) whose image is valid and lacks what `prompt` asks, and their
-    classifier readings: W [n, w_dim] and a dict of [n] arrays. The sample pools of the fallback acceptance
+    """Pool `seed`: the first n of the 8 n latent seeds 8 n seed .. 8 n (seed + 1) - 1 (gen.sample_ws, one z per
+    seed) whose image is valid and lacks what `prompt` asks, and their classifier readings: W [n, w_dim] and a
+    dict of [n] arrays. Pools of one n never share a sample. The sample pools of the fallback acceptance
     (tests/test_fallbacks_shapes.py, benchmarks/fallbacks.py); one place to change if seeds map to latents anew."""
     attr, value = TARGETS[prompt]
-    ws = gen.sample_ws(8 * n, seed=seed, psi=psi)  # [8n, w_dim]
+    first = 8 * n * seed
+    ws = gen.sample_ws(8 * n, seed=first, psi=psi)  # [8n, w_dim]
     c = classify(gen.synthesize(gen.styles(ws)))
     ok = np.flatnonzero(c["valid"] & (c[attr] != value))[:n]
     if len(ok) < n:
-        raise ValueError(f"only {len(ok)} of {8 * n} samples (seed {seed}) are valid and not {prompt!r}; need {n}")
+        raise ValueError(
+            f"only {len(ok)} of latent seeds {first}..{first + 8 * n - 1} (pool {seed}) are valid and not "
+            f"{prompt!r}; need {n}"
+        )
     return ws[torch.as_tensor(ok)], {k: v[ok] for k, v in c.items()}
 
 
