@@ -72,6 +72,7 @@ class GeneratorTrainConfig:
     perturb_share: float = 0.0  # stage 5: share of each batch with one conv channel pushed far (perturb_styles)
     perturb_sigmas: float = 5.0  # stage 5: the farthest push, in the channel's standard deviations
     perturb_draw: str = "uniform"  # stage 5: which channel a push takes: "uniform", or "sigma" (in proportion)
+    perturb_target: str = "clean"  # stage 5: a push's target: "clean" (clean_target) or "group" (group_target)
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
@@ -201,13 +202,14 @@ def mixing_splits(cfg: GeneratorTrainConfig) -> list[int]:
     return splits
 
 
-def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, step: int):
+def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, step: int, with_attrs: bool = False):
     """(ws [n, num_ws, w_dim], target images) of one style-mixing batch: in a mixing_share of the samples,
     each segment of w indices between mixing_splits takes the w of its own z, and the target takes from each z
     the attributes of its segment (MIX_GROUPS; the world renderer draws the mix); the rest are plain samples.
 
     Attribute-aware targets make the coarse layers the only ones that can say where and how large the shape
-    is (and what it is), and the fine ones (32 px) the only ones that can colour it and its background."""
+    is (and what it is), and the fine ones (32 px) the only ones that can colour it and its background.
+    with_attrs: also return the attributes the target draws."""
     n, splits = cfg.batch_size, mixing_splits(cfg)
     k = len(splits) + 1
     rng = np.random.default_rng([cfg.seed, stage, step])
@@ -221,7 +223,7 @@ def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, 
     for split in splits:
         source[torch.from_numpy(mixed), split:] += 1
     ws = w.permute(1, 0, 2).gather(1, source[..., None].expand(-1, -1, w.shape[-1]))  # [n, num_ws, w_dim]
-    return ws, world.render(attrs)
+    return (ws, world.render(attrs), attrs) if with_attrs else (ws, world.render(attrs))
 
 
 def mix_attributes(sources: list[dict], mixed: np.ndarray) -> dict:
@@ -272,16 +274,18 @@ def style_stats(gen: StyleGAN2Generator, n: int = 2000, psi: float = 0.7, seed: 
 
 def perturb_styles(
     gen, styles, stats, rows: np.ndarray, rng: np.random.Generator, sigmas: float, draw: str = "uniform"
-) -> list:
-    """The styles with, in each of `rows`, one conv channel set to mu +- k sigma, k ~ U(1, sigmas): a random conv
-    layer, and in it a channel drawn uniformly, or with draw="sigma" in proportion to its sigma (the channels
-    that carry the most are the ones a +-5 sigma probe pushes farthest out of what training saw)."""
+) -> tuple[list, list[int]]:
+    """(the styles with, in each of `rows`, one conv channel set to mu +- k sigma, k ~ U(1, sigmas), and the
+    style layer pushed in each row): a random conv layer, and in it a channel drawn uniformly, or with
+    draw="sigma" in proportion to its sigma (the channels that carry the most are the ones a +-5 sigma probe
+    pushes farthest out of what training saw)."""
     if draw not in ("uniform", "sigma"):
         raise ValueError(f"perturb_draw must be uniform or sigma, got {draw!r}")
     conv = [i for i in range(len(styles)) if i not in gen.rgb_layers]
-    out = list(styles)
+    out, layers = list(styles), []
     for row in rows:
         layer = conv[rng.integers(len(conv))]
+        layers.append(layer)
         if draw == "uniform":
             channel = int(rng.integers(styles[layer].shape[1]))
         else:
@@ -291,13 +295,33 @@ def perturb_styles(
             out[layer] = styles[layer].clone()
         mu, sigma = stats[0][layer][channel], stats[1][layer][channel]
         out[layer][row, channel] = mu + rng.choice((-1.0, 1.0)) * rng.uniform(1.0, sigmas) * sigma
-    return out
+    return out, layers
 
 
 def clean_target(images: torch.Tensor) -> torch.Tensor:
     """The world image nearest to what each image shows, per the pixel classifier: its shape at its size and
     place, in its nearest named colour, on its background's grey clipped into the dark or light range. The
     target of a pushed channel: whatever a far edit shows, it should still be one clean shape."""
+    return world.render(clean_attributes(images))
+
+
+def group_target(gen, splits: list[int], attrs: dict, rows: np.ndarray, layers: list[int], images) -> torch.Tensor:
+    """Targets [len(rows), 3, R, R] for pushed rows: the row's own attributes (attrs, as its target drew them),
+    except the group that the pushed layer's w segment decides in style mixing (MIX_GROUPS), which comes from
+    what the image shows (clean_attributes). A far push in a colour layer may recolour the shape but not move
+    or reshape it; in a coarse layer it may reshape or move it but not recolour it."""
+    read = clean_attributes(images)
+    groups = MIX_GROUPS[len(splits) + 1]
+    out = {k: np.array(v[rows]) for k, v in attrs.items()}
+    for i, layer in enumerate(layers):
+        segment = sum(gen._style_layers[layer][3] >= cut for cut in splits)
+        for key in groups[segment]:
+            out[key][i] = read[key][i]
+    return world.render(out)
+
+
+def clean_attributes(images: torch.Tensor) -> dict:
+    """The attributes of clean_target: the classifier's reading, snapped into the world's ranges."""
     from shapes.classifier import classify
 
     c = classify(images)
@@ -305,15 +329,17 @@ def clean_target(images: torch.Tensor) -> torch.Tensor:
     dark_lo, dark_hi = world.BRIGHTNESS_RANGE[0]
     light_lo, light_hi = world.BRIGHTNESS_RANGE[1]
     grey = np.where(light, c["grey"].clip(light_lo, light_hi), c["grey"].clip(dark_lo, dark_hi))
-    attrs = dict(
+    return dict(
         shape=c["shape"],
+        colour=c["colour"],
         rgb=world.COLOUR_RGB[c["colour"]],
-        brightness=grey.astype(np.float32),
+        size=c["size"],
         radius=c["radius"].clip(world.RADIUS_RANGE[0][0], world.RADIUS_RANGE[1][1]).astype(np.float32),
+        background=c["background"],
+        brightness=grey.astype(np.float32),
         x=c["x"].astype(np.float32),
         y=c["y"].astype(np.float32),
     )
-    return world.render(attrs)
 
 
 def mapping_loss(
@@ -375,6 +401,8 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled.
     Stage 4: stage 3 again, warm restart, truncation centre tracking the mapping. Stage 5: as 4 with half of
     each batch style-mixed (`mixed_batch`); with cfg.init and no checkpoint, stage 5 alone from that generator."""
+    if cfg.perturb_target not in ("clean", "group"):
+        raise ValueError(f"perturb_target must be clean or group, got {cfg.perturb_target!r}")
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     gen = StyleGAN2Generator(**ARCHITECTURE, seed=cfg.seed)
@@ -442,18 +470,23 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             elif name == "mixing":  # end to end, half the batch mixed; the truncation centre follows the mapping
                 if step % MEAN_W_EVERY == 0 and step:
                     gen.update_mean_w(n=10_000, seed=cfg.seed)
-                ws, target = mixed_batch(gen, cfg, stage, step)
+                ws, target, attrs = mixed_batch(gen, cfg, stage, step, with_attrs=True)
                 styles = gen.styles(ws)
                 if cfg.perturb_share:
                     if step % MEAN_W_EVERY == 0 or stats is None:
                         stats = style_stats(gen, seed=cfg.seed)
                     prng = np.random.default_rng([cfg.seed, stage, step, 7])
                     rows = np.flatnonzero(prng.random(len(ws)) < cfg.perturb_share)
-                    styles = perturb_styles(gen, styles, stats, rows, prng, cfg.perturb_sigmas, cfg.perturb_draw)
+                    styles, pushed = perturb_styles(
+                        gen, styles, stats, rows, prng, cfg.perturb_sigmas, cfg.perturb_draw
+                    )
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):
                     target = target.clone()
-                    target[rows] = clean_target(fake[rows].detach())
+                    if cfg.perturb_target == "group":
+                        target[rows] = group_target(gen, mixing_splits(cfg), attrs, rows, pushed, fake[rows].detach())
+                    else:
+                        target[rows] = clean_target(fake[rows].detach())
                 loss = pixel_loss(fake, target, region_weight=cfg.region_weight)
                 if cfg.affine_l1:
                     loss = loss + cfg.affine_l1 * affine_l1(gen)

@@ -103,6 +103,7 @@ def test_stage_5_starts_from_a_trained_generator(tmp_path):
         style_sparsity=0.1,
         rgb_spread=0.1,
         perturb_share=0.5,
+        perturb_target="group",
         mixing_splits="2,3,5,6",
     )
     trained = tg.train(cfg)
@@ -189,8 +190,10 @@ def test_perturb_styles_moves_one_conv_channel_per_row_within_the_bound():
     with torch.no_grad():
         styles = gen.styles(gen.truncate(gen.mapping(torch.randn(6, 64)), 0.7))
         for draw in ("uniform", "sigma"):
-            moved = tg.perturb_styles(gen, styles, (mu, sigma), np.array([1, 4]), np.random.default_rng(0), 5.0, draw)
-            _check_one_push_per_row(gen, styles, moved, mu, sigma)
+            moved, layers = tg.perturb_styles(
+                gen, styles, (mu, sigma), np.array([1, 4]), np.random.default_rng(0), 5.0, draw
+            )
+            assert [l for l, _, _ in _check_one_push_per_row(gen, styles, moved, mu, sigma)] == layers
     with pytest.raises(ValueError, match="perturb_draw"):
         tg.perturb_styles(gen, styles, (mu, sigma), np.array([1]), np.random.default_rng(0), 5.0, "largest")
 
@@ -204,6 +207,7 @@ def _check_one_push_per_row(gen, styles, moved, mu, sigma):
         assert l not in gen.rgb_layers
         k = (moved[l][r, c] - mu[l][c]).abs() / sigma[l][c]
         assert 1.0 - 1e-4 <= k <= 5.0 + 1e-4
+    return sorted(changed, key=lambda t: t[1])
 
 
 def test_fresh_samples_says_so_when_the_generator_draws_too_few_clean_shapes():
@@ -213,3 +217,21 @@ def test_fresh_samples_says_so_when_the_generator_draws_too_few_clean_shapes():
     gen.update_mean_w(n=200)
     with pytest.raises(ValueError, match=r"only 0 of seeds 5\.\.44 are valid and not 'circle'; need 1"):
         fresh_samples(gen, 1, "circle", seed=5)
+
+
+def test_group_target_takes_only_the_pushed_segments_attributes_from_the_image():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    own = tg.attributes_from_z(_z(2, 0))
+    shows = tg.attributes_from_z(_z(2, 1))
+    shows["shape"] = (own["shape"] + 1) % 4  # what the pushed images show differs in every attribute
+    shows["colour"] = (own["colour"] + 1) % 6
+    shows["rgb"] = world.COLOUR_RGB[shows["colour"]]
+    images = world.render(shows)
+    splits = [3, 5]  # segments: w0-2 size and place, w3-4 shape, w5-7 colour and background
+    fine = next(i for i, (_, kind, _, wi) in enumerate(gen._style_layers) if kind == "conv" and wi >= 5)
+    shape = next(i for i, (_, kind, _, wi) in enumerate(gen._style_layers) if kind == "conv" and 3 <= wi < 5)
+    read = classify(tg.group_target(gen, splits, own, np.array([0, 1]), [fine, shape], images))
+    assert read["colour"][0] == shows["colour"][0] and read["shape"][0] == own["shape"][0]  # recoloured only
+    assert read["shape"][1] == shows["shape"][1] and read["colour"][1] == own["colour"][1]  # reshaped only
+    with pytest.raises(ValueError, match="perturb_target"):
+        tg.train(tg.GeneratorTrainConfig(perturb_target="nearest"))
