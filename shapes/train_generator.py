@@ -313,8 +313,9 @@ def group_target(gen, splits: list[int], attrs: dict, rows: np.ndarray, layers: 
     read = clean_attributes(images)
     groups = MIX_GROUPS[len(splits) + 1]
     out = {k: np.array(v[rows]) for k, v in attrs.items()}
+    w_index = [record["w_index"] for record in gen.style_layers]
     for i, layer in enumerate(layers):
-        segment = sum(gen._style_layers[layer][3] >= cut for cut in splits)
+        segment = sum(w_index[layer] >= cut for cut in splits)
         for key in groups[segment]:
             out[key][i] = read[key][i]
     return world.render(out)

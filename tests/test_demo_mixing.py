@@ -228,8 +228,9 @@ def test_group_target_takes_only_the_pushed_segments_attributes_from_the_image()
     shows["rgb"] = world.COLOUR_RGB[shows["colour"]]
     images = world.render(shows)
     splits = [3, 5]  # segments: w0-2 size and place, w3-4 shape, w5-7 colour and background
-    fine = next(i for i, (_, kind, _, wi) in enumerate(gen._style_layers) if kind == "conv" and wi >= 5)
-    shape = next(i for i, (_, kind, _, wi) in enumerate(gen._style_layers) if kind == "conv" and 3 <= wi < 5)
+    conv = [r for r in gen.style_layers if r["kind"] == "conv"]
+    fine = next(r["index"] for r in conv if r["w_index"] >= 5)
+    shape = next(r["index"] for r in conv if 3 <= r["w_index"] < 5)
     read = classify(tg.group_target(gen, splits, own, np.array([0, 1]), [fine, shape], images))
     assert read["colour"][0] == shows["colour"][0] and read["shape"][0] == own["shape"][0]  # recoloured only
     assert read["shape"][1] == shows["shape"][1] and read["colour"][1] == own["colour"][1]  # reshaped only
