@@ -270,3 +270,19 @@ def test_code_hidden_in_storage_bytes_is_refused_and_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match="other than tensor data") as err:
         load_generator(path)
     assert "\n" not in str(err.value) and not marker.exists()
+
+
+def test_an_int_and_a_float_clamp_are_one_generator(tmp_path):
+    # an ADA pickle stores conv_clamp 256 as an int; a checkpoint written elsewhere may say 256.0
+    net = make_net(res=16, map_layers=2, conv_clamp=256, num_fp16_res=1)
+    ckpt, _ = read_nvidia_checkpoint(write_snapshot(tmp_path, net))
+    fingerprints = []
+    for clamp in (256, 256.0):
+        path = tmp_path / f"clamp_{clamp!r}.pt"
+        torch.save({**ckpt, "conv_clamp": clamp}, path)
+        gen = load_generator(path)
+        assert gen.conv_clamp == 256.0 and isinstance(gen.conv_clamp, float)
+        fingerprints.append(gen.fingerprint())
+    assert fingerprints[0] == fingerprints[1]
+    torch.save({**ckpt, "conv_clamp": 1.5}, tmp_path / "other.pt")
+    assert load_generator(tmp_path / "other.pt").fingerprint() != fingerprints[0]
