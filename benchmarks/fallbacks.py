@@ -84,13 +84,35 @@ def edit_pool(gen, clip, ident, prompt: str, seed: int, threads: int, n: int = 1
         torch.set_num_threads(old)
     with torch.no_grad():
         after = classify(gen.synthesize(gen.styles(edited)))
+    per_sample = dict(
+        reached=after[attr] == value,
+        kept=after[keep] == before[keep],
+        valid=after["valid"],
+        redder=redness(after["rgb"]) > redness(before["rgb"]) + 0.02,
+    )  # [n] bools each
     return dict(
-        reached=float((after[attr] == value).mean()),
-        kept=float((after[keep] == before[keep]).mean()),
-        valid=float(after["valid"].mean()),
-        redder=float((redness(after["rgb"]) > redness(before["rgb"]) + 0.02).mean()),
+        **{k: float(v.mean()) for k, v in per_sample.items()},
         seconds=seconds,
+        samples=dict(per_sample, start=before["colour"] if prompt == "red" else before["shape"]),
     )
+
+
+def by_start(prompt: str, pools: list[dict]) -> list[str]:
+    """Rows of one edit's figures over every pool, grouped by the samples' starting colour ("red") or shape."""
+    from shapes import world
+
+    names = world.COLOURS if prompt == "red" else world.SHAPES
+    merged = {k: np.concatenate([p["samples"][k] for p in pools]) for k in pools[0]["samples"]}
+    rows = []
+    for i, name in enumerate(names):
+        pick = merged["start"] == i
+        if pick.any():
+            f = {k: merged[k][pick].mean() for k in ("reached", "kept", "valid", "redder")}
+            rows.append(
+                f"| {prompt} | {name} | {int(pick.sum())} | {f['reached']:.0%} | {f['kept']:.0%} | {f['valid']:.0%} | "
+                + (f"{f['redder']:.0%} |" if prompt == "red" else "- |")
+            )
+    return rows
 
 
 def acceptance(pools, threads=(1,), generator="demo", invert_pools=(), **optimize_kw) -> list[str]:
@@ -103,11 +125,13 @@ def acceptance(pools, threads=(1,), generator="demo", invert_pools=(), **optimiz
     from query.inversion import invert
 
     gen, clip, ident = load_generator(generator), load_clip("demo"), load_identity("demo")
-    rows = []
+    rows, edits = [], dict(circle=[], red=[])
     for seed in pools:
         for t in threads:
             c = edit_pool(gen, clip, ident, "circle", seed, t, **optimize_kw)
             r = edit_pool(gen, clip, ident, "red", seed, t, **optimize_kw)
+            edits["circle"].append(c)
+            edits["red"].append(r)
             met = c["reached"] >= 0.75 and c["kept"] >= 0.75 and r["kept"] >= 0.9
             rows.append(
                 f"| {seed} | {t} | {c['reached']:.0%} | {c['kept']:.0%} | {c['valid']:.0%} | {r['kept']:.0%} | "
@@ -115,6 +139,17 @@ def acceptance(pools, threads=(1,), generator="demo", invert_pools=(), **optimiz
                 f"{c['seconds']:.0f} / {r['seconds']:.0f} |"
             )
             print(rows[-1], flush=True)
+    if pools and threads:
+        rows.append(
+            "\nBy the sample's starting colour (red) or shape (circle), every pool above together:\n"
+            "| edit | start | samples | reached | kept (circle: colour, red: shape) | valid | redder |\n"
+            "|---|---|---|---|---|---|---|"
+        )
+        print(rows[-1])
+        for prompt in ("circle", "red"):
+            grouped = by_start(prompt, edits[prompt])
+            rows += grouped
+            print("\n".join(grouped), flush=True)
     for seed in invert_pools:
         ws16 = gen.sample_ws(16, seed=seed, psi=0.7)
         with torch.no_grad():
