@@ -5,7 +5,9 @@ Chromium runs off the network: no proxy, every host name but 127.0.0.1 unresolva
 off. Skipped (with the reason) only when the chromium / chromium-driver packages or selenium are missing.
 """
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import threading
@@ -49,29 +51,37 @@ OFFLINE_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server(shapes):
-    """uvicorn on 127.0.0.1, a free port, in a thread; yields the base URL."""
+@contextlib.contextmanager
+def serving(app):
+    """uvicorn serving `app` on 127.0.0.1, a free port, in a thread; yields the base URL."""
     pytest.importorskip("uvicorn", reason="the web extra is not installed (pip install -e '.[webtest]')")
     import uvicorn
 
-    from serve import create_app
-
-    atlas, _ = shapes
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(atlas), log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=srv.run, kwargs=dict(sockets=[sock]), daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(shapes):
+    pytest.importorskip("starlette", reason="the web extra is not installed (pip install -e '.[webtest]')")
+    from serve import create_app
+
+    with serving(create_app(shapes[0])) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +275,27 @@ def test_page_types_a_prompt_moves_alpha_and_explores_a_channel(server, browser,
     assert urls and all(u.startswith(server) or u.startswith("blob:") for u in urls), urls
     severe = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
+
+
+def test_page_takes_slider_defaults_from_the_server_and_psi_0_from_a_link(shapes, browser, monkeypatch):
+    pytest.importorskip("starlette", reason="the web extra is not installed (pip install -e '.[webtest]')")
+    import serve.app
+    from serve import create_app
+
+    # a server whose defaults differ from the ones written in index.html (beta 0.15, psi 0.7)
+    monkeypatch.setattr(serve.app, "DEFAULT_BETA", 0.2)
+    monkeypatch.setattr(serve.app, "DEFAULT_PSI", 0.5)
+    d = browser
+    with serving(create_app(shapes[0])) as url:
+        for query, psi in (("?seeds=0", "0.5"), ("?seeds=0&psi=0", "0")):
+            d.get(url + "/" + query)
+            wait(d, lambda d: d.execute_script("return document.body.dataset.ready") == "1", "the page never got ready")
+            assert float(d.find_element("id", "beta").get_attribute("value")) == 0.2
+            assert d.find_element("id", "beta-value").text == "0.200"
+            assert d.find_element("id", "psi").get_attribute("value") == psi
+            asked = re.compile(rf"[?&]psi={re.escape(psi)}(&|$)")
+            original = lambda d: d.find_elements("css selector", "img.original")[0].get_attribute("data-url") or ""  # noqa: E731
+            wait(d, lambda d: asked.search(original(d)), f"the original image was not asked for at psi {psi}")
 
 
 def test_live_server_refuses_bad_requests_in_one_line(server):

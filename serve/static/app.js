@@ -5,24 +5,27 @@ const $ = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------- state (mirrored in the URL: a permalink)
 const state = {
-  prompt: "", neutral: "", alpha: 0, beta: 0.15, autoBeta: false, method: "global",
-  sources: [{seed: 0}, {seed: 1}, {seed: 2}, {seed: 3}], psi: 0.7,
+  prompt: "", neutral: "", alpha: 0, beta: null, autoBeta: false, method: "global",  // beta, psi: applySliders
+  sources: [{seed: 0}, {seed: 1}, {seed: 2}, {seed: 3}], psi: null,
   off: [],        // "layer:channel" left out of the current edit
   stack: [],      // accepted edits: {prompt, neutral, beta, alpha, off}
   selected: 0,    // index of the image the strips show
   channel: null,  // "layer:channel" shown in the channel panel
 };
 let info = null;
+// slider ranges and defaults: the server's (/api/info "sliders"), else the page's own input attributes
+let sliders = null;
 let direction = null;  // the /api/channels answer for the current prompt
 
 function readURL() {
   const q = new URLSearchParams(location.search);
   if (q.has("prompt")) state.prompt = q.get("prompt");
   if (q.has("neutral")) state.neutral = q.get("neutral");
-  if (q.has("alpha")) state.alpha = clamp(parseFloat(q.get("alpha")) || 0, -10, 10);
+  if (q.has("alpha")) state.alpha = clamp(parseFloat(q.get("alpha")) || 0, ...sliders.alpha);
   if (q.get("beta") === "auto") state.autoBeta = true;
-  else if (q.has("beta")) state.beta = clamp(parseFloat(q.get("beta")) || 0.15, 0.08, 0.3);
-  if (q.has("psi")) state.psi = parseFloat(q.get("psi")) || 0.7;
+  else if (q.has("beta")) state.beta = clamp(parseFloat(q.get("beta")) || sliders.default_beta, ...sliders.beta);
+  const psi = parseFloat(q.get("psi"));  // 0 is a truncation too (every image the mean one)
+  if (Number.isFinite(psi)) state.psi = psi;
   const sources = [];
   for (const s of (q.get("seeds") || "").split(",")) if (/^\d+$/.test(s)) sources.push({seed: parseInt(s, 10)});
   for (const l of (q.get("latents") || "").split(",")) {
@@ -246,7 +249,7 @@ function drawStack() {
 }
 
 function setAlpha(a) {
-  state.alpha = Math.round(clamp(a, -10, 10) * 10) / 10;
+  state.alpha = Math.round(clamp(a, ...sliders.alpha) * 10) / 10;
   $("alpha").value = state.alpha;
   $("alpha-value").textContent = state.alpha.toFixed(1);
 }
@@ -331,7 +334,31 @@ async function uploadLatents() {
   }
 }
 
+function pageSliders() {
+  const range = (id) => [parseFloat($(id).min), parseFloat($(id).max)];
+  return {alpha: range("alpha"), beta: range("beta"), default_beta: parseFloat($("beta").value),
+          psi: parseFloat($("psi").value)};
+}
+
+function applySliders(given) {
+  sliders = given;
+  for (const id of ["alpha", "beta"]) [$(id).min, $(id).max] = sliders[id];
+  state.beta = sliders.default_beta;
+  state.psi = sliders.psi;
+}
+
 async function start() {
+  let given = pageSliders();
+  try {
+    info = await api("/api/info");
+    $("atlas-info").textContent = `${info.name}: ${info.num_channels.toLocaleString()} channels, ` +
+      `${info.vocab_size.toLocaleString()} phrases, ${info.resolution} px, neutral "${info.neutral}"`;
+    $("neutral").placeholder = info.neutral;
+    given = info.sliders;
+  } catch (e) {
+    showError(e.message);
+  }
+  applySliders(given);
   readURL();
   bindControls();
   $("prompt").value = state.prompt;
@@ -343,14 +370,6 @@ async function start() {
   $("beta").disabled = state.autoBeta;
   $("psi").value = state.psi;
   drawStack();
-  try {
-    info = await api("/api/info");
-    $("atlas-info").textContent = `${info.name}: ${info.num_channels.toLocaleString()} channels, ` +
-      `${info.vocab_size.toLocaleString()} phrases, ${info.resolution} px, neutral "${info.neutral}"`;
-    $("neutral").placeholder = info.neutral;
-  } catch (e) {
-    showError(e.message);
-  }
   buildCards();
   await refreshDirection();
   if (state.channel) selectChannel(state.channel);
