@@ -281,6 +281,10 @@ class StyleGAN2Generator(nn.Module):
             for i, (m, kind, r, wi) in enumerate(self._style_layers)
         ]
 
+    def style_affines(self) -> list[nn.Module]:
+        """The affine w -> s of every style layer, in StyleSpace order (EqualLinear: weight * scale, bias * lr_mul)."""
+        return [m.modulation for m, *_ in self._style_layers]
+
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, z_dim] -> w [B, w_dim]."""
         return self.style(z)

@@ -238,7 +238,7 @@ def mix_attributes(sources: list[dict], mixed: np.ndarray) -> dict:
 
 def affine_l1(gen: StyleGAN2Generator) -> torch.Tensor:
     """Mean |weight| of the style affines (w -> s, as applied): small when each channel reads few w directions."""
-    weights = [m.modulation.weight * m.modulation.scale for m, *_ in gen._style_layers]
+    weights = [a.weight * a.scale for a in gen.style_affines()]
     return torch.cat([wt.abs().flatten() for wt in weights]).mean()
 
 

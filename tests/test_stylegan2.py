@@ -118,6 +118,17 @@ def test_w_path_equals_stylespace_path_and_truncation():
     assert (via_forward - via_wplus).abs().max() < 1e-4
 
 
+def test_style_affines_are_the_w_to_s_maps_of_the_style_layers():
+    gen = small_generator(seed=3)
+    ws = torch.randn(2, gen.num_ws, gen.w_dim, generator=torch.Generator().manual_seed(0))
+    affines, records = gen.style_affines(), gen.style_layers
+    assert len(affines) == len(records) == len(gen.style_dims)
+    with torch.no_grad():
+        for affine, record, s in zip(affines, records, gen.styles(ws)):
+            assert affine.weight.shape == (record["width"], gen.w_dim)
+            assert torch.equal(affine(ws[:, record["w_index"]]), s)
+
+
 def test_gradients_flow_to_w_and_styles():
     gen = small_generator(seed=4, resolution=16)
     w = gen.mapping(torch.randn(2, gen.z_dim)).detach().requires_grad_(True)
