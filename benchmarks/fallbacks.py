@@ -177,6 +177,7 @@ def main():
     ap.add_argument("--invert-pools", default="2", help="seeds of the 16 samples inverted by --acceptance ('' = none)")
     ap.add_argument("--only-acceptance", action="store_true", help="skip the timing table")
     ap.add_argument("--id-lambda", type=float, default=None, help="--acceptance with this id_lambda (default 0.005)")
+    ap.add_argument("--latent-noise", type=float, default=None, help="--acceptance with this latent_noise (default 1)")
     ap.add_argument("--skip-256", action="store_true", help="only the shapes world")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -214,8 +215,8 @@ def main():
 
 
 def run_acceptance(args):
-    kw = {} if args.id_lambda is None else dict(id_lambda=args.id_lambda)
-    settings = "default settings" if not kw else f"default settings but id_lambda {args.id_lambda}"
+    kw = {k: v for k, v in (("id_lambda", args.id_lambda), ("latent_noise", args.latent_noise)) if v is not None}
+    settings = "default settings" + "".join(f", {k} {v}" for k, v in kw.items())
     print(
         f"\nShapes world ({args.generator}), {settings} + demo identity, 12 valid samples per edit "
         "(shapes.judge.pool_samples), pixel classifier:"

@@ -675,6 +675,13 @@ def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json
     show_default=True,
     help="Randomly warped views averaged in the CLIP loss per step (0 = StyleCLIP's single view).",
 )
+@click.option(
+    "--latent-noise",
+    type=click.FloatRange(min=0),
+    default=OptimizeConfig.latent_noise,
+    show_default=True,
+    help="Exploration noise on the latent, in W stds, fading out over the first 75 % of the steps (0 = off).",
+)
 @with_image_options
 @click.option(
     "-o",
@@ -705,6 +712,7 @@ def optimize_cmd(
     preprocess,
     l2_norm,
     augment,
+    latent_noise,
     encoder,
     invert_steps,
     identity,
@@ -752,6 +760,7 @@ def optimize_cmd(
         preprocess=preprocess,
         l2_norm=l2_norm,
         augment=augment,
+        latent_noise=latent_noise,
         return_curves=True,
     )
     with torch.no_grad():

@@ -28,12 +28,20 @@ class OptimizeConfig:
     noise_mode: str = "const"
     seed: int = 0
     augment: int = 4  # randomly warped views averaged in the CLIP loss per step (losses.random_views); 0 = off
+    # exploration noise on the latent the generator sees, in units of W's per-coordinate std, fading (quadratic)
+    # to 0 over the first noise_ramp of the steps, as in StyleGAN2's projector; 0 = off (the reference)
+    latent_noise: float = 1.0
+    noise_ramp: float = 0.75
 
     def check(self) -> "OptimizeConfig":
         if not isinstance(self.steps, int) or self.steps < 1:
             raise AtlasError(f"steps must be a positive integer (300 in the reference), got {self.steps!r}.")
-        for name in ("lr", "l2_lambda", "id_lambda"):
+        for name in ("lr", "l2_lambda", "id_lambda", "latent_noise"):
             check_finite(getattr(self, name), name, low=0)
+        if check_finite(self.noise_ramp, "noise_ramp", low=0) > 1 or (self.latent_noise > 0 and self.noise_ramp == 0):
+            raise AtlasError(
+                f"noise_ramp is the share of the steps the latent noise fades over, in (0, 1]; got {self.noise_ramp!r}."
+            )
         if not isinstance(self.augment, int) or self.augment < 0:
             raise AtlasError(f"augment must be an integer >= 0 (CLIP views per step; 0 = off), got {self.augment!r}.")
         if self.lr <= 0:

@@ -6,7 +6,10 @@ W+ starts at the given codes; Adam with the reference's ramped lr minimises, per
 `scale` (losses.l2_scale: 1 / this generator's W variance) carries the L2 weight over to other generators;
 the identity's `lambda_scale` carries id_lambda (tuned with ArcFace) over to other identity models. Unlike
 the reference, CLIP sees `augment` randomly warped views of each image per step by default (4; 0 = the
-reference's single view; MODEL_CARD.md "Fallbacks" for why).
+reference's single view), and the generator renders the latent plus exploration noise (`latent_noise` W
+stds per coordinate, fading to 0 over the first `noise_ramp` of the steps, StyleGAN2's projector schedule;
+0 = the reference): the noise carries a latent across dips of the CLIP score that plain descent stops at
+(MODEL_CARD.md "Fallbacks" for both).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import asdict
 import torch
 
 from query.config import OptimizeConfig
-from query.losses import ClipLoss, IdentityLoss, frozen, l2_scale, latent_l2, ramped_lr, w_plus
+from query.losses import ClipLoss, IdentityLoss, frozen, l2_scale, latent_l2, ramped_lr, w_plus, w_variance
 
 
 def optimize(
@@ -35,6 +38,8 @@ def optimize(
     l2_norm: str = OptimizeConfig.l2_norm,
     noise_mode: str = OptimizeConfig.noise_mode,
     augment: int = OptimizeConfig.augment,
+    latent_noise: float = OptimizeConfig.latent_noise,
+    noise_ramp: float = OptimizeConfig.noise_ramp,
     progress: bool = True,
     return_curves: bool = False,
 ):
@@ -53,6 +58,8 @@ def optimize(
         noise_mode=noise_mode,
         seed=seed,
         augment=augment,
+        latent_noise=latent_noise,
+        noise_ramp=noise_ramp,
     ).check()
     source = w_plus(generator, ws)  # [B, num_ws, w_dim]
     gen_noise = torch.Generator().manual_seed(int(seed))
@@ -66,11 +73,12 @@ def optimize(
     with torch.no_grad():
         id_loss = IdentityLoss(identity, render(source)) if identity is not None and id_lambda > 0 else None
     scale = l2_scale(generator, l2_norm) if l2_lambda > 0 else 0.0
+    w_std = w_variance(generator) ** 0.5 if latent_noise > 0 else 0.0  # per coordinate
     # id_lambda is ArcFace's weight; another identity states how its 1 - cos compares (models/identity.py)
     id_weight = id_lambda * float(getattr(identity, "lambda_scale", 1.0))
     latent = source.clone().requires_grad_(True)
     with frozen(generator):
-        curves = _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, progress)
+        curves = _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, w_std, progress)
     result = latent.detach()
     if return_curves:
         curves["config"] = asdict(cfg)
@@ -79,17 +87,24 @@ def optimize(
     return result
 
 
-def _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, progress) -> dict:
+def _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, w_std, progress) -> dict:
     """The Adam loop of `optimize`; returns the per-step curves."""
     steps, lr, l2_lambda = cfg.steps, cfg.lr, cfg.l2_lambda
     opt = torch.optim.Adam([latent], lr=lr)
+    # one noise draw per step shared by the batch ([num_ws, w_dim]), so an image's path does not depend on its batch
+    noise_rng = torch.Generator().manual_seed(int(cfg.seed))
     curves = dict(loss=[], clip=[], l2=[], identity=[], lr=[])
     bar = _bar(steps, progress, f"optimize {clip_loss.prompt[:24]!r}")
     try:
         for i in range(steps):
             step_lr = ramped_lr(i / steps, lr)
             opt.param_groups[0]["lr"] = step_lr
-            images = render(latent)  # [B, 3, H, W]
+            strength = w_std * cfg.latent_noise * max(0.0, 1 - i / steps / cfg.noise_ramp) ** 2 if w_std else 0.0
+            if strength > 0:
+                jitter = torch.randn(latent.shape[1:], generator=noise_rng).to(latent.device) * strength
+                images = render(latent + jitter)  # [B, 3, H, W]
+            else:
+                images = render(latent)  # [B, 3, H, W]
             c = clip_loss(images)  # [B]
             l2 = latent_l2(latent, source) * scale  # [B]
             ident = id_loss(images) if id_loss is not None else torch.zeros_like(c)  # [B]

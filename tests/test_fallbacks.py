@@ -72,15 +72,56 @@ def test_optimize_lowers_the_clip_loss_and_returns_w_plus(gen, tiny_clip):
     assert all(p.requires_grad for p in gen.parameters())  # the generator is left as it was
 
 
-@pytest.mark.parametrize("augment", [0, 2])
-def test_each_image_is_optimised_as_if_alone(gen, tiny_clip, augment):
+@pytest.mark.parametrize("augment, latent_noise", [(0, 0.0), (2, 1.0)])
+def test_each_image_is_optimised_as_if_alone(gen, tiny_clip, augment, latent_noise):
     from query.optimization import optimize
 
     ws = gen.sample_ws(3, seed=2, psi=0.7)
-    kw = dict(steps=6, augment=augment, progress=False)
+    kw = dict(steps=6, augment=augment, latent_noise=latent_noise, progress=False)
     together = optimize(gen, tiny_clip, ws, "blue", **kw)
     alone = torch.cat([optimize(gen, tiny_clip, ws[i : i + 1], "blue", **kw) for i in range(3)])
     assert torch.allclose(together, alone, atol=1e-4), (together - alone).abs().max()
+
+
+def test_latent_noise_follows_the_projector_schedule(gen, tiny_clip, monkeypatch):
+    from query.losses import w_variance
+    from query.optimization import optimize
+
+    seen = []
+    styles = gen.styles
+    monkeypatch.setattr(gen, "styles", lambda ws: seen.append(ws.detach().clone()) or styles(ws))
+    ws = gen.sample_ws(2, seed=5, psi=0.7)
+    steps, ramp, strength = 8, 0.5, 1.5
+    # an lr this small leaves the latent where it started, so what the generator is shown minus the start is the noise
+    optimize(gen, tiny_clip, ws, "red", steps=steps, lr=1e-12, latent_noise=strength, noise_ramp=ramp, seed=3,
+             augment=0, progress=False)  # fmt: skip
+    rendered = seen[-steps:]  # the source's render (identity off: none) and the steps
+    start = gen.broadcast(ws)
+    rng = torch.Generator().manual_seed(3)
+    std = w_variance(gen) ** 0.5
+    for i, seen_ws in enumerate(rendered):
+        scale = std * strength * max(0.0, 1 - i / steps / ramp) ** 2
+        if scale > 0:
+            expected = start + torch.randn(gen.num_ws, gen.w_dim, generator=rng) * scale  # one draw for the batch
+        else:
+            expected = start  # the noise is gone after ramp x steps
+        assert torch.allclose(seen_ws, expected, atol=1e-5), (i, (seen_ws - expected).abs().max())
+    assert (rendered[0] - start).std() > 0.5 * std * strength  # step 0 is noisy
+
+
+def test_optimize_refuses_bad_noise_settings(gen, tiny_clip):
+    from query.optimization import optimize
+
+    ws = gen.sample_ws(1, seed=0, psi=0.7)
+    for kw in (
+        dict(latent_noise=-1.0),
+        dict(latent_noise=float("nan")),
+        dict(noise_ramp=0.0),
+        dict(noise_ramp=1.5),
+    ):
+        with pytest.raises(AtlasError, match="latent_noise|noise_ramp"):
+            optimize(gen, tiny_clip, ws, "red", steps=1, progress=False, **kw)
+    optimize(gen, tiny_clip, ws, "red", steps=1, latent_noise=0.0, noise_ramp=0.0, progress=False)  # off: no ramp
 
 
 def test_clip_augmentation_views(gen, tiny_clip):
@@ -277,12 +318,15 @@ def test_cli_invert_and_optimize(files, gen):
         str(files / "lat.npy"),
         "--steps",
         "4",
+        "--latent-noise",
+        "0.5",
         "-o",
         str(strip),
         "--save-latent",
         str(files / "edited.pt"),
     )
     assert strip.exists() and out["clip_last"] <= out["clip_first"] + 0.05 and len(out["curves"]["loss"]) == 4
+    assert out["config"]["latent_noise"] == 0.5 and out["config"]["noise_ramp"] == 0.75
     assert torch.load(files / "edited.pt", weights_only=True).shape == (1, gen.num_ws, gen.w_dim)
     with Image.open(strip) as im:
         assert json.loads(im.text["styleatlas"])["prompt"] == "red"
