@@ -63,7 +63,7 @@ def w_variance(generator, n: int = 10_000, seed: int = 0, batch: int = 1000) -> 
     return float((total_sq / count - mean**2).clamp_min(0).mean())
 
 
-def l2_scale(generator, mode: str = "generator") -> float:
+def l2_scale(generator, mode: str = "generator", variance: float | None = None) -> float:
     """Factor on a reference L2 term to the start latent so that its lambda behaves alike on any generator.
 
     The one home of the fallbacks' L2 normalisation, one rule for both: mode "generator" (default) measures
@@ -74,13 +74,14 @@ def l2_scale(generator, mode: str = "generator") -> float:
     (var_w 0.126) the factor is 7.9. Measured there (MODEL_CARD.md, "Fallbacks"): for optimisation this rule
     made as many circles as the earlier sqrt(9216 / (num_ws * w_dim)) = 4.24 and kept more colour; no factor
     loses the colour in half the circle edits, 9216 / N = 18 (x 8 var_w) stops the edit. For the mapper it
-    is what kept the shapes-world attributes (benchmarks/mapper.py).
+    is what kept the shapes-world attributes (benchmarks/mapper.py). `variance`: this generator's
+    w_variance, when the caller has measured it already.
     """
     if mode == "reference":
         return 1.0
     if mode != "generator":
         raise AtlasError(f"l2_norm must be 'generator' or 'reference', got {mode!r}.")
-    return 1.0 / max(w_variance(generator), 1e-12)
+    return 1.0 / max(w_variance(generator) if variance is None else variance, 1e-12)
 
 
 def latent_l2(ws: torch.Tensor, ws_source: torch.Tensor) -> torch.Tensor:

@@ -72,8 +72,9 @@ def optimize(
     clip_loss = ClipLoss(embedder, prompt, preprocess, augment=augment, seed=seed)
     with torch.no_grad():
         id_loss = IdentityLoss(identity, render(source)) if identity is not None and id_lambda > 0 else None
-    scale = l2_scale(generator, l2_norm) if l2_lambda > 0 else 0.0
-    w_std = w_variance(generator) ** 0.5 if latent_noise > 0 else 0.0  # per coordinate
+    var_w = w_variance(generator) if latent_noise > 0 or (l2_lambda > 0 and l2_norm == "generator") else None
+    scale = l2_scale(generator, l2_norm, var_w) if l2_lambda > 0 else 0.0
+    w_std = var_w**0.5 if latent_noise > 0 else 0.0  # per coordinate
     # id_lambda is ArcFace's weight; another identity states how its 1 - cos compares (models/identity.py)
     id_weight = id_lambda * float(getattr(identity, "lambda_scale", 1.0))
     latent = source.clone().requires_grad_(True)

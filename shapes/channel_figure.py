@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from models.files import atomic_path
 from models.stylegan2 import load_generator
-from shapes.evaluate import EDIT_ATTRIBUTES, channel_effects
+from shapes.evaluate import EDIT_ATTRIBUTES, channel_effects, style_stats
 from shapes.families import best_channels
 from shapes.make_grid import image_grid
 
@@ -29,8 +29,9 @@ LABEL_WIDTH = 190
 @torch.no_grad()
 def channel_strips(gen, channels: dict, alpha: float = 5.0, columns: int = 7, seed: int = 5, psi: float = 0.7):
     """{family: (layer, channel)} -> images [len(channels) * columns, 3, R, R]: each channel moved by
-    t sigma (its std over 2,000 psi-truncated samples), t = linspace(-alpha, alpha, columns), in one sample."""
-    sigma = [s.std(0) for s in gen.styles(gen.sample_ws(2000, seed=0, psi=psi))]
+    t sigma (its std over the strict probe's 2,000 psi-truncated samples), t = linspace(-alpha, alpha, columns),
+    in one sample."""
+    sigma = style_stats(gen, 2000, psi)[1]
     base = gen.styles(gen.sample_ws(1, seed=seed, psi=psi))  # one [1, width] per layer
     steps = torch.linspace(-alpha, alpha, columns)
     rows = []

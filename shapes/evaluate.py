@@ -89,6 +89,16 @@ def _changed(a: dict, b: dict) -> np.ndarray:
 
 
 @torch.no_grad()
+def style_stats(gen, n: int = 2000, psi: float = 0.7, seed: int = 0, rng: torch.Generator | None = None):
+    """Per style layer, the mean and std [C] of its styles over n psi-truncated samples: the statistics the
+    strict probe pushes channels by (channel_effects), stage 5's far pushes use (train_generator) and the
+    channel figure's strips are drawn in. z: n rows of randn from `rng`, or from a generator seeded with seed."""
+    g = rng if rng is not None else torch.Generator().manual_seed(seed)
+    styles = gen.styles(gen.truncate(gen.mapping(torch.randn(n, gen.z_dim, generator=g)), psi))
+    return [s.mean(0) for s in styles], [s.std(0) for s in styles]
+
+
+@torch.no_grad()
 def channel_effects(
     gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed: int = 0, stats_samples: int = 2000, batch: int = 512
 ) -> list[dict]:
@@ -102,10 +112,7 @@ def channel_effects(
     from shapes.classifier import classify
 
     g = torch.Generator().manual_seed(seed)
-    w_stats = gen.truncate(gen.mapping(torch.randn(stats_samples, gen.z_dim, generator=g)), psi)
-    s_stats = gen.styles(w_stats)
-    mu = [s.mean(0) for s in s_stats]
-    sigma = [s.std(0) for s in s_stats]
+    mu, sigma = style_stats(gen, stats_samples, psi, rng=g)
     base = gen.styles(gen.truncate(gen.mapping(torch.randn(n, gen.z_dim, generator=g)), psi))  # n per layer
     jobs = [(l, c) for l in range(len(base)) if l not in gen.rgb_layers for c in range(base[l].shape[1])]
     records = []

@@ -33,6 +33,7 @@ from models.demo import DEMO_DIR
 from models.files import atomic_path
 from models.stylegan2 import StyleGAN2Generator, load_generator, save_generator
 from shapes import config_from_args, torch_threads, world
+from shapes.evaluate import style_stats
 
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
@@ -262,14 +263,6 @@ def rgb_spread(gen: StyleGAN2Generator, styles: list[torch.Tensor]) -> torch.Ten
     every sample. A toRGB layer scales its features without demodulation, the easiest place for a network to
     set a colour or a brightness, but StyleSpace's conv channels (the atlas's) do not include it."""
     return torch.stack([styles[i].std(0).mean() / (styles[i].abs().mean() + 1e-8) for i in gen.rgb_layers]).mean()
-
-
-def style_stats(gen: StyleGAN2Generator, n: int = 2000, psi: float = 0.7, seed: int = 0):
-    """Per style layer, the mean and std [C] of its styles over n psi-truncated samples (the probe's statistics)."""
-    with torch.no_grad():
-        z = torch.randn(n, gen.z_dim, generator=torch.Generator().manual_seed(seed))
-        styles = gen.styles(gen.truncate(gen.mapping(z), psi))
-    return [s.mean(0) for s in styles], [s.std(0) for s in styles]
 
 
 def perturb_styles(

@@ -8,6 +8,7 @@ import torch
 from shapes import train_generator as tg
 from shapes import world
 from shapes.classifier import classify
+from shapes.evaluate import style_stats
 from shapes.families import best_channels, judge_family_edit
 
 
@@ -186,7 +187,7 @@ def test_clean_target_redraws_what_the_classifier_reads_and_is_always_a_clean_sh
 def test_perturb_styles_moves_one_conv_channel_per_row_within_the_bound():
     gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
     gen.update_mean_w(n=500)
-    mu, sigma = tg.style_stats(gen, n=300)
+    mu, sigma = style_stats(gen, n=300)
     with torch.no_grad():
         styles = gen.styles(gen.truncate(gen.mapping(torch.randn(6, 64)), 0.7))
         for draw in ("uniform", "sigma"):

@@ -55,6 +55,7 @@ def test_l2_scale_modes(gen):
     assert l2_scale(gen, "generator") == pytest.approx(1 / w_variance(gen))
     assert l2_scale(Unit(1.0), "generator") == pytest.approx(1.0, rel=0.03)  # reference weights as they are
     assert l2_scale(Unit(0.5), "generator") == pytest.approx(4.0, rel=0.03)  # half the spread: 4x the weight
+    assert l2_scale(gen, "generator", variance=0.25) == 4.0  # a variance measured already is used as it is
     with pytest.raises(AtlasError, match="l2_norm"):
         l2_scale(gen, "bogus")
 
