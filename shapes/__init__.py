@@ -30,3 +30,16 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def style_stats(gen, n: int = 2000, psi: float = 0.7, seed: int = 0, rng=None):
+    """Per style layer, the mean and std [C] of its styles over n psi-truncated samples: the statistics the
+    strict probe pushes channels by (evaluate.channel_effects), stage 5's far pushes use (train_generator) and
+    the channel figure's strips are drawn in. z: n rows of randn from `rng` (a torch.Generator), or from one
+    seeded with seed."""
+    import torch
+
+    g = rng if rng is not None else torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        styles = gen.styles(gen.truncate(gen.mapping(torch.randn(n, gen.z_dim, generator=g)), psi))
+    return [s.mean(0) for s in styles], [s.std(0) for s in styles]

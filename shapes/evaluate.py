@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from models.text import embed_phrases
-from shapes import world
+from shapes import style_stats, world
 from shapes.captions import class_phrases
 
 
@@ -86,16 +86,6 @@ def _changed(a: dict, b: dict) -> np.ndarray:
     cols = [a[k] != b[k] for k in world.ATTRIBUTE_NAMES]
     cols.append((np.abs(a["x"] - b["x"]) > 0.3) | (np.abs(a["y"] - b["y"]) > 0.3))
     return np.stack(cols, 1)
-
-
-@torch.no_grad()
-def style_stats(gen, n: int = 2000, psi: float = 0.7, seed: int = 0, rng: torch.Generator | None = None):
-    """Per style layer, the mean and std [C] of its styles over n psi-truncated samples: the statistics the
-    strict probe pushes channels by (channel_effects), stage 5's far pushes use (train_generator) and the
-    channel figure's strips are drawn in. z: n rows of randn from `rng`, or from a generator seeded with seed."""
-    g = rng if rng is not None else torch.Generator().manual_seed(seed)
-    styles = gen.styles(gen.truncate(gen.mapping(torch.randn(n, gen.z_dim, generator=g)), psi))
-    return [s.mean(0) for s in styles], [s.std(0) for s in styles]
 
 
 @torch.no_grad()

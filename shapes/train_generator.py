@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from models.demo import DEMO_DIR
 from models.files import atomic_path
 from models.stylegan2 import StyleGAN2Generator, load_generator, save_generator
-from shapes import config_from_args, torch_threads, world
-from shapes.evaluate import style_stats
+from shapes import config_from_args, style_stats, torch_threads, world
 
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from shapes import style_stats, world
 from shapes import train_generator as tg
-from shapes import world
 from shapes.classifier import classify
-from shapes.evaluate import style_stats
 from shapes.families import best_channels, judge_family_edit
 
 

@@ -35,18 +35,15 @@ def edit_pool(demo, prompt: str):
     """optimize(..., prompt) with the CONTRACT defaults and the demo identity on the 12 samples of pool POOL_SEED
     that lack what the prompt asks -> classifier readings before and after."""
     from query.optimization import optimize
+    from shapes import torch_threads
     from shapes.classifier import classify
     from shapes.judge import pool_samples
 
     gen, clip, ident = demo
     ws, before = pool_samples(gen, 12, prompt, POOL_SEED)
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    try:
+    with torch_threads(THREADS):
         out = optimize(gen, clip, ws, prompt, identity=ident, progress=False)
-    finally:
-        torch.set_num_threads(threads)
     with torch.no_grad():
         return before, classify(gen.synthesize(gen.styles(out)))
 
