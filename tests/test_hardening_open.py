@@ -288,6 +288,9 @@ def test_ctrl_c_during_sql_is_one_line(world):
 
     from query.catalog import run_sql
 
+    # a terminal's Ctrl-C: Python's handler (a shell starting pytest in the background without job control
+    # leaves SIGINT ignored, and Python then installs none, so the signal would never arrive)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -295,6 +298,7 @@ def test_ctrl_c_during_sql_is_one_line(world):
             run_sql(world["atlas"], "SELECT count(*) FROM range(1000000000000)", timeout_s=30)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     if info.type is not KeyboardInterrupt:
         assert "interrupted" in str(info.value)
 
