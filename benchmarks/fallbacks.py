@@ -67,21 +67,18 @@ def measure(name: str, gen, clip, steps: int) -> dict:
 def edit_pool(gen, clip, ident, prompt: str, seed: int, threads: int, n: int = 12, **optimize_kw) -> dict:
     """optimize(..., prompt) on pool `seed` (shapes.judge.pool_samples) with `threads` torch threads -> figures."""
     from query.optimization import optimize
+    from shapes import torch_threads
     from shapes.classifier import classify
     from shapes.judge import TARGETS, pool_samples, redness
 
     attr, value = TARGETS[prompt]
     keep = "colour" if attr == "shape" else "shape"
     ws, before = pool_samples(gen, n, prompt, seed)
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         start = time.perf_counter()
         torch.manual_seed(0)
         edited = optimize(gen, clip, ws, prompt, identity=ident, progress=False, **optimize_kw)
         seconds = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(old)
     with torch.no_grad():
         after = classify(gen.synthesize(gen.styles(edited)))
     per_sample = dict(

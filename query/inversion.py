@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from models.errors import AtlasError
 from query.config import InvertConfig
 from query.images import psnr
-from query.losses import IdentityLoss, frozen, ramped_lr, w_plus, w_variance
+from query.losses import IdentityLoss, frozen, noise_fade, ramped_lr, w_plus, w_variance
 
 
 def pixel_loss(x: torch.Tensor, y: torch.Tensor, min_scale: int = 8) -> torch.Tensor:
@@ -122,7 +122,7 @@ def invert(
         for i in range(steps):
             t = i / steps
             opt.param_groups[0]["lr"] = ramped_lr(t, lr)
-            strength = w_std * cfg.noise_strength * max(0.0, 1 - t / cfg.noise_ramp) ** 2
+            strength = w_std * cfg.noise_strength * noise_fade(t, cfg.noise_ramp)
             jitter = torch.randn(latent.shape, generator=rng).to(device) * strength
             out = generator.synthesize(generator.styles(latent + jitter), noise=noises)  # [B, 3, R, R]
             pix = pixel_loss(out, target, cfg.min_scale)  # [B]

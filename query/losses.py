@@ -25,6 +25,12 @@ def ramped_lr(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05)
     return lr * ramp * min(1.0, t / rampup)
 
 
+def noise_fade(t: float, ramp: float) -> float:
+    """StyleGAN2's projector schedule for latent exploration noise at progress t in [0, 1): a factor falling
+    quadratically from 1 to 0 over the first `ramp` of the steps, then 0 (optimize's and invert's noise)."""
+    return max(0.0, 1.0 - t / ramp) ** 2
+
+
 @contextlib.contextmanager
 def frozen(module):
     """Weights of `module` without gradients for the duration (the latents are what is optimised), then as before."""

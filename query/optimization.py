@@ -19,7 +19,17 @@ from dataclasses import asdict
 import torch
 
 from query.config import OptimizeConfig
-from query.losses import ClipLoss, IdentityLoss, frozen, l2_scale, latent_l2, ramped_lr, w_plus, w_variance
+from query.losses import (
+    ClipLoss,
+    IdentityLoss,
+    frozen,
+    l2_scale,
+    latent_l2,
+    noise_fade,
+    ramped_lr,
+    w_plus,
+    w_variance,
+)
 
 
 def optimize(
@@ -100,7 +110,7 @@ def _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, w_st
         for i in range(steps):
             step_lr = ramped_lr(i / steps, lr)
             opt.param_groups[0]["lr"] = step_lr
-            strength = w_std * cfg.latent_noise * max(0.0, 1 - i / steps / cfg.noise_ramp) ** 2 if w_std else 0.0
+            strength = w_std * cfg.latent_noise * noise_fade(i / steps, cfg.noise_ramp) if w_std else 0.0
             if strength > 0:
                 jitter = torch.randn(latent.shape[1:], generator=noise_rng).to(latent.device) * strength
                 images = render(latent + jitter)  # [B, 3, H, W]
