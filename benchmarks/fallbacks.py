@@ -69,6 +69,7 @@ def edit_pool(gen, clip, ident, prompt: str, seed: int, threads: int, n: int = 1
     from query.optimization import optimize
     from shapes import torch_threads
     from shapes.classifier import classify
+    from shapes.evaluate import zero_shot_read
     from shapes.judge import TARGETS, pool_samples, redness
 
     attr, value = TARGETS[prompt]
@@ -80,9 +81,12 @@ def edit_pool(gen, clip, ident, prompt: str, seed: int, threads: int, n: int = 1
         edited = optimize(gen, clip, ws, prompt, identity=ident, progress=False, **optimize_kw)
         seconds = time.perf_counter() - start
     with torch.no_grad():
-        after = classify(gen.synthesize(gen.styles(edited)))
+        images = gen.synthesize(gen.styles(edited))
+    after = classify(images)
+    guide = zero_shot_read(clip, images, names=(attr,))[attr]  # what the CLIP that steers the edit reads
     per_sample = dict(
         reached=after[attr] == value,
+        clip_reached=guide == value,
         kept=after[keep] == before[keep],
         valid=after["valid"],
         redder=redness(after["rgb"]) > redness(before["rgb"]) + 0.02,
@@ -110,6 +114,26 @@ def by_start(prompt: str, pools: list[dict]) -> list[str]:
                 + (f"{f['redder']:.0%} |" if prompt == "red" else "- |")
             )
     return rows
+
+
+def guide_and_judge(edits: dict) -> str:
+    """A table: how often the demo CLIP that steers each edit (zero-shot, class prompts) reads the edited image as
+    the prompt's class, beside the pixel classifier that judges it; every pool together, valid images only."""
+    lines = [
+        "\nThe guide and the judge (valid edited images; CLIP: zero-shot over the class prompts):\n"
+        "| edit | valid images | classifier: reached | CLIP: reached | both agree | classifier misses that CLIP reads "
+        "as reached |\n|---|---|---|---|---|---|"
+    ]
+    for prompt, pools in edits.items():
+        m = {k: np.concatenate([p["samples"][k] for p in pools]) for k in ("reached", "clip_reached", "valid")}
+        ok = m["valid"]
+        judge, guide = m["reached"][ok], m["clip_reached"][ok]
+        misses = ~judge
+        lines.append(
+            f"| {prompt} | {int(ok.sum())} | {judge.mean():.0%} | {guide.mean():.0%} | {(judge == guide).mean():.0%} | "
+            f"{int(guide[misses].sum())} of {int(misses.sum())} |"
+        )
+    return "\n".join(lines)
 
 
 def acceptance(pools, threads=(1,), generator="demo", invert_pools=(), **optimize_kw) -> list[str]:
@@ -147,6 +171,8 @@ def acceptance(pools, threads=(1,), generator="demo", invert_pools=(), **optimiz
             grouped = by_start(prompt, edits[prompt])
             rows += grouped
             print("\n".join(grouped), flush=True)
+        rows.append(guide_and_judge(edits))
+        print(rows[-1], flush=True)
     for seed in invert_pools:
         ws16 = gen.sample_ws(16, seed=seed, psi=0.7)
         with torch.no_grad():
@@ -175,6 +201,7 @@ def main():
     ap.add_argument("--only-acceptance", action="store_true", help="skip the timing table")
     ap.add_argument("--id-lambda", type=float, default=None, help="--acceptance with this id_lambda (default 0.005)")
     ap.add_argument("--latent-noise", type=float, default=None, help="--acceptance with this latent_noise (default 1)")
+    ap.add_argument("--spread-lambda", type=float, default=None, help="--acceptance with this spread_lambda (0.08)")
     ap.add_argument("--skip-256", action="store_true", help="only the shapes world")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -212,7 +239,7 @@ def main():
 
 
 def run_acceptance(args):
-    kw = {k: v for k, v in (("id_lambda", args.id_lambda), ("latent_noise", args.latent_noise)) if v is not None}
+    kw = {k: getattr(args, k) for k in ("id_lambda", "latent_noise", "spread_lambda") if getattr(args, k) is not None}
     settings = "default settings" + "".join(f", {k} {v}" for k, v in kw.items())
     print(
         f"\nShapes world ({args.generator}), {settings} + demo identity, 12 valid samples per edit "

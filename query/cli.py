@@ -634,6 +634,13 @@ def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json
     emit(as_json, obj, [f"{p}: PSNR {v:.2f} dB" for p, v in zip(images, details["psnr"])] + [f"wrote {out}"])
 
 
+def _optimize_option(field: str, kind, help: str):
+    """A click option --<field> of `query.py optimize` whose default is OptimizeConfig's."""
+    return click.option(
+        "--" + field.replace("_", "-"), type=kind, default=getattr(OptimizeConfig, field), show_default=True, help=help
+    )
+
+
 @atlas_command(cli, "optimize")
 @click.argument("prompt")
 @seed_option()
@@ -668,19 +675,20 @@ def invert_cmd(opts, images, out, encoder, invert_steps, identity, seed, as_json
     show_default=True,
     help="L2 term in units of the generator's W variance (query/losses.py l2_scale) or StyleCLIP's raw sum.",
 )
-@click.option(
-    "--augment",
-    type=click.IntRange(min=0),
-    default=OptimizeConfig.augment,
-    show_default=True,
-    help="Randomly warped views averaged in the CLIP loss per step (0 = StyleCLIP's single view).",
+@_optimize_option(
+    "augment",
+    click.IntRange(min=0),
+    "Randomly warped views averaged in the CLIP loss per step (0 = StyleCLIP's single view).",
 )
-@click.option(
-    "--latent-noise",
-    type=click.FloatRange(min=0),
-    default=OptimizeConfig.latent_noise,
-    show_default=True,
-    help="Exploration noise on the latent, in W stds, fading out over the first 75 % of the steps (0 = off).",
+@_optimize_option(
+    "latent_noise",
+    click.FloatRange(min=0),
+    "Exploration noise on the latent, in W stds, fading out over the first 75 % of the steps (0 = off).",
+)
+@_optimize_option(
+    "spread_lambda",
+    click.FloatRange(min=0),
+    "Weight of the W+ spread term: how far the edit pulls the layers' w apart (query/losses.py; 0 = off).",
 )
 @with_image_options
 @click.option(
@@ -713,6 +721,7 @@ def optimize_cmd(
     l2_norm,
     augment,
     latent_noise,
+    spread_lambda,
     encoder,
     invert_steps,
     identity,
@@ -761,6 +770,7 @@ def optimize_cmd(
         l2_norm=l2_norm,
         augment=augment,
         latent_noise=latent_noise,
+        spread_lambda=spread_lambda,
         return_curves=True,
     )
     with torch.no_grad():

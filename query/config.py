@@ -32,11 +32,14 @@ class OptimizeConfig:
     # to 0 over the first noise_ramp of the steps, as in StyleGAN2's projector; 0 = off (the reference)
     latent_noise: float = 1.0
     noise_ramp: float = 0.75
+    # weight of the W+ spread term (losses.latent_spread: how far the edit pulls the layers' w apart from the start's
+    # layer structure, e4e's idea), on the same scale as l2_lambda (x l2_scale); 0 = off (the reference)
+    spread_lambda: float = 0.08
 
     def check(self) -> "OptimizeConfig":
         if not isinstance(self.steps, int) or self.steps < 1:
             raise AtlasError(f"steps must be a positive integer (300 in the reference), got {self.steps!r}.")
-        for name in ("lr", "l2_lambda", "id_lambda", "latent_noise"):
+        for name in ("lr", "l2_lambda", "id_lambda", "latent_noise", "spread_lambda"):
             check_finite(getattr(self, name), name, low=0)
         if check_finite(self.noise_ramp, "noise_ramp", low=0) > 1 or (self.latent_noise > 0 and self.noise_ramp == 0):
             raise AtlasError(

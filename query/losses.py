@@ -95,6 +95,15 @@ def latent_l2(ws: torch.Tensor, ws_source: torch.Tensor) -> torch.Tensor:
     return (ws - ws_source).square().flatten(1).sum(1)
 
 
+def latent_spread(ws: torch.Tensor, ws_source: torch.Tensor) -> torch.Tensor:
+    """How far an edit pulls the layers of W+ apart, per image: [B]. The squared distance of each layer's change
+    from the mean change over the layers, summed: 0 for any edit that moves every layer alike (an edit in W),
+    whatever the start's own layer structure (a W code, or an e4e W+ code). A generator trained without style
+    mixing has seen only codes whose layers agree; e4e's delta regularisation keeps W+ near W for the same reason."""
+    delta = ws - ws_source  # [B, num_ws, w_dim]
+    return (delta - delta.mean(1, keepdim=True)).square().flatten(1).sum(1)
+
+
 def reference_clip_input(embedder, images: torch.Tensor) -> torch.Tensor:
     """StyleCLIP's exact CLIP input: the raw [-1, 1] image, nearest-upsampled then average-pooled to CLIP's size."""
     size = int(embedder.image_size)

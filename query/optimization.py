@@ -2,8 +2,10 @@
 
 W+ starts at the given codes; Adam with the reference's ramped lr minimises, per image,
     (1 - cos(CLIP(G(w)), CLIP(text))) + l2_lambda * scale * ||w - w_s||^2
+        + spread_lambda * scale * ||(w - w_s) - mean over layers of (w - w_s)||^2
         + id_lambda * lambda_scale * (1 - cos(R(G(w)), R(G(w_s))))
 `scale` (losses.l2_scale: 1 / this generator's W variance) carries the L2 weight over to other generators;
+the spread term (losses.latent_spread; 0 = the reference) keeps the edit near the start's layer structure;
 the identity's `lambda_scale` carries id_lambda (tuned with ArcFace) over to other identity models. Unlike
 the reference, CLIP sees `augment` randomly warped views of each image per step by default (4; 0 = the
 reference's single view), and the generator renders the latent plus exploration noise (`latent_noise` W
@@ -25,6 +27,7 @@ from query.losses import (
     frozen,
     l2_scale,
     latent_l2,
+    latent_spread,
     noise_fade,
     ramped_lr,
     w_plus,
@@ -50,6 +53,7 @@ def optimize(
     augment: int = OptimizeConfig.augment,
     latent_noise: float = OptimizeConfig.latent_noise,
     noise_ramp: float = OptimizeConfig.noise_ramp,
+    spread_lambda: float = OptimizeConfig.spread_lambda,
     progress: bool = True,
     return_curves: bool = False,
 ):
@@ -70,6 +74,7 @@ def optimize(
         augment=augment,
         latent_noise=latent_noise,
         noise_ramp=noise_ramp,
+        spread_lambda=spread_lambda,
     ).check()
     source = w_plus(generator, ws)  # [B, num_ws, w_dim]
     gen_noise = torch.Generator().manual_seed(int(seed))
@@ -82,8 +87,9 @@ def optimize(
     clip_loss = ClipLoss(embedder, prompt, preprocess, augment=augment, seed=seed)
     with torch.no_grad():
         id_loss = IdentityLoss(identity, render(source)) if identity is not None and id_lambda > 0 else None
-    var_w = w_variance(generator) if latent_noise > 0 or (l2_lambda > 0 and l2_norm == "generator") else None
-    scale = l2_scale(generator, l2_norm, var_w) if l2_lambda > 0 else 0.0
+    latent_terms = l2_lambda > 0 or spread_lambda > 0
+    var_w = w_variance(generator) if latent_noise > 0 or (latent_terms and l2_norm == "generator") else None
+    scale = l2_scale(generator, l2_norm, var_w) if latent_terms else 0.0
     w_std = var_w**0.5 if latent_noise > 0 else 0.0  # per coordinate
     # id_lambda is ArcFace's weight; another identity states how its 1 - cos compares (models/identity.py)
     id_weight = id_lambda * float(getattr(identity, "lambda_scale", 1.0))
@@ -104,7 +110,7 @@ def _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, w_st
     opt = torch.optim.Adam([latent], lr=lr)
     # one noise draw per step shared by the batch ([num_ws, w_dim]), so an image's path does not depend on its batch
     noise_rng = torch.Generator().manual_seed(int(cfg.seed))
-    curves = dict(loss=[], clip=[], l2=[], identity=[], lr=[])
+    curves = dict(loss=[], clip=[], l2=[], spread=[], identity=[], lr=[])
     bar = _bar(steps, progress, f"optimize {clip_loss.prompt[:24]!r}")
     try:
         for i in range(steps):
@@ -118,13 +124,14 @@ def _run(render, clip_loss, id_loss, latent, source, cfg, scale, id_weight, w_st
                 images = render(latent)  # [B, 3, H, W]
             c = clip_loss(images)  # [B]
             l2 = latent_l2(latent, source) * scale  # [B]
+            spread = latent_spread(latent, source) * scale if cfg.spread_lambda else torch.zeros_like(c)  # [B]
             ident = id_loss(images) if id_loss is not None else torch.zeros_like(c)  # [B]
-            per_image = c + l2_lambda * l2 + id_weight * ident  # [B]
+            per_image = c + l2_lambda * l2 + cfg.spread_lambda * spread + id_weight * ident  # [B]
             loss = per_image.sum()  # each latent's gradient depends on its own image only
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            for key, value in (("loss", per_image), ("clip", c), ("l2", l2), ("identity", ident)):
+            for key, value in (("loss", per_image), ("clip", c), ("l2", l2), ("spread", spread), ("identity", ident)):
                 curves[key].append(float(value.detach().mean()))
             curves["lr"].append(step_lr)
             bar.update(1)

@@ -11,15 +11,23 @@ from shapes.captions import class_phrases
 
 
 @torch.no_grad()
-def zero_shot(embedder, images: torch.Tensor, attrs: dict, templates=None) -> dict[str, float]:
-    """Accuracy per attribute (colour, shape, size, background): argmax over the class prompts t(p)."""
+def zero_shot_read(embedder, images: torch.Tensor, templates=None, names=None) -> dict[str, np.ndarray]:
+    """What the embedder reads per attribute (colour, shape, size, background, or those in `names`): [n] class
+    indices, the argmax over the class prompts t(p) (world index conventions, as the pixel classifier's)."""
     img = embedder.encode_image(images).float()  # [n, D]
     out = {}
     for name, phrases in class_phrases().items():
-        text = embed_phrases(embedder, phrases, templates).to(img.device)  # [K, D]
-        pred = (img @ text.T).argmax(1).cpu().numpy()
-        out[name] = float((pred == attrs[name]).mean())
+        if names is None or name in names:
+            text = embed_phrases(embedder, phrases, templates).to(img.device)  # [K, D]
+            out[name] = (img @ text.T).argmax(1).cpu().numpy()
     return out
+
+
+def zero_shot(embedder, images: torch.Tensor, attrs: dict, templates=None) -> dict[str, float]:
+    """Accuracy per attribute (colour, shape, size, background): argmax over the class prompts t(p)."""
+    return {
+        name: float((pred == attrs[name]).mean()) for name, pred in zero_shot_read(embedder, images, templates).items()
+    }
 
 
 def held_out(n: int = 1000, seed: int = 12345) -> tuple[torch.Tensor, dict]:

@@ -110,6 +110,37 @@ def test_latent_noise_follows_the_projector_schedule(gen, tiny_clip, monkeypatch
     assert (rendered[0] - start).std() > 0.5 * std * strength  # step 0 is noisy
 
 
+def test_latent_spread_counts_only_the_layers_moving_apart():
+    from query.losses import latent_spread
+
+    g = torch.Generator().manual_seed(0)
+    source = torch.randn(2, 5, 4, generator=g)  # a W+ start whose layers differ (an e4e code)
+    together = source + torch.randn(2, 1, 4, generator=g)  # every layer moved alike: an edit in W
+    assert torch.allclose(latent_spread(together, source), torch.zeros(2), atol=1e-5)
+    apart = source.clone()
+    apart[0, 2] += torch.tensor([1.0, 0.0, 0.0, 0.0])  # one layer of image 0 moved by 1 along one axis
+    # its change is 1 in that layer, 0 in the other four; the mean change 1/5: 4/5^2 + 4 x 1/5^2 = 0.8
+    assert torch.allclose(latent_spread(apart, source), torch.tensor([0.8, 0.0]), atol=1e-6)
+
+
+def test_the_spread_term_keeps_the_edit_near_w(gen, tiny_clip):
+    from query.losses import latent_spread
+    from query.optimization import optimize
+
+    ws = gen.sample_ws(2, seed=4, psi=0.7)  # a W start: all layers alike
+    start = gen.broadcast(ws)
+    kw = dict(steps=10, lr=0.05, augment=0, latent_noise=0.0, progress=False, return_curves=True)
+    free, free_curves = optimize(gen, tiny_clip, ws, "a red square", spread_lambda=0.0, **kw)
+    held, held_curves = optimize(gen, tiny_clip, ws, "a red square", **kw)  # the default weight
+    assert free_curves["spread"] == [0.0] * 10 and held_curves["spread"][0] == 0.0 < held_curves["spread"][-1]
+    assert held_curves["config"]["spread_lambda"] == 0.08
+    free_spread, held_spread = latent_spread(free, start), latent_spread(held, start)  # [2] each
+    assert (free_spread > 0.5).all()  # W+ optimisation pulls the layers apart (measured 1.8-2.4)
+    assert (held_spread < 0.1 * free_spread).all()  # the term holds them together (measured 0.03-0.05)
+    assert (held - start).mean(1).norm() > 0.1  # the edit itself still moves (in W)
+    assert held_curves["clip"][-1] < held_curves["clip"][0] - 0.01
+
+
 def test_optimize_refuses_bad_noise_settings(gen, tiny_clip):
     from query.optimization import optimize
 
@@ -119,8 +150,10 @@ def test_optimize_refuses_bad_noise_settings(gen, tiny_clip):
         dict(latent_noise=float("nan")),
         dict(noise_ramp=0.0),
         dict(noise_ramp=1.5),
+        dict(spread_lambda=-0.1),
+        dict(spread_lambda=float("inf")),
     ):
-        with pytest.raises(AtlasError, match="latent_noise|noise_ramp"):
+        with pytest.raises(AtlasError, match="latent_noise|noise_ramp|spread_lambda"):
             optimize(gen, tiny_clip, ws, "red", steps=1, progress=False, **kw)
     optimize(gen, tiny_clip, ws, "red", steps=1, latent_noise=0.0, noise_ramp=0.0, progress=False)  # off: no ramp
 
@@ -206,6 +239,41 @@ def test_reference_preprocessing_feeds_the_raw_image(tiny_clip):
     ref = ClipLoss(tiny_clip, "red", "reference")(x)
     pooled = ClipLoss(tiny_clip, "red", "pool")(x)
     assert ref.shape == pooled.shape == (2,) and not torch.allclose(ref, pooled)
+
+
+def test_reference_settings_are_styleclips_loop(gen, tiny_clip):
+    """With every departure off, optimize is StyleCLIP's run_optimization.py edit loop, written out again here:
+    W+ from the codes, Adam, the ramped lr, 1 - cos on the raw image, 0.008 x the raw sum of squares (no identity)."""
+    import torch.nn.functional as F
+
+    from query.optimization import optimize
+
+    ws = gen.sample_ws(2, seed=6, psi=0.7)
+    steps, lr = 8, 0.1
+    ours = optimize(gen, tiny_clip, ws, "a red square", steps=steps, lr=lr, preprocess="reference", augment=0,
+                    latent_noise=0.0, spread_lambda=0.0, l2_norm="reference", progress=False)  # fmt: skip
+    with torch.no_grad():
+        text = tiny_clip.encode_text(["a red square"]).float()  # [1, D] unit (its own tests: test_clip.py)
+    start = gen.broadcast(ws).detach().clone()
+    latent = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([latent], lr=lr)
+    for p in gen.parameters():
+        p.requires_grad_(False)
+    try:
+        for i in range(steps):
+            opt.param_groups[0]["lr"] = reference_lr(i / steps, lr)
+            img = gen.synthesize(gen.styles(latent), noise_mode="const")
+            pooled = F.adaptive_avg_pool2d(F.interpolate(img, scale_factor=7, mode="nearest"), tiny_clip.image_size)
+            image = F.normalize(tiny_clip.model.encode_image(pooled).float(), dim=-1)
+            clip_loss = 1 - (image * text).sum(-1)
+            loss = (clip_loss + 0.008 * (latent - start).square().flatten(1).sum(1)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        for p in gen.parameters():
+            p.requires_grad_(True)
+    assert torch.allclose(ours, latent.detach(), atol=1e-5), (ours - latent).abs().max()
 
 
 @pytest.mark.slow
@@ -321,6 +389,8 @@ def test_cli_invert_and_optimize(files, gen):
         "4",
         "--latent-noise",
         "0.5",
+        "--spread-lambda",
+        "0.2",
         "-o",
         str(strip),
         "--save-latent",
@@ -328,6 +398,7 @@ def test_cli_invert_and_optimize(files, gen):
     )
     assert strip.exists() and out["clip_last"] <= out["clip_first"] + 0.05 and len(out["curves"]["loss"]) == 4
     assert out["config"]["latent_noise"] == 0.5 and out["config"]["noise_ramp"] == 0.75
+    assert out["config"]["spread_lambda"] == 0.2
     assert torch.load(files / "edited.pt", weights_only=True).shape == (1, gen.num_ws, gen.w_dim)
     with Image.open(strip) as im:
         assert json.loads(im.text["styleatlas"])["prompt"] == "red"
