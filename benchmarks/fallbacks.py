@@ -98,12 +98,17 @@ def edit_pool(gen, clip, ident, prompt: str, seed: int, threads: int, n: int = 1
     )
 
 
+def merged_samples(pools: list[dict]) -> dict:
+    """Every pool's per-sample arrays (edit_pool's "samples") joined into one array per key."""
+    return {k: np.concatenate([p["samples"][k] for p in pools]) for k in pools[0]["samples"]}
+
+
 def by_start(prompt: str, pools: list[dict]) -> list[str]:
     """Rows of one edit's figures over every pool, grouped by the samples' starting colour ("red") or shape."""
     from shapes import world
 
     names = world.COLOURS if prompt == "red" else world.SHAPES
-    merged = {k: np.concatenate([p["samples"][k] for p in pools]) for k in pools[0]["samples"]}
+    merged = merged_samples(pools)
     rows = []
     for i, name in enumerate(names):
         pick = merged["start"] == i
@@ -125,7 +130,7 @@ def guide_and_judge(edits: dict) -> str:
         "as reached |\n|---|---|---|---|---|---|"
     ]
     for prompt, pools in edits.items():
-        m = {k: np.concatenate([p["samples"][k] for p in pools]) for k in ("reached", "clip_reached", "valid")}
+        m = merged_samples(pools)
         ok = m["valid"]
         judge, guide = m["reached"][ok], m["clip_reached"][ok]
         misses = ~judge

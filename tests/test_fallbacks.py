@@ -246,6 +246,7 @@ def test_reference_settings_are_styleclips_loop(gen, tiny_clip):
     W+ from the codes, Adam, the ramped lr, 1 - cos on the raw image, 0.008 x the raw sum of squares (no identity)."""
     import torch.nn.functional as F
 
+    from query.losses import frozen
     from query.optimization import optimize
 
     ws = gen.sample_ws(2, seed=6, psi=0.7)
@@ -257,9 +258,7 @@ def test_reference_settings_are_styleclips_loop(gen, tiny_clip):
     start = gen.broadcast(ws).detach().clone()
     latent = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=lr)
-    for p in gen.parameters():
-        p.requires_grad_(False)
-    try:
+    with frozen(gen):  # only the latent is optimised
         for i in range(steps):
             opt.param_groups[0]["lr"] = reference_lr(i / steps, lr)
             img = gen.synthesize(gen.styles(latent), noise_mode="const")
@@ -270,9 +269,6 @@ def test_reference_settings_are_styleclips_loop(gen, tiny_clip):
             opt.zero_grad()
             loss.backward()
             opt.step()
-    finally:
-        for p in gen.parameters():
-            p.requires_grad_(True)
     assert torch.allclose(ours, latent.detach(), atol=1e-5), (ours - latent).abs().max()
 
 
