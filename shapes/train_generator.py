@@ -73,10 +73,13 @@ class GeneratorTrainConfig:
     perturb_sigmas: float = 5.0  # stage 5: the farthest push, in the channel's standard deviations
     perturb_draw: str = "uniform"  # stage 5: which channel a push takes: "uniform", or "sigma" (in proportion)
     perturb_target: str = "clean"  # stage 5: a push's target: "clean" (clean_target) or "group" (group_target)
+    perturb_layers: str = ""  # stage 5: the conv style layers a push may take ("3,9"; "": every conv layer)
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
     region_weight: float = 1.0  # weight of the per-sample shape-region L1 (see pixel_loss)
+    hard_weight: float = 0.0  # stage 5: gamma of hard_weighted, the per-sample loss weighting (0: plain mean)
+    misread_weight: float = 0.0  # stage 5: extra weight of samples whose shape the pixel classifier misreads
     curriculum: float = 0.4  # share of stage 1 over which colours, backgrounds and positions are phased in
     seed: int = 0
     threads: int = 1
@@ -157,9 +160,14 @@ def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pixel_loss(
-    fake: torch.Tensor, target: torch.Tensor, edge_weight: float = 4.0, region_weight: float = 0.0
+    fake: torch.Tensor,
+    target: torch.Tensor,
+    edge_weight: float = 4.0,
+    region_weight: float = 0.0,
+    per_sample: bool = False,
 ) -> torch.Tensor:
-    """L1 (edge band weighted 1 + edge_weight) + MSE + L1 of image gradients + L1 at half resolution.
+    """L1 (edge band weighted 1 + edge_weight) + MSE + L1 of image gradients + L1 at half resolution; the
+    batch mean, or with per_sample each sample's own [B] (whose mean is the batch mean).
 
     Plain L1/MSE learned colour, size and position fast but left round blobs for every shape: the shape
     lives in the few pixels along the outline, so those (and the gradients there) weigh more."""
@@ -168,15 +176,40 @@ def pixel_loss(
     edge = F.pad(tx.abs().amax(1, keepdim=True), (0, 1)) + F.pad(ty.abs().amax(1, keepdim=True), (0, 0, 0, 1))
     band = (F.max_pool2d(edge, 3, stride=1, padding=1) > 0.05).float()  # [B, 1, H, W] around outlines
     fx, fy = _grad(fake)
-    loss = ((1 + edge_weight * band) * err.abs()).mean() + err.square().mean()
-    loss = loss + (fx - tx).abs().mean() + (fy - ty).abs().mean()
-    loss = loss + (F.avg_pool2d(fake, 2) - F.avg_pool2d(target, 2)).abs().mean()
+
+    def mean(x: torch.Tensor) -> torch.Tensor:  # [B, ...] -> [B]
+        return x.flatten(1).mean(1)
+
+    loss = mean((1 + edge_weight * band) * err.abs()) + mean(err.square())
+    loss = loss + mean((fx - tx).abs()) + mean((fy - ty).abs())
+    loss = loss + mean((F.avg_pool2d(fake, 2) - F.avg_pool2d(target, 2)).abs())
     if region_weight:  # L1 averaged over each sample's own shape region: small shapes count as much as large
         shape = ((target - target[:, :, :1, :1]).abs().amax(1, keepdim=True) > 0.02).float()
         region = F.max_pool2d(shape, 5, stride=1, padding=2)  # [B, 1, H, W]
-        per_sample = (region * err.abs()).sum((1, 2, 3)) / (3 * region.sum((1, 2, 3)).clamp(min=1))
-        loss = loss + region_weight * per_sample.mean()
-    return loss
+        loss = loss + region_weight * (region * err.abs()).sum((1, 2, 3)) / (3 * region.sum((1, 2, 3)).clamp(min=1))
+    return loss if per_sample else loss.mean()
+
+
+def hard_weighted(losses: torch.Tensor, gamma: float, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of per-sample losses [B], each weighted by (its loss / the batch mean) ** gamma times
+    (1 + extra [B]), the weights normalised to average 1 (no gradient through them): the samples drawn worst
+    count more. gamma 0 and no extra: the plain mean."""
+    weights = torch.ones_like(losses)
+    if gamma:
+        weights = (losses.detach() / losses.detach().mean()).pow(gamma)
+    if extra is not None:
+        weights = weights * (1 + extra)
+    return (losses * weights / weights.mean()).mean()
+
+
+def misread(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[B] 1.0 where the pixel classifier reads another shape in an image than in its target (world images,
+    which it reads exactly), else 0: the loss barely sees a small cross drawn as a diamond (a few notch
+    pixels), the classifier does."""
+    from shapes.classifier import classify
+
+    shapes = classify(torch.cat([images.detach(), targets]))["shape"]
+    return torch.from_numpy((shapes[: len(images)] != shapes[len(images) :]).astype(np.float32))
 
 
 def synthesize(gen: StyleGAN2Generator, z: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
@@ -265,15 +298,27 @@ def rgb_spread(gen: StyleGAN2Generator, styles: list[torch.Tensor]) -> torch.Ten
 
 
 def perturb_styles(
-    gen, styles, stats, rows: np.ndarray, rng: np.random.Generator, sigmas: float, draw: str = "uniform"
+    gen,
+    styles,
+    stats,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    sigmas: float,
+    draw: str = "uniform",
+    layers: str = "",
 ) -> tuple[list, list[int]]:
     """(the styles with, in each of `rows`, one conv channel set to mu +- k sigma, k ~ U(1, sigmas), and the
-    style layer pushed in each row): a random conv layer, and in it a channel drawn uniformly, or with
-    draw="sigma" in proportion to its sigma (the channels that carry the most are the ones a +-5 sigma probe
-    pushes farthest out of what training saw)."""
+    style layer pushed in each row): a random conv layer (one of `layers`, "3,9", if given), and in it a
+    channel drawn uniformly, or with draw="sigma" in proportion to its sigma (the channels that carry the most
+    are the ones a +-5 sigma probe pushes farthest out of what training saw)."""
     if draw not in ("uniform", "sigma"):
         raise ValueError(f"perturb_draw must be uniform or sigma, got {draw!r}")
     conv = [i for i in range(len(styles)) if i not in gen.rgb_layers]
+    if layers:
+        chosen = [int(v) for v in layers.split(",")]
+        if not chosen or any(i not in conv for i in chosen):
+            raise ValueError(f"perturb_layers must name conv style layers among {conv}, got {layers!r}")
+        conv = chosen
     out, layers = list(styles), []
     for row in rows:
         layer = conv[rng.integers(len(conv))]
@@ -471,7 +516,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                     prng = np.random.default_rng([cfg.seed, stage, step, 7])
                     rows = np.flatnonzero(prng.random(len(ws)) < cfg.perturb_share)
                     styles, pushed = perturb_styles(
-                        gen, styles, stats, rows, prng, cfg.perturb_sigmas, cfg.perturb_draw
+                        gen, styles, stats, rows, prng, cfg.perturb_sigmas, cfg.perturb_draw, cfg.perturb_layers
                     )
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):
@@ -480,7 +525,12 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                         target[rows] = group_target(gen, mixing_splits(cfg), attrs, rows, pushed, fake[rows].detach())
                     else:
                         target[rows] = clean_target(fake[rows].detach())
-                loss = pixel_loss(fake, target, region_weight=cfg.region_weight)
+                extra = None
+                if cfg.misread_weight:
+                    extra = cfg.misread_weight * misread(fake, target)
+                loss = hard_weighted(
+                    pixel_loss(fake, target, region_weight=cfg.region_weight, per_sample=True), cfg.hard_weight, extra
+                )
                 if cfg.affine_l1:
                     loss = loss + cfg.affine_l1 * affine_l1(gen)
                 if cfg.style_sparsity:

@@ -87,6 +87,36 @@ def test_affine_l1_is_the_mean_absolute_affine_weight():
     value.backward()  # differentiable: it is a training penalty
 
 
+def test_per_sample_pixel_loss_averages_to_the_batch_loss_and_hard_weighting_favours_the_worst():
+    attrs = world.sample_attributes(6, np.random.default_rng(0))
+    target = world.render(attrs)
+    fake = target + 0.05 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
+    fake[2] = -target[2]  # one sample drawn very badly
+    fake.requires_grad_(True)
+    each = tg.pixel_loss(fake, target, region_weight=1.0, per_sample=True)
+    assert each.shape == (6,) and int(each.argmax()) == 2
+    assert torch.isclose(each.mean(), tg.pixel_loss(fake, target, region_weight=1.0))
+    assert torch.equal(tg.hard_weighted(each, 0.0), each.mean())
+    hard = tg.hard_weighted(each, 1.0)
+    assert hard > each.mean()  # the worst sample weighs more than in the plain mean
+    grads = [torch.autograd.grad(tg.hard_weighted(each, g), fake, retain_graph=True)[0] for g in (0.0, 1.0)]
+    share = [float(gr[2].abs().sum() / gr.abs().sum()) for gr in grads]
+    assert share[1] > share[0]  # and its pixels get a larger share of the gradient
+    extra = torch.zeros(6)
+    extra[4] = 3.0
+    grads = [torch.autograd.grad(tg.hard_weighted(each, 0.0, e), fake, retain_graph=True)[0] for e in (None, extra)]
+    assert float(grads[1][4].abs().sum() / grads[1].abs().sum()) > float(grads[0][4].abs().sum() / grads[0].abs().sum())
+
+
+def test_misread_flags_images_whose_shape_the_classifier_reads_differently():
+    attrs = world.sample_attributes(8, np.random.default_rng(1))
+    attrs["shape"] = np.array([3, 3, 0, 1, 2, 3, 1, 0])
+    target = world.render(attrs)
+    assert not tg.misread(target, target).any()
+    drawn = dict(attrs, shape=np.array([3, 0, 0, 1, 2, 3, 3, 0]))  # 1: a circle for a cross, 6: a cross for a square
+    assert tg.misread(world.render(drawn), target).tolist() == [0, 1, 0, 0, 0, 0, 1, 0]
+
+
 def test_stage_5_starts_from_a_trained_generator(tmp_path):
     start = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=3)
     start.update_mean_w(n=500)
@@ -104,6 +134,9 @@ def test_stage_5_starts_from_a_trained_generator(tmp_path):
         rgb_spread=0.1,
         perturb_share=0.5,
         perturb_target="group",
+        perturb_layers="3,9",
+        hard_weight=1.0,
+        misread_weight=1.0,
         mixing_splits="2,3,5,6",
     )
     trained = tg.train(cfg)
@@ -194,8 +227,19 @@ def test_perturb_styles_moves_one_conv_channel_per_row_within_the_bound():
                 gen, styles, (mu, sigma), np.array([1, 4]), np.random.default_rng(0), 5.0, draw
             )
             assert [l for l, _, _ in _check_one_push_per_row(gen, styles, moved, mu, sigma)] == layers
+        pushed = set()
+        for seed in range(8):  # pushes confined to the layers asked for, and reaching each of them
+            moved, layers = tg.perturb_styles(
+                gen, styles, (mu, sigma), np.array([1, 4]), np.random.default_rng(seed), 5.0, layers="3,9"
+            )
+            assert [l for l, _, _ in _check_one_push_per_row(gen, styles, moved, mu, sigma)] == layers
+            pushed.update(layers)
+        assert pushed == {3, 9}
     with pytest.raises(ValueError, match="perturb_draw"):
         tg.perturb_styles(gen, styles, (mu, sigma), np.array([1]), np.random.default_rng(0), 5.0, "largest")
+    for bad in ("4", "3,11"):  # a toRGB layer, a layer the generator does not have
+        with pytest.raises(ValueError, match="perturb_layers"):
+            tg.perturb_styles(gen, styles, (mu, sigma), np.array([1]), np.random.default_rng(0), 5.0, layers=bad)
 
 
 def _check_one_push_per_row(gen, styles, moved, mu, sigma):
