@@ -260,10 +260,10 @@ def print_tables(r: dict) -> None:
     )
     for a in EDIT_ATTRIBUTES:
         top = ", ".join(f"({l}, {ch}, {v})" for l, ch, v in s["dominant_top"][a]) or "-"
-        r = s["strongest"][a]
+        rec = s["strongest"][a]  # not `r`: that is the result, which print_family_tables reads below
         most = (
-            f"({r['layer']}, {r['channel']}) " + " / ".join(f"{r['shifts'][b]:.2f}" for b in EDIT_ATTRIBUTES)
-            if r
+            f"({rec['layer']}, {rec['channel']}) " + " / ".join(f"{rec['shifts'][b]:.2f}" for b in EDIT_ATTRIBUTES)
+            if rec
             else "-"
         )
         print(f"| {a} | {s['dominant'][a]} | {top} | {most} |")

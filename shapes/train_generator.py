@@ -1,6 +1,6 @@
 """Train the tiny demo StyleGAN2 to draw the shapes world from z; CPU, non-adversarial, resumable.
 
-    python -m shapes.train_generator               # writes models/demo/generator.pt (rosinality format)
+    python -m shapes.train_generator               # stages 1-4, writes out/demo_train/generator.pt (rosinality format)
     python -m shapes.train_generator --synthesis-steps 50 --mapping-steps 100 --joint-steps 20 \
         --out /tmp/g.pt --work-dir /tmp/g                # a quick trial
 
@@ -9,13 +9,14 @@ z[6:10], size and background = signs of z[10], z[11], brightness and position fr
 z is pixel-normalised first, as the mapping network sees it). The world renderer draws the target; the
 loss is a pixel loss (`pixel_loss`). Five stages (see `train`): synthesis + a linear attribute encoder,
 then the mapping network regressing the encoder's w, then everything end to end from z with truncation
-(joint, then refine), then, off unless --mixing-steps > 0 (the shipped generator did not run it), style
-mixing with attribute-aware targets (`mixed_batch`): the coarse layers' w decides shape, size and position,
-the fine ones' colour and background, with up to five segments, and optional penalties and far channel
-pushes (`style_sparsity`, `rgb_spread`, `perturb_styles`; issue 17; its runs are in models/demo/MODEL_CARD.md).
+(joint, then refine), then, off unless --mixing-steps > 0, style mixing with attribute-aware targets
+(`mixed_batch`): the coarse layers' w decides shape, size and position, the fine ones' colour and
+background, with up to five segments, and optional penalties, far channel pushes and per-sample loss weights
+(`style_sparsity`, `rgb_spread`, `perturb_styles`, `hard_weighted`; issue 17; its runs are in
+models/demo/MODEL_CARD.md). The shipped generator is this trainer run in three phases: `shapes.demo_recipe`.
 
-    python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 3,5 \
-        --out out/g.pt --work-dir out/g              # stage 5 alone, from the shipped generator (not shipped)
+    python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 2,3,5,6 \
+        --out out/g.pt --work-dir out/g              # stage 5 alone, from a trained generator
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.demo import DEMO_DIR
 from models.files import atomic_path
 from models.stylegan2 import StyleGAN2Generator, load_generator, save_generator
 from shapes import config_from_args, style_stats, torch_threads, world
@@ -37,6 +37,7 @@ from shapes import config_from_args, style_stats, torch_threads, world
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
 POSITION_RANGE = 0.5
+BORDER_PX = 2  # pixel_loss's border_weight: ring width (the classifier reads the background off the outermost)
 MEAN_W_EVERY = 100  # refine stage: recompute the truncation centre mean_w every this many steps
 FINE_ATTRIBUTES = ("colour", "rgb", "background", "brightness")  # style mixing: what the fine layers' w decides
 PLACE_ATTRIBUTES = ("size", "radius", "x", "y")
@@ -80,11 +81,12 @@ class GeneratorTrainConfig:
     region_weight: float = 1.0  # weight of the per-sample shape-region L1 (see pixel_loss)
     hard_weight: float = 0.0  # stage 5: gamma of hard_weighted, the per-sample loss weighting (0: plain mean)
     misread_weight: float = 0.0  # stage 5: extra weight of samples whose shape the pixel classifier misreads
+    border_weight: float = 0.0  # stage 5: weight of the L1 on the image's outer rings (pixel_loss)
     curriculum: float = 0.4  # share of stage 1 over which colours, backgrounds and positions are phased in
     seed: int = 0
     threads: int = 1
     checkpoint_every: int = 100
-    out: str = str(DEMO_DIR / "generator.pt")
+    out: str = "out/demo_train/generator.pt"  # the shipped generator: shapes.demo_recipe (phases of this trainer)
     work_dir: str = "out/demo_train/generator"
 
 
@@ -165,9 +167,11 @@ def pixel_loss(
     edge_weight: float = 4.0,
     region_weight: float = 0.0,
     per_sample: bool = False,
+    border_weight: float = 0.0,
 ) -> torch.Tensor:
     """L1 (edge band weighted 1 + edge_weight) + MSE + L1 of image gradients + L1 at half resolution; the
-    batch mean, or with per_sample each sample's own [B] (whose mean is the batch mean).
+    batch mean, or with per_sample each sample's own [B] (whose mean is the batch mean). border_weight: also
+    the L1 averaged over the image's outer BORDER_PX rings, where convolution padding leaves tinted edges.
 
     Plain L1/MSE learned colour, size and position fast but left round blobs for every shape: the shape
     lives in the few pixels along the outline, so those (and the gradients there) weigh more."""
@@ -177,8 +181,8 @@ def pixel_loss(
     band = (F.max_pool2d(edge, 3, stride=1, padding=1) > 0.05).float()  # [B, 1, H, W] around outlines
     fx, fy = _grad(fake)
 
-    def mean(x: torch.Tensor) -> torch.Tensor:  # [B, ...] -> [B]
-        return x.flatten(1).mean(1)
+    def mean(x: torch.Tensor) -> torch.Tensor:  # [B, ...] -> [B], or the batch mean as computed before [B] was
+        return x.flatten(1).mean(1) if per_sample else x.mean()
 
     loss = mean((1 + edge_weight * band) * err.abs()) + mean(err.square())
     loss = loss + mean((fx - tx).abs()) + mean((fy - ty).abs())
@@ -186,8 +190,13 @@ def pixel_loss(
     if region_weight:  # L1 averaged over each sample's own shape region: small shapes count as much as large
         shape = ((target - target[:, :, :1, :1]).abs().amax(1, keepdim=True) > 0.02).float()
         region = F.max_pool2d(shape, 5, stride=1, padding=2)  # [B, 1, H, W]
-        loss = loss + region_weight * (region * err.abs()).sum((1, 2, 3)) / (3 * region.sum((1, 2, 3)).clamp(min=1))
-    return loss if per_sample else loss.mean()
+        each = (region * err.abs()).sum((1, 2, 3)) / (3 * region.sum((1, 2, 3)).clamp(min=1))  # [B]
+        loss = loss + region_weight * (each if per_sample else each.mean())
+    if border_weight:
+        ring = torch.ones_like(err[:1, :1])
+        ring[..., BORDER_PX:-BORDER_PX, BORDER_PX:-BORDER_PX] = 0
+        loss = loss + border_weight * mean(ring * err.abs()) / ring.mean()
+    return loss
 
 
 def hard_weighted(losses: torch.Tensor, gamma: float, extra: torch.Tensor | None = None) -> torch.Tensor:
@@ -525,12 +534,12 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                         target[rows] = group_target(gen, mixing_splits(cfg), attrs, rows, pushed, fake[rows].detach())
                     else:
                         target[rows] = clean_target(fake[rows].detach())
-                extra = None
-                if cfg.misread_weight:
-                    extra = cfg.misread_weight * misread(fake, target)
-                loss = hard_weighted(
-                    pixel_loss(fake, target, region_weight=cfg.region_weight, per_sample=True), cfg.hard_weight, extra
-                )
+                weights = dict(region_weight=cfg.region_weight, border_weight=cfg.border_weight)
+                if cfg.hard_weight or cfg.misread_weight:
+                    extra = cfg.misread_weight * misread(fake, target) if cfg.misread_weight else None
+                    loss = hard_weighted(pixel_loss(fake, target, **weights, per_sample=True), cfg.hard_weight, extra)
+                else:  # the batch mean exactly as before the per-sample weights existed (same rounding)
+                    loss = pixel_loss(fake, target, **weights)
                 if cfg.affine_l1:
                     loss = loss + cfg.affine_l1 * affine_l1(gen)
                 if cfg.style_sparsity:

@@ -108,6 +108,19 @@ def test_per_sample_pixel_loss_averages_to_the_batch_loss_and_hard_weighting_fav
     assert float(grads[1][4].abs().sum() / grads[1].abs().sum()) > float(grads[0][4].abs().sum() / grads[0].abs().sum())
 
 
+def test_border_weight_adds_the_mean_error_on_the_outer_rings_only():
+    target = world.render(world.sample_attributes(4, np.random.default_rng(2)))
+    edge, inner = target.clone(), target.clone()
+    edge[:, :, 0, :] += 0.5  # the top row: inside the rings
+    inner[:, :, 16, 4:28] += 0.5  # the same number of pixels (24) well inside the image
+    plain = [tg.pixel_loss(x, target) for x in (edge, inner)]
+    ring = [tg.pixel_loss(x, target, border_weight=1.0) - p for x, p in zip((edge, inner), plain)]
+    ring_px = 32 * 32 - (32 - 2 * tg.BORDER_PX) ** 2
+    assert torch.isclose(ring[0], torch.tensor(0.5 * 32 / ring_px), atol=1e-6) and abs(float(ring[1])) < 1e-6
+    each = tg.pixel_loss(edge, target, border_weight=1.0, per_sample=True)
+    assert torch.isclose(each.mean(), tg.pixel_loss(edge, target, border_weight=1.0))
+
+
 def test_misread_flags_images_whose_shape_the_classifier_reads_differently():
     attrs = world.sample_attributes(8, np.random.default_rng(1))
     attrs["shape"] = np.array([3, 3, 0, 1, 2, 3, 1, 0])
@@ -137,6 +150,7 @@ def test_stage_5_starts_from_a_trained_generator(tmp_path):
         perturb_layers="3,9",
         hard_weight=1.0,
         misread_weight=1.0,
+        border_weight=1.0,
         mixing_splits="2,3,5,6",
     )
     trained = tg.train(cfg)

@@ -24,12 +24,17 @@ def test_red_mapper_makes_fresh_shapes_redder_and_keeps_their_shape(one_thread):
     assert judged["kept_shape"] >= 0.8, judged
 
 
-def test_edit_text_auto_takes_the_global_direction_for_red(shapes):
+@pytest.mark.parametrize("prompt", ["blue", "large"])
+def test_edit_text_auto_takes_the_global_direction_where_it_works(shapes, prompt):
+    # on the shipped generator, at edit_text's default beta 0.15, these reach their value in 12 of 12 samples and
+    # keep the shape (benchmarks/edit_auto.py); red, which the generator of stages 1-4 used here, now reaches
+    # red in 7 of 12 there (it makes all 12 redder), and the auto test rightly declines it
     atlas, _ = shapes
-    ws, _ = fresh_samples(atlas.generator, 12, "red", seed=2000)
-    result = atlas.edit_text(ws, "red")
+    ws, _ = fresh_samples(atlas.generator, 12, prompt, seed=2000)
+    result = atlas.edit_text(ws, prompt)
     assert result.method == "global", result.reason
-    assert judge_images(atlas.render(ws), result.images, "red")["redder"] >= 0.9
+    judged = judge_images(atlas.render(ws), result.images, prompt)
+    assert judged["reached"] >= 0.9 and judged["kept_shape"] >= 0.75, judged
 
 
 @pytest.mark.parametrize("prompt", ["circle", "orange"])
