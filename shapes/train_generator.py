@@ -80,6 +80,7 @@ class GeneratorTrainConfig:
     psi_min: float = 0.5
     region_weight: float = 1.0  # weight of the per-sample shape-region L1 (see pixel_loss)
     hard_weight: float = 0.0  # stage 5: gamma of hard_weighted, the per-sample loss weighting (0: plain mean)
+    focus_share: float = 0.0  # stage 5: share of each batch drawn as the (shape, size) drawn worst (worst_cell)
     misread_weight: float = 0.0  # stage 5: extra weight of samples whose shape the pixel classifier misreads
     border_weight: float = 0.0  # stage 5: weight of the L1 on the image's outer rings (pixel_loss)
     curriculum: float = 0.4  # share of stage 1 over which colours, backgrounds and positions are phased in
@@ -244,20 +245,31 @@ def mixing_splits(cfg: GeneratorTrainConfig) -> list[int]:
     return splits
 
 
-def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, step: int, with_attrs: bool = False):
+def mixed_batch(
+    gen: StyleGAN2Generator,
+    cfg: GeneratorTrainConfig,
+    stage: int,
+    step: int,
+    with_attrs: bool = False,
+    focus: tuple[int, int] | None = None,
+):
     """(ws [n, num_ws, w_dim], target images) of one style-mixing batch: in a mixing_share of the samples,
     each segment of w indices between mixing_splits takes the w of its own z, and the target takes from each z
     the attributes of its segment (MIX_GROUPS; the world renderer draws the mix); the rest are plain samples.
 
     Attribute-aware targets make the coarse layers the only ones that can say where and how large the shape
     is (and what it is), and the fine ones (32 px) the only ones that can colour it and its background.
-    with_attrs: also return the attributes the target draws."""
+    with_attrs: also return the attributes the target draws. focus (shape, size): a cfg.focus_share of the
+    samples get that shape and size (focus_z), whichever z of a mix decides them."""
     n, splits = cfg.batch_size, mixing_splits(cfg)
     k = len(splits) + 1
     rng = np.random.default_rng([cfg.seed, stage, step])
     z = torch.from_numpy(rng.standard_normal((k, n, ARCHITECTURE["style_dim"])).astype(np.float32))
     psi = np.where(rng.random(n) < cfg.truncated_share, rng.uniform(cfg.psi_min, 1.0, n), 1.0)
     mixed = rng.random(n) < cfg.mixing_share  # [n] bool
+    if focus is not None:  # its own generator: batches without a focus stay what they were
+        rows = np.random.default_rng([cfg.seed, stage, step, 11]).random(n) < cfg.focus_share
+        z[:, torch.from_numpy(rows)] = focus_z(z[:, torch.from_numpy(rows)], *focus)
     attrs = mix_attributes([attributes_from_z(zj) for zj in z], mixed)
     psi = torch.from_numpy(psi.astype(np.float32))[:, None]  # [n, 1]
     w = gen.mean_w + psi * (gen.mapping(z.reshape(k * n, -1)).reshape(k, n, -1) - gen.mean_w)  # [k, n, w_dim]
@@ -266,6 +278,36 @@ def mixed_batch(gen: StyleGAN2Generator, cfg: GeneratorTrainConfig, stage: int, 
         source[torch.from_numpy(mixed), split:] += 1
     ws = w.permute(1, 0, 2).gather(1, source[..., None].expand(-1, -1, w.shape[-1]))  # [n, num_ws, w_dim]
     return (ws, world.render(attrs), attrs) if with_attrs else (ws, world.render(attrs))
+
+
+def focus_z(z: torch.Tensor, shape: int, size: int) -> torch.Tensor:
+    """z [..., 64] changed as little as needed for attributes_from_z to read `shape` and `size` (0 small, 1
+    large): the shape's coordinate raised just above the largest of z[6:10], the size coordinate's sign set.
+    PixelNorm scales every coordinate alike, so argmax and signs survive it."""
+    z = z.clone()
+    block = z[..., Z_SHAPE]
+    z[..., Z_SHAPE.start + shape] = block.amax(-1) + 0.1
+    z[..., Z_SIZE] = z[..., Z_SIZE].abs().clamp(min=0.1) * (1 if size else -1)
+    return z
+
+
+@torch.no_grad()
+def worst_cell(gen: StyleGAN2Generator, n: int = 512, seed: int = 0, psi: float = 0.7) -> tuple[int, int]:
+    """The (shape, size) that the generator draws worst: the lowest share of n seeded psi-truncated samples
+    of that cell whose shape the pixel classifier reads as the one z asks for (a cell too rare to judge is
+    skipped)."""
+    from shapes.classifier import classify
+
+    z = torch.randn(n, gen.z_dim, generator=torch.Generator().manual_seed(seed + 17))
+    attrs = attributes_from_z(z)
+    read = classify(gen.synthesize(gen.styles(gen.truncate(gen.mapping(z), psi))))["shape"]
+    scores = {}
+    for shape in range(len(world.SHAPES)):
+        for size in (0, 1):
+            cell = (attrs["shape"] == shape) & (attrs["size"] == size)
+            if cell.sum() >= 8:
+                scores[(shape, size)] = float((read[cell] == shape).mean())
+    return min(scores, key=scores.get)
 
 
 def mix_attributes(sources: list[dict], mixed: np.ndarray) -> dict:
@@ -483,6 +525,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         print(f"stage {stages[stage][0]} from {cfg.init}", flush=True)
     t0, cpu0 = time.time(), time.process_time()
     stats = None  # stage 5's style statistics for perturb_styles, refreshed with mean_w
+    focus = None  # stage 5's (shape, size) drawn worst, for focus_share, refreshed with mean_w
     while stage < len(stages):
         name, steps = stages[stage]
         # the mapping's stored weights need a larger lr than the synthesis (lr_mul 0.01), also when joint
@@ -517,7 +560,12 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             elif name == "mixing":  # end to end, half the batch mixed; the truncation centre follows the mapping
                 if step % MEAN_W_EVERY == 0 and step:
                     gen.update_mean_w(n=10_000, seed=cfg.seed)
-                ws, target, attrs = mixed_batch(gen, cfg, stage, step, with_attrs=True)
+                if cfg.focus_share and (step % MEAN_W_EVERY == 0 or focus is None):  # re-read where it resumed
+                    focus = worst_cell(gen, seed=cfg.seed)
+                    print(
+                        f"mixing {step}: focus on {world.SIZES[focus[1]]} {world.SHAPES[focus[0]]} samples", flush=True
+                    )
+                ws, target, attrs = mixed_batch(gen, cfg, stage, step, with_attrs=True, focus=focus)
                 styles = gen.styles(ws)
                 if cfg.perturb_share:
                     if step % MEAN_W_EVERY == 0 or stats is None:

@@ -121,6 +121,49 @@ def test_border_weight_adds_the_mean_error_on_the_outer_rings_only():
     assert torch.isclose(each.mean(), tg.pixel_loss(edge, target, border_weight=1.0))
 
 
+def test_focus_z_sets_shape_and_size_and_changes_nothing_else():
+    z = torch.randn(3, 200, 64, generator=torch.Generator().manual_seed(0))
+    for shape in range(len(world.SHAPES)):
+        for size in (0, 1):
+            focused = tg.focus_z(z, shape, size)
+            attrs = tg.attributes_from_z(focused.reshape(-1, 64))
+            assert (attrs["shape"] == shape).all() and (attrs["size"] == size).all()
+            others = [i for i in range(64) if i not in (6 + shape, tg.Z_SIZE)]
+            assert torch.equal(focused[..., others], z[..., others])
+
+
+def test_focus_rows_of_a_mixed_batch_draw_the_focused_cell_and_the_rest_stay_as_they_were():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    gen.update_mean_w(n=500)
+    cfg = tg.GeneratorTrainConfig(batch_size=64, mixing_splits="2,3,5,6", focus_share=0.5)
+    with torch.no_grad():
+        plain_ws, _, plain = tg.mixed_batch(gen, cfg, 4, 7, with_attrs=True)
+        ws, _, attrs = tg.mixed_batch(gen, cfg, 4, 7, with_attrs=True, focus=(3, 0))
+    focused = (attrs["shape"] == 3) & (attrs["size"] == 0)
+    assert 0.3 < focused.mean() < 0.8  # half the rows, and the odd plain small cross
+    same = (ws == plain_ws).flatten(1).all(1).numpy()
+    assert same.any() and (same | focused).all()  # a row either kept its codes or became a small cross
+    assert all((attrs[k][same] == plain[k][same]).all() for k in ("shape", "colour", "size", "background"))
+
+
+def test_worst_cell_finds_the_cell_a_generator_draws_worst(monkeypatch):
+    import shapes.classifier as classifier_module
+
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    gen.update_mean_w(n=500)
+    real = classifier_module.classify
+
+    def reads_small_triangles_wrong(images):  # a stand-in judge: every shape right except small triangles
+        z = torch.randn(512, gen.z_dim, generator=torch.Generator().manual_seed(17))
+        attrs = tg.attributes_from_z(z)
+        out = dict(real(images))
+        out["shape"] = np.where((attrs["shape"] == 2) & (attrs["size"] == 0), 0, attrs["shape"])
+        return out
+
+    monkeypatch.setattr(classifier_module, "classify", reads_small_triangles_wrong)
+    assert tg.worst_cell(gen, n=512, seed=0) == (2, 0)
+
+
 def test_misread_flags_images_whose_shape_the_classifier_reads_differently():
     attrs = world.sample_attributes(8, np.random.default_rng(1))
     attrs["shape"] = np.array([3, 3, 0, 1, 2, 3, 1, 0])
@@ -151,6 +194,7 @@ def test_stage_5_starts_from_a_trained_generator(tmp_path):
         hard_weight=1.0,
         misread_weight=1.0,
         border_weight=1.0,
+        focus_share=0.25,
         mixing_splits="2,3,5,6",
     )
     trained = tg.train(cfg)
