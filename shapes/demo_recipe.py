@@ -47,11 +47,10 @@ def phase_configs(work_dir: str, seed: int = 0, threads: int = 1, scale: float =
     start from the one before. scale multiplies every stage's steps (at least 1 step each): a trial run."""
     from shapes.train_generator import GeneratorTrainConfig
 
-    work = Path(work_dir)
+    work, base = Path(work_dir), GeneratorTrainConfig()
     out = []
     for k, phase in enumerate(PHASES):
         fields = dict(phase)
-        base = GeneratorTrainConfig()
         for name in STEP_FIELDS:
             steps = fields.get(name, getattr(base, name))
             fields[name] = max(1, round(steps * scale)) if steps else 0
