@@ -34,6 +34,16 @@ _AREA = dict(
 )
 
 
+VALIDITY_TESTS = dict(  # name -> does a classify() reading pass it, per image ([n] bool)
+    colour=lambda c: c["colour_distance"] < COLOUR_TOLERANCE,
+    shape_fit=lambda c: c["iou"] >= MIN_IOU,
+    contrast=lambda c: c["contrast"] >= MIN_CONTRAST,
+    border=lambda c: c["border_std"] <= MAX_BORDER_STD,
+    clutter=lambda c: c["unexplained"] <= MAX_UNEXPLAINED,
+    sharpness=lambda c: c["steepness"] >= MIN_STEEPNESS,
+)
+
+
 def _border(x: np.ndarray) -> np.ndarray:
     """[n, 3, P] the one-pixel border ring of [n, 3, R, R] images."""
     return np.concatenate([x[:, :, 0, :], x[:, :, -1, :], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], axis=2)
@@ -44,8 +54,9 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
 
     Keys: shape, colour, size, background (indices), x, y (in [0, 1]), cx, cy (shape centre in pixels),
     grey (the background's mean grey level), radius, rgb [n, 3], iou,
-    colour_distance, contrast, unexplained (share of pixels off the two-colour model), steepness (edge sharpness),
-    valid (bool).
+    colour_distance, contrast, border_std (spread of the border ring around the background colour), unexplained
+    (share of pixels off the two-colour model), steepness (edge sharpness), valid (bool); `failed_tests` names
+    the tests behind an invalid image.
     """
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != world.RESOLUTION:
         raise ValueError(
@@ -104,15 +115,7 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     span = np.maximum(hi - lo, 1e-6)
 
     iou = ious[pick, shape]
-    valid = (
-        (colour_distance < COLOUR_TOLERANCE)
-        & (iou >= MIN_IOU)
-        & (contrast >= MIN_CONTRAST)
-        & (border_std <= MAX_BORDER_STD)
-        & (unexplained <= MAX_UNEXPLAINED)
-        & (steepness >= MIN_STEEPNESS)
-    )
-    return dict(
+    out = dict(
         shape=shape,
         colour=colour,
         size=(radius >= SIZE_THRESHOLD).astype(np.int64),
@@ -127,10 +130,19 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
         iou=iou,
         colour_distance=colour_distance,
         contrast=contrast,
+        border_std=border_std,
         unexplained=unexplained,
         steepness=steepness,
-        valid=valid,
     )
+    out["valid"] = np.logical_and.reduce([test(out) for test in VALIDITY_TESTS.values()])
+    return out
+
+
+def failed_tests(reading: dict) -> list[list[str]]:
+    """Per image of a classify() reading, the names of the validity tests it fails (VALIDITY_TESTS; [] when
+    valid): why the classifier rejects an image."""
+    passed = {name: test(reading) for name, test in VALIDITY_TESTS.items()}
+    return [[name for name, ok in passed.items() if not ok[i]] for i in range(len(reading["valid"]))]
 
 
 def accuracy(pred: dict, truth: dict) -> dict[str, float]:

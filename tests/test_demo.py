@@ -90,6 +90,23 @@ def test_classifier_rejects_what_is_not_one_clean_shape():
     assert classifier.classify(grey)["valid"].mean() < 0.05
 
 
+def test_failed_tests_name_what_makes_an_image_invalid():
+    imgs, _ = world.sample(8, np.random.default_rng(7))
+    pred = classifier.classify(imgs)
+    assert pred["valid"].all() and classifier.failed_tests(pred) == [[]] * 8
+    ringed = imgs.clone()
+    top = ringed[:, 2, 0, :]
+    ringed[:, 2, 0, :] = torch.where(top > 0, -1.0, 1.0)  # the top row's blue at the other extreme: an uneven border
+    read = classifier.classify(ringed)
+    assert (read["border_std"] > classifier.MAX_BORDER_STD).all()
+    assert all("border" in f for f in classifier.failed_tests(read))
+    grey = imgs.mean(1, keepdim=True).expand(-1, 3, -1, -1)  # no named colour
+    read = classifier.classify(grey)
+    fails = classifier.failed_tests(read)
+    assert all(bool(f) != bool(v) for f, v in zip(fails, read["valid"]))  # a name exactly where it is invalid
+    assert sum("colour" in f for f in fails) >= 6
+
+
 def test_vocabulary_and_neutral():
     phrases = VOCABULARY.read_text(encoding="utf-8").splitlines()
     assert phrases == default_vocabulary()
