@@ -11,9 +11,10 @@ loss is a pixel loss (`pixel_loss`). Five stages (see `train`): synthesis + a li
 then the mapping network regressing the encoder's w, then everything end to end from z with truncation
 (joint, then refine), then, off unless --mixing-steps > 0, style mixing with attribute-aware targets
 (`mixed_batch`): the coarse layers' w decides shape, size and position, the fine ones' colour and
-background, with up to five segments, and optional penalties, far channel pushes and per-sample loss weights
-(`style_sparsity`, `rgb_spread`, `perturb_styles`, `hard_weighted`; issue 17; its runs are in
-models/demo/MODEL_CARD.md). The shipped generator is this trainer run in three phases: `shapes.demo_recipe`.
+background, with up to five segments (a sixth, the last toRGB layer alone, decides nothing), and optional
+penalties, far channel pushes and per-sample loss weights (`style_sparsity`, `rgb_spread`, `perturb_styles`,
+`hard_weighted`; issue 17; its runs are in models/demo/MODEL_CARD.md). The shipped generator is this trainer
+run in three phases: `shapes.demo_recipe`.
 
     python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 2,3,5,6 \
         --out out/g.pt --work-dir out/g              # stage 5 alone, from a trained generator
@@ -46,6 +47,10 @@ MIX_GROUPS = {  # per number of mixed z: the attributes each segment of w indice
     3: (PLACE_ATTRIBUTES, ("shape",), FINE_ATTRIBUTES),
     4: (PLACE_ATTRIBUTES, ("shape",), ("colour", "rgb"), ("background", "brightness")),
     5: (("x", "y"), ("size", "radius"), ("shape",), ("colour", "rgb"), ("background", "brightness")),
+    # a sixth z that the target ignores: the last segment (split "7": the last toRGB layer alone) may decide
+    # nothing. A toRGB layer is outside the conv channels the atlas and the strict probe push, and when it
+    # tells the background too, a conv channel that sets the background alone draws a tinted, uneven border
+    6: (("x", "y"), ("size", "radius"), ("shape",), ("colour", "rgb"), ("background", "brightness"), ()),
 }
 Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 
@@ -238,10 +243,11 @@ def _batch(cfg: GeneratorTrainConfig, stage: int, step: int, n: int):
 
 
 def mixing_splits(cfg: GeneratorTrainConfig) -> list[int]:
-    """The w indices at which a style mix switches to the next z (cfg.mixing_splits, e.g. "5" or "3,5")."""
+    """The w indices at which a style mix switches to the next z (cfg.mixing_splits, e.g. "5" or "3,5"; with
+    five, the last segment decides nothing: MIX_GROUPS[6])."""
     splits = [int(v) for v in cfg.mixing_splits.split(",")]
-    if not 1 <= len(splits) <= 4 or splits != sorted(set(splits)) or not 0 < splits[0] <= splits[-1] < 8:
-        raise ValueError(f"mixing_splits must be 1 to 4 increasing w indices in 1..7, got {cfg.mixing_splits!r}")
+    if not 1 <= len(splits) <= 5 or splits != sorted(set(splits)) or not 0 < splits[0] <= splits[-1] < 8:
+        raise ValueError(f"mixing_splits must be 1 to 5 increasing w indices in 1..7, got {cfg.mixing_splits!r}")
     return splits
 
 

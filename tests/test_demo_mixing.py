@@ -63,7 +63,7 @@ def test_style_sparsity_is_scale_free_and_smallest_when_few_channels_vary():
 def test_mixed_batch_switches_w_at_the_splits_only_in_mixed_samples():
     gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
     gen.update_mean_w(n=500)
-    for splits in ("5", "3,5", "2,3,5,6"):
+    for splits in ("5", "3,5", "2,3,5,6", "2,3,5,6,7"):
         for share, expect in ((0.0, False), (1.0, True)):
             cfg = tg.GeneratorTrainConfig(batch_size=6, mixing_share=share, mixing_splits=splits)
             ws, target = tg.mixed_batch(gen, cfg, stage=4, step=0)
@@ -73,8 +73,26 @@ def test_mixed_batch_switches_w_at_the_splits_only_in_mixed_samples():
                 assert torch.equal(ws[:, lo], ws[:, hi - 1])  # one w within a segment
             for cut in cuts:
                 assert bool((ws[:, cut - 1] != ws[:, cut]).any(1).all()) == expect
-    with pytest.raises(ValueError, match="mixing_splits"):
-        tg.mixing_splits(tg.GeneratorTrainConfig(mixing_splits="5,3"))
+    for bad in ("5,3", "1,2,3,4,5,6", "0,5", "8"):
+        with pytest.raises(ValueError, match="mixing_splits"):
+            tg.mixing_splits(tg.GeneratorTrainConfig(mixing_splits=bad))
+
+
+def test_the_sixth_z_of_a_mix_decides_nothing_in_the_target():
+    sources = [tg.attributes_from_z(_z(64, s)) for s in range(6)]
+    mixed = np.ones(64, bool)
+    six, five = tg.mix_attributes(sources, mixed), tg.mix_attributes(sources[:5], mixed)
+    assert all(np.array_equal(six[k], five[k]) for k in five)
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    gen.update_mean_w(n=500)
+    cfg = tg.GeneratorTrainConfig(batch_size=8, mixing_share=1.0, mixing_splits="2,3,5,6,7")
+    ws, target, attrs = tg.mixed_batch(gen, cfg, stage=4, step=3, with_attrs=True)
+    assert torch.equal(target, world.render(attrs))
+    rng = np.random.default_rng([cfg.seed, 4, 3])  # mixed_batch's draws: the six z, in order
+    z = torch.from_numpy(rng.standard_normal((6, 8, 64)).astype(np.float32))
+    drawn = [tg.attributes_from_z(zj) for zj in z]
+    assert all(np.array_equal(attrs[k], tg.mix_attributes(drawn[:5], np.ones(8, bool))[k]) for k in attrs)
+    assert not torch.equal(ws[:, 7], ws[:, 6])  # the last w index takes the sixth z, which the target ignores
 
 
 def test_affine_l1_is_the_mean_absolute_affine_weight():
