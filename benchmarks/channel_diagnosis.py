@@ -110,9 +110,12 @@ def diagnose(
                 side["valid_with_twin_layer"] = bool(classify(_pushed(gen, styles, layer, channel, value))["valid"][0])
             row["minus" if sign < 0 else "plus"] = side
         samples.append(row)
-    both = [s["minus"].get("valid_with_twin_layer", False) and s["plus"]["valid_with_twin_layer"] for s in samples]
     return dict(
-        twin_valid=float(np.mean(both)) if twin else None,
+        twin_valid=float(
+            np.mean([s["minus"]["valid_with_twin_layer"] and s["plus"]["valid_with_twin_layer"] for s in samples])
+        )
+        if twin
+        else None,
         layer=layer,
         channel=channel,
         twin_layers=list(twin_layers) if twin else [],
