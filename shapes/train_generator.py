@@ -53,6 +53,8 @@ MIX_GROUPS = {  # per number of mixed z: the attributes each segment of w indice
     6: (("x", "y"), ("size", "radius"), ("shape",), ("colour", "rgb"), ("background", "brightness"), ()),
 }
 Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
+CLASS_RADIUS = np.array([sum(world.RADIUS_RANGE[i]) / 2 for i in (0, 1)], np.float32)  # px, the one per size class
+DIRECTED_RADIUS_PX, DIRECTED_GREY = 0.5, 0.1  # group_target(directed=True): the least move a push must make
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ class GeneratorTrainConfig:
     perturb_share: float = 0.0  # stage 5: share of each batch with one conv channel pushed far (perturb_styles)
     perturb_sigmas: float = 5.0  # stage 5: the farthest push, in the channel's standard deviations
     perturb_draw: str = "uniform"  # stage 5: which channel a push takes: "uniform", or "sigma" (in proportion)
-    perturb_target: str = "clean"  # stage 5: a push's target: "clean" (clean_target) or "group" (group_target)
+    perturb_target: str = (
+        "clean"  # stage 5: a push's target: "clean" (clean_target), "group" or "directed" (group_target)
+    )
     perturb_layers: str = ""  # stage 5: the conv style layers a push may take ("3,9"; "": every conv layer)
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
@@ -123,7 +127,7 @@ def attributes_from_z(z: torch.Tensor) -> dict[str, np.ndarray]:
         attrs[key] = lo + (hi - lo) * _phi(zn[:, rng_key])
     # a narrower slice of the world, learnable in minutes on a CPU (see MODEL_CARD.md): one radius per size
     # class and positions in the middle POSITION_RANGE of the reachable range
-    attrs["radius"] = np.array([sum(world.RADIUS_RANGE[i]) / 2 for i in (0, 1)], np.float32)[size]
+    attrs["radius"] = CLASS_RADIUS[size]
     for key in ("x", "y"):
         attrs[key] = (0.5 + POSITION_RANGE * (attrs[key] - 0.5)).astype(np.float32)
     attrs["rgb"] = world.COLOUR_RGB[attrs["colour"]]
@@ -399,18 +403,38 @@ def clean_target(images: torch.Tensor) -> torch.Tensor:
     return world.render(clean_attributes(images))
 
 
-def group_target(gen, splits: list[int], attrs: dict, rows: np.ndarray, layers: list[int], images) -> torch.Tensor:
+def group_target(
+    gen, splits: list[int], attrs: dict, rows: np.ndarray, layers: list[int], images, directed: bool = False
+) -> torch.Tensor:
     """Targets [len(rows), 3, R, R] for pushed rows: the row's own attributes (attrs, as its target drew them),
     except the group that the pushed layer's w segment decides in style mixing (MIX_GROUPS), which comes from
     what the image shows (clean_attributes). A far push in a colour layer may recolour the shape but not move
-    or reshape it; in a coarse layer it may reshape or move it but not recolour it."""
+    or reshape it; in a coarse layer it may reshape or move it but not recolour it.
+
+    directed (perturb_target "directed"): size and background are not read but completed. A push that moved the
+    radius by more than DIRECTED_RADIUS_PX gets the size class it moved toward, at the generator's radius for
+    it; one that moved the background grey by more than DIRECTED_GREY gets the background class it moved toward
+    (the grey the image shows, clipped into that class's range); a smaller move keeps the row's own. A target
+    read from the pushed image accepts whatever the push drew, and pushes of one channel toward such targets
+    teach the network to ignore that channel (MODEL_CARD.md, fifth round)."""
     read = clean_attributes(images)
     groups = MIX_GROUPS[len(splits) + 1]
     out = {k: np.array(v[rows]) for k, v in attrs.items()}
     w_index = [record["w_index"] for record in gen.style_layers]
     for i, layer in enumerate(layers):
-        segment = sum(w_index[layer] >= cut for cut in splits)
-        for key in groups[segment]:
+        keys = groups[sum(w_index[layer] >= cut for cut in splits)]
+        if directed:
+            moved = read["radius"][i] - out["radius"][i]
+            if "radius" in keys and abs(moved) > DIRECTED_RADIUS_PX:
+                out["size"][i], out["radius"][i] = int(moved > 0), CLASS_RADIUS[int(moved > 0)]
+            moved = read["brightness"][i] - out["brightness"][i]
+            if "brightness" in keys and abs(moved) > DIRECTED_GREY:
+                out["background"][i] = int(moved > 0)
+                out["brightness"][i] = np.float32(
+                    np.clip(read["brightness"][i], *world.BRIGHTNESS_RANGE[int(moved > 0)])
+                )
+            keys = [k for k in keys if k not in ("size", "radius", "background", "brightness")]
+        for key in keys:
             out[key][i] = read[key][i]
     return world.render(out)
 
@@ -496,8 +520,8 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled.
     Stage 4: stage 3 again, warm restart, truncation centre tracking the mapping. Stage 5: as 4 with half of
     each batch style-mixed (`mixed_batch`); with cfg.init and no checkpoint, stage 5 alone from that generator."""
-    if cfg.perturb_target not in ("clean", "group"):
-        raise ValueError(f"perturb_target must be clean or group, got {cfg.perturb_target!r}")
+    if cfg.perturb_target not in ("clean", "group", "directed"):
+        raise ValueError(f"perturb_target must be clean, group or directed, got {cfg.perturb_target!r}")
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     gen = StyleGAN2Generator(**ARCHITECTURE, seed=cfg.seed)
@@ -584,8 +608,16 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):
                     target = target.clone()
-                    if cfg.perturb_target == "group":
-                        target[rows] = group_target(gen, mixing_splits(cfg), attrs, rows, pushed, fake[rows].detach())
+                    if cfg.perturb_target in ("group", "directed"):
+                        target[rows] = group_target(
+                            gen,
+                            mixing_splits(cfg),
+                            attrs,
+                            rows,
+                            pushed,
+                            fake[rows].detach(),
+                            directed=cfg.perturb_target == "directed",
+                        )
                     else:
                         target[rows] = clean_target(fake[rows].detach())
                 weights = dict(region_weight=cfg.region_weight, border_weight=cfg.border_weight)

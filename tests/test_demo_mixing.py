@@ -318,6 +318,31 @@ def test_perturb_styles_moves_one_conv_channel_per_row_within_the_bound():
             tg.perturb_styles(gen, styles, (mu, sigma), np.array([1]), np.random.default_rng(0), 5.0, layers=bad)
 
 
+def test_directed_targets_complete_the_size_and_background_change_a_push_began():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    own = tg.attributes_from_z(_z(4, 0))
+    own["size"][:] = 0
+    own["radius"][:] = tg.CLASS_RADIUS[0]  # 4.75 px
+    own["background"][:] = 0
+    own["brightness"][:] = 0.15
+    shows = {k: v.copy() for k, v in own.items()}
+    shows["radius"][:2] = (7.0, 5.0)  # row 0 grew by 2.25 px, row 1 by 0.25 px
+    shows["size"][0] = 1
+    shows["brightness"][2:] = (0.6, 0.2)  # row 2 lightened by 0.45, row 3 by 0.05
+    images = world.render(shows)
+    splits = [2, 3, 5, 6]  # w2: size (style layer 3); w6-w7: background (layers 9, 10)
+    layers, rows = [3, 3, 9, 9], np.arange(4)
+    done = classify(tg.group_target(gen, splits, own, rows, layers, images, directed=True))
+    read = classify(tg.group_target(gen, splits, own, rows, layers, images))
+    assert done["size"][0] == 1 and abs(done["radius"][0] - tg.CLASS_RADIUS[1]) < 0.3  # completed: large, 9 px
+    assert abs(read["radius"][0] - 7.0) < 0.3  # a target read from the image keeps what the push drew
+    assert done["size"][1] == 0 and abs(done["radius"][1] - tg.CLASS_RADIUS[0]) < 0.3  # too small a move: its own
+    assert abs(read["radius"][1] - 5.0) < 0.3
+    assert done["background"][2] == 1 and abs(done["grey"][2] - world.BRIGHTNESS_RANGE[1][0]) < 0.02
+    assert done["background"][3] == 0 and abs(done["grey"][3] - 0.15) < 0.02 and abs(read["grey"][3] - 0.2) < 0.02
+    assert (done["shape"] == own["shape"]).all() and (done["colour"] == own["colour"]).all()
+
+
 def _check_one_push_per_row(gen, styles, moved, mu, sigma):
     changed = [
         (l, r, c) for l, (a, b) in enumerate(zip(styles, moved)) for r, c in zip(*torch.nonzero(a != b).T.tolist())
@@ -354,5 +379,5 @@ def test_group_target_takes_only_the_pushed_segments_attributes_from_the_image()
     read = classify(tg.group_target(gen, splits, own, np.array([0, 1]), [fine, shape], images))
     assert read["colour"][0] == shows["colour"][0] and read["shape"][0] == own["shape"][0]  # recoloured only
     assert read["shape"][1] == shows["shape"][1] and read["colour"][1] == own["colour"][1]  # reshaped only
-    with pytest.raises(ValueError, match="perturb_target"):
+    with pytest.raises(ValueError, match="perturb_target must be clean, group or directed"):
         tg.train(tg.GeneratorTrainConfig(perturb_target="nearest"))
