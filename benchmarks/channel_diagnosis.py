@@ -48,8 +48,8 @@ def _pushed(gen, styles: list, layer: int, channel: int, value: torch.Tensor) ->
     return gen.synthesize(out)
 
 
-def _reading(c: dict, i: int) -> dict:
-    """Sample i of a classify() reading, with the validity tests it fails."""
+def _reading(c: dict, fails: list[list[str]], i: int) -> dict:
+    """Sample i of a classify() reading, with the validity tests it fails (failed_tests of the reading)."""
     return dict(
         shape=world.SHAPES[c["shape"][i]],
         size=world.SIZES[c["size"][i]],
@@ -57,7 +57,7 @@ def _reading(c: dict, i: int) -> dict:
         grey=round(float(c["grey"][i]), 2),
         border_std=round(float(c["border_std"][i]), 3),
         valid=bool(c["valid"][i]),
-        fails=failed_tests({k: v[i : i + 1] for k, v in c.items()})[0],
+        fails=fails[i],
     )
 
 
@@ -85,10 +85,9 @@ def diagnose(
     z = torch.randn(n, gen.z_dim, generator=g)
     base = gen.styles(gen.truncate(gen.mapping(z), psi))
     before = classify(gen.synthesize(base))
-    sides = {
-        sign: classify(_pushed(gen, base, layer, channel, mu[layer][channel] + sign * alpha * sigma[layer][channel]))
-        for sign in (-1, 1)
-    }
+    value = {sign: mu[layer][channel] + sign * alpha * sigma[layer][channel] for sign in (-1, 1)}
+    sides = {sign: classify(_pushed(gen, base, layer, channel, v)) for sign, v in value.items()}
+    fails = {key: failed_tests(c) for key, c in (("before", before), *sides.items())}
     ok = sides[-1]["valid"] & sides[1]["valid"]
     rates = _changed(sides[-1], sides[1])[ok].mean(0) if ok.any() else np.zeros(len(EDIT_ATTRIBUTES))
     twins = {}
@@ -100,14 +99,14 @@ def diagnose(
             twins[cls] = gen.styles(gen.truncate(gen.mapping(zt), psi))
     samples = []
     for i in range(n):
-        row = dict(sample=i, before=_reading(before, i))
+        row = dict(sample=i, before=_reading(before, fails["before"], i))
         for sign, c in sides.items():
-            side = _reading(c, i)
+            side = _reading(c, fails[sign], i)
             if twin:
                 shown = int(c[twin][i])  # the class the push shows: twin_layers from that twin
                 styles = [(twins[shown] if t in twin_layers else base)[t][i : i + 1] for t in range(len(base))]
-                value = mu[layer][channel] + sign * alpha * sigma[layer][channel]
-                side["valid_with_twin_layer"] = bool(classify(_pushed(gen, styles, layer, channel, value))["valid"][0])
+                pushed = _pushed(gen, styles, layer, channel, value[sign])
+                side["valid_with_twin_layer"] = bool(classify(pushed)["valid"][0])
             row["minus" if sign < 0 else "plus"] = side
         samples.append(row)
     return dict(
@@ -139,9 +138,7 @@ def markdown(d: dict, twin: str) -> str:
 
     def cell(r: dict) -> str:
         text = f"{r['size']} {r['shape']} r {r['radius']}, grey {r['grey']}, border {r['border_std']}"
-        return text + (
-            ", valid" if r["valid"] else f", invalid: {' '.join(r['fails'])}" if "fails" in r else ", invalid"
-        )
+        return text + (", valid" if r["valid"] else f", invalid: {' '.join(r['fails'])}")
 
     for s in d["samples"]:
         line = f"| {s['sample']} | {cell(s['before'])} | {cell(s['minus'])} | {cell(s['plus'])} |"
