@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.demo import DEMO_DIR  # noqa: E402
+from models.errors import CheckpointError  # noqa: E402
 from models.stylegan2 import load_generator  # noqa: E402
 from shapes import style_stats, world  # noqa: E402
 from shapes.classifier import classify, failed_tests  # noqa: E402
@@ -163,7 +164,7 @@ def main(argv=None) -> None:
     twin_layers = tuple(int(v) for v in args.twin_layers.split(",")) if args.twin_layers else ()
     try:
         d = diagnose(load_generator(args.generator), layer, channel, args.twin, twin_layers)
-    except ValueError as e:
+    except (ValueError, CheckpointError) as e:  # a bad channel or layer, a missing or wrong generator file
         ap.error(str(e))
     print(json.dumps(d, indent=1) if args.json else markdown(d, args.twin))
 

@@ -48,3 +48,16 @@ def test_a_channel_that_is_not_a_conv_channel_is_refused(gen):
         channel_diagnosis.diagnose(gen, 4, 3)  # a toRGB layer
     with pytest.raises(ValueError, match="not a conv StyleSpace channel"):
         channel_diagnosis.diagnose(gen, 3, 999)
+
+
+def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    for argv, says in (
+        (["--channel", "3:88", "--generator", str(tmp_path / "missing.pt")], "does not exist"),
+        (["--channel", "4:3"], "not a conv StyleSpace channel"),
+        (["--channel", "3:x"], "--channel takes layer:channel"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            channel_diagnosis.main(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "error: " in err.splitlines()[-1] and says in err.splitlines()[-1]
