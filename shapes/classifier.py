@@ -53,7 +53,7 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     """images [n, 3, 32, 32] in [-1, 1] -> attributes as np arrays (world index conventions) and `valid`.
 
     Keys: shape, colour, size, background (indices), x, y (in [0, 1]), cx, cy (shape centre in pixels),
-    grey (the background's mean grey level), radius, rgb [n, 3], iou,
+    grey (the background's mean grey level), radius, rgb [n, 3], iou, shape_ious [n, 4] (every shape's fit),
     colour_distance, contrast, border_std (spread of the border ring around the background colour), unexplained
     (share of pixels off the two-colour model), steepness (edge sharpness), valid (bool); `failed_tests` names
     the tests behind an invalid image.
@@ -128,6 +128,7 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
         radius=radius,
         rgb=rgb,
         iou=iou,
+        shape_ious=ious,
         colour_distance=colour_distance,
         contrast=contrast,
         border_std=border_std,

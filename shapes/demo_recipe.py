@@ -1,13 +1,15 @@
 """Train the shipped demo generator (models/demo/generator.pt): shapes.train_generator run in its phases.
 
-    python -m shapes.demo_recipe                     # about 51 CPU-minutes on one thread
+    python -m shapes.demo_recipe                     # about 56 CPU-minutes on one thread
     python -m shapes.demo_recipe --scale 0.01 --out /tmp/g.pt --work-dir /tmp/recipe     # a quick trial
 
 Phase 1 trains from scratch: stage 1 (synthesis), stage 2 (mapping), then style mixing from the start
 (stage 5, 7,000 steps, splits "3,5"; no joint or refine stage). Each later phase is stage 5 again from the
 previous phase's generator (`init`) with its own settings: finer splits ("2,3,5,6": position, size, shape,
 colour, background each from their own z), then far pushes of the size and background layers toward group
-targets with a light sparsity. Every phase writes its generator to the work dir and resumes from its own
+targets with a light sparsity, then a sixth z for the last toRGB layer that the target ignores ("2,3,5,6,7"),
+pushes toward directed targets (the size or background class the push moved toward) and a focus on the
+shape and size drawn worst. Every phase writes its generator to the work dir and resumes from its own
 checkpoint, so an interrupted recipe continues where it stopped; finished phases are not run again.
 See models/demo/MODEL_CARD.md for what each phase did to the strict probe and the atlas edits (issue 17).
 """
@@ -37,6 +39,20 @@ PHASES = (  # GeneratorTrainConfig fields per phase, on top of its defaults
         sparsity_layers="3,9",
         rgb_spread=0.3,
         region_weight=3.0,
+    ),
+    dict(
+        mixing_steps=2000,
+        mixing_splits="2,3,5,6,7",
+        affine_l1=0.3,
+        perturb_share=0.25,
+        perturb_layers="3,9",
+        perturb_target="directed",
+        perturb_sigmas=6.0,
+        style_sparsity=0.3,
+        sparsity_layers="3,9",
+        rgb_spread=0.3,
+        region_weight=3.0,
+        focus_share=0.15,
     ),
 )
 STEP_FIELDS = ("synthesis_steps", "mapping_steps", "joint_steps", "refine_steps", "mixing_steps")

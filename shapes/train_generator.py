@@ -14,7 +14,7 @@ then the mapping network regressing the encoder's w, then everything end to end 
 background, with up to five segments (a sixth, the last toRGB layer alone, decides nothing), and optional
 penalties, far channel pushes and per-sample loss weights (`style_sparsity`, `rgb_spread`, `perturb_styles`,
 `hard_weighted`; issue 17; its runs are in models/demo/MODEL_CARD.md). The shipped generator is this trainer
-run in three phases: `shapes.demo_recipe`.
+run in four phases: `shapes.demo_recipe`.
 
     python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 2,3,5,6 \
         --out out/g.pt --work-dir out/g              # stage 5 alone, from a trained generator
@@ -55,6 +55,7 @@ MIX_GROUPS = {  # per number of mixed z: the attributes each segment of w indice
 Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 CLASS_RADIUS = np.array([sum(world.RADIUS_RANGE[i]) / 2 for i in (0, 1)], np.float32)  # px, the one per size class
 DIRECTED_RADIUS_PX, DIRECTED_GREY = 0.5, 0.1  # group_target(directed=True): the least move a push must make
+DIRECTED_SHAPE_IOU = 0.03  # the same for shape (with `before`): the least gain of another shape's fit over the own
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,8 @@ class GeneratorTrainConfig:
     perturb_share: float = 0.0  # stage 5: share of each batch with one conv channel pushed far (perturb_styles)
     perturb_sigmas: float = 5.0  # stage 5: the farthest push, in the channel's standard deviations
     perturb_draw: str = "uniform"  # stage 5: which channel a push takes: "uniform", or "sigma" (in proportion)
-    perturb_target: str = (
-        "clean"  # stage 5: a push's target: "clean" (clean_target), "group" or "directed" (group_target)
-    )
+    # stage 5: a push's target: "clean" (clean_target), "group", "directed" or "directed-shape" (group_target)
+    perturb_target: str = "clean"
     perturb_layers: str = ""  # stage 5: the conv style layers a push may take ("3,9"; "": every conv layer)
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
@@ -404,7 +404,14 @@ def clean_target(images: torch.Tensor) -> torch.Tensor:
 
 
 def group_target(
-    gen, splits: list[int], attrs: dict, rows: np.ndarray, layers: list[int], images, directed: bool = False
+    gen,
+    splits: list[int],
+    attrs: dict,
+    rows: np.ndarray,
+    layers: list[int],
+    images,
+    directed: bool = False,
+    before=None,
 ) -> torch.Tensor:
     """Targets [len(rows), 3, R, R] for pushed rows: the row's own attributes (attrs, as its target drew them),
     except the group that the pushed layer's w segment decides in style mixing (MIX_GROUPS), which comes from
@@ -416,8 +423,18 @@ def group_target(
     it; one that moved the background grey by more than DIRECTED_GREY gets the background class it moved toward
     (the grey the image shows, clipped into that class's range); a smaller move keeps the row's own. A target
     read from the pushed image accepts whatever the push drew, and pushes of one channel toward such targets
-    teach the network to ignore that channel (MODEL_CARD.md, fifth round)."""
+    teach the network to ignore that channel (MODEL_CARD.md, fifth round).
+
+    before (directed, perturb_target "directed-shape"): the same rows' images without the push. Then shape is
+    completed too: a push whose image fits another shape better, relative to the row's own shape, by more than
+    DIRECTED_SHAPE_IOU than the image before the push did (classifier shape_ious) gets that shape (of the
+    others, the one the pushed image fits best); a smaller gain keeps the row's own."""
     read = clean_attributes(images)
+    if before is not None:
+        from shapes.classifier import classify
+
+        after = classify(images)
+        gain = after["shape_ious"] - classify(before)["shape_ious"]  # [len(rows), 4]
     groups = MIX_GROUPS[len(splits) + 1]
     out = {k: np.array(v[rows]) for k, v in attrs.items()}
     w_index = [record["w_index"] for record in gen.style_layers]
@@ -433,10 +450,23 @@ def group_target(
                 out["brightness"][i] = np.float32(
                     np.clip(read["brightness"][i], *world.BRIGHTNESS_RANGE[int(moved > 0)])
                 )
+            if "shape" in keys and before is not None:
+                own, fits = int(out["shape"][i]), after["shape_ious"][i].copy()
+                fits[own] = -np.inf
+                other = int(fits.argmax())  # the other shape the pushed image fits best
+                if gain[i, other] - gain[i, own] > DIRECTED_SHAPE_IOU:
+                    out["shape"][i] = other
+                keys = [k for k in keys if k != "shape"]
             keys = [k for k in keys if k not in ("size", "radius", "background", "brightness")]
         for key in keys:
             out[key][i] = read[key][i]
     return world.render(out)
+
+
+@torch.no_grad()
+def unpushed(gen, styles: list, rows: np.ndarray) -> torch.Tensor:
+    """The images of `rows` from their styles before perturb_styles pushed them (group_target's `before`)."""
+    return gen.synthesize([s[rows] for s in styles], noise_mode="const")
 
 
 def clean_attributes(images: torch.Tensor) -> dict:
@@ -520,8 +550,8 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled.
     Stage 4: stage 3 again, warm restart, truncation centre tracking the mapping. Stage 5: as 4 with half of
     each batch style-mixed (`mixed_batch`); with cfg.init and no checkpoint, stage 5 alone from that generator."""
-    if cfg.perturb_target not in ("clean", "group", "directed"):
-        raise ValueError(f"perturb_target must be clean, group or directed, got {cfg.perturb_target!r}")
+    if cfg.perturb_target not in ("clean", "group", "directed", "directed-shape"):
+        raise ValueError(f"perturb_target must be clean, group, directed or directed-shape, got {cfg.perturb_target!r}")
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     gen = StyleGAN2Generator(**ARCHITECTURE, seed=cfg.seed)
@@ -602,13 +632,14 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                         stats = style_stats(gen, seed=cfg.seed)
                     prng = np.random.default_rng([cfg.seed, stage, step, 7])
                     rows = np.flatnonzero(prng.random(len(ws)) < cfg.perturb_share)
+                    styles_clean = styles
                     styles, pushed = perturb_styles(
                         gen, styles, stats, rows, prng, cfg.perturb_sigmas, cfg.perturb_draw, cfg.perturb_layers
                     )
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):
                     target = target.clone()
-                    if cfg.perturb_target in ("group", "directed"):
+                    if cfg.perturb_target in ("group", "directed", "directed-shape"):
                         target[rows] = group_target(
                             gen,
                             mixing_splits(cfg),
@@ -616,7 +647,10 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                             rows,
                             pushed,
                             fake[rows].detach(),
-                            directed=cfg.perturb_target == "directed",
+                            directed=cfg.perturb_target.startswith("directed"),
+                            before=unpushed(gen, styles_clean, rows)
+                            if cfg.perturb_target == "directed-shape"
+                            else None,
                         )
                     else:
                         target[rows] = clean_target(fake[rows].detach())

@@ -343,6 +343,23 @@ def test_directed_targets_complete_the_size_and_background_change_a_push_began()
     assert (done["shape"] == own["shape"]).all() and (done["colour"] == own["colour"]).all()
 
 
+def test_directed_shape_targets_complete_a_shape_change_the_push_made():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    own = tg.attributes_from_z(_z(3, 0))
+    square, circle = world.SHAPES.index("square"), world.SHAPES.index("circle")
+    own["shape"][:] = square
+    before, after = ({k: v.copy() for k, v in own.items()} for _ in range(2))
+    after["shape"][0] = circle  # row 0: the push drew a circle where a square was
+    before["shape"][2] = after["shape"][2] = circle  # row 2: a circle before the push too, so the push did not
+    splits, layers, rows = [2, 3, 5, 6], [5, 5, 5], np.arange(3)  # layer 5 reads w3: the shape segment
+    images, unpushed = world.render(after), world.render(before)
+    done = classify(tg.group_target(gen, splits, own, rows, layers, images, directed=True, before=unpushed))
+    read = classify(tg.group_target(gen, splits, own, rows, layers, images))
+    assert done["shape"].tolist() == [circle, square, square]  # row 2 keeps its own: no gain toward a circle
+    assert read["shape"].tolist() == [circle, square, circle]  # a target read from the image takes row 2's circle
+    assert (done["colour"] == own["colour"]).all() and (done["size"] == own["size"]).all()
+
+
 def _check_one_push_per_row(gen, styles, moved, mu, sigma):
     changed = [
         (l, r, c) for l, (a, b) in enumerate(zip(styles, moved)) for r, c in zip(*torch.nonzero(a != b).T.tolist())
@@ -379,5 +396,5 @@ def test_group_target_takes_only_the_pushed_segments_attributes_from_the_image()
     read = classify(tg.group_target(gen, splits, own, np.array([0, 1]), [fine, shape], images))
     assert read["colour"][0] == shows["colour"][0] and read["shape"][0] == own["shape"][0]  # recoloured only
     assert read["shape"][1] == shows["shape"][1] and read["colour"][1] == own["colour"][1]  # reshaped only
-    with pytest.raises(ValueError, match="perturb_target must be clean, group or directed"):
+    with pytest.raises(ValueError, match="perturb_target must be clean, group, directed or directed-shape"):
         tg.train(tg.GeneratorTrainConfig(perturb_target="nearest"))
