@@ -429,11 +429,11 @@ def group_target(
     completed too: a push whose image fits another shape better, relative to the row's own shape, by more than
     DIRECTED_SHAPE_IOU than the image before the push did (classifier shape_ious) gets that shape (of the
     others, the one the pushed image fits best); a smaller gain keeps the row's own."""
-    read = clean_attributes(images)
-    if before is not None:
-        from shapes.classifier import classify
+    from shapes.classifier import classify
 
-        after = classify(images)
+    after = classify(images)
+    read = clean_attributes(images, after)
+    if before is not None:
         gain = after["shape_ious"] - classify(before)["shape_ious"]  # [len(rows), 4]
     groups = MIX_GROUPS[len(splits) + 1]
     out = {k: np.array(v[rows]) for k, v in attrs.items()}
@@ -469,11 +469,12 @@ def unpushed(gen, styles: list, rows: np.ndarray) -> torch.Tensor:
     return gen.synthesize([s[rows] for s in styles], noise_mode="const")
 
 
-def clean_attributes(images: torch.Tensor) -> dict:
-    """The attributes of clean_target: the classifier's reading, snapped into the world's ranges."""
+def clean_attributes(images: torch.Tensor, reading: dict | None = None) -> dict:
+    """The attributes of clean_target: the classifier's reading (`reading`, if already made), snapped into the
+    world's ranges."""
     from shapes.classifier import classify
 
-    c = classify(images)
+    c = classify(images) if reading is None else reading
     light = c["background"].astype(bool)
     dark_lo, dark_hi = world.BRIGHTNESS_RANGE[0]
     light_lo, light_hi = world.BRIGHTNESS_RANGE[1]
