@@ -25,33 +25,24 @@ from models.demo import DEMO_DIR
 from models.files import atomic_path
 
 MIXING = dict(mixing_splits="2,3,5,6", affine_l1=0.3)
+PUSHES = dict(  # far pushes of the size and background layers (3, 9) with a light sparsity there
+    perturb_share=0.25,
+    perturb_layers="3,9",
+    perturb_sigmas=6.0,
+    style_sparsity=0.3,
+    sparsity_layers="3,9",
+    rgb_spread=0.3,
+    region_weight=3.0,
+)
 PHASES = (  # GeneratorTrainConfig fields per phase, on top of its defaults
     dict(joint_steps=0, refine_steps=0, mixing_steps=7000, mixing_splits="3,5", affine_l1=0.3),
     dict(mixing_steps=3000, **MIXING),
+    dict(mixing_steps=2000, **MIXING, **PUSHES, perturb_target="group"),
     dict(
         mixing_steps=2000,
-        **MIXING,
-        perturb_share=0.25,
-        perturb_layers="3,9",
-        perturb_target="group",
-        perturb_sigmas=6.0,
-        style_sparsity=0.3,
-        sparsity_layers="3,9",
-        rgb_spread=0.3,
-        region_weight=3.0,
-    ),
-    dict(
-        mixing_steps=2000,
-        mixing_splits="2,3,5,6,7",
-        affine_l1=0.3,
-        perturb_share=0.25,
-        perturb_layers="3,9",
+        **(MIXING | dict(mixing_splits="2,3,5,6,7")),  # a sixth z: the last toRGB layer alone
+        **PUSHES,
         perturb_target="directed",
-        perturb_sigmas=6.0,
-        style_sparsity=0.3,
-        sparsity_layers="3,9",
-        rgb_spread=0.3,
-        region_weight=3.0,
         focus_share=0.15,
     ),
 )
