@@ -110,12 +110,13 @@ def diagnose(
                 side["valid_with_twin_layer"] = bool(classify(pushed)["valid"][0])
             row["minus" if sign < 0 else "plus"] = side
         samples.append(row)
-    return dict(
-        twin_valid=float(
-            np.mean([s["minus"]["valid_with_twin_layer"] and s["plus"]["valid_with_twin_layer"] for s in samples])
-        )
+    twin_valid = (
+        float(np.mean([s["minus"]["valid_with_twin_layer"] and s["plus"]["valid_with_twin_layer"] for s in samples]))
         if twin
-        else None,
+        else None
+    )
+    return dict(
+        twin_valid=twin_valid,
         layer=layer,
         channel=channel,
         twin_layers=list(twin_layers) if twin else [],

@@ -56,6 +56,7 @@ Z_SIZE, Z_BACKGROUND, Z_RADIUS, Z_BRIGHTNESS, Z_X, Z_Y = 10, 11, 12, 13, 14, 15
 CLASS_RADIUS = np.array([sum(world.RADIUS_RANGE[i]) / 2 for i in (0, 1)], np.float32)  # px, the one per size class
 DIRECTED_RADIUS_PX, DIRECTED_GREY = 0.5, 0.1  # group_target(directed=True): the least move a push must make
 DIRECTED_SHAPE_IOU = 0.03  # the same for shape (with `before`): the least gain of another shape's fit over the own
+PERTURB_TARGETS = ("clean", "group", "directed", "directed-shape")  # GeneratorTrainConfig.perturb_target
 
 
 @dataclass(frozen=True)
@@ -456,8 +457,8 @@ def group_target(
                 other = int(fits.argmax())  # the other shape the pushed image fits best
                 if gain[i, other] - gain[i, own] > DIRECTED_SHAPE_IOU:
                     out["shape"][i] = other
-                keys = [k for k in keys if k != "shape"]
-            keys = [k for k in keys if k not in ("size", "radius", "background", "brightness")]
+            completed = ("size", "radius", "background", "brightness", *(("shape",) if before is not None else ()))
+            keys = [k for k in keys if k not in completed]
         for key in keys:
             out[key][i] = read[key][i]
     return world.render(out)
@@ -551,7 +552,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     Stage 2: the mapping network learns z -> E(code(attrs(z))). Stage 3: end to end from z, as sampled.
     Stage 4: stage 3 again, warm restart, truncation centre tracking the mapping. Stage 5: as 4 with half of
     each batch style-mixed (`mixed_batch`); with cfg.init and no checkpoint, stage 5 alone from that generator."""
-    if cfg.perturb_target not in ("clean", "group", "directed", "directed-shape"):
+    if cfg.perturb_target not in PERTURB_TARGETS:
         raise ValueError(f"perturb_target must be clean, group, directed or directed-shape, got {cfg.perturb_target!r}")
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -640,7 +641,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):
                     target = target.clone()
-                    if cfg.perturb_target in ("group", "directed", "directed-shape"):
+                    if cfg.perturb_target != "clean":
                         target[rows] = group_target(
                             gen,
                             mixing_splits(cfg),
