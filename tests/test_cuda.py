@@ -55,7 +55,9 @@ def demo():
     from models.identity import load_identity
     from models.stylegan2 import load_generator
 
-    return {d: (load_generator("demo", d), load_clip("demo", device=d), load_identity("demo", d)) for d in ("cpu", DEVICE)}
+    return {
+        d: (load_generator("demo", d), load_clip("demo", device=d), load_identity("demo", d)) for d in ("cpu", DEVICE)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +175,12 @@ def test_edits_on_the_device_match_the_cpu(demo, builds):
         a, b = cpu.edit(ws_cpu, d, 4.0), dev.edit(ws_dev, d, 4.0)
         g_cpu = cpu.edit_text(ws_cpu, "red", method="global")
         g_dev = dev.edit_text(ws_dev, "red", method="global")
-    report("global edit 'red' alpha 4", ws=max_abs(ws_cpu, ws_dev), image=max_abs(a, b), edit_text=max_abs(g_cpu.images, g_dev.images))
+    report(
+        "global edit 'red' alpha 4",
+        ws=max_abs(ws_cpu, ws_dev),
+        image=max_abs(a, b),
+        edit_text=max_abs(g_cpu.images, g_dev.images),
+    )
     assert b.device.type == torch.device(DEVICE).type and g_dev.method == "global"
     assert max_abs(ws_cpu, ws_dev) < 1e-3 and max_abs(a, b) < 0.05 and max_abs(g_cpu.images, g_dev.images) < 0.05
 
@@ -184,7 +191,9 @@ def test_fallbacks_run_on_the_device_as_on_the_cpu(demo):
     out = {}
     for device in ("cpu", DEVICE):
         gen, clip, ident = demo[device]
-        ws = gen.truncate(gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(3)).to(device)), 0.7)
+        ws = gen.truncate(
+            gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(3)).to(device)), 0.7
+        )
         with torch.no_grad():
             target = gen.synthesize(gen.styles(ws), noise_mode="const")
         start = time.perf_counter()
@@ -198,7 +207,9 @@ def test_fallbacks_run_on_the_device_as_on_the_cpu(demo):
         t_map = time.perf_counter() - start
         with torch.no_grad():
             mapped = mapper(ws.unsqueeze(1).repeat(1, gen.num_ws, 1))
-            redness = clip.encode_image(gen.synthesize(gen.styles(edited), noise_mode="const")) @ clip.encode_text(["red"]).T
+            redness = (
+                clip.encode_image(gen.synthesize(gen.styles(edited), noise_mode="const")) @ clip.encode_text(["red"]).T
+            )
         out[device] = dict(edited=edited, inverted=inverted, mapped=mapped, redness=redness)
         report(f"fallback seconds on {device}", optimize_10=t_opt, invert_10=t_inv, mapper_10=t_map)
         assert edited.device.type == inverted.device.type == mapped.device.type == torch.device(device).type
@@ -233,7 +244,9 @@ def test_the_clis_build_with_torchrun_and_edit_on_the_device(tmp_path):
     _run([sys.executable, "build_index.py", *cpu_args, "--json"])
     ranks = torchrun()
     if DEVICE.startswith("cuda") and ranks:  # one rank: nccl on the GPU (pipeline/distributed.py)
-        report_json = json.loads(_run([ranks, "--standalone", "--nproc_per_node=1", "build_index.py", *dev_args, "--json"]).stdout)
+        report_json = json.loads(
+            _run([ranks, "--standalone", "--nproc_per_node=1", "build_index.py", *dev_args, "--json"]).stdout
+        )
         assert report_json["workers"] == 1
     else:
         report_json = json.loads(_run([sys.executable, "build_index.py", *dev_args, "--json"]).stdout)
