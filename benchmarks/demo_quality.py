@@ -42,7 +42,7 @@ from shapes.evaluate import (
     single_attribute_channels,
     zero_shot,
 )
-from shapes.families import best_channels, family_edits  # noqa: E402
+from shapes.families import PROBE_SETS, best_channels, family_edits, recheck_best  # noqa: E402
 
 CHANCE = dict(colour=1 / len(world.COLOURS), shape=1 / len(world.SHAPES), size=1 / 2, background=1 / 2)
 
@@ -94,11 +94,14 @@ def open_atlas(gen, clip, path: str | None):
         return Atlas.open(path, generator=gen, embedder=clip)
 
 
-def families(gen, channel_samples: int, atlas: str | None, records=None) -> dict:
-    """The per-family tables: best channels from the strict probe, and atlas edits (32 samples, alpha 4, auto beta)."""
+def families(gen, channel_samples: int, atlas: str | None, records=None, probe_sets: int = PROBE_SETS) -> dict:
+    """The per-family tables: best channels from the strict probe, re-read on probe_sets sample sets, and atlas
+    edits (32 samples, alpha 4, auto beta)."""
     t = time.perf_counter()
     records = records if records is not None else channel_effects(gen, n=channel_samples)
     out = dict(channels=best_channels(records), probe_seconds=time.perf_counter() - t)
+    if probe_sets > 1:
+        out["robustness"] = recheck_best(gen, out["channels"], sets=probe_sets, n=channel_samples)
     t = time.perf_counter()
     out["edits"] = family_edits(open_atlas(gen, load_clip("demo"), atlas), n=32, alpha=4.0, beta="auto")
     out["edit_seconds"] = time.perf_counter() - t
@@ -106,15 +109,22 @@ def families(gen, channel_samples: int, atlas: str | None, records=None) -> dict
     return out
 
 
-def run(n: int, channel_samples: int, generator: str = "demo", atlas: str | None = None, only: str = "all") -> dict:
+def run(
+    n: int,
+    channel_samples: int,
+    generator: str = "demo",
+    atlas: str | None = None,
+    only: str = "all",
+    probe_sets: int = PROBE_SETS,
+) -> dict:
     torch.set_num_threads(2)
-    out: dict = dict(n=n, generator=generator)
+    out: dict = dict(n=n, generator=generator, channel_samples=channel_samples)
     if only == "families":
         gen = load_generator(generator)
         out["generator"] = {f"psi={psi}": generator_quality(gen, n, psi, seed=0) for psi in (0.7, 1.0)}
         _, samples = generator_samples(gen, n, psi=0.7, seed=0)
         out["zero_shot_on_samples"] = zero_shot_on_samples(load_clip("demo"), samples)
-        out["families"] = families(gen, channel_samples, atlas)
+        out["families"] = families(gen, channel_samples, atlas, probe_sets=probe_sets)
         return out
     out["renderer"] = renderer_speed()
     images, attrs = held_out(n)
@@ -144,7 +154,7 @@ def run(n: int, channel_samples: int, generator: str = "demo", atlas: str | None
         # per attribute, the channel that moves it most, with what else it moves (whether or not it dominates)
         strongest={a: max(usable, key=lambda r: r["shifts"][a]) if usable else None for a in EDIT_ATTRIBUTES},
     )
-    out["families"] = families(gen, channel_samples, atlas, records)
+    out["families"] = families(gen, channel_samples, atlas, records, probe_sets)
     return out
 
 
@@ -174,6 +184,25 @@ def print_family_tables(r: dict) -> None:
             f"| {a} | {c['single_attribute']} | ({b['layer']}, {b['channel']}){'' if b['strict'] else ' not strict'} "
             f"| {b['flip_rate']:.2f} | {b.get('shift', float('nan')):.2f} | {side} |"
         )
+    if "robustness" in f:
+        rb = f["robustness"]
+        sets = next(iter(rb.values()))["sets"] if rb else 0
+        print(
+            f"\n### The best channels on {sets} sample sets (seeds 0-{sets - 1}, {r.get('channel_samples', 16)} "
+            "samples each; seed 0 is the probe's own set): in how many sets each is strict, and its rates pooled "
+            "over all valid samples\n"
+        )
+        print(
+            "| family | channel | strict in | strict pooled | pooled flip rate | pooled side effects: "
+            + " / ".join(EDIT_ATTRIBUTES)
+            + " | valid |\n|---|---|---|---|---|---|---|"
+        )
+        for a, b in rb.items():
+            side = " / ".join("-" if o == a else f"{b['side_effects'][o]:.2f}" for o in EDIT_ATTRIBUTES)
+            print(
+                f"| {a} | ({b['layer']}, {b['channel']}) | {b['strict_sets']} of {b['sets']} | "
+                f"{'yes' if b['strict_pooled'] else 'no'} | {b['flip_rate']:.2f} | {side} | {100 * b['valid']:.0f} % |"
+            )
     print(
         f"\n### Global-direction edits through the atlas (M = 8, auto beta, alpha 4, 32 fresh samples without "
         f"the prompt's value; {f['edit_seconds']:.0f} s, load {f['load'][0]:.1f})\n"
@@ -277,9 +306,17 @@ def main(argv=None) -> None:
     parser.add_argument("--generator", default="demo", help='"demo" or a generator.pt')
     parser.add_argument("--atlas", default=None, help="atlas folder for the edits (built there if missing)")
     parser.add_argument("--only", choices=("all", "families"), default="all")
+    parser.add_argument(
+        "--probe-sets",
+        type=int,
+        default=PROBE_SETS,
+        help="sample sets (seeds 0, 1, ...) the best channel of each family is re-read on (1: the probe's own only)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.n, args.channel_samples, args.generator, args.atlas, args.only)
+    if args.probe_sets < 1:
+        parser.error("--probe-sets must be at least 1")
+    result = run(args.n, args.channel_samples, args.generator, args.atlas, args.only, args.probe_sets)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

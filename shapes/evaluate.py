@@ -98,7 +98,14 @@ def _changed(a: dict, b: dict) -> np.ndarray:
 
 @torch.no_grad()
 def channel_effects(
-    gen, n: int = 16, alpha: float = 5.0, psi: float = 0.7, seed: int = 0, stats_samples: int = 2000, batch: int = 512
+    gen,
+    n: int = 16,
+    alpha: float = 5.0,
+    psi: float = 0.7,
+    seed: int = 0,
+    stats_samples: int = 2000,
+    batch: int = 512,
+    channels=None,
 ) -> list[dict]:
     """Per conv StyleSpace channel: what the pixel classifier sees change when the channel is set to
     mu +- alpha sigma (SPEC §3's perturbation) in n psi-truncated samples.
@@ -106,6 +113,7 @@ def channel_effects(
     Each record: layer, channel, valid (share of samples whose two edits are both valid shapes), rates
     (share of those samples where each of EDIT_ATTRIBUTES differs between the + and - edit) and shifts
     (the mean continuous change of each between the two edits in SHIFT_UNITS; shape: the flip rate).
+    channels: only these (layer, channel) pairs (the same samples and statistics as the whole probe).
     """
     from shapes.classifier import classify
 
@@ -113,6 +121,11 @@ def channel_effects(
     mu, sigma = style_stats(gen, stats_samples, psi, rng=g)
     base = gen.styles(gen.truncate(gen.mapping(torch.randn(n, gen.z_dim, generator=g)), psi))  # n per layer
     jobs = [(l, c) for l in range(len(base)) if l not in gen.rgb_layers for c in range(base[l].shape[1])]
+    if channels is not None:
+        wanted = {(int(l), int(c)) for l, c in channels}
+        if not wanted <= set(jobs):
+            raise ValueError(f"not conv StyleSpace channels of this generator: {sorted(wanted - set(jobs))}")
+        jobs = [j for j in jobs if j in wanted]
     records = []
     for start in range(0, len(jobs), max(1, batch // (2 * n))):
         chunk = jobs[start : start + max(1, batch // (2 * n))]

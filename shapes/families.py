@@ -11,7 +11,7 @@ import torch
 
 from shapes import world
 from shapes.classifier import classify
-from shapes.evaluate import EDIT_ATTRIBUTES, single_attribute_channels
+from shapes.evaluate import EDIT_ATTRIBUTES, channel_effects, single_attribute_channels
 from shapes.judge import TARGETS, fresh_samples, redness
 
 # one prompt per family for the atlas edits (position: the vocabulary's "left"; no judge.TARGETS entry)
@@ -20,6 +20,8 @@ MIN_GROWTH = 0.5  # px of radius for "enlarged"
 MIN_LIGHTENING = 0.05  # grey level for "lightened"
 MIN_REDDENING = 0.02  # redness for "redder" (as tests/test_query_shapes.py)
 MIN_MOVE = 1.0  # px of shape centre for "moved left"
+PROBE_SETS = 6  # sample sets (seeds 0, 1, ...) the best channels are re-read on: in one set of 16 samples, one
+# sample moves a rate by 0.07-0.08, so "strict" on the probe's own set alone can be one lucky sample
 
 
 def _side_effects(record: dict, family: str, key: str = "rates") -> dict[str, float]:
@@ -57,6 +59,54 @@ def best_channels(records: list[dict], min_valid: float = 0.5) -> dict[str, dict
                 shift_side_effects=_side_effects(best, family, "shifts"),
                 valid=round(best["valid"], 3),
             ),
+        )
+    return out
+
+
+def pooled_record(records: list[dict], n: int) -> dict:
+    """One probe record from a channel's records on several sample sets of n samples each: valid over all
+    samples, and rates and shifts over the valid ones together (each set weighted by its valid samples)."""
+    counts = np.array([r["valid"] * n for r in records])
+    total = float(counts.sum())
+
+    def pool(key: str) -> dict[str, float]:
+        return {
+            a: float(sum(c * r[key][a] for c, r in zip(counts, records)) / total) if total else 0.0
+            for a in EDIT_ATTRIBUTES
+        }
+
+    first = records[0]
+    return dict(
+        layer=first["layer"],
+        channel=first["channel"],
+        valid=total / (n * len(records)),
+        rates=pool("rates"),
+        shifts=pool("shifts"),
+    )
+
+
+def recheck_best(gen, best: dict[str, dict], sets: int = PROBE_SETS, n: int = 16) -> dict[str, dict]:
+    """The best channel of every family (best_channels) re-read by the strict probe on `sets` sample sets
+    (seeds 0 .. sets - 1; seed 0 is the probe's own): per family, in how many sets it is strict for the
+    family, and its flip rate and side effects pooled over every set (pooled_record)."""
+    chosen = {f: (b["best"]["layer"], b["best"]["channel"]) for f, b in best.items() if b["best"] is not None}
+    per_set = [
+        {(r["layer"], r["channel"]): r for r in channel_effects(gen, n=n, seed=seed, channels=set(chosen.values()))}
+        for seed in range(sets)
+    ]
+    out = {}
+    for family, key in chosen.items():
+        records = [s[key] for s in per_set]
+        pooled = pooled_record(records, n)
+        out[family] = dict(
+            layer=key[0],
+            channel=key[1],
+            sets=sets,
+            strict_sets=sum(bool(single_attribute_channels([r])[family]) for r in records),
+            strict_pooled=bool(single_attribute_channels([pooled])[family]),
+            flip_rate=round(pooled["rates"][family], 3),
+            side_effects=_side_effects(pooled, family),
+            valid=round(pooled["valid"], 3),
         )
     return out
 

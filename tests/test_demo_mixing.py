@@ -8,7 +8,7 @@ import torch
 from shapes import style_stats, world
 from shapes import train_generator as tg
 from shapes.classifier import classify
-from shapes.families import best_channels, judge_family_edit
+from shapes.families import best_channels, judge_family_edit, pooled_record, recheck_best
 
 
 def _z(n, seed):
@@ -252,6 +252,33 @@ def test_best_channels_falls_back_to_continuous_shifts_when_nothing_flips():
     best = best_channels([_record(0, 1, 1.0, shape=0.6), moves])
     assert best["size"]["best"]["channel"] == 9 and best["size"]["best"]["shift"] == 0.4
     assert best["size"]["best"]["shift_side_effects"]["colour"] == 0.1 and not best["size"]["best"]["strict"]
+
+
+def test_pooled_record_weights_each_sample_set_by_its_valid_samples():
+    a = _record(5, 78, 1.0, shape=0.5, colour=0.0)  # 16 valid samples, 8 flip
+    b = _record(5, 78, 0.5, shape=0.0, colour=0.25)  # 8 valid samples, none flips, 2 change colour
+    pooled = pooled_record([a, b], n=16)
+    assert pooled["valid"] == 0.75 and (pooled["layer"], pooled["channel"]) == (5, 78)
+    assert pooled["rates"]["shape"] == pytest.approx(8 / 24) and pooled["rates"]["colour"] == pytest.approx(2 / 24)
+    assert pooled_record([_record(5, 78, 0.0, shape=1.0)], n=16)["rates"]["shape"] == 0.0  # nothing valid
+
+
+def test_recheck_best_rereads_the_chosen_channels_on_more_sample_sets():
+    from models.stylegan2 import small_generator
+    from shapes.evaluate import channel_effects
+
+    gen = small_generator(seed=0, resolution=32, style_dim=16, width=8)
+    whole = {(r["layer"], r["channel"]): r for r in channel_effects(gen, n=4, seed=1)}
+    some = channel_effects(gen, n=4, seed=1, channels=[(3, 2), (0, 5)])
+    assert [(r["layer"], r["channel"]) for r in some] == [(0, 5), (3, 2)]  # the probe's order, the same samples
+    assert all(r == whole[(r["layer"], r["channel"])] for r in some)
+    with pytest.raises(ValueError, match="not conv StyleSpace channels"):
+        channel_effects(gen, n=4, channels=[(1, 0)])  # a toRGB layer
+    best = {"shape": dict(best=dict(layer=3, channel=2)), "size": dict(best=None)}
+    again = recheck_best(gen, best, sets=2, n=4)
+    assert set(again) == {"shape"} and again["shape"]["sets"] == 2 and 0 <= again["shape"]["strict_sets"] <= 2
+    by_set = [channel_effects(gen, n=4, seed=s, channels=[(3, 2)])[0] for s in (0, 1)]
+    assert again["shape"]["flip_rate"] == round(pooled_record(by_set, 4)["rates"]["shape"], 3)
 
 
 def test_judge_family_edit_reads_what_changed():

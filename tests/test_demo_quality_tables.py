@@ -47,6 +47,18 @@ def test_a_full_result_prints_the_continuous_and_the_family_tables(capsys):
             edit_seconds=2.0,
             load=(0.5, 0.5, 0.5),
             edits=dict(colour=edit),
+            robustness=dict(
+                shape=dict(
+                    layer=5,
+                    channel=78,
+                    sets=6,
+                    strict_sets=1,
+                    strict_pooled=False,
+                    flip_rate=0.34,
+                    side_effects={a: 0.01 if a == "colour" else 0.0 for a in EDIT_ATTRIBUTES if a != "shape"},
+                    valid=0.87,
+                )
+            ),
         ),
     )
     dq.print_tables(result)
@@ -54,3 +66,5 @@ def test_a_full_result_prints_the_continuous_and_the_family_tables(capsys):
     assert "| size | 0 | - | (3, 88) 0.00 / 0.00 / 0.75 / 0.00 / 0.00 |" in out  # the continuous table
     assert "| shape | 1 | (5, 78) | 0.58 |" in out  # the per-family table, after it
     assert "| colour | red | 22 | 80.0 % | 100.0 % | 97.0 % |" in out
+    assert "The best channels on 6 sample sets" in out  # robustness: strict in 1 of 6 sets, not when pooled
+    assert "| shape | (5, 78) | 1 of 6 | no | 0.34 | - / 0.01 / 0.00 / 0.00 / 0.00 | 87 % |" in out
