@@ -57,6 +57,7 @@ CLASS_RADIUS = np.array([sum(world.RADIUS_RANGE[i]) / 2 for i in (0, 1)], np.flo
 DIRECTED_RADIUS_PX, DIRECTED_GREY = 0.5, 0.1  # group_target(directed=True): the least move a push must make
 DIRECTED_SHAPE_IOU = 0.03  # the same for shape (with `before`): the least gain of another shape's fit over the own
 PERTURB_TARGETS = ("clean", "group", "directed", "directed-shape")  # GeneratorTrainConfig.perturb_target
+SWITCH_PROBE, SWITCH_LANDING = 32, 64  # switch_channel: samples read to choose the channel, and its two shapes
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class GeneratorTrainConfig:
     # stage 5: a push's target: "clean" (clean_target), "group", "directed" or "directed-shape" (group_target)
     perturb_target: str = "clean"
     perturb_layers: str = ""  # stage 5: the conv style layers a push may take ("3,9"; "": every conv layer)
+    # stage 5: conv layers ("5,6") whose best shape channel is trained as a switch (switch_channel); "": off
+    switch_layers: str = ""
+    switch_sigmas: float = 1.5  # stage 5: pushes of the switch channel this far or farther get its switched shape
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
@@ -368,11 +372,13 @@ def perturb_styles(
     sigmas: float,
     draw: str = "uniform",
     layers: str = "",
+    switch: dict | None = None,
 ) -> tuple[list, list[int]]:
     """(the styles with, in each of `rows`, one conv channel set to mu +- k sigma, k ~ U(1, sigmas), and the
     style layer pushed in each row): a random conv layer (one of `layers`, "3,9", if given), and in it a
     channel drawn uniformly, or with draw="sigma" in proportion to its sigma (the channels that carry the most
-    are the ones a +-5 sigma probe pushes farthest out of what training saw)."""
+    are the ones a +-5 sigma probe pushes farthest out of what training saw); in switch["layer"] (switch_channel),
+    always switch["channel"]."""
     if draw not in ("uniform", "sigma"):
         raise ValueError(f"perturb_draw must be uniform or sigma, got {draw!r}")
     conv = [i for i in range(len(styles)) if i not in gen.rgb_layers]
@@ -385,7 +391,9 @@ def perturb_styles(
     for row in rows:
         layer = conv[rng.integers(len(conv))]
         layers.append(layer)
-        if draw == "uniform":
+        if switch is not None and layer == switch["layer"]:
+            channel = switch["channel"]
+        elif draw == "uniform":
             channel = int(rng.integers(styles[layer].shape[1]))
         else:
             weights = stats[1][layer].double().clamp(min=0).numpy()
@@ -470,6 +478,70 @@ def unpushed(gen, styles: list, rows: np.ndarray) -> torch.Tensor:
     return gen.synthesize([s[rows] for s in styles], noise_mode="const")
 
 
+@torch.no_grad()
+def switch_channel(gen, stats, layers: str, seed: int = 0) -> dict:
+    """The channel stage 5 trains as a shape switch (switch_layers), and the shapes its two ends are to draw.
+
+    The channel: of the conv channels of `layers`, the one whose +-5 sigma push flips the shape in the most
+    samples beyond its largest side effect, both images valid in at least half (shapes.evaluate.channel_effects
+    on SWITCH_PROBE samples of seed + 1, not the strict probe's seed 0). Its + shape: the shape its +5 sigma
+    push (stats: the trainer's style statistics) lands on most often in SWITCH_LANDING samples, counting the
+    pushes that change a valid image's shape; its - shape: likewise for -5 sigma, of the other shapes.
+    -> dict(layer, channel, plus, minus) (shape indices into world.SHAPES)."""
+    from shapes.classifier import classify
+    from shapes.evaluate import channel_effects
+
+    conv = [i for i in range(len(stats[0])) if i not in gen.rgb_layers]
+    chosen = [int(v) for v in layers.split(",")]
+    if not chosen or any(i not in conv for i in chosen):
+        raise ValueError(f"switch_layers must name conv style layers among {conv}, got {layers!r}")
+    pairs = [(layer, c) for layer in chosen for c in range(len(stats[0][layer]))]
+    records = [r for r in channel_effects(gen, n=SWITCH_PROBE, seed=seed + 1, channels=pairs) if r["valid"] >= 0.5]
+    if not records:
+        raise ValueError(f"no channel of layers {layers} gives two valid images in half of {SWITCH_PROBE} samples")
+    best = max(records, key=lambda r: r["rates"]["shape"] - max(v for a, v in r["rates"].items() if a != "shape"))
+    layer, channel = best["layer"], best["channel"]
+    z = torch.randn(SWITCH_LANDING, gen.z_dim, generator=torch.Generator().manual_seed(seed + 101))
+    base = gen.styles(gen.truncate(gen.mapping(z), 0.7))
+    own = classify(gen.synthesize(base, noise_mode="const"))["shape"]
+    landed = []
+    for sign in (1.0, -1.0):
+        styles = [s.clone() for s in base]
+        styles[layer][:, channel] = stats[0][layer][channel] + sign * 5.0 * stats[1][layer][channel]
+        read = classify(gen.synthesize(styles, noise_mode="const"))
+        moved = (read["shape"] != own) & read["valid"]
+        landed.append(np.bincount(read["shape"][moved], minlength=len(world.SHAPES)).astype(np.float64))
+    plus = int(landed[0].argmax())
+    landed[1][plus] = -1.0  # the two ends draw two different shapes
+    return dict(layer=int(layer), channel=int(channel), plus=plus, minus=int(landed[1].argmax()))
+
+
+def switch_target(
+    target: torch.Tensor,
+    attrs: dict,
+    rows: np.ndarray,
+    layers: list[int],
+    styles: list,
+    stats,
+    switch: dict,
+    min_sigma: float,
+) -> torch.Tensor:
+    """target [len(rows), 3, R, R] (the pushed rows' targets; layers: the layer pushed in each, perturb_styles),
+    with every row whose switch channel (switch_channel) was pushed min_sigma or farther from its mean redrawn
+    as the row's own attributes in the shape of that end (switch["plus"] or switch["minus"]), whatever the
+    row's own shape."""
+    layer, channel = switch["layer"], switch["channel"]
+    k = ((styles[layer][rows, channel] - stats[0][layer][channel]) / stats[1][layer][channel]).detach().numpy()
+    far = np.flatnonzero((np.asarray(layers) == layer) & (np.abs(k) >= min_sigma))
+    if not len(far):
+        return target
+    own = {key: np.array(v[rows[far]]) for key, v in attrs.items()}
+    own["shape"] = np.where(k[far] > 0, switch["plus"], switch["minus"])
+    out = target.clone()
+    out[far] = world.render(own)
+    return out
+
+
 def clean_attributes(images: torch.Tensor, reading: dict | None = None) -> dict:
     """The attributes of clean_target: the classifier's reading (`reading`, if already made), snapped into the
     world's ranges."""
@@ -540,6 +612,18 @@ def _save(path: Path, **state) -> None:
         torch.save(state, tmp)
 
 
+def _stage5_state(stats, focus, switch) -> dict:
+    """What stage 5 computed at its last refresh and a resumed run must reuse to continue bit for bit."""
+    out = {}
+    if stats is not None:
+        out["stats"] = [list(stats[0]), list(stats[1])]
+    if focus is not None:
+        out["focus"] = [int(v) for v in focus]
+    if switch is not None:
+        out["switch"] = switch
+    return out
+
+
 def train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     """Trains with cfg.threads torch threads and gives the caller's thread count back afterwards."""
     with torch_threads(cfg.threads):
@@ -554,6 +638,13 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
     each batch style-mixed (`mixed_batch`); with cfg.init and no checkpoint, stage 5 alone from that generator."""
     if cfg.perturb_target not in PERTURB_TARGETS:
         raise ValueError(f"perturb_target must be clean, group, directed or directed-shape, got {cfg.perturb_target!r}")
+    if cfg.switch_layers and not (
+        cfg.perturb_share and set(cfg.switch_layers.split(",")) <= set(cfg.perturb_layers.split(","))
+    ):
+        raise ValueError(
+            f"switch_layers ({cfg.switch_layers!r}) must be pushed layers: set perturb_share and a perturb_layers "
+            f"that names them (got {cfg.perturb_layers!r})"
+        )
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     gen = StyleGAN2Generator(**ARCHITECTURE, seed=cfg.seed)
@@ -570,12 +661,19 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         ("mixing", cfg.mixing_steps),
     ]
     stage, step, opt_state = 0, 0, None
+    stats = None  # stage 5's style statistics for perturb_styles, refreshed with mean_w
+    focus = None  # stage 5's (shape, size) drawn worst, for focus_share, refreshed with mean_w
+    switch = None  # stage 5's switch channel (switch_channel), chosen once when the stage begins
     ckpt_path = work / "checkpoint.pt"
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         gen.load_state_dict(ckpt["gen"])
         encoder.load_state_dict(ckpt["encoder"])
         stage, step, opt_state = int(ckpt["stage"]), int(ckpt["step"]), ckpt["opt"]
+        if "stats" in ckpt:  # stage 5's state as it was at that step, not recomputed from the resumed weights
+            stats = tuple(ckpt["stats"])
+        focus = tuple(ckpt["focus"]) if "focus" in ckpt else None
+        switch = ckpt.get("switch")
         if "mean_w" in ckpt:  # the truncation centre in use when the checkpoint was written
             gen.mean_w.copy_(ckpt["mean_w"])
         print(f"resumed at stage {stages[stage][0] if stage < len(stages) else 'done'} step {step}", flush=True)
@@ -586,8 +684,6 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         stage = len(stages) - 1
         print(f"stage {stages[stage][0]} from {cfg.init}", flush=True)
     t0, cpu0 = time.time(), time.process_time()
-    stats = None  # stage 5's style statistics for perturb_styles, refreshed with mean_w
-    focus = None  # stage 5's (shape, size) drawn worst, for focus_share, refreshed with mean_w
     while stage < len(stages):
         name, steps = stages[stage]
         # the mapping's stored weights need a larger lr than the synthesis (lr_mul 0.01), also when joint
@@ -622,7 +718,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             elif name == "mixing":  # end to end, half the batch mixed; the truncation centre follows the mapping
                 if step % MEAN_W_EVERY == 0 and step:
                     gen.update_mean_w(n=10_000, seed=cfg.seed)
-                if cfg.focus_share and (step % MEAN_W_EVERY == 0 or focus is None):  # re-read where it resumed
+                if cfg.focus_share and (step % MEAN_W_EVERY == 0 or focus is None):  # a resumed run: the saved one
                     focus = worst_cell(gen, seed=cfg.seed)
                     print(
                         f"mixing {step}: focus on {world.SIZES[focus[1]]} {world.SHAPES[focus[0]]} samples", flush=True
@@ -632,11 +728,27 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                 if cfg.perturb_share:
                     if step % MEAN_W_EVERY == 0 or stats is None:
                         stats = style_stats(gen, seed=cfg.seed)
+                    if cfg.switch_layers and switch is None:
+                        switch = switch_channel(gen, stats, cfg.switch_layers, seed=cfg.seed)
+                        ends = world.SHAPES[switch["plus"]], world.SHAPES[switch["minus"]]
+                        print(
+                            f"mixing {step}: switch channel ({switch['layer']}, {switch['channel']}): + {ends[0]}, "
+                            f"- {ends[1]}",
+                            flush=True,
+                        )
                     prng = np.random.default_rng([cfg.seed, stage, step, 7])
                     rows = np.flatnonzero(prng.random(len(ws)) < cfg.perturb_share)
                     styles_clean = styles
                     styles, pushed = perturb_styles(
-                        gen, styles, stats, rows, prng, cfg.perturb_sigmas, cfg.perturb_draw, cfg.perturb_layers
+                        gen,
+                        styles,
+                        stats,
+                        rows,
+                        prng,
+                        cfg.perturb_sigmas,
+                        cfg.perturb_draw,
+                        cfg.perturb_layers,
+                        switch,
                     )
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):
@@ -656,6 +768,10 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                         )
                     else:
                         target[rows] = clean_target(fake[rows].detach())
+                    if switch is not None:
+                        target[rows] = switch_target(
+                            target[rows], attrs, rows, pushed, styles, stats, switch, cfg.switch_sigmas
+                        )
                 weights = dict(region_weight=cfg.region_weight, border_weight=cfg.border_weight)
                 if cfg.hard_weight or cfg.misread_weight:
                     extra = cfg.misread_weight * misread(fake, target) if cfg.misread_weight else None
@@ -689,6 +805,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                     step=done,
                     opt=opt.state_dict(),
                     mean_w=gen.mean_w.clone(),
+                    **_stage5_state(stats, focus, switch),
                 )
         print(f"stage {name} done: {time.time() - t0:.0f}s wall {time.process_time() - cpu0:.0f}s cpu", flush=True)
         stage, step = stage + 1, 0

@@ -387,11 +387,11 @@ def test_directed_shape_targets_complete_a_shape_change_the_push_made():
     assert (done["colour"] == own["colour"]).all() and (done["size"] == own["size"]).all()
 
 
-def _check_one_push_per_row(gen, styles, moved, mu, sigma):
+def _check_one_push_per_row(gen, styles, moved, mu, sigma, rows=(1, 4)):
     changed = [
         (l, r, c) for l, (a, b) in enumerate(zip(styles, moved)) for r, c in zip(*torch.nonzero(a != b).T.tolist())
     ]
-    assert sorted(r for _, r, _ in changed) == [1, 4]
+    assert sorted(r for _, r, _ in changed) == list(rows)
     for l, r, c in changed:
         assert l not in gen.rgb_layers
         k = (moved[l][r, c] - mu[l][c]).abs() / sigma[l][c]
@@ -425,3 +425,100 @@ def test_group_target_takes_only_the_pushed_segments_attributes_from_the_image()
     assert read["shape"][1] == shows["shape"][1] and read["colour"][1] == own["colour"][1]  # reshaped only
     with pytest.raises(ValueError, match="perturb_target must be clean, group, directed or directed-shape"):
         tg.train(tg.GeneratorTrainConfig(perturb_target="nearest"))
+
+
+def test_switch_targets_redraw_far_pushes_of_the_switch_channel_in_that_ends_shape():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    gen.update_mean_w(n=500)
+    mu, sigma = style_stats(gen, n=300)
+    attrs = world.sample_attributes(5, np.random.default_rng(2))
+    attrs["shape"][:] = 2  # every row a triangle
+    switch = dict(layer=5, channel=7, plus=0, minus=3)  # + circle, - cross
+    with torch.no_grad():
+        styles = [s.clone() for s in gen.styles(gen.truncate(gen.mapping(torch.randn(5, 64)), 0.7))]
+    rows, layers = np.arange(5), [5, 5, 5, 3, 5]
+    for row, k in zip(rows, (3.0, -2.0, 1.0, 4.0, -1.4)):  # row 3: another layer pushed, the channel is far anyway
+        styles[5][row, 7] = mu[5][7] + k * sigma[5][7]
+    target = world.render(attrs)
+    out = tg.switch_target(target, attrs, rows, layers, styles, (mu, sigma), switch, min_sigma=1.5)
+    read, own = classify(out), classify(target)
+    assert read["shape"].tolist() == [0, 3, 2, 2, 2]  # the two far pushes switched; below 1.5 sigma, row 3: kept
+    for key in ("colour", "size", "background"):
+        assert (read[key] == own[key]).all(), key
+    assert torch.equal(out[2:], target[2:])
+
+
+def test_perturb_styles_pushes_only_the_switch_channel_in_its_layer():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    gen.update_mean_w(n=500)
+    mu, sigma = style_stats(gen, n=300)
+    with torch.no_grad():
+        styles = gen.styles(gen.truncate(gen.mapping(torch.randn(12, 64)), 0.7))
+    switch = dict(layer=5, channel=7, plus=0, minus=1)
+    moved, layers = tg.perturb_styles(
+        gen, styles, (mu, sigma), np.arange(12), np.random.default_rng(0), 5.0, layers="3,5", switch=switch
+    )
+    pushes = _check_one_push_per_row(gen, styles, moved, mu, sigma, rows=range(12))
+    assert {layer for layer, _, _ in pushes} == {3, 5}  # (layer, row, channel) per pushed row
+    assert all(channel == 7 for layer, _, channel in pushes if layer == 5)
+    assert len({channel for layer, _, channel in pushes if layer == 3}) > 1  # other layers: drawn as before
+
+
+def test_switch_channel_picks_the_shape_layers_best_flipper_and_two_shapes():
+    from models.stylegan2 import load_generator
+    from shapes.evaluate import channel_effects
+
+    gen = load_generator("demo")
+    stats = style_stats(gen, n=500)
+    switch = tg.switch_channel(gen, stats, "6", seed=0)
+    assert switch["layer"] == 6 and switch["plus"] != switch["minus"]
+    records = [r for r in channel_effects(gen, n=tg.SWITCH_PROBE, seed=1, channels=[(6, c) for c in range(64)])]
+    score = {r["channel"]: r["rates"]["shape"] - max(v for a, v in r["rates"].items() if a != "shape") for r in records}
+    assert score[switch["channel"]] == max(s for c, s in score.items() if records[c]["valid"] >= 0.5)
+    with pytest.raises(ValueError, match="switch_layers"):
+        tg.switch_channel(gen, stats, "7", seed=0)  # a toRGB layer
+    with pytest.raises(ValueError, match="no channel"):
+        tg.switch_channel(tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0), stats, "6")  # draws no clean shapes
+
+
+def test_a_switch_run_keeps_its_channel_across_a_resume(tmp_path, monkeypatch):
+    from models.stylegan2 import save_generator
+
+    start = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=3)
+    start.update_mean_w(n=500)
+    save_generator(start, str(tmp_path / "start.pt"))
+    chosen = []
+
+    def fake_choice(gen, stats, layers, seed=0):  # the real choice reads thousands of images; tested above
+        chosen.append(layers)
+        return dict(layer=5, channel=len(chosen), plus=0, minus=3)  # a different channel on every call
+
+    monkeypatch.setattr(tg, "switch_channel", fake_choice)
+    common = dict(mixing_steps=4, batch_size=4, checkpoint_every=2, init=str(tmp_path / "start.pt"))
+    common.update(
+        perturb_share=1.0, perturb_layers="3,5", perturb_target="directed", switch_layers="5", focus_share=0.25
+    )
+    with pytest.raises(ValueError, match="switch_layers"):
+        tg.train(tg.GeneratorTrainConfig(**dict(common, perturb_layers="3,9"), work_dir=str(tmp_path / "x")))
+    full = tg.train(tg.GeneratorTrainConfig(**common, work_dir=str(tmp_path / "a"), out=str(tmp_path / "a.pt")))
+    assert chosen == ["5"]
+
+    calls = {"n": 0}
+    real = tg.switch_target
+
+    def flaky(*args, **kwargs):  # every step pushes every row: one call per step; the third is step 2's
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    chosen.clear()
+    cfg = tg.GeneratorTrainConfig(**common, work_dir=str(tmp_path / "b"), out=str(tmp_path / "b.pt"))
+    monkeypatch.setattr(tg, "switch_target", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        tg.train(cfg)
+    chosen.clear()
+    resumed = tg.train(cfg)  # a new choice would push channel 2 instead of channel 1
+    assert chosen == [] and calls["n"] == 5
+    a, b = full.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
