@@ -319,12 +319,19 @@ def test_clean_target_redraws_what_the_classifier_reads_and_is_always_a_clean_sh
     assert (target - images).abs().mean() < (noisy - images).abs().mean() / 3
 
 
-def test_perturb_styles_moves_one_conv_channel_per_row_within_the_bound():
+def _styles_to_push(n: int):
+    """(an untrained generator, its style statistics mu and sigma, the styles of n psi-0.7 samples)."""
     gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
     gen.update_mean_w(n=500)
     mu, sigma = style_stats(gen, n=300)
     with torch.no_grad():
-        styles = gen.styles(gen.truncate(gen.mapping(torch.randn(6, 64)), 0.7))
+        styles = gen.styles(gen.truncate(gen.mapping(torch.randn(n, 64)), 0.7))
+    return gen, mu, sigma, styles
+
+
+def test_perturb_styles_moves_one_conv_channel_per_row_within_the_bound():
+    gen, mu, sigma, styles = _styles_to_push(6)
+    with torch.no_grad():
         for draw in ("uniform", "sigma"):
             moved, layers = tg.perturb_styles(
                 gen, styles, (mu, sigma), np.array([1, 4]), np.random.default_rng(0), 5.0, draw
@@ -428,14 +435,11 @@ def test_group_target_takes_only_the_pushed_segments_attributes_from_the_image()
 
 
 def test_switch_targets_redraw_far_pushes_of_the_switch_channel_in_that_ends_shape():
-    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
-    gen.update_mean_w(n=500)
-    mu, sigma = style_stats(gen, n=300)
+    gen, mu, sigma, styles = _styles_to_push(5)
+    styles = [s.clone() for s in styles]
     attrs = world.sample_attributes(5, np.random.default_rng(2))
     attrs["shape"][:] = 2  # every row a triangle
     switch = dict(layer=5, channel=7, plus=0, minus=3)  # + circle, - cross
-    with torch.no_grad():
-        styles = [s.clone() for s in gen.styles(gen.truncate(gen.mapping(torch.randn(5, 64)), 0.7))]
     rows, layers = np.arange(5), [5, 5, 5, 3, 5]
     for row, k in zip(rows, (3.0, -2.0, 1.0, 4.0, -1.4)):  # row 3: another layer pushed, the channel is far anyway
         styles[5][row, 7] = mu[5][7] + k * sigma[5][7]
@@ -449,11 +453,7 @@ def test_switch_targets_redraw_far_pushes_of_the_switch_channel_in_that_ends_sha
 
 
 def test_perturb_styles_pushes_only_the_switch_channel_in_its_layer():
-    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
-    gen.update_mean_w(n=500)
-    mu, sigma = style_stats(gen, n=300)
-    with torch.no_grad():
-        styles = gen.styles(gen.truncate(gen.mapping(torch.randn(12, 64)), 0.7))
+    gen, mu, sigma, styles = _styles_to_push(12)
     switch = dict(layer=5, channel=7, plus=0, minus=1)
     moved, layers = tg.perturb_styles(
         gen, styles, (mu, sigma), np.arange(12), np.random.default_rng(0), 5.0, layers="3,5", switch=switch
