@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/channel_diagnosis.py --channel 9:25 --twin background   # the background one
     .venv/bin/python benchmarks/channel_diagnosis.py --channel 3:88 --generator out/g.pt --json
 
-Per sample of the probe (shapes.evaluate.channel_effects: the same 16 psi-0.7 samples and statistics), what the
+Per sample of the probe (shapes.probe.channel_effects: the same 16 psi-0.7 samples and statistics), what the
 pixel classifier reads before the push and with the channel at mu - 5 sigma and mu + 5 sigma (shape, size,
 radius, background grey, border spread) and, for an invalid image, which validity tests it fails
 (shapes.classifier.failed_tests). The channel's probe record sums it up: both images valid in `valid` of the
@@ -37,7 +37,7 @@ from models.errors import CheckpointError  # noqa: E402
 from models.stylegan2 import load_generator  # noqa: E402
 from shapes import style_stats, world  # noqa: E402
 from shapes.classifier import classify, failed_tests  # noqa: E402
-from shapes.evaluate import EDIT_ATTRIBUTES, _changed  # noqa: E402
+from shapes.probe import EDIT_ATTRIBUTES, _changed  # noqa: E402
 from shapes.train_generator import Z_BACKGROUND, Z_SIZE  # noqa: E402
 
 TWIN_COORDINATE = dict(size=Z_SIZE, background=Z_BACKGROUND)

@@ -31,18 +31,15 @@ from models.clip import load_clip  # noqa: E402
 from models.demo import DEMO_DIR, NEUTRAL  # noqa: E402
 from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
 from shapes import classifier, world  # noqa: E402
-from shapes.evaluate import (
+from shapes.evaluate import generator_quality, generator_samples, held_out, zero_shot  # noqa: E402
+from shapes.families import PROBE_SETS, best_channels, family_edits, recheck_best  # noqa: E402
+from shapes.probe import (  # noqa: E402
     EDIT_ATTRIBUTES,
     SHIFT_UNITS,
-    channel_effects,  # noqa: E402
+    channel_effects,
     dominant_attribute_channels,
-    generator_quality,
-    generator_samples,
-    held_out,
     single_attribute_channels,
-    zero_shot,
 )
-from shapes.families import PROBE_SETS, best_channels, family_edits, recheck_best  # noqa: E402
 
 CHANCE = dict(colour=1 / len(world.COLOURS), shape=1 / len(world.SHAPES), size=1 / 2, background=1 / 2)
 

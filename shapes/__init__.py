@@ -34,7 +34,7 @@ def torch_threads(n: int):
 
 def style_stats(gen, n: int = 2000, psi: float = 0.7, seed: int = 0, rng=None):
     """Per style layer, the mean and std [C] of its styles over n psi-truncated samples: the statistics the
-    strict probe pushes channels by (evaluate.channel_effects), stage 5's far pushes use (train_generator) and
+    strict probe pushes channels by (probe.channel_effects), stage 5's far pushes use (train_generator) and
     the channel figure's strips are drawn in. z: n rows of randn from `rng` (a torch.Generator), or from one
     seeded with seed."""
     import torch

@@ -19,9 +19,9 @@ from PIL import Image, ImageDraw
 from models.files import atomic_path
 from models.stylegan2 import load_generator
 from shapes import style_stats
-from shapes.evaluate import EDIT_ATTRIBUTES, channel_effects
 from shapes.families import best_channels
 from shapes.make_grid import image_grid
+from shapes.probe import EDIT_ATTRIBUTES, channel_effects
 
 REPO = Path(__file__).resolve().parents[1]
 LABEL_WIDTH = 190

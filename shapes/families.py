@@ -11,8 +11,8 @@ import torch
 
 from shapes import world
 from shapes.classifier import classify
-from shapes.evaluate import EDIT_ATTRIBUTES, channel_effects, single_attribute_channels
 from shapes.judge import TARGETS, fresh_samples, redness
+from shapes.probe import EDIT_ATTRIBUTES, channel_effects, single_attribute_channels
 
 # one prompt per family for the atlas edits (position: the vocabulary's "left"; no judge.TARGETS entry)
 FAMILY_PROMPTS = dict(colour="red", shape="circle", size="large", background="light background", position="left")
@@ -29,7 +29,7 @@ def _side_effects(record: dict, family: str, key: str = "rates") -> dict[str, fl
 
 
 def best_channels(records: list[dict], min_valid: float = 0.5) -> dict[str, dict]:
-    """Per family: the number of strict single-attribute channels (shapes.evaluate.single_attribute_channels),
+    """Per family: the number of strict single-attribute channels (shapes.probe.single_attribute_channels),
     and the best channel: the strongest strict one if any, else the one whose flip rate most exceeds its
     largest side effect, else (nothing flips it) the one whose continuous shift most exceeds its largest other
     shift (valid in >= min_valid of the samples); with its flip rate, shift and side effects."""

@@ -484,13 +484,13 @@ def switch_channel(gen, stats, layers: str, seed: int = 0) -> dict:
     """The channel stage 5 trains as a shape switch (switch_layers), and the shapes its two ends are to draw.
 
     The channel: of the conv channels of `layers`, the one whose +-5 sigma push flips the shape in the most
-    samples beyond its largest side effect, both images valid in at least half (shapes.evaluate.channel_effects
+    samples beyond its largest side effect, both images valid in at least half (shapes.probe.channel_effects
     on SWITCH_PROBE samples of seed + 1, not the strict probe's seed 0). Its + shape: the shape its +5 sigma
     push (stats: the trainer's style statistics) lands on most often in SWITCH_LANDING samples, counting the
     pushes that change a valid image's shape; its - shape: likewise for -5 sigma, of the other shapes.
     -> dict(layer, channel, plus, minus) (shape indices into world.SHAPES)."""
     from shapes.classifier import classify
-    from shapes.evaluate import channel_effects
+    from shapes.probe import channel_effects
 
     conv = [i for i in range(len(stats[0])) if i not in gen.rgb_layers]
     chosen = [int(v) for v in layers.split(",")]

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import channel_diagnosis  # noqa: E402
 
 from models.stylegan2 import load_generator  # noqa: E402
-from shapes.evaluate import EDIT_ATTRIBUTES  # noqa: E402
+from shapes.probe import EDIT_ATTRIBUTES  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -265,7 +265,7 @@ def test_pooled_record_weights_each_sample_set_by_its_valid_samples():
 
 def test_recheck_best_rereads_the_chosen_channels_on_more_sample_sets():
     from models.stylegan2 import small_generator
-    from shapes.evaluate import channel_effects
+    from shapes.probe import channel_effects
 
     gen = small_generator(seed=0, resolution=32, style_dim=16, width=8)
     whole = {(r["layer"], r["channel"]): r for r in channel_effects(gen, n=4, seed=1)}
@@ -466,7 +466,7 @@ def test_perturb_styles_pushes_only_the_switch_channel_in_its_layer():
 
 def test_switch_channel_picks_the_shape_layers_best_flipper_and_two_shapes():
     from models.stylegan2 import load_generator
-    from shapes.evaluate import channel_effects
+    from shapes.probe import channel_effects
 
     gen = load_generator("demo")
     stats = style_stats(gen, n=500)

@@ -3,7 +3,7 @@
 import importlib.util
 from pathlib import Path
 
-from shapes.evaluate import EDIT_ATTRIBUTES
+from shapes.probe import EDIT_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[1]
 
