@@ -364,6 +364,16 @@ def rgb_spread(gen: StyleGAN2Generator, styles: list[torch.Tensor]) -> torch.Ten
     return torch.stack([styles[i].std(0).mean() / (styles[i].abs().mean() + 1e-8) for i in gen.rgb_layers]).mean()
 
 
+def named_conv_layers(gen, count: int, layers: str, option: str) -> list[int]:
+    """The style-layer indices `layers` names ("3,9"), each one of the generator's `count` style layers that is
+    not a toRGB layer; ValueError naming `option` otherwise."""
+    conv = [i for i in range(count) if i not in gen.rgb_layers]
+    chosen = [int(v) for v in layers.split(",")]
+    if not chosen or any(i not in conv for i in chosen):
+        raise ValueError(f"{option} must name conv style layers among {conv}, got {layers!r}")
+    return chosen
+
+
 def perturb_styles(
     gen,
     styles,
@@ -382,12 +392,10 @@ def perturb_styles(
     always switch["channel"]."""
     if draw not in ("uniform", "sigma"):
         raise ValueError(f"perturb_draw must be uniform or sigma, got {draw!r}")
-    conv = [i for i in range(len(styles)) if i not in gen.rgb_layers]
     if layers:
-        chosen = [int(v) for v in layers.split(",")]
-        if not chosen or any(i not in conv for i in chosen):
-            raise ValueError(f"perturb_layers must name conv style layers among {conv}, got {layers!r}")
-        conv = chosen
+        conv = named_conv_layers(gen, len(styles), layers, "perturb_layers")
+    else:
+        conv = [i for i in range(len(styles)) if i not in gen.rgb_layers]
     out, layers = list(styles), []
     for row in rows:
         layer = conv[rng.integers(len(conv))]
@@ -492,10 +500,7 @@ def switch_channel(gen, stats, layers: str, seed: int = 0) -> dict:
     from shapes.classifier import classify
     from shapes.probe import channel_effects
 
-    conv = [i for i in range(len(stats[0])) if i not in gen.rgb_layers]
-    chosen = [int(v) for v in layers.split(",")]
-    if not chosen or any(i not in conv for i in chosen):
-        raise ValueError(f"switch_layers must name conv style layers among {conv}, got {layers!r}")
+    chosen = named_conv_layers(gen, len(stats[0]), layers, "switch_layers")
     pairs = [(layer, c) for layer in chosen for c in range(len(stats[0][layer]))]
     records = [r for r in channel_effects(gen, n=SWITCH_PROBE, seed=seed + 1, channels=pairs) if r["valid"] >= 0.5]
     if not records:
