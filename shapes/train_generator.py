@@ -90,6 +90,7 @@ class GeneratorTrainConfig:
     # stage 5: conv layers ("5,6") whose best shape channel is trained as a switch (switch_channel); "": off
     switch_layers: str = ""
     switch_sigmas: float = 1.5  # stage 5: pushes of the switch channel this far or farther get its switched shape
+    switch_shapes: str = ""  # stage 5: the switch's + and - shapes ("circle,cross"); "": where its pushes land
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
@@ -488,25 +489,29 @@ def unpushed(gen, styles: list, rows: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def switch_channel(gen, stats, layers: str, seed: int = 0) -> dict:
+def switch_channel(gen, stats, layers: str, seed: int = 0, shapes: str = "") -> dict:
     """The channel stage 5 trains as a shape switch (switch_layers), and the shapes its two ends are to draw.
 
     The channel: of the conv channels of `layers`, the one whose +-5 sigma push flips the shape in the most
     samples beyond its largest side effect, both images valid in at least half (shapes.probe.channel_effects
     on SWITCH_PROBE samples of seed + 1, not the strict probe's seed 0). Its + shape: the shape its +5 sigma
     push (stats: the trainer's style statistics) lands on most often in SWITCH_LANDING samples, counting the
-    pushes that change a valid image's shape; its - shape: likewise for -5 sigma, of the other shapes.
-    -> dict(layer, channel, plus, minus) (shape indices into world.SHAPES)."""
+    pushes that change a valid image's shape; its - shape: likewise for -5 sigma, of the other shapes (when no
+    - push changes a shape, that count says nothing: the first other shape). shapes ("circle,cross"): the two
+    ends' shapes, given. -> dict(layer, channel, plus, minus) (shape indices into world.SHAPES)."""
     from shapes.classifier import classify
     from shapes.probe import channel_effects
 
     chosen = named_conv_layers(gen, len(stats[0]), layers, "switch_layers")
+    ends = switch_ends(shapes)
     pairs = [(layer, c) for layer in chosen for c in range(len(stats[0][layer]))]
     records = [r for r in channel_effects(gen, n=SWITCH_PROBE, seed=seed + 1, channels=pairs) if r["valid"] >= 0.5]
     if not records:
         raise ValueError(f"no channel of layers {layers} gives two valid images in half of {SWITCH_PROBE} samples")
     best = max(records, key=lambda r: r["rates"]["shape"] - max(v for a, v in r["rates"].items() if a != "shape"))
     layer, channel = best["layer"], best["channel"]
+    if ends is not None:
+        return dict(layer=int(layer), channel=int(channel), plus=ends[0], minus=ends[1])
     z = torch.randn(SWITCH_LANDING, gen.z_dim, generator=torch.Generator().manual_seed(seed + 101))
     base = gen.styles(gen.truncate(gen.mapping(z), 0.7))
     own = classify(gen.synthesize(base, noise_mode="const"))["shape"]
@@ -520,6 +525,16 @@ def switch_channel(gen, stats, layers: str, seed: int = 0) -> dict:
     plus = int(landed[0].argmax())
     landed[1][plus] = -1.0  # the two ends draw two different shapes
     return dict(layer=int(layer), channel=int(channel), plus=plus, minus=int(landed[1].argmax()))
+
+
+def switch_ends(shapes: str) -> tuple[int, int] | None:
+    """The switch's (+, -) shape indices from "circle,cross" (switch_shapes); None for ""."""
+    if not shapes:
+        return None
+    names = shapes.split(",")
+    if len(names) != 2 or names[0] == names[1] or not set(names) <= set(world.SHAPES):
+        raise ValueError(f"switch_shapes must be two different shapes of {world.SHAPES}, got {shapes!r}")
+    return world.SHAPES.index(names[0]), world.SHAPES.index(names[1])
 
 
 def switch_target(
@@ -651,6 +666,8 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             f"switch_layers ({cfg.switch_layers!r}) must be pushed layers: set perturb_share and a perturb_layers "
             f"that names them (got {cfg.perturb_layers!r})"
         )
+    if switch_ends(cfg.switch_shapes) is not None and not cfg.switch_layers:
+        raise ValueError("switch_shapes needs switch_layers: the layers whose channel is trained as the switch")
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     gen = StyleGAN2Generator(**ARCHITECTURE, seed=cfg.seed)
@@ -735,7 +752,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                     if step % MEAN_W_EVERY == 0 or stats is None:
                         stats = style_stats(gen, seed=cfg.seed)
                     if cfg.switch_layers and switch is None:
-                        switch = switch_channel(gen, stats, cfg.switch_layers, seed=cfg.seed)
+                        switch = switch_channel(gen, stats, cfg.switch_layers, seed=cfg.seed, shapes=cfg.switch_shapes)
                         ends = world.SHAPES[switch["plus"]], world.SHAPES[switch["minus"]]
                         print(
                             f"mixing {step}: switch channel ({switch['layer']}, {switch['channel']}): + {ends[0]}, "

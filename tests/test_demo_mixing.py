@@ -475,6 +475,11 @@ def test_switch_channel_picks_the_shape_layers_best_flipper_and_two_shapes():
     records = [r for r in channel_effects(gen, n=tg.SWITCH_PROBE, seed=1, channels=[(6, c) for c in range(64)])]
     score = {r["channel"]: r["rates"]["shape"] - max(v for a, v in r["rates"].items() if a != "shape") for r in records}
     assert score[switch["channel"]] == max(s for c, s in score.items() if records[c]["valid"] >= 0.5)
+    given = tg.switch_channel(gen, stats, "6", seed=0, shapes="circle,cross")  # the same channel, ends as given
+    assert given == dict(switch, plus=world.SHAPES.index("circle"), minus=world.SHAPES.index("cross"))
+    for bad in ("circle", "circle,circle", "circle,star", "circle,cross,square"):
+        with pytest.raises(ValueError, match="switch_shapes"):
+            tg.switch_ends(bad)
     with pytest.raises(ValueError, match="switch_layers"):
         tg.switch_channel(gen, stats, "7", seed=0)  # a toRGB layer
     with pytest.raises(ValueError, match="no channel"):
@@ -489,7 +494,7 @@ def test_a_switch_run_keeps_its_channel_across_a_resume(tmp_path, monkeypatch):
     save_generator(start, str(tmp_path / "start.pt"))
     chosen = []
 
-    def fake_choice(gen, stats, layers, seed=0):  # the real choice reads thousands of images; tested above
+    def fake_choice(gen, stats, layers, seed=0, shapes=""):  # the real choice reads thousands of images; tested above
         chosen.append(layers)
         return dict(layer=5, channel=len(chosen), plus=0, minus=3)  # a different channel on every call
 
@@ -500,6 +505,8 @@ def test_a_switch_run_keeps_its_channel_across_a_resume(tmp_path, monkeypatch):
     )
     with pytest.raises(ValueError, match="switch_layers"):
         tg.train(tg.GeneratorTrainConfig(**dict(common, perturb_layers="3,9"), work_dir=str(tmp_path / "x")))
+    with pytest.raises(ValueError, match="switch_shapes needs switch_layers"):
+        tg.train(tg.GeneratorTrainConfig(**dict(common, switch_layers="", switch_shapes="circle,cross")))
     full = tg.train(tg.GeneratorTrainConfig(**common, work_dir=str(tmp_path / "a"), out=str(tmp_path / "a.pt")))
     assert chosen == ["5"]
 
