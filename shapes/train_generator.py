@@ -90,7 +90,9 @@ class GeneratorTrainConfig:
     # stage 5: conv layers ("5,6") whose best shape channel is trained as a switch (switch_channel); "": off
     switch_layers: str = ""
     switch_sigmas: float = 1.5  # stage 5: pushes of the switch channel this far or farther get its switched shape
-    switch_shapes: str = ""  # stage 5: the switch's + and - shapes ("circle,cross"); "": where its pushes land
+    # stage 5: the switch's + and - shapes ("circle,cross"), or "cycle" (+: the next of world.SHAPES after the row's
+    # own shape, -: the one before); "": the shapes its pushes land on most
+    switch_shapes: str = ""
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
@@ -528,9 +530,11 @@ def switch_channel(gen, stats, layers: str, seed: int = 0, shapes: str = "") -> 
 
 
 def switch_ends(shapes: str) -> tuple[int, int] | None:
-    """The switch's (+, -) shape indices from "circle,cross" (switch_shapes); None for ""."""
+    """The switch's (+, -) shape indices from "circle,cross" (switch_shapes); (-1, -1) for "cycle"; None for ""."""
     if not shapes:
         return None
+    if shapes == "cycle":
+        return -1, -1
     names = shapes.split(",")
     if len(names) != 2 or names[0] == names[1] or not set(names) <= set(world.SHAPES):
         raise ValueError(f"switch_shapes must be two different shapes of {world.SHAPES}, got {shapes!r}")
@@ -550,14 +554,18 @@ def switch_target(
     """target [len(rows), 3, R, R] (the pushed rows' targets; layers: the layer pushed in each, perturb_styles),
     with every row whose switch channel (switch_channel) was pushed min_sigma or farther from its mean redrawn
     as the row's own attributes in the shape of that end (switch["plus"] or switch["minus"]), whatever the
-    row's own shape."""
+    row's own shape; in a cycle (both -1, switch_shapes "cycle"), the shape after the row's own for a + push,
+    the one before for a - push."""
     layer, channel = switch["layer"], switch["channel"]
     k = ((styles[layer][rows, channel] - stats[0][layer][channel]) / stats[1][layer][channel]).detach().numpy()
     far = np.flatnonzero((np.asarray(layers) == layer) & (np.abs(k) >= min_sigma))
     if not len(far):
         return target
     own = {key: np.array(v[rows[far]]) for key, v in attrs.items()}
-    own["shape"] = np.where(k[far] > 0, switch["plus"], switch["minus"])
+    if switch["plus"] < 0:  # a cycle: the shape after the row's own for +, the one before for -
+        own["shape"] = (own["shape"] + np.where(k[far] > 0, 1, -1)) % len(world.SHAPES)
+    else:
+        own["shape"] = np.where(k[far] > 0, switch["plus"], switch["minus"])
     out = target.clone()
     out[far] = world.render(own)
     return out
@@ -753,7 +761,11 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                         stats = style_stats(gen, seed=cfg.seed)
                     if cfg.switch_layers and switch is None:
                         switch = switch_channel(gen, stats, cfg.switch_layers, seed=cfg.seed, shapes=cfg.switch_shapes)
-                        ends = world.SHAPES[switch["plus"]], world.SHAPES[switch["minus"]]
+                        ends = (
+                            ("next", "previous")
+                            if switch["plus"] < 0
+                            else (world.SHAPES[switch["plus"]], world.SHAPES[switch["minus"]])
+                        )
                         print(
                             f"mixing {step}: switch channel ({switch['layer']}, {switch['channel']}): + {ends[0]}, "
                             f"- {ends[1]}",

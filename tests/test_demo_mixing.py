@@ -450,6 +450,15 @@ def test_switch_targets_redraw_far_pushes_of_the_switch_channel_in_that_ends_sha
     for key in ("colour", "size", "background"):
         assert (read[key] == own[key]).all(), key
     assert torch.equal(out[2:], target[2:])
+    attrs["shape"][:] = [0, 0, 3, 3, 1]  # a cycle: + the shape after the row's own, - the one before
+    target = world.render(attrs)
+    layers = [5, 5, 5, 5, 5]
+    for row, k in zip(rows, (3.0, -2.0, 2.5, -6.0, 1.2)):
+        styles[5][row, 7] = mu[5][7] + k * sigma[5][7]
+    cycle = dict(switch, plus=-1, minus=-1)
+    assert (cycle["plus"], cycle["minus"]) == tg.switch_ends("cycle")
+    out = tg.switch_target(target, attrs, rows, layers, styles, (mu, sigma), cycle, min_sigma=1.5)
+    assert classify(out)["shape"].tolist() == [1, 3, 0, 2, 1]  # the last below 1.5 sigma: its own
 
 
 def test_perturb_styles_pushes_only_the_switch_channel_in_its_layer():
