@@ -93,6 +93,7 @@ class GeneratorTrainConfig:
     # stage 5: the switch's + and - shapes ("circle,cross"), or "cycle" (+: the next of world.SHAPES after the row's
     # own shape, -: the one before); "": the shapes its pushes land on most
     switch_shapes: str = ""
+    pin_channels: str = ""  # stage 5: "3:88,9:25": every push of layer 3 goes to channel 88, of layer 9 to 25
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
     truncated_share: float = 0.5  # share of each batch drawn truncated (psi ~ U[psi_min, 1])
     psi_min: float = 0.5
@@ -387,24 +388,30 @@ def perturb_styles(
     draw: str = "uniform",
     layers: str = "",
     switch: dict | None = None,
+    pinned: dict | None = None,
 ) -> tuple[list, list[int]]:
     """(the styles with, in each of `rows`, one conv channel set to mu +- k sigma, k ~ U(1, sigmas), and the
     style layer pushed in each row): a random conv layer (one of `layers`, "3,9", if given), and in it a
     channel drawn uniformly, or with draw="sigma" in proportion to its sigma (the channels that carry the most
     are the ones a +-5 sigma probe pushes farthest out of what training saw); in switch["layer"] (switch_channel),
-    always switch["channel"]."""
+    always switch["channel"]; in a layer of `pinned` ({layer: channel}, pin_channels), always that channel."""
     if draw not in ("uniform", "sigma"):
         raise ValueError(f"perturb_draw must be uniform or sigma, got {draw!r}")
     if layers:
         conv = named_conv_layers(gen, len(styles), layers, "perturb_layers")
     else:
         conv = [i for i in range(len(styles)) if i not in gen.rgb_layers]
+    for layer, channel in (pinned or {}).items():
+        if layer not in conv or not 0 <= channel < styles[layer].shape[1]:
+            raise ValueError(f"pin_channels: ({layer}, {channel}) is not a channel of the pushed conv layers {conv}")
     out, layers = list(styles), []
     for row in rows:
         layer = conv[rng.integers(len(conv))]
         layers.append(layer)
         if switch is not None and layer == switch["layer"]:
             channel = switch["channel"]
+        elif pinned and layer in pinned:
+            channel = pinned[layer]
         elif draw == "uniform":
             channel = int(rng.integers(styles[layer].shape[1]))
         else:
@@ -415,6 +422,15 @@ def perturb_styles(
         mu, sigma = stats[0][layer][channel], stats[1][layer][channel]
         out[layer][row, channel] = mu + rng.choice((-1.0, 1.0)) * rng.uniform(1.0, sigmas) * sigma
     return out, layers
+
+
+def pinned_channels(spec: str) -> dict[int, int]:
+    """{layer: channel} from "3:88,9:25" (pin_channels)."""
+    try:
+        pairs = [tuple(int(v) for v in item.split(":")) for item in spec.split(",")] if spec else []
+        return {layer: channel for layer, channel in pairs}
+    except ValueError:
+        raise ValueError(f"pin_channels must look like '3:88,9:25', got {spec!r}") from None
 
 
 def clean_target(images: torch.Tensor) -> torch.Tensor:
@@ -674,6 +690,8 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             f"switch_layers ({cfg.switch_layers!r}) must be pushed layers: set perturb_share and a perturb_layers "
             f"that names them (got {cfg.perturb_layers!r})"
         )
+    if pinned_channels(cfg.pin_channels) and not cfg.perturb_share:
+        raise ValueError("pin_channels needs perturb_share: the pushes it pins")
     if switch_ends(cfg.switch_shapes) is not None and not cfg.switch_layers:
         raise ValueError("switch_shapes needs switch_layers: the layers whose channel is trained as the switch")
     work = Path(cfg.work_dir)
@@ -784,6 +802,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                         cfg.perturb_draw,
                         cfg.perturb_layers,
                         switch,
+                        pinned_channels(cfg.pin_channels),
                     )
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):

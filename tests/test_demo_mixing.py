@@ -473,6 +473,28 @@ def test_perturb_styles_pushes_only_the_switch_channel_in_its_layer():
     assert len({channel for layer, _, channel in pushes if layer == 3}) > 1  # other layers: drawn as before
 
 
+def test_pinned_channels_take_every_push_of_their_layer():
+    gen, mu, sigma, styles = _styles_to_push(12)
+    assert tg.pinned_channels("3:88,9:25") == {3: 88, 9: 25} and tg.pinned_channels("") == {}
+    moved, layers = tg.perturb_styles(
+        gen, styles, (mu, sigma), np.arange(12), np.random.default_rng(0), 5.0, layers="3,5", pinned={3: 88}
+    )
+    pushes = _check_one_push_per_row(gen, styles, moved, mu, sigma, rows=range(12))
+    assert {layer for layer, _, _ in pushes} == {3, 5}
+    assert all(channel == 88 for layer, _, channel in pushes if layer == 3)
+    assert len({channel for layer, _, channel in pushes if layer == 5}) > 1
+    for bad in ({9: 25}, {3: 128}):  # a layer not pushed, a channel the layer lacks
+        with pytest.raises(ValueError, match="pin_channels"):
+            tg.perturb_styles(
+                gen, styles, (mu, sigma), np.arange(2), np.random.default_rng(0), 5.0, "uniform", "3,5", None, bad
+            )
+    for bad in ("3", "3:x", "3:88;9:25"):
+        with pytest.raises(ValueError, match="pin_channels must look like"):
+            tg.pinned_channels(bad)
+    with pytest.raises(ValueError, match="pin_channels needs perturb_share"):
+        tg.train(tg.GeneratorTrainConfig(pin_channels="3:88"))
+
+
 def test_switch_channel_picks_the_shape_layers_best_flipper_and_two_shapes():
     from models.stylegan2 import load_generator
     from shapes.probe import channel_effects
