@@ -90,8 +90,9 @@ class GeneratorTrainConfig:
     # stage 5: conv layers ("5,6") whose best shape channel is trained as a switch (switch_channel); "": off
     switch_layers: str = ""
     switch_sigmas: float = 1.5  # stage 5: pushes of the switch channel this far or farther get its switched shape
-    # stage 5: the switch's + and - shapes ("circle,cross"), or "cycle" (+: the next of world.SHAPES after the row's
-    # own shape, -: the one before); "": the shapes its pushes land on most
+    # stage 5: the switch's + and - shapes ("circle,cross"); "natural": the shapes whose samples sit highest and
+    # lowest on the channel; "cycle" (+: the next of world.SHAPES after the row's own shape, -: the one before);
+    # "": the shapes its pushes land on most
     switch_shapes: str = ""
     pin_channels: str = ""  # stage 5: "3:88,9:25": every push of layer 3 goes to channel 88, of layer 9 to 25
     init: str = ""  # a generator.pt to start stage 5 from when there is no checkpoint (skips stages 1-4)
@@ -515,13 +516,15 @@ def switch_channel(gen, stats, layers: str, seed: int = 0, shapes: str = "") -> 
     on SWITCH_PROBE samples of seed + 1, not the strict probe's seed 0). Its + shape: the shape its +5 sigma
     push (stats: the trainer's style statistics) lands on most often in SWITCH_LANDING samples, counting the
     pushes that change a valid image's shape; its - shape: likewise for -5 sigma, of the other shapes (when no
-    - push changes a shape, that count says nothing: the first other shape). shapes ("circle,cross"): the two
-    ends' shapes, given. -> dict(layer, channel, plus, minus) (shape indices into world.SHAPES)."""
+    - push changes a shape, that count says nothing: the first other shape). shapes: "circle,cross", the two
+    ends' shapes given; "natural", the shapes whose valid samples (the same 64, unpushed) have the channel's
+    highest and lowest mean; "cycle" (switch_target).
+    -> dict(layer, channel, plus, minus) (shape indices into world.SHAPES; -1 and -1 for a cycle)."""
     from shapes.classifier import classify
     from shapes.probe import channel_effects
 
     chosen = named_conv_layers(gen, len(stats[0]), layers, "switch_layers")
-    ends = switch_ends(shapes)
+    ends = switch_ends(shapes) if shapes != "natural" else None
     pairs = [(layer, c) for layer in chosen for c in range(len(stats[0][layer]))]
     records = [r for r in channel_effects(gen, n=SWITCH_PROBE, seed=seed + 1, channels=pairs) if r["valid"] >= 0.5]
     if not records:
@@ -532,7 +535,15 @@ def switch_channel(gen, stats, layers: str, seed: int = 0, shapes: str = "") -> 
         return dict(layer=int(layer), channel=int(channel), plus=ends[0], minus=ends[1])
     z = torch.randn(SWITCH_LANDING, gen.z_dim, generator=torch.Generator().manual_seed(seed + 101))
     base = gen.styles(gen.truncate(gen.mapping(z), 0.7))
-    own = classify(gen.synthesize(base, noise_mode="const"))["shape"]
+    reading = classify(gen.synthesize(base, noise_mode="const"))
+    own = reading["shape"]
+    if shapes == "natural":  # the shapes whose valid samples sit highest and lowest on the channel
+        value = base[layer][:, channel].numpy()
+        means = [value[reading["valid"] & (own == k)] for k in range(len(world.SHAPES))]
+        if any(len(m) < 2 for m in means):
+            raise ValueError(f"switch_shapes natural: fewer than 2 valid samples of a shape in {SWITCH_LANDING}")
+        means = np.array([m.mean() for m in means])
+        return dict(layer=int(layer), channel=int(channel), plus=int(means.argmax()), minus=int(means.argmin()))
     landed = []
     for sign in (1.0, -1.0):
         styles = [s.clone() for s in base]
@@ -692,7 +703,9 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         )
     if pinned_channels(cfg.pin_channels) and not cfg.perturb_share:
         raise ValueError("pin_channels needs perturb_share: the pushes it pins")
-    if switch_ends(cfg.switch_shapes) is not None and not cfg.switch_layers:
+    if cfg.switch_shapes != "natural":
+        switch_ends(cfg.switch_shapes)  # a bad value fails here, before any training
+    if cfg.switch_shapes and not cfg.switch_layers:
         raise ValueError("switch_shapes needs switch_layers: the layers whose channel is trained as the switch")
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)

@@ -508,7 +508,15 @@ def test_switch_channel_picks_the_shape_layers_best_flipper_and_two_shapes():
     assert score[switch["channel"]] == max(s for c, s in score.items() if records[c]["valid"] >= 0.5)
     given = tg.switch_channel(gen, stats, "6", seed=0, shapes="circle,cross")  # the same channel, ends as given
     assert given == dict(switch, plus=world.SHAPES.index("circle"), minus=world.SHAPES.index("cross"))
-    for bad in ("circle", "circle,circle", "circle,star", "circle,cross,square"):
+    natural = tg.switch_channel(gen, stats, "6", seed=0, shapes="natural")
+    z = torch.randn(tg.SWITCH_LANDING, gen.z_dim, generator=torch.Generator().manual_seed(101))
+    with torch.no_grad():
+        base = gen.styles(gen.truncate(gen.mapping(z), 0.7))
+        reading = classify(gen.synthesize(base, noise_mode="const"))
+    value = base[6][:, switch["channel"]].numpy()
+    means = [value[reading["valid"] & (reading["shape"] == k)].mean() for k in range(len(world.SHAPES))]
+    assert natural == dict(switch, plus=int(np.argmax(means)), minus=int(np.argmin(means)))
+    for bad in ("circle", "circle,circle", "circle,star", "circle,cross,square", "natural"):
         with pytest.raises(ValueError, match="switch_shapes"):
             tg.switch_ends(bad)
     with pytest.raises(ValueError, match="switch_layers"):
