@@ -228,6 +228,13 @@ def print_generator_table(r: dict) -> None:
             f"| {name} | {pct(g['valid'])} | {pct(g['shape_as_z'])} | {pct(g['colour_as_z'])} | "
             f"{pct(g['size_as_z'])} | {pct(g['background_as_z'])} |"
         )
+    cells = {name: g["shape_as_z_cells"] for name, g in r["generator"].items() if "shape_as_z_cells" in g}
+    if cells:
+        names = list(next(iter(cells.values())))
+        print("\nShape as z per cell of z (valid samples):\n")
+        print("| generator | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+        for name, c in cells.items():
+            print(f"| {name} | " + " | ".join("-" if c[k] is None else pct(c[k]) for k in names) + " |")
 
 
 def print_tables(r: dict) -> None:

@@ -46,7 +46,9 @@ def generator_samples(gen, n: int = 1000, psi: float = 0.7, seed: int = 0, batch
 
 @torch.no_grad()
 def generator_quality(gen, n: int = 1000, psi: float = 0.7, seed: int = 0) -> dict[str, float]:
-    """Share of valid samples per the pixel classifier, and (for the demo map from z) attribute agreement."""
+    """Share of valid samples per the pixel classifier, and (for the demo map from z) attribute agreement; also
+    shape agreement per (size, shape) cell of z ("shape_as_z_cells": {"small cross": share, ...}; None where no
+    valid sample of the cell was drawn): small shapes drawn as blobs show up there (issue 17)."""
     from shapes.classifier import classify
     from shapes.train_generator import attributes_from_z
 
@@ -57,4 +59,10 @@ def generator_quality(gen, n: int = 1000, psi: float = 0.7, seed: int = 0) -> di
     ok = pred["valid"]
     for name in world.ATTRIBUTE_NAMES:  # among valid samples: does the image show what z asked for?
         out[f"{name}_as_z"] = float((pred[name][ok] == target[name][ok]).mean()) if ok.any() else 0.0
+    cells = {}
+    for size, size_name in enumerate(world.SIZES):
+        for shape, shape_name in enumerate(world.SHAPES):
+            cell = ok & (target["size"] == size) & (target["shape"] == shape)
+            cells[f"{size_name} {shape_name}"] = float((pred["shape"][cell] == shape).mean()) if cell.any() else None
+    out["shape_as_z_cells"] = cells
     return out

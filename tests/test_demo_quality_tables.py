@@ -24,6 +24,7 @@ def test_a_full_result_prints_the_continuous_and_the_family_tables(capsys):
     dq = _module()
     accuracy = dict(shape=1.0, colour=1.0, size=1.0, background=1.0)
     quality = dict(valid=0.9, shape_as_z=0.8, colour_as_z=0.97, size_as_z=0.99, background_as_z=1.0)
+    quality["shape_as_z_cells"] = {"small circle": 0.99, "small cross": 0.16, "large cross": None}
     best = dict(layer=5, channel=78, strict=True, flip_rate=0.58, side_effects={a: 0.0 for a in EDIT_ATTRIBUTES})
     edit = dict(prompt="red", channels=22, reached=0.8, redder=1.0, valid_after=0.5, kept_shape=0.97)
     result = dict(
@@ -63,6 +64,7 @@ def test_a_full_result_prints_the_continuous_and_the_family_tables(capsys):
     )
     dq.print_tables(result)
     out = capsys.readouterr().out
+    assert "| demo psi=0.7 | 99.0 % | 16.0 % | - |" in out  # shape as z per cell (None: no valid sample)
     assert "| size | 0 | - | (3, 88) 0.00 / 0.00 / 0.75 / 0.00 / 0.00 |" in out  # the continuous table
     assert "| shape | 1 | (5, 78) | 0.58 |" in out  # the per-family table, after it
     assert "| colour | red | 22 | 80.0 % | 100.0 % | 97.0 % |" in out
