@@ -12,8 +12,9 @@ then the mapping network regressing the encoder's w, then everything end to end 
 (joint, then refine), then, off unless --mixing-steps > 0, style mixing with attribute-aware targets
 (`mixed_batch`): the coarse layers' w decides shape, size and position, the fine ones' colour and
 background, with up to five segments (a sixth, the last toRGB layer alone, decides nothing), and optional
-penalties, far channel pushes, one channel trained as a shape switch and per-sample loss weights
-(`style_sparsity`, `rgb_spread`, `perturb_styles`, `switch_channel`, `hard_weighted`; issue 17; its runs are in
+penalties, far channel pushes (a layer's pushes may be pinned to one channel), one channel trained as a shape
+switch and per-sample loss weights (`style_sparsity`, `rgb_spread`, `perturb_styles`, `pinned_channels`,
+`switch_channel`, `switch_ends`, `hard_weighted`; issue 17; its runs are in
 models/demo/MODEL_CARD.md). The shipped generator is this trainer
 run in four phases: `shapes.demo_recipe`.
 
