@@ -12,10 +12,14 @@ import dataclasses
 
 def config_from_args(config_class, description: str, argv=None):
     """A trainer's config dataclass from the command line: one --flag per field, typed and defaulted like the
-    field (int, float and str fields only)."""
+    field (int, float and str fields; a bool field is --flag / --no-flag)."""
     parser = argparse.ArgumentParser(description=description)
     for f in dataclasses.fields(config_class):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default)
     return config_class(**vars(parser.parse_args(argv)))
 
 

@@ -103,6 +103,7 @@ class GeneratorTrainConfig:
     hard_weight: float = 0.0  # stage 5: gamma of hard_weighted, the per-sample loss weighting (0: plain mean)
     focus_share: float = 0.0  # stage 5: share of each batch drawn as the (shape, size) drawn worst (worst_cell)
     misread_weight: float = 0.0  # stage 5: extra weight of samples whose shape the pixel classifier misreads
+    directed_centre: bool = False  # stage 5: a directed size target keeps the pushed image's centre (group_target)
     border_weight: float = 0.0  # stage 5: weight of the L1 on the image's outer rings (pixel_loss)
     curriculum: float = 0.4  # share of stage 1 over which colours, backgrounds and positions are phased in
     seed: int = 0
@@ -451,6 +452,7 @@ def group_target(
     images,
     directed: bool = False,
     before=None,
+    centre: bool = False,
 ) -> torch.Tensor:
     """Targets [len(rows), 3, R, R] for pushed rows: the row's own attributes (attrs, as its target drew them),
     except the group that the pushed layer's w segment decides in style mixing (MIX_GROUPS), which comes from
@@ -467,7 +469,11 @@ def group_target(
     before (directed, perturb_target "directed-shape"): the same rows' images without the push. Then shape is
     completed too: a push whose image fits another shape better, relative to the row's own shape, by more than
     DIRECTED_SHAPE_IOU than the image before the push did (classifier shape_ious) gets that shape (of the
-    others, the one the pushed image fits best); a smaller gain keeps the row's own."""
+    others, the one the pushed image fits best); a smaller gain keeps the row's own.
+
+    centre (directed_centre): a completed size keeps the shape's centre where the pushed image shows it. x and y
+    place a shape within the positions its size can take (world.centres), so the row's own x and y at the new
+    radius would move it by up to (large - small half-extent) px toward the middle or the border."""
     from shapes.classifier import classify
 
     after = classify(images)
@@ -483,6 +489,11 @@ def group_target(
             moved = read["radius"][i] - out["radius"][i]
             if "radius" in keys and abs(moved) > DIRECTED_RADIUS_PX:
                 out["size"][i], out["radius"][i] = int(moved > 0), CLASS_RADIUS[int(moved > 0)]
+                if centre:
+                    half = out["radius"][i] * world.EXTENT[world.SHAPES[out["shape"][i]]]
+                    span = world.RESOLUTION - 2 * (half + world.MARGIN)
+                    for key, pixel in (("x", after["cx"][i]), ("y", after["cy"][i])):
+                        out[key][i] = np.float32(np.clip((pixel - half - world.MARGIN) / span, 0.0, 1.0))
             moved = read["brightness"][i] - out["brightness"][i]
             if "brightness" in keys and abs(moved) > DIRECTED_GREY:
                 out["background"][i] = int(moved > 0)
@@ -830,6 +841,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                             pushed,
                             fake[rows].detach(),
                             directed=cfg.perturb_target.startswith("directed"),
+                            centre=cfg.directed_centre,
                             before=unpushed(gen, styles_clean, rows)
                             if cfg.perturb_target == "directed-shape"
                             else None,

@@ -377,6 +377,25 @@ def test_directed_targets_complete_the_size_and_background_change_a_push_began()
     assert (done["shape"] == own["shape"]).all() and (done["colour"] == own["colour"]).all()
 
 
+def test_directed_size_targets_can_keep_the_centre_the_push_drew():
+    gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
+    own = tg.attributes_from_z(_z(2, 0))
+    own["shape"][:], own["size"][:], own["radius"][:] = world.SHAPES.index("square"), 1, tg.CLASS_RADIUS[1]
+    own["x"][:], own["y"][:] = (0.0, 1.0), (0.0, 0.5)  # a large square at the left or right border
+    cx, cy = world.centres(own)
+    shows = {k: v.copy() for k, v in own.items()}  # pushed small around the same centre, as a size channel does
+    shows["size"][:], shows["radius"][:] = 0, tg.CLASS_RADIUS[0]
+    half = tg.CLASS_RADIUS[0] * world.EXTENT["square"] + world.MARGIN
+    shows["x"], shows["y"] = ((c - half) / (world.RESOLUTION - 2 * half) for c in (cx, cy))
+    images = world.render(shows)
+    splits, layers, rows = [2, 3, 5, 6], [3, 3], np.arange(2)
+    kept = classify(tg.group_target(gen, splits, own, rows, layers, images, directed=True, centre=True))
+    moved = classify(tg.group_target(gen, splits, own, rows, layers, images, directed=True))
+    assert (kept["size"] == 0).all() and (moved["size"] == 0).all()
+    assert np.abs(kept["cx"] - cx).max() < 0.3 and np.abs(kept["cy"] - cy).max() < 0.3
+    assert np.abs(moved["cx"] - cx).min() > 3  # own x at the small radius: toward the border by ~3.4 px
+
+
 def test_directed_shape_targets_complete_a_shape_change_the_push_made():
     gen = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=0)
     own = tg.attributes_from_z(_z(3, 0))
@@ -568,3 +587,12 @@ def test_a_switch_run_keeps_its_channel_across_a_resume(tmp_path, monkeypatch):
     assert chosen == [] and calls["n"] == 5
     a, b = full.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_bool_field_is_a_flag_and_its_negation():
+    from shapes import config_from_args
+
+    parse = lambda *argv: config_from_args(tg.GeneratorTrainConfig, "t", list(argv))  # noqa: E731
+    assert parse().directed_centre is False and parse("--directed-centre").directed_centre is True
+    assert parse("--directed-centre", "--no-directed-centre").directed_centre is False
+    assert parse("--misread-weight", "4").misread_weight == 4.0  # other fields typed as before
