@@ -431,9 +431,12 @@ def pinned_channels(spec: str) -> dict[int, int]:
     """{layer: channel} from "3:88,9:25" (pin_channels)."""
     try:
         pairs = [tuple(int(v) for v in item.split(":")) for item in spec.split(",")] if spec else []
-        return {layer: channel for layer, channel in pairs}
+        pinned = {layer: channel for layer, channel in pairs}
     except ValueError:
         raise ValueError(f"pin_channels must look like '3:88,9:25', got {spec!r}") from None
+    if len(pinned) != len(pairs):
+        raise ValueError(f"pin_channels names a layer twice: {spec!r}")
+    return pinned
 
 
 def clean_target(images: torch.Tensor) -> torch.Tensor:
@@ -713,8 +716,11 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             f"switch_layers ({cfg.switch_layers!r}) must be pushed layers: set perturb_share and a perturb_layers "
             f"that names them (got {cfg.perturb_layers!r})"
         )
-    if pinned_channels(cfg.pin_channels) and not cfg.perturb_share:
+    pinned = pinned_channels(cfg.pin_channels)
+    if pinned and not cfg.perturb_share:
         raise ValueError("pin_channels needs perturb_share: the pushes it pins")
+    if cfg.switch_layers and {str(layer) for layer in pinned} & set(cfg.switch_layers.split(",")):
+        raise ValueError(f"pin_channels ({cfg.pin_channels!r}) may not pin a switch layer ({cfg.switch_layers!r})")
     if cfg.switch_shapes != "natural":
         switch_ends(cfg.switch_shapes)  # a bad value fails here, before any training
     if cfg.switch_shapes and not cfg.switch_layers:
@@ -827,7 +833,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                         cfg.perturb_draw,
                         cfg.perturb_layers,
                         switch,
-                        pinned_channels(cfg.pin_channels),
+                        pinned,
                     )
                 fake = gen.synthesize(styles, noise_mode="const")
                 if cfg.perturb_share and len(rows):

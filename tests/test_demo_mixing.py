@@ -507,6 +507,12 @@ def test_pinned_channels_take_every_push_of_their_layer():
             tg.perturb_styles(
                 gen, styles, (mu, sigma), np.arange(2), np.random.default_rng(0), 5.0, "uniform", "3,5", None, bad
             )
+    with pytest.raises(ValueError, match="names a layer twice"):
+        tg.pinned_channels("3:88,3:90")
+    with pytest.raises(ValueError, match="may not pin a switch layer"):
+        tg.train(
+            tg.GeneratorTrainConfig(perturb_share=0.5, perturb_layers="3,5", switch_layers="5", pin_channels="5:7")
+        )
     for bad in ("3", "3:x", "3:88;9:25"):
         with pytest.raises(ValueError, match="pin_channels must look like"):
             tg.pinned_channels(bad)
