@@ -110,9 +110,7 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     pick = np.arange(n)
     radius = np.stack(radii, 1)[pick, shape]
     cy = np.stack(cys, 1)[pick, shape]
-    half = radius * np.array([world.EXTENT[s] for s in world.SHAPES], dtype=np.float32)[shape]
-    lo, hi = half + world.MARGIN, world.RESOLUTION - half - world.MARGIN
-    span = np.maximum(hi - lo, 1e-6)
+    x, y = world.positions(shape, mx, cy, radius)
 
     iou = ious[pick, shape]
     out = dict(
@@ -120,8 +118,8 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
         colour=colour,
         size=(radius >= SIZE_THRESHOLD).astype(np.int64),
         background=(bg.mean(1) >= 0.5).astype(np.int64),
-        x=((mx - lo) / span).clip(0, 1),
-        y=((cy - lo) / span).clip(0, 1),
+        x=x,
+        y=y,
         cx=mx,
         cy=cy,
         grey=bg.mean(1),

@@ -493,10 +493,9 @@ def group_target(
             if "radius" in keys and abs(moved) > DIRECTED_RADIUS_PX:
                 out["size"][i], out["radius"][i] = int(moved > 0), CLASS_RADIUS[int(moved > 0)]
                 if centre:
-                    half = out["radius"][i] * world.EXTENT[world.SHAPES[out["shape"][i]]]
-                    span = world.RESOLUTION - 2 * (half + world.MARGIN)
-                    for key, pixel in (("x", after["cx"][i]), ("y", after["cy"][i])):
-                        out[key][i] = np.float32(np.clip((pixel - half - world.MARGIN) / span, 0.0, 1.0))
+                    out["x"][i], out["y"][i] = world.positions(
+                        out["shape"][i], after["cx"][i], after["cy"][i], out["radius"][i]
+                    )
             moved = read["brightness"][i] - out["brightness"][i]
             if "brightness" in keys and abs(moved) > DIRECTED_GREY:
                 out["background"][i] = int(moved > 0)

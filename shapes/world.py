@@ -73,12 +73,24 @@ def subset(attrs: dict, index) -> dict:
     return {k: v[index] for k, v in attrs.items()}
 
 
+def _centre_range(shape, radius) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi): the pixel range a bounding-box centre can take, per shape index and radius (x or y 0 and 1)."""
+    half = radius * np.array([EXTENT[s] for s in SHAPES], dtype=np.float32)[shape]
+    return half + MARGIN, RESOLUTION - half - MARGIN
+
+
 def centres(attrs: dict) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (cx, cy) of each shape's bounding-box centre, from x, y in [0, 1]."""
-    half = attrs["radius"] * np.array([EXTENT[s] for s in SHAPES], dtype=np.float32)[attrs["shape"]]
-    lo = half + MARGIN
-    hi = RESOLUTION - half - MARGIN
+    lo, hi = _centre_range(attrs["shape"], attrs["radius"])
     return lo + attrs["x"] * (hi - lo), lo + attrs["y"] * (hi - lo)
+
+
+def positions(shape, cx, cy, radius) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of centres: x, y in [0, 1] (clipped) that put a shape of this index and radius with its
+    bounding-box centre at pixel (cx, cy)."""
+    lo, hi = _centre_range(shape, radius)
+    span = np.maximum(hi - lo, 1e-6)
+    return ((cx - lo) / span).clip(0, 1), ((cy - lo) / span).clip(0, 1)
 
 
 def shape_sdf(shape: np.ndarray, cx, cy, radius, resolution: int = RESOLUTION) -> np.ndarray:
