@@ -716,9 +716,15 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
             f"that names them (got {cfg.perturb_layers!r})"
         )
     pinned = pinned_channels(cfg.pin_channels)
+    pin_layers = {str(layer) for layer in pinned}
     if pinned and not cfg.perturb_share:
         raise ValueError("pin_channels needs perturb_share: the pushes it pins")
-    if cfg.switch_layers and {str(layer) for layer in pinned} & set(cfg.switch_layers.split(",")):
+    if pinned and cfg.perturb_layers and not pin_layers <= set(cfg.perturb_layers.split(",")):
+        # perturb_styles checks this too, but only when stage 5 begins: after stages 1-4 in a run from scratch
+        raise ValueError(
+            f"pin_channels ({cfg.pin_channels!r}) must pin pushed layers (perturb_layers {cfg.perturb_layers!r})"
+        )
+    if cfg.switch_layers and pin_layers & set(cfg.switch_layers.split(",")):
         raise ValueError(f"pin_channels ({cfg.pin_channels!r}) may not pin a switch layer ({cfg.switch_layers!r})")
     if cfg.switch_shapes != "natural":
         switch_ends(cfg.switch_shapes)  # a bad value fails here, before any training

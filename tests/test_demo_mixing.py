@@ -509,6 +509,8 @@ def test_pinned_channels_take_every_push_of_their_layer():
             )
     with pytest.raises(ValueError, match="names a layer twice"):
         tg.pinned_channels("3:88,3:90")
+    with pytest.raises(ValueError, match="must pin pushed layers"):  # found before any training
+        tg.train(tg.GeneratorTrainConfig(perturb_share=0.5, perturb_layers="3,9", pin_channels="5:7"))
     with pytest.raises(ValueError, match="may not pin a switch layer"):
         tg.train(
             tg.GeneratorTrainConfig(perturb_share=0.5, perturb_layers="3,5", switch_layers="5", pin_channels="5:7")
