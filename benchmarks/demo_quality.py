@@ -32,7 +32,7 @@ from models.demo import DEMO_DIR, NEUTRAL  # noqa: E402
 from models.stylegan2 import StyleGAN2Generator, load_generator  # noqa: E402
 from shapes import classifier, world  # noqa: E402
 from shapes.evaluate import generator_quality, generator_samples, held_out, zero_shot  # noqa: E402
-from shapes.families import PROBE_SETS, best_channels, family_edits, recheck_best  # noqa: E402
+from shapes.families import PROBE_SETS, best_channels, ends_by_cell, family_edits, recheck_best  # noqa: E402
 from shapes.probe import (  # noqa: E402
     EDIT_ATTRIBUTES,
     SHIFT_UNITS,
@@ -41,6 +41,7 @@ from shapes.probe import (  # noqa: E402
     single_attribute_channels,
 )
 
+ENDS_FAMILIES = ("colour", "shape", "size", "background")  # whose best channel's ends are read per cell of z
 CHANCE = dict(colour=1 / len(world.COLOURS), shape=1 / len(world.SHAPES), size=1 / 2, background=1 / 2)
 
 
@@ -99,6 +100,15 @@ def families(gen, channel_samples: int, atlas: str | None, records=None, probe_s
     out = dict(channels=best_channels(records), probe_seconds=time.perf_counter() - t)
     if probe_sets > 1:
         out["robustness"] = recheck_best(gen, out["channels"], sets=probe_sets, n=channel_samples)
+    out["ends"] = {
+        family: dict(
+            layer=c["best"]["layer"],
+            channel=c["best"]["channel"],
+            cells=ends_by_cell(gen, c["best"]["layer"], c["best"]["channel"]),
+        )
+        for family, c in out["channels"].items()
+        if family in ENDS_FAMILIES and c["best"] is not None
+    }
     t = time.perf_counter()
     out["edits"] = family_edits(open_atlas(gen, load_clip("demo"), atlas), n=32, alpha=4.0, beta="auto")
     out["edit_seconds"] = time.perf_counter() - t
@@ -200,6 +210,8 @@ def print_family_tables(r: dict) -> None:
                 f"| {a} | ({b['layer']}, {b['channel']}) | {b['strict_sets']} of {b['sets']} | "
                 f"{'yes' if b['strict_pooled'] else 'no'} | {b['flip_rate']:.2f} | {side} | {100 * b['valid']:.0f} % |"
             )
+    if f.get("ends"):
+        print_ends_table(f["ends"])
     print(
         f"\n### Global-direction edits through the atlas (M = 8, auto beta, alpha 4, 32 fresh samples without "
         f"the prompt's value; {f['edit_seconds']:.0f} s, load {f['load'][0]:.1f})\n"
@@ -218,6 +230,31 @@ def print_family_tables(r: dict) -> None:
             f"| {a} | {e['prompt']} | {e['channels']} | {pct(e['reached'])} | {change} | {kept} | "
             f"{pct(e['valid_after'])} |"
         )
+
+
+def print_ends_table(ends: dict) -> None:
+    """Per (size, shape) cell of z: how often each family's best channel keeps the shape between its +-5 sigma
+    ends (families.ends_by_cell), and for the size channel which end draws the shape z asked for."""
+    pct = lambda v: f"{100 * v:.0f} %"  # noqa: E731
+    cells = list(next(iter(ends.values()))["cells"])
+    print(
+        "\n### Where the side effects sit: per cell of z, the share of samples whose shape is the same at both "
+        "ends of each family's best channel (+-5 sigma, samples of seed 100 valid at both ends)"
+        + (", and for the size channel the share whose + / - end draws the shape z asked for" if "size" in ends else "")
+        + "\n"
+    )
+    heads = [f"{a} ({e['layer']}, {e['channel']})" for a, e in ends.items()]
+    extra = ["size: + / - end as z"] if "size" in ends else []
+    print("| cell of z | " + " | ".join(heads + extra) + " |\n|---|" + "---|" * (len(heads) + len(extra)))
+    for cell in cells:
+        row = []
+        for e in ends.values():
+            c = e["cells"][cell]
+            row.append("-" if c is None else f"{pct(c['same'])} ({c['n']})")
+        if extra:
+            c = ends["size"]["cells"][cell]
+            row.append("-" if c is None else f"{pct(c['plus'])} / {pct(c['minus'])}")
+        print(f"| {cell} | " + " | ".join(row) + " |")
 
 
 def print_generator_table(r: dict) -> None:

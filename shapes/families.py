@@ -111,6 +111,46 @@ def recheck_best(gen, best: dict[str, dict], sets: int = PROBE_SETS, n: int = 16
     return out
 
 
+@torch.no_grad()
+def ends_by_cell(gen, layer: int, channel: int, n: int = 192, seed: int = 100, alpha: float = 5.0, psi: float = 0.7):
+    """Where a channel's shape side effect sits: per (size, shape) cell of z, of the n psi-truncated samples
+    whose +- alpha sigma images are both valid (the strict probe's push, statistics and sampling, on a sample set
+    of its own), the share whose shape is the same at both ends (the probe's criterion) and the share whose
+    image at each end shows the shape z asked for. A z-cross drawn as a circle that one end draws as a cross
+    is a side effect of that channel which is really the generator's. -> {"small cross": dict(n, same, plus,
+    minus) or None where no sample of the cell is valid at both ends}."""
+    from shapes import style_stats
+    from shapes.train_generator import attributes_from_z
+
+    g = torch.Generator().manual_seed(seed)
+    mu, sigma = style_stats(gen, 2000, psi, rng=g)
+    z = torch.randn(n, gen.z_dim, generator=g)
+    base = gen.styles(gen.truncate(gen.mapping(z), psi))
+    ends = []
+    for sign in (1.0, -1.0):
+        styles = [s.clone() for s in base]
+        styles[layer][:, channel] = mu[layer][channel] + sign * alpha * sigma[layer][channel]
+        ends.append(classify(gen.synthesize(styles)))
+    plus, minus = ends
+    want = attributes_from_z(z)
+    ok = plus["valid"] & minus["valid"]
+    out = {}
+    for size, size_name in enumerate(world.SIZES):
+        for shape, shape_name in enumerate(world.SHAPES):
+            cell = ok & (want["size"] == size) & (want["shape"] == shape)
+            out[f"{size_name} {shape_name}"] = (
+                dict(
+                    n=int(cell.sum()),
+                    same=float((plus["shape"][cell] == minus["shape"][cell]).mean()),
+                    plus=float((plus["shape"][cell] == shape).mean()),
+                    minus=float((minus["shape"][cell] == shape).mean()),
+                )
+                if cell.any()
+                else None
+            )
+    return out
+
+
 def position_samples(gen, n: int, seed: int = 1000, psi: float = 0.7) -> torch.Tensor:
     """n W codes [n, w_dim] (seeds seed, seed + 1, ...) whose image is one clean shape."""
     z = torch.randn(8 * n, gen.z_dim, generator=torch.Generator().manual_seed(seed))

@@ -103,6 +103,9 @@ class GeneratorTrainConfig:
     hard_weight: float = 0.0  # stage 5: gamma of hard_weighted, the per-sample loss weighting (0: plain mean)
     focus_share: float = 0.0  # stage 5: share of each batch drawn as the (shape, size) drawn worst (worst_cell)
     misread_weight: float = 0.0  # stage 5: extra weight of samples whose shape the pixel classifier misreads
+    # stage 5: weight of the L1 over the pixels that tell each target's shape from the shape most like it
+    # (distinct_l1): a small square's corners, a small cross's notches
+    distinct_weight: float = 0.0
     directed_centre: bool = False  # stage 5: a directed size target keeps the pushed image's centre (group_target)
     border_weight: float = 0.0  # stage 5: weight of the L1 on the image's outer rings (pixel_loss)
     curriculum: float = 0.4  # share of stage 1 over which colours, backgrounds and positions are phased in
@@ -242,6 +245,35 @@ def misread(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     shapes = classify(torch.cat([images.detach(), targets]))["shape"]
     return torch.from_numpy((shapes[: len(images)] != shapes[len(images) :]).astype(np.float32))
+
+
+def distinct_pixels(targets: torch.Tensor) -> torch.Tensor:
+    """[B, 1, R, R] in [0, 1]: per target (world images, which the pixel classifier reads exactly), how far each
+    pixel's coverage differs between the target's shape and the other shape most like it (the least coverage
+    L1) at the same centre and radius: a square's corners against a circle, a cross's notches. Zero elsewhere."""
+    from shapes.classifier import classify
+
+    c, n = classify(targets), len(targets)
+    covs = np.stack(  # [B, 4, R, R]: every shape at each target's centre and radius
+        [
+            np.clip(0.5 - world.shape_sdf(np.full(n, k), c["cx"], c["cy"], c["radius"]), 0.0, 1.0)
+            for k in range(len(world.SHAPES))
+        ],
+        1,
+    )
+    diff = np.abs(covs - covs[np.arange(n), c["shape"]][:, None])
+    totals = diff.sum((2, 3))
+    totals[np.arange(n), c["shape"]] = np.inf
+    return torch.from_numpy(diff[np.arange(n), totals.argmin(1)][:, None].astype(np.float32))
+
+
+def distinct_l1(fake: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The L1 of fake against targets over each target's distinct_pixels (weighted by them, averaged per
+    sample), averaged over the batch. The pixel loss barely sees a small square drawn as a circle (a few corner
+    pixels among a thousand); this term is all such pixels."""
+    weight = distinct_pixels(targets)
+    each = (weight * (fake - targets).abs()).sum((1, 2, 3)) / (3 * weight.sum((1, 2, 3)).clamp(min=1e-6))
+    return each.mean()
 
 
 def synthesize(gen: StyleGAN2Generator, z: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
@@ -869,6 +901,8 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                     loss = hard_weighted(pixel_loss(fake, target, **weights, per_sample=True), cfg.hard_weight, extra)
                 else:  # the batch mean exactly as before the per-sample weights existed (same rounding)
                     loss = pixel_loss(fake, target, **weights)
+                if cfg.distinct_weight:
+                    loss = loss + cfg.distinct_weight * distinct_l1(fake, target)
                 if cfg.affine_l1:
                     loss = loss + cfg.affine_l1 * affine_l1(gen)
                 if cfg.style_sparsity:

@@ -8,7 +8,7 @@ import torch
 from shapes import style_stats, world
 from shapes import train_generator as tg
 from shapes.classifier import classify
-from shapes.families import best_channels, judge_family_edit, pooled_record, recheck_best
+from shapes.families import best_channels, ends_by_cell, judge_family_edit, pooled_record, recheck_best
 
 
 def _z(n, seed):
@@ -191,6 +191,40 @@ def test_misread_flags_images_whose_shape_the_classifier_reads_differently():
     assert tg.misread(world.render(drawn), target).tolist() == [0, 1, 0, 0, 0, 0, 1, 0]
 
 
+def test_distinct_pixels_are_where_the_shape_most_like_the_target_differs():
+    attrs = world.sample_attributes(4, np.random.default_rng(2))
+    attrs.update(shape=np.array([1, 3, 0, 2]), size=np.zeros(4, int), radius=np.full(4, 4.5, np.float32))
+    weight = tg.distinct_pixels(world.render(attrs))[:, 0].numpy()
+    cov = {k: world.coverage(dict(attrs, shape=np.full(4, k))) for k in range(len(world.SHAPES))}
+    for i in (0, 1):  # a square's and a cross's most similar shape is the circle: the weight map matches that
+        own = attrs["shape"][i]  # difference best (the classifier reads centre and radius within 0.1 px)
+        cosine = {}
+        for k in set(cov) - {own}:
+            diff = np.abs(cov[own][i] - cov[k][i])
+            cosine[k] = (diff * weight[i]).sum() / np.linalg.norm(diff) / np.linalg.norm(weight[i])
+        assert max(cosine, key=cosine.get) == 0 and cosine[0] > 0.65
+    # a square's most similar shape is the circle: the weight sits on the corners and the circle's rim, and is
+    # zero where both cover the pixel or neither does (one pixel in from the outlines)
+    band = torch.from_numpy(np.abs(cov[1][0] - cov[0][0]) > 0)[None, None].float()
+    near = torch.nn.functional.max_pool2d(band, 3, stride=1, padding=1)[0, 0].numpy() > 0
+    assert weight[0][~near].max() == 0 and weight[0][near].sum() > 0.9 * weight[0].sum() > 0
+
+
+def test_distinct_l1_sees_a_small_square_drawn_as_a_circle_and_nothing_else():
+    attrs = world.sample_attributes(2, np.random.default_rng(4))
+    attrs.update(shape=np.array([1, 1]), size=np.zeros(2, int), radius=np.full(2, 4.6, np.float32))
+    target = world.render(attrs)
+    assert tg.distinct_l1(target, target) == 0
+    as_circle = world.render(dict(attrs, shape=np.zeros(2, int)))
+    weight = tg.distinct_pixels(target)
+    far = (torch.nn.functional.max_pool2d(weight, 5, stride=1, padding=2) == 0).expand_as(target)
+    off = target.clone()
+    off[far] = -off[far]  # every pixel away from the corners changed: the term does not see it
+    assert tg.distinct_l1(off, target) == 0 < tg.distinct_l1(as_circle, target)
+    # the whole-image pixel loss (edge band weighted x5 already) sees the same circle at a third of that
+    assert tg.distinct_l1(as_circle, target) > 2 * tg.pixel_loss(as_circle, target)
+
+
 def test_stage_5_starts_from_a_trained_generator(tmp_path):
     start = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=3)
     start.update_mean_w(n=500)
@@ -212,6 +246,7 @@ def test_stage_5_starts_from_a_trained_generator(tmp_path):
         hard_weight=1.0,
         misread_weight=1.0,
         border_weight=1.0,
+        distinct_weight=1.0,
         focus_share=0.25,
         mixing_splits="2,3,5,6",
     )
@@ -279,6 +314,36 @@ def test_recheck_best_rereads_the_chosen_channels_on_more_sample_sets():
     assert set(again) == {"shape"} and again["shape"]["sets"] == 2 and 0 <= again["shape"]["strict_sets"] <= 2
     by_set = [channel_effects(gen, n=4, seed=s, channels=[(3, 2)])[0] for s in (0, 1)]
     assert again["shape"]["flip_rate"] == round(pooled_record(by_set, 4)["rates"]["shape"], 3)
+
+
+def test_ends_by_cell_reads_each_cell_of_z_at_both_ends_of_a_channel():
+    from models.stylegan2 import load_generator
+    from shapes.train_generator import attributes_from_z
+
+    gen = load_generator("demo")
+    still = ends_by_cell(gen, 3, 88, n=64, alpha=0.0)  # both ends set the channel to its mean: one image
+    assert set(still) == {f"{a} {b}" for a in world.SIZES for b in world.SHAPES}
+    # the same 64 samples with that channel at its mean, read directly: per cell of z, how many are valid and
+    # drawn as z asked
+    g = torch.Generator().manual_seed(100)
+    mu, _ = style_stats(gen, 2000, 0.7, rng=g)
+    z = torch.randn(64, gen.z_dim, generator=g)
+    with torch.no_grad():
+        styles = gen.styles(gen.truncate(gen.mapping(z), 0.7))
+        styles[3][:, 88] = mu[3][88]
+        read = classify(gen.synthesize(styles))
+    want = attributes_from_z(z)
+    for size, size_name in enumerate(world.SIZES):
+        for shape, shape_name in enumerate(world.SHAPES):
+            cell = read["valid"] & (want["size"] == size) & (want["shape"] == shape)
+            got = still[f"{size_name} {shape_name}"]
+            if not cell.any():
+                assert got is None
+                continue
+            assert got["n"] == cell.sum() and got["same"] == 1.0
+            assert got["plus"] == got["minus"] == pytest.approx((read["shape"][cell] == shape).mean())
+    pushed = ends_by_cell(gen, 3, 88, n=64)  # the shipped size channel: its ends differ for some cell
+    assert any(c is not None and (c["same"] < 1 or c["plus"] != c["minus"]) for c in pushed.values())
 
 
 def test_judge_family_edit_reads_what_changed():

@@ -20,6 +20,10 @@ def _record(layer, channel, moved):
     return dict(layer=layer, channel=channel, valid=1.0, rates=rates, shifts=dict(rates))
 
 
+def _cell(n, same, plus, minus):
+    return dict(n=n, same=same, plus=plus, minus=minus)
+
+
 def test_a_full_result_prints_the_continuous_and_the_family_tables(capsys):
     dq = _module()
     accuracy = dict(shape=1.0, colour=1.0, size=1.0, background=1.0)
@@ -60,6 +64,10 @@ def test_a_full_result_prints_the_continuous_and_the_family_tables(capsys):
                     valid=0.87,
                 )
             ),
+            ends=dict(
+                shape=dict(layer=5, channel=78, cells={"small circle": _cell(12, 0.5, 1.0, 0.5), "small cross": None}),
+                size=dict(layer=3, channel=88, cells={"small circle": _cell(20, 0.45, 1.0, 0.05), "small cross": None}),
+            ),
         ),
     )
     dq.print_tables(result)
@@ -70,3 +78,7 @@ def test_a_full_result_prints_the_continuous_and_the_family_tables(capsys):
     assert "| colour | red | 22 | 80.0 % | 100.0 % | 97.0 % |" in out
     assert "The best channels on 6 sample sets" in out  # robustness: strict in 1 of 6 sets, not when pooled
     assert "| shape | (5, 78) | 1 of 6 | no | 0.34 | - / 0.01 / 0.00 / 0.00 / 0.00 | 87 % |" in out
+    # where the side effects sit: per cell of z, both channels' shape kept between ends, the size ends as z
+    assert "| shape (5, 78) | size (3, 88) | size: + / - end as z |" in out
+    assert "| small circle | 50 % (12) | 45 % (20) | 100 % / 5 % |" in out
+    assert "| small cross | - | - | - |" in out
