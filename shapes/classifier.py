@@ -49,14 +49,15 @@ def _border(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:, :, 0, :], x[:, :, -1, :], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], axis=2)
 
 
-def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
+def classify(images: torch.Tensor, fits: bool = False) -> dict[str, np.ndarray]:
     """images [n, 3, 32, 32] in [-1, 1] -> attributes as np arrays (world index conventions) and `valid`.
 
     Keys: shape, colour, size, background (indices), x, y (in [0, 1]), cx, cy (shape centre in pixels),
     grey (the background's mean grey level), radius, rgb [n, 3], iou, shape_ious [n, 4] (every shape's fit),
     colour_distance, contrast, border_std (spread of the border ring around the background colour), unexplained
     (share of pixels off the two-colour model), steepness (edge sharpness), valid (bool); `failed_tests` names
-    the tests behind an invalid image.
+    the tests behind an invalid image. fits: also "fits" [n, 4, R, R], every shape's coverage as re-rendered at
+    the mask's area and centroid (what shape_ious compares the mask with).
     """
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != world.RESOLUTION:
         raise ValueError(
@@ -97,7 +98,7 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
     safe = np.maximum(area, 1e-6)
     mx = (mask.sum(1) * grid).sum(1) / safe
     my = (mask.sum(2) * grid).sum(1) / safe
-    ious, radii, cys = [], [], []
+    ious, radii, cys, cands = [], [], [], []
     for k, name in enumerate(world.SHAPES):
         r = np.sqrt(np.maximum(area, 0.25) / _AREA[name]).astype(np.float32)
         cy = my - (2 * world.EXTENT["triangle"] * r * np.sqrt(3) / 2) / 6 if name == "triangle" else my
@@ -105,6 +106,8 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
         ious.append(np.minimum(cand, mask).sum((1, 2)) / np.maximum(np.maximum(cand, mask).sum((1, 2)), 1e-6))
         radii.append(r)
         cys.append(cy)
+        if fits:
+            cands.append(cand)
     ious = np.stack(ious, 1)  # [n, 4]
     shape = ious.argmax(1)
     pick = np.arange(n)
@@ -134,6 +137,8 @@ def classify(images: torch.Tensor) -> dict[str, np.ndarray]:
         steepness=steepness,
     )
     out["valid"] = np.logical_and.reduce([test(out) for test in VALIDITY_TESTS.values()])
+    if fits:
+        out["fits"] = np.stack(cands, 1)  # [n, 4, R, R]
     return out
 
 

@@ -250,20 +250,15 @@ def misread(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def distinct_pixels(targets: torch.Tensor) -> torch.Tensor:
     """[B, 1, R, R] in [0, 1]: per target (world images, which the pixel classifier reads exactly), how far each
     pixel's coverage differs between the target's shape and the other shape most like it (the least coverage
-    L1) at the same centre and radius: a square's corners against a circle, a cross's notches. Zero elsewhere."""
+    L1), each re-rendered at the target's area and centroid as the classifier fits them (classify's fits): a
+    small square's corners against a circle's rim, a cross's arm tips and notches. Zero elsewhere."""
     from shapes.classifier import classify
 
-    c, n = classify(targets), len(targets)
-    covs = np.stack(  # [B, 4, R, R]: every shape at each target's centre and radius
-        [
-            np.clip(0.5 - world.shape_sdf(np.full(n, k), c["cx"], c["cy"], c["radius"]), 0.0, 1.0)
-            for k in range(len(world.SHAPES))
-        ],
-        1,
-    )
-    diff = np.abs(covs - covs[np.arange(n), c["shape"]][:, None])
+    c = classify(targets, fits=True)
+    n, own = len(targets), c["shape"]
+    diff = np.abs(c["fits"] - c["fits"][np.arange(n), own][:, None])  # [B, 4, R, R]
     totals = diff.sum((2, 3))
-    totals[np.arange(n), c["shape"]] = np.inf
+    totals[np.arange(n), own] = np.inf
     return torch.from_numpy(diff[np.arange(n), totals.argmin(1)][:, None].astype(np.float32))
 
 

@@ -80,6 +80,18 @@ def test_classifier_reads_procedural_images():
     assert np.abs(pred["x"] - attrs["x"]).max() < 0.1 and np.abs(pred["y"] - attrs["y"]).max() < 0.1
 
 
+def test_classifier_fits_are_the_shapes_it_compared():
+    imgs, attrs = world.sample(64, np.random.default_rng(6))
+    plain, pred = classifier.classify(imgs), classifier.classify(imgs, fits=True)
+    assert set(pred) == set(plain) | {"fits"} and all(np.array_equal(plain[k], pred[k]) for k in plain)
+    fits, cov = pred["fits"], world.coverage(attrs)  # [64, 4, R, R]
+    own = fits[np.arange(64), attrs["shape"]]
+    iou = np.minimum(own, cov).sum((1, 2)) / np.maximum(own, cov).sum((1, 2))
+    assert iou.min() > 0.9  # the true shape's fit is the drawn shape
+    areas = fits.sum((2, 3))  # every candidate at the same area
+    assert np.abs(areas / areas[:, :1] - 1).max() < 0.05
+
+
 def test_classifier_rejects_what_is_not_one_clean_shape():
     imgs, _ = world.sample(200, np.random.default_rng(6))
     blank = torch.full((4, 3, 32, 32), 0.3)
