@@ -13,10 +13,10 @@ then the mapping network regressing the encoder's w, then everything end to end 
 (`mixed_batch`): the coarse layers' w decides shape, size and position, the fine ones' colour and
 background, with up to five segments (a sixth, the last toRGB layer alone, decides nothing), and optional
 penalties, far channel pushes (a layer's pushes may be pinned to one channel), one channel trained as a shape
-switch and per-sample loss weights (`style_sparsity`, `rgb_spread`, `perturb_styles`, `pinned_channels`,
-`switch_channel`, `switch_ends`, `hard_weighted`; issue 17; its runs are in
+switch, per-sample loss weights and a loss on the pixels that tell shapes apart (`style_sparsity`, `rgb_spread`,
+`perturb_styles`, `pinned_channels`, `switch_channel`, `switch_ends`, `hard_weighted`, `distinct_l1`; issue 17; its runs are in
 models/demo/MODEL_CARD.md). The shipped generator is this trainer
-run in four phases: `shapes.demo_recipe`.
+run in five phases: `shapes.demo_recipe`.
 
     python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 2,3,5,6 \
         --out out/g.pt --work-dir out/g              # stage 5 alone, from a trained generator
@@ -104,7 +104,7 @@ class GeneratorTrainConfig:
     focus_share: float = 0.0  # stage 5: share of each batch drawn as the (shape, size) drawn worst (worst_cell)
     misread_weight: float = 0.0  # stage 5: extra weight of samples whose shape the pixel classifier misreads
     # stage 5: weight of the L1 over the pixels that tell each target's shape from the shape most like it
-    # (distinct_l1): a small square's corners, a small cross's notches
+    # at its area and centroid (distinct_l1): a small square's corners, a small cross's arm tips and notches
     distinct_weight: float = 0.0
     directed_centre: bool = False  # stage 5: a directed size target keeps the pushed image's centre (group_target)
     border_weight: float = 0.0  # stage 5: weight of the L1 on the image's outer rings (pixel_loss)

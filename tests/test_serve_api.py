@@ -66,7 +66,9 @@ def test_direction_and_channel_answers_are_the_cli_json(client):
 def test_edit_png_is_the_library_edit(client):
     c, atlas, _ = client
     d = atlas.direction("red", beta="auto")
-    ws = atlas.sample_ws([1, 2], psi=0.7)
+    # one seed at a time, as the server samples them: a batch of two maps z to w with other float rounding, and
+    # a pixel near a rounding edge of uint8 can then come out one level apart
+    ws = torch.cat([atlas.sample_ws([seed], psi=0.7) for seed in (1, 2)])
     got = image(c.get("/api/edit.png", params=dict(prompt="red", beta="auto", alpha=4, seed=1)))
     assert np.array_equal(got, pixels(atlas.edit(ws[:1], d, 4.0))[0])
     assert np.array_equal(got, image(c.get("/api/edit.png", params=dict(prompt="red", beta="auto", seed=1))))
