@@ -10,8 +10,9 @@ colour, background each from their own z), then far pushes of the size and backg
 targets with a light sparsity, then a sixth z for the last toRGB layer that the target ignores ("2,3,5,6,7"),
 pushes toward directed targets (the size or background class the push moved toward) and a focus on the
 shape and size drawn worst, then that phase again for 600 steps with a loss on the pixels that tell each
-target's shape from the shape most like it (`distinct_weight`). Every phase writes its generator to the work dir and resumes from its own
-checkpoint, so an interrupted recipe continues where it stopped; finished phases are not run again.
+target's shape from the shape most like it (`distinct_weight`). Every phase writes its generator to the work
+dir and resumes from its own checkpoint, so an interrupted recipe continues where it stopped; finished phases
+are not run again.
 See models/demo/MODEL_CARD.md for what each phase did to the strict probe and the atlas edits (issue 17).
 """
 
