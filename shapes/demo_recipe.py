@@ -1,6 +1,6 @@
 """Train the shipped demo generator (models/demo/generator.pt): shapes.train_generator run in its phases.
 
-    python -m shapes.demo_recipe                     # about 59 CPU-minutes on one thread
+    python -m shapes.demo_recipe                     # about 56 CPU-minutes on one thread
     python -m shapes.demo_recipe --scale 0.01 --out /tmp/g.pt --work-dir /tmp/recipe     # a quick trial
 
 Phase 1 trains from scratch: stage 1 (synthesis), stage 2 (mapping), then style mixing from the start
@@ -9,10 +9,8 @@ previous phase's generator (`init`) with its own settings: finer splits ("2,3,5,
 colour, background each from their own z), then far pushes of the size and background layers toward group
 targets with a light sparsity, then a sixth z for the last toRGB layer that the target ignores ("2,3,5,6,7"),
 pushes toward directed targets (the size or background class the push moved toward) and a focus on the
-shape and size drawn worst, then that phase again for 600 steps with a loss on the pixels that tell each
-target's shape from the shape most like it (`distinct_weight`). Every phase writes its generator to the work
-dir and resumes from its own checkpoint, so an interrupted recipe continues where it stopped; finished phases
-are not run again.
+shape and size drawn worst. Every phase writes its generator to the work dir and resumes from its own
+checkpoint, so an interrupted recipe continues where it stopped; finished phases are not run again.
 See models/demo/MODEL_CARD.md for what each phase did to the strict probe and the atlas edits (issue 17).
 """
 
@@ -46,14 +44,6 @@ PHASES = (  # GeneratorTrainConfig fields per phase, on top of its defaults
         **PUSHES,
         perturb_target="directed",
         focus_share=0.15,
-    ),
-    dict(  # the fourth phase again, shorter, with the distinct-pixel loss (corners, notches, arm tips)
-        mixing_steps=600,
-        **(MIXING | dict(mixing_splits="2,3,5,6,7")),
-        **PUSHES,
-        perturb_target="directed",
-        focus_share=0.15,
-        distinct_weight=6.0,
     ),
 )
 STEP_FIELDS = ("synthesis_steps", "mapping_steps", "joint_steps", "refine_steps", "mixing_steps")
