@@ -60,9 +60,8 @@ def generator_quality(gen, n: int = 1000, psi: float = 0.7, seed: int = 0) -> di
     for name in world.ATTRIBUTE_NAMES:  # among valid samples: does the image show what z asked for?
         out[f"{name}_as_z"] = float((pred[name][ok] == target[name][ok]).mean()) if ok.any() else 0.0
     cells = {}
-    for size, size_name in enumerate(world.SIZES):
-        for shape, shape_name in enumerate(world.SHAPES):
-            cell = ok & (target["size"] == size) & (target["shape"] == shape)
-            cells[f"{size_name} {shape_name}"] = float((pred["shape"][cell] == shape).mean()) if cell.any() else None
+    for name, size, shape in world.cells():
+        cell = ok & (target["size"] == size) & (target["shape"] == shape)
+        cells[name] = float((pred["shape"][cell] == shape).mean()) if cell.any() else None
     out["shape_as_z_cells"] = cells
     return out

@@ -135,19 +135,18 @@ def ends_by_cell(gen, layer: int, channel: int, n: int = 192, seed: int = 100, a
     want = attributes_from_z(z)
     ok = plus["valid"] & minus["valid"]
     out = {}
-    for size, size_name in enumerate(world.SIZES):
-        for shape, shape_name in enumerate(world.SHAPES):
-            cell = ok & (want["size"] == size) & (want["shape"] == shape)
-            out[f"{size_name} {shape_name}"] = (
-                dict(
-                    n=int(cell.sum()),
-                    same=float((plus["shape"][cell] == minus["shape"][cell]).mean()),
-                    plus=float((plus["shape"][cell] == shape).mean()),
-                    minus=float((minus["shape"][cell] == shape).mean()),
-                )
-                if cell.any()
-                else None
+    for name, size, shape in world.cells():
+        cell = ok & (want["size"] == size) & (want["shape"] == shape)
+        out[name] = (
+            dict(
+                n=int(cell.sum()),
+                same=float((plus["shape"][cell] == minus["shape"][cell]).mean()),
+                plus=float((plus["shape"][cell] == shape).mean()),
+                minus=float((minus["shape"][cell] == shape).mean()),
             )
+            if cell.any()
+            else None
+        )
     return out
 
 

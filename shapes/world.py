@@ -73,6 +73,15 @@ def subset(attrs: dict, index) -> dict:
     return {k: v[index] for k, v in attrs.items()}
 
 
+def cells() -> list[tuple[str, int, int]]:
+    """Every (size, shape) cell: (name as "small cross", size index, shape index), small before large."""
+    return [
+        (f"{size_name} {shape_name}", size, shape)
+        for size, size_name in enumerate(SIZES)
+        for shape, shape_name in enumerate(SHAPES)
+    ]
+
+
 def _centre_range(shape, radius) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi): the pixel range a bounding-box centre can take, per shape index and radius (x or y 0 and 1)."""
     half = radius * np.array([EXTENT[s] for s in SHAPES], dtype=np.float32)[shape]
