@@ -10,7 +10,9 @@ colour, background each from their own z), then far pushes of the size and backg
 targets with a light sparsity, then a sixth z for the last toRGB layer that the target ignores ("2,3,5,6,7"),
 pushes toward directed targets (the size or background class the push moved toward) and a focus on the
 shape and size drawn worst. Every phase writes its generator to the work dir and resumes from its own
-checkpoint, so an interrupted recipe continues where it stopped; finished phases are not run again.
+checkpoint, so an interrupted recipe continues where it stopped; finished phases are not run again. The weights
+are bit for bit the shipped ones only on a CPU that rounds as the training machine's did: elsewhere the recipe
+gives a generator of the same quality whose single-attribute channels differ (MODEL_CARD.md, tenth round).
 See models/demo/MODEL_CARD.md for what each phase did to the strict probe and the atlas edits (issue 17).
 """
 
