@@ -106,6 +106,7 @@ class GeneratorTrainConfig:
     # stage 5: weight of the L1 over the pixels that tell each target's shape from the shape most like it
     # at its area and centroid (distinct_l1): a small square's corners, a small cross's arm tips and notches
     distinct_weight: float = 0.0
+    distinct_shapes: str = ""  # stage 5: the target shapes distinct_l1 counts ("circle,square,cross"; "": every shape)
     directed_centre: bool = False  # stage 5: a directed size target keeps the pushed image's centre (group_target)
     border_weight: float = 0.0  # stage 5: weight of the L1 on the image's outer rings (pixel_loss)
     curriculum: float = 0.4  # share of stage 1 over which colours, backgrounds and positions are phased in
@@ -247,26 +248,39 @@ def misread(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy((shapes[: len(images)] != shapes[len(images) :]).astype(np.float32))
 
 
-def distinct_pixels(targets: torch.Tensor) -> torch.Tensor:
+def distinct_pixels(targets: torch.Tensor, shapes: str = "") -> torch.Tensor:
     """[B, 1, R, R] in [0, 1]: per target (world images, which the pixel classifier reads exactly), how far each
     pixel's coverage differs between the target's shape and the other shape most like it (the least coverage
     L1), each re-rendered at the target's area and centroid as the classifier fits them (classify's fits): a
-    small square's corners against a circle's rim, a cross's arm tips and notches. Zero elsewhere."""
+    small square's corners against a circle's rim, a cross's arm tips and notches. Zero elsewhere, and for every
+    target whose shape `shapes` ("circle,square,cross") leaves out."""
     from shapes.classifier import classify
 
+    counted = shape_indices(shapes, "distinct_shapes") if shapes else list(range(len(world.SHAPES)))
     c = classify(targets, fits=True)
     n, own = len(targets), c["shape"]
     diff = np.abs(c["fits"] - c["fits"][np.arange(n), own][:, None])  # [B, 4, R, R]
     totals = diff.sum((2, 3))
     totals[np.arange(n), own] = np.inf
-    return torch.from_numpy(diff[np.arange(n), totals.argmin(1)][:, None].astype(np.float32))
+    out = diff[np.arange(n), totals.argmin(1)][:, None].astype(np.float32)
+    out[~np.isin(own, counted)] = 0.0
+    return torch.from_numpy(out)
 
 
-def distinct_l1(fake: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def shape_indices(names: str, option: str) -> list[int]:
+    """world.SHAPES indices of "circle,cross"; ValueError naming `option` for a name that is not a shape."""
+    chosen = names.split(",")
+    if not set(chosen) <= set(world.SHAPES):
+        raise ValueError(f"{option} must name shapes among {world.SHAPES}, got {names!r}")
+    return [world.SHAPES.index(name) for name in chosen]
+
+
+def distinct_l1(fake: torch.Tensor, targets: torch.Tensor, shapes: str = "") -> torch.Tensor:
     """The L1 of fake against targets over each target's distinct_pixels (weighted by them, averaged per
     sample), averaged over the batch. The pixel loss barely sees a small square drawn as a circle (a few corner
-    pixels among a thousand); this term is all such pixels."""
-    weight = distinct_pixels(targets)
+    pixels among a thousand); this term is all such pixels. shapes: only targets of these shapes count (the
+    others add zero, so each counted sample weighs what it would with every shape counted)."""
+    weight = distinct_pixels(targets, shapes)
     each = (weight * (fake - targets).abs()).sum((1, 2, 3)) / (3 * weight.sum((1, 2, 3)).clamp(min=1e-6))
     return each.mean()
 
@@ -755,6 +769,8 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
         raise ValueError(f"pin_channels ({cfg.pin_channels!r}) may not pin a switch layer ({cfg.switch_layers!r})")
     if cfg.switch_shapes != "natural":
         switch_ends(cfg.switch_shapes)  # a bad value fails here, before any training
+    if cfg.distinct_shapes:
+        shape_indices(cfg.distinct_shapes, "distinct_shapes")
     if cfg.switch_shapes and not cfg.switch_layers:
         raise ValueError("switch_shapes needs switch_layers: the layers whose channel is trained as the switch")
     work = Path(cfg.work_dir)
@@ -897,7 +913,7 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
                 else:  # the batch mean exactly as before the per-sample weights existed (same rounding)
                     loss = pixel_loss(fake, target, **weights)
                 if cfg.distinct_weight:
-                    loss = loss + cfg.distinct_weight * distinct_l1(fake, target)
+                    loss = loss + cfg.distinct_weight * distinct_l1(fake, target, cfg.distinct_shapes)
                 if cfg.affine_l1:
                     loss = loss + cfg.affine_l1 * affine_l1(gen)
                 if cfg.style_sparsity:

@@ -225,6 +225,24 @@ def test_distinct_l1_sees_a_small_square_drawn_as_a_circle_and_nothing_else():
     assert tg.distinct_l1(as_circle, target) > 2 * tg.pixel_loss(as_circle, target)
 
 
+def test_distinct_shapes_counts_only_the_named_target_shapes():
+    attrs = world.sample_attributes(3, np.random.default_rng(5))
+    attrs.update(shape=np.array([1, 2, 3]), size=np.zeros(3, int), radius=np.full(3, 4.6, np.float32))
+    target = world.render(attrs)
+    every, some = tg.distinct_pixels(target), tg.distinct_pixels(target, "square,cross")
+    assert every[1].sum() > 0 and some[1].sum() == 0  # the triangle is left out
+    assert torch.equal(some[[0, 2]], every[[0, 2]])
+    as_circle = world.render(dict(attrs, shape=np.zeros(3, int)))
+    # the left-out sample adds zero; the others weigh what they would with every shape counted
+    alone = [tg.distinct_l1(as_circle[[k]], target[[k]]) for k in range(3)]
+    assert torch.isclose(tg.distinct_l1(as_circle, target, "square,cross"), (alone[0] + alone[2]) / 3)
+    assert torch.isclose(tg.distinct_l1(as_circle, target), sum(alone) / 3)
+    with pytest.raises(ValueError, match="distinct_shapes must name shapes"):
+        tg.distinct_pixels(target, "square,hexagon")
+    with pytest.raises(ValueError, match="distinct_shapes must name shapes"):
+        tg.train(tg.GeneratorTrainConfig(distinct_weight=1.0, distinct_shapes="blob"))
+
+
 def test_stage_5_starts_from_a_trained_generator(tmp_path):
     start = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=3)
     start.update_mean_w(n=500)
