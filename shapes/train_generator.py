@@ -618,9 +618,10 @@ def switch_ends(shapes: str) -> tuple[int, int] | None:
     if shapes == "cycle":
         return -1, -1
     names = shapes.split(",")
-    if len(names) != 2 or names[0] == names[1] or not set(names) <= set(world.SHAPES):
+    if len(names) != 2 or names[0] == names[1]:
         raise ValueError(f"switch_shapes must be two different shapes of {world.SHAPES}, got {shapes!r}")
-    return world.SHAPES.index(names[0]), world.SHAPES.index(names[1])
+    plus, minus = shape_indices(shapes, "switch_shapes")
+    return plus, minus
 
 
 def switch_target(
