@@ -954,7 +954,10 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
 
 
 def main(argv=None) -> None:
-    train(config_from_args(GeneratorTrainConfig, __doc__.splitlines()[0], argv))
+    try:
+        train(config_from_args(GeneratorTrainConfig, __doc__.splitlines()[0], argv))
+    except ValueError as e:  # a bad option (a shape, layer or target name): one line, not a traceback
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -241,6 +241,8 @@ def test_distinct_shapes_counts_only_the_named_target_shapes():
         tg.distinct_pixels(target, "square,hexagon")
     with pytest.raises(ValueError, match="distinct_shapes must name shapes"):
         tg.train(tg.GeneratorTrainConfig(distinct_weight=1.0, distinct_shapes="blob"))
+    with pytest.raises(SystemExit, match="^error: distinct_shapes must name shapes"):  # the CLI: one line
+        tg.main(["--distinct-weight", "1", "--distinct-shapes", "blob"])
 
 
 def test_stage_5_starts_from_a_trained_generator(tmp_path):
