@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from models.demo import DEMO_DIR
+from models.errors import AtlasError
 from models.files import atomic_path
 
 MIXING = dict(mixing_splits="2,3,5,6", affine_l1=0.3)
@@ -102,7 +103,10 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (a quick trial)")
     args = ap.parse_args(argv)
-    train_recipe(args.out, args.work_dir, args.seed, args.threads, args.scale)
+    try:
+        train_recipe(args.out, args.work_dir, args.seed, args.threads, args.scale)
+    except (ValueError, AtlasError) as e:  # a phase's bad input (e.g. an unreadable phase file): one line
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

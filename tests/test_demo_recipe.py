@@ -36,3 +36,12 @@ def test_the_recipe_writes_the_last_phase_and_skips_finished_phases(tmp_path, mo
     monkeypatch.setattr(tg, "train", lambda cfg: ran.append(cfg.out) or real(cfg))
     demo_recipe.train_recipe(str(out), str(work), scale=0.001)
     assert ran == [str(work / "phase3.pt")]
+
+
+def test_the_cli_says_one_line_when_a_phase_file_is_unreadable(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "phase0.pt").write_bytes(b"not a generator")  # a finished-looking first phase, cut short by a full disk
+    with pytest.raises(SystemExit, match=r"^error: checkpoint .*phase0\.pt is not a readable PyTorch file"):
+        demo_recipe.main(["--work-dir", str(work), "--out", str(tmp_path / "g.pt"), "--scale", "0.001"])
+    assert not (tmp_path / "g.pt").exists() and not (work / "phase1.pt").exists()
