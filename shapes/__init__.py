@@ -9,6 +9,8 @@ import argparse
 import contextlib
 import dataclasses
 
+from models.errors import AtlasError
+
 
 def config_from_args(config_class, description: str, argv=None):
     """A trainer's config dataclass from the command line: one --flag per field, typed and defaulted like the
@@ -21,6 +23,16 @@ def config_from_args(config_class, description: str, argv=None):
         else:
             parser.add_argument(flag, type=type(f.default), default=f.default)
     return config_class(**vars(parser.parse_args(argv)))
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """A trainer's command line: bad input (ValueError: a bad option such as a shape, layer or target name;
+    AtlasError: an unreadable or wrong model file) ends the run with one 'error: ...' line, not a traceback."""
+    try:
+        yield
+    except (ValueError, AtlasError) as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 @contextlib.contextmanager

@@ -24,8 +24,8 @@ import shutil
 from pathlib import Path
 
 from models.demo import DEMO_DIR
-from models.errors import AtlasError
 from models.files import atomic_path
+from shapes import one_line_errors
 
 MIXING = dict(mixing_splits="2,3,5,6", affine_l1=0.3)
 PUSHES = dict(  # far pushes of the size and background layers (3, 9) with a light sparsity there
@@ -103,10 +103,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (a quick trial)")
     args = ap.parse_args(argv)
-    try:
+    with one_line_errors():  # a phase's bad input, e.g. an unreadable phase file
         train_recipe(args.out, args.work_dir, args.seed, args.threads, args.scale)
-    except (ValueError, AtlasError) as e:  # a phase's bad input (e.g. an unreadable phase file): one line
-        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from models.files import atomic_path
 from models.stylegan2 import StyleGAN2Generator, load_generator, save_generator
-from shapes import config_from_args, style_stats, torch_threads, world
+from shapes import config_from_args, one_line_errors, style_stats, torch_threads, world
 
 ARCHITECTURE = dict(resolution=32, style_dim=64, n_mlp=4, channels={4: 128, 8: 128, 16: 64, 32: 32})
 Z_COLOUR, Z_SHAPE = slice(0, 6), slice(6, 10)
@@ -954,10 +954,8 @@ def _train(cfg: GeneratorTrainConfig) -> StyleGAN2Generator:
 
 
 def main(argv=None) -> None:
-    try:
+    with one_line_errors():  # a bad option, or an --init file that is not a generator
         train(config_from_args(GeneratorTrainConfig, __doc__.splitlines()[0], argv))
-    except ValueError as e:  # a bad option (a shape, layer or target name): one line, not a traceback
-        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

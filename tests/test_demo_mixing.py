@@ -245,6 +245,14 @@ def test_distinct_shapes_counts_only_the_named_target_shapes():
         tg.main(["--distinct-weight", "1", "--distinct-shapes", "blob"])
 
 
+def test_the_cli_says_one_line_when_the_init_file_is_not_a_generator(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a generator")
+    args = ["--init", str(tmp_path / "bad.pt"), "--mixing-steps", "1", "--work-dir", str(tmp_path / "w")]
+    with pytest.raises(SystemExit, match=r"^error: checkpoint .*bad\.pt is not a readable PyTorch file"):
+        tg.main([*args, "--out", str(tmp_path / "g.pt")])
+    assert not (tmp_path / "g.pt").exists()
+
+
 def test_stage_5_starts_from_a_trained_generator(tmp_path):
     start = tg.StyleGAN2Generator(**tg.ARCHITECTURE, seed=3)
     start.update_mean_w(n=500)
