@@ -1,6 +1,6 @@
 """Train the shipped demo generator (models/demo/generator.pt): shapes.train_generator run in its phases.
 
-    python -m shapes.demo_recipe                     # about 56 CPU-minutes on one thread
+    python -m shapes.demo_recipe                     # about 60 CPU-minutes on one thread
     python -m shapes.demo_recipe --scale 0.01 --out /tmp/g.pt --work-dir /tmp/recipe     # a quick trial
 
 Phase 1 trains from scratch: stage 1 (synthesis), stage 2 (mapping), then style mixing from the start
@@ -9,7 +9,9 @@ previous phase's generator (`init`) with its own settings: finer splits ("2,3,5,
 colour, background each from their own z), then far pushes of the size and background layers toward group
 targets with a light sparsity, then a sixth z for the last toRGB layer that the target ignores ("2,3,5,6,7"),
 pushes toward directed targets (the size or background class the push moved toward) and a focus on the
-shape and size drawn worst. Every phase writes its generator to the work dir and resumes from its own
+shape and size drawn worst, then pushes on the shape layer (5) too, out to 8 sigma, with the shape the image
+moved toward as the target, and a loss on the pixels that tell each circle, square or cross target from the
+shape most like it (`distinct_weight`). Every phase writes its generator to the work dir and resumes from its own
 checkpoint, so an interrupted recipe continues where it stopped; finished phases are not run again. The weights
 are bit for bit the shipped ones only on a CPU that rounds as the training machine's did: elsewhere the recipe
 gives a generator of the same quality whose single-attribute channels differ (MODEL_CARD.md, tenth round).
@@ -37,17 +39,27 @@ PUSHES = dict(  # far pushes of the size and background layers (3, 9) with a lig
     rgb_spread=0.3,
     region_weight=3.0,
 )
+TARGETS = dict(  # a sixth z for the last toRGB layer alone, directed targets, a focus on the worst-drawn cell
+    **(MIXING | dict(mixing_splits="2,3,5,6,7")),
+    **PUSHES,
+    perturb_target="directed",
+    focus_share=0.15,
+)
+SHAPE = dict(  # pushes on the shape layer (5) too, out to 8 sigma, and the distinct-pixel loss
+    perturb_share=0.35,
+    perturb_layers="3,5,9",
+    perturb_sigmas=8.0,
+    pin_channels="5:78",  # the fourth phase's best shape channel on the training machine (MODEL_CARD.md)
+    perturb_target="directed-shape",
+    distinct_weight=6.0,
+    distinct_shapes="circle,square,cross",  # not triangles: their corners are what the circle fallback must round
+)
 PHASES = (  # GeneratorTrainConfig fields per phase, on top of its defaults
     dict(joint_steps=0, refine_steps=0, mixing_steps=7000, mixing_splits="3,5", affine_l1=0.3),
     dict(mixing_steps=3000, **MIXING),
     dict(mixing_steps=2000, **MIXING, **PUSHES, perturb_target="group"),
-    dict(
-        mixing_steps=2000,
-        **(MIXING | dict(mixing_splits="2,3,5,6,7")),  # a sixth z: the last toRGB layer alone
-        **PUSHES,
-        perturb_target="directed",
-        focus_share=0.15,
-    ),
+    dict(mixing_steps=2000, **TARGETS),
+    dict(mixing_steps=650, **(TARGETS | SHAPE)),
 )
 STEP_FIELDS = ("synthesis_steps", "mapping_steps", "joint_steps", "refine_steps", "mixing_steps")
 

@@ -15,7 +15,7 @@ background, with up to five segments (a sixth, the last toRGB layer alone, decid
 penalties, far channel pushes (a layer's pushes may be pinned to one channel), one channel trained as a shape
 switch, per-sample loss weights and a loss on the pixels that tell shapes apart (`style_sparsity`, `rgb_spread`,
 `perturb_styles`, `pinned_channels`, `switch_channel`, `switch_ends`, `hard_weighted`, `distinct_l1`; issue 17;
-its runs are in models/demo/MODEL_CARD.md). The shipped generator is this trainer run in four phases:
+its runs are in models/demo/MODEL_CARD.md). The shipped generator is this trainer run in five phases:
 `shapes.demo_recipe`.
 
     python -m shapes.train_generator --init models/demo/generator.pt --mixing-steps 2000 --mixing-splits 2,3,5,6 \
