@@ -13,8 +13,10 @@ shape and size drawn worst, then pushes on the shape layer (5) too, out to 8 sig
 moved toward as the target, and a loss on the pixels that tell each circle, square or cross target from the
 shape most like it (`distinct_weight`). Every phase writes its generator to the work dir and resumes from its own
 checkpoint, so an interrupted recipe continues where it stopped; finished phases are not run again. The weights
-are bit for bit the shipped ones only on a CPU that rounds as the training machine's did: elsewhere the recipe
-gives a generator of the same quality whose single-attribute channels differ (MODEL_CARD.md, tenth round).
+follow float rounding, which differs between CPUs: phases 1-4 reproduce the shipped fourth phase bit for bit on
+the machine that trained them, and phase 5 the shipped generator from that file on another machine (an AMD
+EPYC); elsewhere the recipe gives a generator of the same quality whose single-attribute channels may differ
+(MODEL_CARD.md, tenth and thirteenth rounds).
 See models/demo/MODEL_CARD.md for what each phase did to the strict probe and the atlas edits (issue 17).
 """
 
