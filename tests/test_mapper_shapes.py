@@ -31,9 +31,10 @@ def test_red_mapper_makes_fresh_shapes_redder_and_keeps_their_shape(one_thread):
 @pytest.mark.parametrize("prompt", ["blue", "large"])
 def test_edit_text_auto_takes_the_global_direction_where_it_works(shapes, prompt):
     # on the shipped generator (five phases), at edit_text's default beta 0.15, blue reaches blue in 11 of these 12
-    # samples and keeps the shape of 11, large grows 12 and keeps 11 (P3, four phases: 12 of 12 each); red,
-    # which the generator of stages 1-4 used here, reaches red in 8 of 12 (it makes all 12 redder), too few for
-    # this bar, though the auto test now takes the global direction for it (P3: 7 of 12, declined)
+    # samples and keeps the shape of 11, large grows 12 and keeps 11; red, which the generator of stages 1-4 used
+    # here, reaches red in 8 of 12 (it makes all 12 redder), too few for this bar, though the auto test now takes
+    # the global direction for it. On P3 (four phases), benchmarks/edit_auto.py read blue and large at 12 of 12
+    # and red at 7 of 12, declined
     atlas, _ = shapes
     ws, _ = fresh_samples(atlas.generator, 12, prompt, seed=2000)
     result = atlas.edit_text(ws, prompt)
